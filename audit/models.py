@@ -1,0 +1,52 @@
+"""The append-only audit trail."""
+from django.conf import settings
+from django.db import models
+
+
+class AppendOnlyError(Exception):
+    """Audit events are never changed or deleted once written."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("Audit events are append-only.")
+
+    def delete(self):
+        raise AppendOnlyError("Audit events are append-only.")
+
+
+class AuditEvent(models.Model):
+    """One thing that happened: who or what did it, to which object, and what changed.
+
+    `changes` maps a field name to `[old, new]`; it never holds a secret's value (only
+    the fact that a secret changed).
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=60, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # The system whose data caused the change ("hub" for user actions in Syncapp).
+    system = models.CharField(max_length=100, blank=True)
+    object_type = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=64, db_index=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    # Plain ids rather than foreign keys: the trail outlives what it describes.
+    contact_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    run_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.object_type} {self.object_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Audit events are append-only.")

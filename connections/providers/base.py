@@ -1,0 +1,147 @@
+"""The one interface every provider client implements, and the plain records it speaks.
+
+Providers know HTTP and their provider's API, never the hub models or the engine: they
+take and return the dataclasses below. Field values are keyed by the provider's own
+field names (HubSpot property names; Mailchimp `email_address`, `status`, `tags` and
+merge tags such as `FNAME`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What a client needs to reach one account: plain values, secrets included."""
+
+    base_url: str
+    api_key: str = ""
+    access_token: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    rate_limit_requests: int | None = None
+    rate_limit_window_seconds: int | None = None
+    max_concurrency: int | None = None
+    # Names the budget shared by every worker using this account (the connection id).
+    budget_key: str = ""
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    label: str
+    type: str = "string"
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    external_id: str
+    fields: Mapping[str, Any]
+    modified_at: datetime | None = None
+    archived: bool = False
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of changed records and the cursor to resume after it."""
+
+    records: list[RemoteRecord]
+    cursor: str
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """A record to upsert. `key` is the caller's handle, echoed back in the result."""
+
+    key: Any
+    email: str
+    fields: Mapping[str, Any]
+    external_id: str | None = None
+    # The email consent state to apply, already decided by the engine's consent rule:
+    # None leaves the remote state alone (new records get the connection's default).
+    email_consent: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    key: Any
+    ok: bool
+    external_id: str | None = None
+    # Values as the provider now holds them, when its reply says (the new merge base).
+    fields: Mapping[str, Any] | None = None
+    error_class: str = ""
+    message: str = ""
+    retriable: bool = False
+
+
+class ProviderError(Exception):
+    """A call failed. `retriable` tells whether the same call may succeed later."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, status: int | None = None, retriable: bool | None = None):
+        super().__init__(message)
+        self.status = status
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class TransientError(ProviderError):
+    """5xx, 429, timeouts and resets that outlasted the retries."""
+
+    retriable = True
+
+
+class AuthenticationError(ProviderError):
+    """The credentials were refused (401/403): the connection needs attention."""
+
+
+class RecordRejected(ProviderError):
+    """The provider refused one record (4xx other than auth and rate limits)."""
+
+
+class Provider(ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    default_base_url: ClassVar[str]
+    # The external field that holds the email address, the identity key everywhere.
+    email_field: ClassVar[str]
+    # The most records one write call accepts.
+    max_batch: ClassVar[int]
+    # The largest page one read call returns.
+    max_page: ClassVar[int]
+    # Published rate limit: requests per window (seconds), and concurrent requests.
+    rate_limit: ClassVar[tuple[int, int] | None] = None
+    max_concurrency: ClassVar[int | None] = None
+
+    def __init__(self, config: ProviderConfig, http):
+        self.config = config
+        self.http = http
+
+    @abstractmethod
+    def discover_fields(self) -> list[FieldInfo]:
+        """Return the fields a mapping can use."""
+
+    @abstractmethod
+    def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
+        """Yield pages of records changed since `cursor` (all records when None)."""
+
+    @abstractmethod
+    def read_by_ids(self, external_ids: Sequence[str]) -> list[RemoteRecord]:
+        """Return the records with these ids; unknown ids are left out."""
+
+    @abstractmethod
+    def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
+        """Create or update up to `max_batch` records; one result per record."""
+
+    @abstractmethod
+    def archive(self, external_id: str) -> None:
+        """Archive (soft-delete) one record."""
+
+    @abstractmethod
+    def erase(self, external_id: str) -> None:
+        """Permanently delete one record and everything the provider keeps about it."""

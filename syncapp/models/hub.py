@@ -1,0 +1,84 @@
+"""The hub: one Contact per person, tied to each external record by a RecordLink."""
+from django.db import models
+
+
+class ConsentState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    SUBSCRIBED = "subscribed", "Subscribed"
+    PENDING = "pending", "Pending"
+    TRANSACTIONAL = "transactional", "Transactional only"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    CLEANED = "cleaned", "Cleaned (hard bounce)"
+
+
+# Hub fields a FieldMapping can name, with their labels. Custom attributes are written
+# `attributes.<name>`.
+HUB_FIELDS = {
+    "email": "Email",
+    "phone": "Phone (E.164)",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "company": "Company",
+    "lifecycle_stage": "Lifecycle stage",
+    "email_consent": "Email consent",
+}
+
+
+class Contact(models.Model):
+    email = models.CharField(max_length=320, null=True, blank=True, db_index=True, help_text="Trimmed and lowercased.")
+    phone = models.CharField(max_length=20, null=True, blank=True, db_index=True, help_text="E.164.")
+    first_name = models.TextField(blank=True)
+    last_name = models.TextField(blank=True)
+    company = models.TextField(blank=True)
+    lifecycle_stage = models.CharField(max_length=100, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    email_consent = models.CharField(max_length=20, choices=ConsentState.choices, default=ConsentState.UNKNOWN)
+    erased = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.email or self.phone or f"Contact {self.pk}"
+
+    def hub_value(self, hub_field: str):
+        if hub_field.startswith("attributes."):
+            return self.attributes.get(hub_field.removeprefix("attributes."))
+        return getattr(self, hub_field)
+
+
+class RecordLink(models.Model):
+    """One contact's record in one connected system, and what was last agreed with it."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="links")
+    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="links")
+    # Empty until the record exists there (a contact waiting for its first push).
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    # External field -> value last agreed with that system: the base of the three-way
+    # merge, and what tells an echo of Syncapp's own write from a real change.
+    merge_base = models.JSONField(default=dict, blank=True)
+    remote_modified_at = models.DateTimeField(null=True, blank=True)
+    pending_push = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    last_pushed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "contact"], name="one_link_per_contact_and_connection"),
+            models.UniqueConstraint(
+                fields=["connection", "external_id"],
+                condition=models.Q(external_id__isnull=False),
+                name="one_link_per_external_record",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["connection", "pending_push"], name="link_pending_push",
+                         condition=models.Q(pending_push=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.external_id or '(not yet pushed)'}"

@@ -1,0 +1,94 @@
+"""Sync runs, their progress and counts, and the record-level errors they met."""
+from django.db import models
+
+
+class SyncRun(models.Model):
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        WEBHOOK = "webhook", "Webhook"
+        RETRY = "retry", "Retry"
+        COMMAND = "command", "Command line"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        ABANDONED = "abandoned", "Abandoned (worker died)"
+        SKIPPED = "skipped", "Skipped (another run in progress)"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    phase = models.CharField(max_length=100, blank=True, help_text="What the run is doing now, for the progress bar.")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    cursors_before = models.JSONField(default=dict, blank=True)
+    cursors_after = models.JSONField(default=dict, blank=True)
+    read_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    pushed_count = models.PositiveIntegerField(default=0)
+    conflict_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    # Connection name -> number of HTTP requests made, retries included.
+    api_calls = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # One active run per sync, enforced by the database itself.
+            models.UniqueConstraint(
+                fields=["sync"], condition=models.Q(status__in=["queued", "running"]), name="one_active_run_per_sync"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sync} run {self.pk} ({self.status})"
+
+    @property
+    def api_call_total(self) -> int:
+        return sum(self.api_calls.values())
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def percent(self) -> int:
+        if not self.progress_total:
+            return 100 if self.status not in self.ACTIVE else 0
+        return min(100, int(100 * self.progress_done / self.progress_total))
+
+
+class RecordError(models.Model):
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="record_errors")
+    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="record_errors")
+    contact = models.ForeignKey("syncapp.Contact", null=True, blank=True, on_delete=models.SET_NULL)
+    external_id = models.CharField(max_length=200, blank=True)
+    error_class = models.CharField(max_length=100)
+    # Already redacted: never a credential, and cut to a readable length.
+    message = models.TextField()
+    retriable = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=1)
+    resolved = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.error_class}: {self.message[:80]}"

@@ -1,0 +1,15 @@
+import pytest
+from django.contrib.auth.models import Group
+
+from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
+
+
+@pytest.mark.django_db
+def test_the_migration_creates_the_three_roles_with_permissions():
+    marketer = Group.objects.get(name=MARKETER)
+    assert marketer.permissions.filter(codename="change_connection").exists()
+    assert marketer.permissions.filter(codename="add_fieldmapping").exists()
+    assert Group.objects.get(name=REVIEWER).permissions.filter(codename="view_contact").exists()
+    compliance = Group.objects.get(name=COMPLIANCE)
+    assert compliance.permissions.filter(codename="view_auditevent").exists()
+    assert not compliance.permissions.filter(codename="change_connection").exists()
