@@ -1,0 +1,969 @@
+"""The emulated HubSpot CRM v3 contacts API, served under `/hubspot` (for https://api.hubapi.com).
+
+Behaviour follows HubSpot's public documentation, and where that is silent the emulator
+is strict:
+- Property values are strings. `hs_object_id`, `createdate` and `lastmodifieddate` are
+  kept by the server and refused on writes; unknown properties are refused.
+- Emails are trimmed and lowercased on write and unique among live contacts, ignoring
+  case: creating a second contact with an existing email is a 409 CONFLICT. Seeded
+  legacy records may break these rules, as real portals holding old imports do.
+- Every change gives the contact a `lastmodifieddate` later than any before it, in
+  milliseconds; a write that changes nothing leaves it alone. All the contacts one
+  request changes share one millisecond, as HubSpot's batch writes can: delta readers
+  must cope with many records at one instant. A bulk edit (a control endpoint standing
+  in for HubSpot's bulk edits, imports and workflows) does the same for any number.
+- Batch writes validate every input first and refuse the whole batch (400, or 409 for
+  an existing email on create) when one input is invalid, as HubSpot does. Missing
+  records in batch read and update are reported per input in a 207 reply.
+- Search: at most 5 filter groups, 6 filters per group and 18 in all; one sort; pages
+  of up to 200; results stop at 10,000 (`after` at or past 10,000 is a 400).
+- List: `after` is the id of the next contact to list and pages go by id, so contacts
+  edited during a listing move nothing.
+- GDPR delete removes the contact for good and blocklists its email: creating a
+  contact with that email again is refused.
+- `hs_email_optout` is writable here (HubSpot sets it through its subscription API,
+  which the sandbox does not emulate).
+- Each token may make `rate_limit` requests in any 10 seconds (190 by default) and
+  650,000 a day; every reply carries the `X-HubSpot-RateLimit-*` headers, and a request
+  over the limit gets a 429 naming the policy. The per-second headers are informational.
+- Search requests have a rate of their own on top: `search_rate_limit` in any second (5
+  by default; "rate limited to five requests per second per account"), and count
+  against the 10-second window too. Over it, the 429 names the `SECONDLY` policy.
+  Search replies carry no rate-limit headers, as HubSpot documents.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .emails import email_problem
+from .errors import HubSpotError, HubSpotRateLimited, gateway_page, json_response
+from .faults import Fault
+from .limits import RollingWindowLimit
+from .provider import EmulatedAPI, Route, parse_json
+from .store import Store
+
+MAX_BATCH = 100
+MAX_LIST_PAGE = 100
+MAX_SEARCH_PAGE = 200
+SEARCH_RESULT_CAP = 10_000
+MAX_FILTER_GROUPS = 5
+MAX_FILTERS_PER_GROUP = 6
+MAX_FILTERS = 18
+MAX_VALUE_LENGTH = 65_536
+CONTACTS = "/crm/v3/objects/contacts"
+DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
+# Search replies always carry these, whatever was asked for.
+SEARCH_BASE_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")
+NOT_FOUND_MESSAGE = "Object not found.  objectId are usually numeric."
+
+
+@dataclass(frozen=True)
+class PropertyDefinition:
+    name: str
+    label: str
+    type: str = "string"
+    field_type: str = "text"
+    group: str = "contactinformation"
+    options: tuple[str, ...] = ()
+    read_only: bool = False
+    description: str = ""
+
+
+LIFECYCLE_STAGES = (
+    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
+    "evangelist", "other",
+)
+
+PROPERTIES = (
+    PropertyDefinition("email", "Email", description="A contact's email address"),
+    PropertyDefinition("firstname", "First Name", description="A contact's first name"),
+    PropertyDefinition("lastname", "Last Name", description="A contact's last name"),
+    PropertyDefinition("phone", "Phone Number", field_type="phonenumber",
+                       description="A contact's primary phone number"),
+    PropertyDefinition("mobilephone", "Mobile Phone Number", field_type="phonenumber"),
+    PropertyDefinition("company", "Company Name", description="Name of the contact's company"),
+    PropertyDefinition("jobtitle", "Job Title"),
+    PropertyDefinition("website", "Website URL"),
+    PropertyDefinition("address", "Street Address"),
+    PropertyDefinition("city", "City"),
+    PropertyDefinition("state", "State/Region"),
+    PropertyDefinition("zip", "Postal Code"),
+    PropertyDefinition("country", "Country/Region"),
+    PropertyDefinition("date_of_birth", "Date of birth"),
+    PropertyDefinition("lifecyclestage", "Lifecycle Stage", type="enumeration", field_type="radio",
+                       options=LIFECYCLE_STAGES, description="The qualification of contacts to sales readiness"),
+    PropertyDefinition("hs_email_optout", "Unsubscribed from all email", type="bool", field_type="booleancheckbox",
+                       group="emailinformation", options=("true", "false"),
+                       description="Indicates that the contact has opted out of all email"),
+    PropertyDefinition("createdate", "Create Date", type="datetime", field_type="date", read_only=True,
+                       description="The date that a contact entered the system"),
+    PropertyDefinition("lastmodifieddate", "Last Modified Date", type="datetime", field_type="date",
+                       read_only=True, description="Most recent timestamp of any property update"),
+    PropertyDefinition("hs_object_id", "Record ID", type="number", field_type="number", read_only=True,
+                       description="The unique ID for this record. This value is set automatically by HubSpot."),
+)
+PROPERTY_BY_NAME = {definition.name: definition for definition in PROPERTIES}
+# Properties kept in table columns rather than in the JSON of the others.
+COLUMN_OF = {"hs_object_id": "id", "createdate": "created_ms", "lastmodifieddate": "modified_ms"}
+SEARCHED_BY_QUERY = ("firstname", "lastname", "email", "phone", "company")
+ROW_COLUMNS = "id, email_key, properties, created_ms, modified_ms, archived, archived_ms"
+DEFINITIONS_CREATED_MS = 1_262_304_000_000
+
+
+def iso_ms(ms: int) -> str:
+    """Format epoch milliseconds as HubSpot does: `2024-05-01T12:30:00.123Z`."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_timestamp(value: Any) -> int | None:
+    """Read a datetime filter value (epoch milliseconds or ISO 8601) as epoch ms."""
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def contains_token(value: str | None, query: str) -> bool:
+    """HubSpot's CONTAINS_TOKEN: a word of the value (or the whole value) matches; `*` is a wildcard."""
+    if value is None:
+        return False
+    value = value.lower()
+    tokens = {value, *value.split()}
+    query = query.lower()
+    if "*" in query:
+        return any(fnmatch.fnmatchcase(token, query) for token in tokens)
+    return query in tokens
+
+
+def property_definition_json(definition: PropertyDefinition) -> dict[str, Any]:
+    stamp = iso_ms(DEFINITIONS_CREATED_MS)
+    return {
+        "name": definition.name,
+        "label": definition.label,
+        "type": definition.type,
+        "fieldType": definition.field_type,
+        "description": definition.description,
+        "groupName": definition.group,
+        "options": [
+            {"label": option.title() if definition.type == "enumeration" else option.capitalize(),
+             "value": option, "displayOrder": index, "hidden": False}
+            for index, option in enumerate(definition.options)
+        ],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": False,
+        "hidden": False,
+        "hubspotDefined": True,
+        "modificationMetadata": {
+            "archivable": False,
+            "readOnlyDefinition": True,
+            "readOnlyValue": definition.read_only,
+        },
+        "formField": not definition.read_only,
+        "createdAt": stamp,
+        "updatedAt": stamp,
+        "archived": False,
+    }
+
+
+def validation_error(problems: list[dict[str, Any]]) -> HubSpotError:
+    """Return HubSpot's 400 for property values it refuses."""
+    listed = [{"isValid": False, "message": p["message"], "error": p["error"], "name": p["name"]} for p in problems]
+    return HubSpotError(
+        400,
+        "Property values were not valid: " + json.dumps(listed, ensure_ascii=False),
+        "VALIDATION_ERROR",
+        errors=[{"message": p["message"], "code": p["error"], "context": {"propertyName": [p["name"]]}}
+                for p in problems],
+    )
+
+
+def bad_request(message: str, **context: list[str]) -> HubSpotError:
+    return HubSpotError(400, message, "VALIDATION_ERROR", context=context or None)
+
+
+class Contact:
+    """One stored contact row, with its properties decoded."""
+
+    __slots__ = ("id", "email_key", "properties", "created_ms", "modified_ms", "archived", "archived_ms")
+
+    def __init__(self, row: tuple):
+        (self.id, self.email_key, properties, self.created_ms, self.modified_ms, archived,
+         self.archived_ms) = row
+        self.properties: dict[str, str] = json.loads(properties)
+        self.archived = bool(archived)
+
+    def value(self, name: str) -> str | None:
+        if name == "hs_object_id":
+            return str(self.id)
+        if name == "createdate":
+            return iso_ms(self.created_ms)
+        if name == "lastmodifieddate":
+            return iso_ms(self.modified_ms)
+        return self.properties.get(name)
+
+    def to_json(self, names: Iterable[str] | None = None, *, new: bool | None = None) -> dict[str, Any]:
+        """Return the API object; `names` None gives every property that has a value."""
+        if names is None:
+            names = [*sorted(self.properties), *COLUMN_OF]
+        obj: dict[str, Any] = {
+            "id": str(self.id),
+            "properties": {name: self.value(name) for name in names if name in PROPERTY_BY_NAME},
+            "createdAt": iso_ms(self.created_ms),
+            "updatedAt": iso_ms(self.modified_ms),
+            "archived": self.archived,
+        }
+        if self.archived_ms is not None:
+            obj["archivedAt"] = iso_ms(self.archived_ms)
+        if new is not None:
+            obj["new"] = new
+        return obj
+
+
+class HubSpotAPI(EmulatedAPI):
+    name = "hubspot"
+    prefix = "/hubspot"
+    routes = (
+        Route("GET", CONTACTS, "list_contacts"),
+        Route("POST", CONTACTS, "create_contact", write=True),
+        Route("POST", f"{CONTACTS}/search", "search_contacts"),
+        Route("GET", f"{CONTACTS}/{{contactId}}", "get_contact"),
+        Route("PATCH", f"{CONTACTS}/{{contactId}}", "update_contact", write=True),
+        Route("DELETE", f"{CONTACTS}/{{contactId}}", "archive_contact", write=True),
+        Route("POST", f"{CONTACTS}/batch/read", "batch_read"),
+        Route("POST", f"{CONTACTS}/batch/create", "batch_create", write=True),
+        Route("POST", f"{CONTACTS}/batch/update", "batch_update", write=True),
+        Route("POST", f"{CONTACTS}/batch/upsert", "batch_upsert", write=True),
+        Route("POST", f"{CONTACTS}/batch/archive", "batch_archive", write=True),
+        Route("POST", f"{CONTACTS}/gdpr-delete", "gdpr_delete", write=True),
+        Route("GET", "/crm/v3/properties/contacts", "list_properties"),
+        Route("GET", "/crm/v3/properties/contacts/{propertyName}", "get_property"),
+    )
+
+    def __init__(self, store: Store, *, token: str, rate_limit: int, search_rate_limit: int):
+        super().__init__()
+        self.store = store
+        self.token = token
+        self.limit = RollingWindowLimit(rate_limit)
+        # The daily count is the general limit's: search requests count there as well.
+        self.search_limit = RollingWindowLimit(search_rate_limit, window_seconds=1.0, daily_limit=None,
+                                               policy="SECONDLY")
+        store.add_function("hubspot_contains_token", 2, contains_token)
+
+    # Gateway: credentials, limits, error shapes.
+
+    def authenticate(self, request: Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if not header:
+            raise HubSpotError(
+                401,
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can "
+                "find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                "INVALID_AUTHENTICATION",
+            )
+        if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), self.token.encode()):
+            raise HubSpotError(401, "The access token provided is not valid.", "INVALID_AUTHENTICATION")
+        return self.token
+
+    @contextmanager
+    def admitted(self, account: str, route: Route | None) -> Iterator[dict[str, str]]:
+        searching = route is not None and route.handler == "search_contacts"
+        admission = self.limit.admit(account)
+        headers = {
+            "X-HubSpot-RateLimit-Daily": str(admission.daily_limit),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(admission.daily_remaining),
+        }
+        if admission.limit:
+            # The per-second figures are informational: the 10-second window is enforced.
+            secondly = max(1, admission.limit // 10)
+            headers.update({
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.limit.window_seconds * 1000)),
+                "X-HubSpot-RateLimit-Max": str(admission.limit),
+                "X-HubSpot-RateLimit-Remaining": str(admission.remaining),
+                "X-HubSpot-RateLimit-Secondly": str(secondly),
+                "X-HubSpot-RateLimit-Secondly-Remaining": str(min(secondly, admission.remaining)),
+            })
+        if searching:
+            # "Responses from the search API endpoints will not include any of the rate
+            # limit headers."
+            headers = {}
+        if not admission.allowed:
+            window = "daily" if admission.policy == "DAILY" else "ten_secondly_rolling"
+            raise HubSpotRateLimited(admission.policy, f"You have reached your {window} limit.", headers=headers)
+        if searching and not self.search_limit.admit(account).allowed:
+            self.limit.refund(account)
+            raise HubSpotRateLimited("SECONDLY", "You have reached your secondly limit.")
+        yield headers
+
+    def fault_response(self, fault: Fault) -> Response:
+        if fault.kind == "expired_token":
+            return HubSpotError(401, "The OAuth token used to make this call expired 1 minute(s) ago.",
+                                "EXPIRED_AUTHENTICATION").response()
+        if fault.status == 429:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+            return HubSpotRateLimited("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.",
+                                      headers=headers).response()
+        if fault.status == 500:
+            return self.internal_error()
+        return gateway_page(fault.status)
+
+    def routing_error(self, status: int) -> Response:
+        if status == 405:
+            return HubSpotError(405, "Method not allowed for this resource.", "METHOD_NOT_ALLOWED").response()
+        return HubSpotError(404, "resource not found", "OBJECT_NOT_FOUND").response()
+
+    def internal_error(self) -> Response:
+        return HubSpotError(500, "internal error", "INTERNAL_ERROR").response()
+
+    def json_body(self, request: Request) -> dict[str, Any]:
+        try:
+            body = parse_json(request)
+        except ValueError as error:
+            raise bad_request(f"Invalid input JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise bad_request("Invalid input JSON: expected an object")
+        return body
+
+    # Reads.
+
+    def list_contacts(self, request: Request) -> Response:
+        limit = self._limit(request.args.get("limit"), default=10, maximum=MAX_LIST_PAGE)
+        names = self._requested_properties(request.args.getlist("properties"))
+        archived = self._flag(request.args.get("archived"))
+        after = request.args.get("after", "0")
+        if not after.isdigit():
+            raise bad_request(f"after must be a record id cursor, got {after!r}")
+        with self.store.read() as db:
+            rows = db.execute(
+                f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE archived = ? AND id >= ? ORDER BY id LIMIT ?",
+                (int(archived), int(after), limit + 1),
+            ).fetchall()
+        contacts = [Contact(row) for row in rows]
+        body: dict[str, Any] = {"results": [contact.to_json(names) for contact in contacts[:limit]]}
+        if len(contacts) > limit:
+            next_after = str(contacts[limit].id)
+            body["paging"] = {"next": {"after": next_after,
+                                       "link": f"{request.base_url}?after={next_after}&limit={limit}"}}
+        return json_response(body)
+
+    def get_contact(self, request: Request, contactId: str) -> Response:
+        names = self._requested_properties(request.args.getlist("properties"))
+        archived = self._flag(request.args.get("archived"))
+        with self.store.read() as db:
+            contact = self._find(db, contactId, request.args.get("idProperty"), archived=archived)
+        if contact is None:
+            raise HubSpotError(404, NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND", context={"id": [contactId]})
+        return json_response(contact.to_json(names))
+
+    def search_contacts(self, request: Request) -> Response:
+        body = self.json_body(request)
+        limit = self._limit(body.get("limit"), default=10, maximum=MAX_SEARCH_PAGE)
+        after = body.get("after") or "0"
+        if not str(after).isdigit():
+            raise bad_request(f"after must be a non-negative integer offset, got {after!r}")
+        offset = int(after)
+        if offset >= SEARCH_RESULT_CAP:
+            raise bad_request(
+                f"Search results are limited to {SEARCH_RESULT_CAP} per query: narrow the filters "
+                "(for example on lastmodifieddate) instead of paging further.",
+                after=[str(after)],
+            )
+        where, params = self._search_conditions(body)
+        order = self._search_order(body.get("sorts"))
+        names = [*SEARCH_BASE_PROPERTIES, *[n for n in self._requested_properties(body.get("properties") or [])
+                                             if n not in SEARCH_BASE_PROPERTIES]]
+        page_size = min(limit, SEARCH_RESULT_CAP - offset)
+        with self.store.read() as db:
+            (total,) = db.execute(f"SELECT COUNT(*) FROM hubspot_contact WHERE {where}", params).fetchone()
+            rows = db.execute(
+                f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, page_size, offset],
+            ).fetchall()
+        reply: dict[str, Any] = {"total": total, "results": [Contact(row).to_json(names) for row in rows]}
+        if offset + len(rows) < total:
+            reply["paging"] = {"next": {"after": str(offset + len(rows))}}
+        return json_response(reply)
+
+    def batch_read(self, request: Request) -> Response:
+        body = self.json_body(request)
+        inputs = self._inputs(body)
+        names = self._requested_properties(body.get("properties") or [])
+        id_property = body.get("idProperty")
+        archived = self._flag(request.args.get("archived"))
+        ids = [self._input_id(item) for item in inputs]
+        with self.store.read() as db:
+            found = self._find_many(db, ids, id_property, archived=archived)
+        results, missing, seen = [], [], set()
+        for identifier in ids:
+            contact = found.get(self._key(identifier, id_property))
+            if contact is None:
+                missing.append(identifier)
+            elif contact.id not in seen:
+                seen.add(contact.id)
+                results.append(contact.to_json(names))
+        return self._batch_reply(results, missing, "Could not get some CONTACT objects, they may be deleted or "
+                                                   "not exist. Check that ids are valid.", success_status=200)
+
+    def list_properties(self, request: Request) -> Response:
+        archived = self._flag(request.args.get("archived"))
+        results = [] if archived else [property_definition_json(definition) for definition in PROPERTIES]
+        return json_response({"results": results})
+
+    def get_property(self, request: Request, propertyName: str) -> Response:
+        definition = PROPERTY_BY_NAME.get(propertyName)
+        if definition is None:
+            raise HubSpotError(404, f"Unable to find property {propertyName}", "OBJECT_NOT_FOUND")
+        return json_response(property_definition_json(definition))
+
+    # Writes.
+
+    def create_contact(self, request: Request) -> Response:
+        body = self.json_body(request)
+        properties = self._clean_properties(body.get("properties"), creating=True)
+        with self.store.write() as db:
+            self._refuse_taken_emails(db, [properties.get("email")])
+            contact = self._insert(db, properties, self.store.clock.tick())
+        return json_response(contact.to_json(), 201)
+
+    def update_contact(self, request: Request, contactId: str) -> Response:
+        body = self.json_body(request)
+        properties = self._clean_properties(body.get("properties"), creating=False)
+        with self.store.write() as db:
+            contact = self._find(db, contactId, request.args.get("idProperty"), archived=False)
+            if contact is None:
+                raise HubSpotError(404, NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND", context={"id": [contactId]})
+            self._refuse_taken_emails(db, [properties.get("email")], ignore_ids={contact.id})
+            self._apply(db, [(contact, properties)])
+        return json_response(contact.to_json())
+
+    def archive_contact(self, request: Request, contactId: str) -> Response:
+        with self.store.write() as db:
+            contact = self._find(db, contactId, None, archived=False)
+            if contact is not None:
+                self._archive(db, [contact.id])
+        return Response(status=204)
+
+    def batch_create(self, request: Request) -> Response:
+        body = self.json_body(request)
+        inputs = self._inputs(body)
+        cleaned = [self._clean_properties(item.get("properties"), creating=True) for item in inputs]
+        emails = [properties.get("email") for properties in cleaned]
+        self._refuse_duplicates([email for email in emails if email])
+        with self.store.write() as db:
+            self._refuse_taken_emails(db, emails)
+            now_ms = self.store.clock.tick()
+            created = [self._insert(db, properties, now_ms) for properties in cleaned]
+        return self._batch_reply([contact.to_json() for contact in created], [], "", success_status=201)
+
+    def batch_update(self, request: Request) -> Response:
+        body = self.json_body(request)
+        inputs = self._inputs(body)
+        id_property = body.get("idProperty")
+        ids = [self._input_id(item) for item in inputs]
+        self._refuse_duplicates([self._key(identifier, id_property) for identifier in ids])
+        cleaned = [self._clean_properties(item.get("properties"), creating=False) for item in inputs]
+        with self.store.write() as db:
+            found = self._find_many(db, ids, id_property, archived=False)
+            changes, missing = [], []
+            for identifier, properties in zip(ids, cleaned, strict=True):
+                contact = found.get(self._key(identifier, id_property))
+                if contact is None:
+                    missing.append(identifier)
+                else:
+                    changes.append((contact, properties))
+            self._refuse_duplicates([p["email"] for _, p in changes if p.get("email")])
+            for contact, properties in changes:
+                self._refuse_taken_emails(db, [properties.get("email")], ignore_ids={contact.id})
+            self._apply(db, changes)
+        return self._batch_reply([contact.to_json() for contact, _ in changes], missing,
+                                 "Could not get some CONTACT objects, they may be deleted or not exist. "
+                                 "Check that ids are valid.", success_status=200)
+
+    def batch_upsert(self, request: Request) -> Response:
+        body = self.json_body(request)
+        inputs = self._inputs(body)
+        plans = []
+        for item in inputs:
+            identifier = self._input_id(item)
+            id_property = item.get("idProperty") or "hs_object_id"
+            if id_property not in ("email", "hs_object_id"):
+                raise bad_request(f"Unable to perform update/upsert by non-unique property {id_property}")
+            properties = self._clean_properties(item.get("properties"), creating=False)
+            if id_property == "email":
+                email = identifier.strip().lower()
+                problem = self._email_problem(email)
+                if problem:
+                    raise validation_error([problem])
+                if properties.get("email") not in (None, email):
+                    raise bad_request(f"The email property {properties['email']!r} does not match "
+                                      f"the id {identifier!r}")
+                properties["email"] = email
+                identifier = email
+            plans.append((identifier, id_property, properties))
+        self._refuse_duplicates([(id_property, identifier) for identifier, id_property, _ in plans])
+        with self.store.write() as db:
+            by_email = self._find_many(db, [i for i, p, _ in plans if p == "email"], "email", archived=False)
+            by_id = self._find_many(db, [i for i, p, _ in plans if p != "email"], None, archived=False)
+            self._refuse_taken_emails(db, [i for i, p, _ in plans if p == "email" and i not in by_email])
+            updates, inserts, missing, order = [], [], [], []
+            for identifier, id_property, properties in plans:
+                found = (by_email if id_property == "email" else by_id).get(self._key(identifier, id_property))
+                if found is not None:
+                    updates.append((found, properties))
+                    order.append((found, False))
+                elif id_property == "email":
+                    inserts.append(properties)
+                    order.append((len(inserts) - 1, True))
+                else:
+                    missing.append(identifier)
+            for contact, properties in updates:
+                self._refuse_taken_emails(db, [properties.get("email")], ignore_ids={contact.id})
+            now_ms = self.store.clock.tick()
+            self._apply(db, updates, at_ms=now_ms)
+            created = [self._insert(db, properties, now_ms) for properties in inserts]
+        results = [
+            created[entry].to_json(new=True) if is_new else entry.to_json(new=False)
+            for entry, is_new in order
+        ]
+        return self._batch_reply(results, missing, "Could not get some CONTACT objects, they may be deleted or "
+                                                   "not exist. Check that ids are valid.", success_status=200)
+
+    def batch_archive(self, request: Request) -> Response:
+        body = self.json_body(request)
+        ids = [self._input_id(item) for item in self._inputs(body)]
+        with self.store.write() as db:
+            found = self._find_many(db, ids, None, archived=False)
+            self._archive(db, sorted({contact.id for contact in found.values()}))
+        return Response(status=204)
+
+    def gdpr_delete(self, request: Request) -> Response:
+        body = self.json_body(request)
+        object_id = body.get("objectId")
+        id_property = body.get("idProperty")
+        if not isinstance(object_id, str) or not object_id.strip():
+            raise bad_request("objectId is required")
+        if id_property not in (None, "email", "hs_object_id"):
+            raise bad_request(f"idProperty must be email or hs_object_id, got {id_property!r}")
+        with self.store.write() as db:
+            contact = self._find(db, object_id, id_property, archived=None)
+            if contact is None and id_property != "email":
+                raise HubSpotError(404, NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND", context={"id": [object_id]})
+            now_ms = self.store.clock.tick()
+            email_key = contact.email_key if contact is not None else object_id.strip().lower()
+            if contact is not None:
+                db.execute("DELETE FROM hubspot_contact WHERE id = ?", (contact.id,))
+            if email_key:
+                db.execute(
+                    "INSERT OR REPLACE INTO hubspot_gdpr_deleted (email_key, contact_id, deleted_ms) VALUES (?, ?, ?)",
+                    (email_key, contact.id if contact is not None else None, now_ms),
+                )
+        return Response(status=204)
+
+    # Sandbox control.
+
+    def bulk_edit(self, ids: list[str] | None, properties: Any) -> list[Contact]:
+        """Set `properties` on these live contacts (every live one when None) in one instant.
+
+        Stands in for HubSpot's bulk edits, imports and workflows, which can stamp many
+        contacts with the same `lastmodifieddate`. Return the contacts changed; raise
+        HubSpot's 400 for values it refuses.
+        """
+        cleaned = self._clean_properties(properties, creating=False)
+        if "email" in cleaned:
+            raise bad_request("A bulk edit cannot set emails: they must stay unique")
+        with self.store.write() as db:
+            if ids is None:
+                rows = db.execute(f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE archived = 0 ORDER BY id")
+                contacts = [Contact(row) for row in rows.fetchall()]
+            else:
+                contacts = sorted(self._find_many(db, ids, None, archived=False).values(), key=lambda c: c.id)
+            return self._apply(db, [(contact, dict(cleaned)) for contact in contacts])
+
+    # Helpers: parsing.
+
+    @staticmethod
+    def _limit(raw: Any, *, default: int, maximum: int) -> int:
+        if raw is None or raw == "":
+            return default
+        try:
+            limit = int(raw)
+        except (TypeError, ValueError):
+            raise bad_request(f"limit must be an integer, got {raw!r}") from None
+        if not 1 <= limit <= maximum:
+            raise bad_request(f"limit must be between 1 and {maximum}, got {limit}")
+        return limit
+
+    @staticmethod
+    def _flag(raw: str | None) -> bool:
+        return (raw or "").lower() == "true"
+
+    @staticmethod
+    def _requested_properties(raw: Any) -> list[str]:
+        """Return the property names asked for (comma-separated or repeated); defaults when none."""
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+            raise bad_request("properties must be a list of property names")
+        names = [name.strip() for chunk in raw for name in chunk.split(",") if name.strip()]
+        return list(dict.fromkeys(names)) or list(DEFAULT_PROPERTIES)
+
+    @staticmethod
+    def _inputs(body: dict[str, Any]) -> list[dict[str, Any]]:
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not all(isinstance(item, dict) for item in inputs):
+            raise bad_request("inputs must be a list of objects")
+        if len(inputs) > MAX_BATCH:
+            raise bad_request(f"Batch input limit exceeded: {len(inputs)} inputs given, at most {MAX_BATCH} allowed")
+        return inputs
+
+    @staticmethod
+    def _input_id(item: dict[str, Any]) -> str:
+        identifier = item.get("id")
+        if isinstance(identifier, int) and not isinstance(identifier, bool):
+            identifier = str(identifier)
+        if not isinstance(identifier, str) or not identifier.strip():
+            raise bad_request("Every input needs an id")
+        return identifier.strip()
+
+    @staticmethod
+    def _key(identifier: str, id_property: str | None) -> str:
+        return identifier.strip().lower() if id_property == "email" else identifier.strip()
+
+    @staticmethod
+    def _refuse_duplicates(keys: list) -> None:
+        seen, duplicates = set(), []
+        for key in keys:
+            if key in seen:
+                duplicates.append(key[1] if isinstance(key, tuple) else key)
+            seen.add(key)
+        if duplicates:
+            raise bad_request(f"Duplicate IDs found in batch input: {sorted(set(map(str, duplicates)))}")
+
+    @staticmethod
+    def _email_problem(email: str) -> dict[str, str] | None:
+        if email_problem(email):
+            return {"name": "email", "error": "INVALID_EMAIL", "message": f"Email address {email} is invalid"}
+        return None
+
+    def _clean_properties(self, raw: Any, *, creating: bool) -> dict[str, str | None]:
+        """Validate property values to write; None means "clear". Raise HubSpot's 400 on any problem."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise bad_request("properties must be an object of property names to string values")
+        cleaned: dict[str, str | None] = {}
+        problems = []
+        for name, value in raw.items():
+            definition = PROPERTY_BY_NAME.get(name)
+            if definition is None:
+                problems.append({"name": name, "error": "PROPERTY_DOESNT_EXIST",
+                                 "message": f'Property "{name}" does not exist'})
+                continue
+            if definition.read_only:
+                problems.append({"name": name, "error": "READ_ONLY_VALUE",
+                                 "message": f'"{name}" is a read only property; its value cannot be set.'})
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                value = str(value)
+            elif value is not None and not isinstance(value, str):
+                problems.append({"name": name, "error": "INVALID_TYPE",
+                                 "message": f"{value!r} is not a valid value for {name}: expected a string"})
+                continue
+            if value is None or value == "":
+                if not creating:
+                    cleaned[name] = None
+                continue
+            if len(value) > MAX_VALUE_LENGTH:
+                problems.append({"name": name, "error": "INVALID_LENGTH",
+                                 "message": f"{name} is longer than {MAX_VALUE_LENGTH} characters"})
+                continue
+            if name == "email":
+                value = value.strip().lower()
+                problem = self._email_problem(value)
+                if problem:
+                    problems.append(problem)
+                    continue
+            elif definition.options and value not in definition.options:
+                problems.append({"name": name, "error": "INVALID_OPTION",
+                                 "message": f"{value} was not one of the allowed options: "
+                                            f"[{', '.join(definition.options)}]"})
+                continue
+            cleaned[name] = value
+        if problems:
+            raise validation_error(problems)
+        return cleaned
+
+    def _search_conditions(self, body: dict[str, Any]) -> tuple[str, list[Any]]:
+        groups = body.get("filterGroups") or []
+        if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+            raise bad_request("filterGroups must be a list of objects")
+        if len(groups) > MAX_FILTER_GROUPS:
+            raise bad_request(f"Too many filter groups: at most {MAX_FILTER_GROUPS} are allowed")
+        total_filters = 0
+        group_sql, params = [], []
+        for group in groups:
+            filters = group.get("filters") or []
+            if not isinstance(filters, list) or not all(isinstance(item, dict) for item in filters):
+                raise bad_request("filters must be a list of objects")
+            if len(filters) > MAX_FILTERS_PER_GROUP:
+                raise bad_request(f"Too many filters in a group: at most {MAX_FILTERS_PER_GROUP} are allowed")
+            total_filters += len(filters)
+            conditions = []
+            for item in filters:
+                sql, values = self._condition(item)
+                conditions.append(sql)
+                params.extend(values)
+            if conditions:
+                group_sql.append("(" + " AND ".join(conditions) + ")")
+        if total_filters > MAX_FILTERS:
+            raise bad_request(f"Too many filters: at most {MAX_FILTERS} are allowed across all groups")
+        where = ["archived = 0"]
+        if group_sql:
+            where.append("(" + " OR ".join(group_sql) + ")")
+        query = body.get("query")
+        if query is not None:
+            if not isinstance(query, str):
+                raise bad_request("query must be a string")
+            if query.strip():
+                where.append("(" + " OR ".join(
+                    f"instr(lower({self._column(name)}), ?) > 0" for name in SEARCHED_BY_QUERY) + ")")
+                params.extend([query.strip().lower()] * len(SEARCHED_BY_QUERY))
+        return " AND ".join(where), params
+
+    @staticmethod
+    def _column(name: str) -> str:
+        """Return the SQL expression for a (validated) property name."""
+        if name in COLUMN_OF:
+            return COLUMN_OF[name]
+        return f"json_extract(properties, '$.\"{name}\"')"
+
+    def _operand(self, definition: PropertyDefinition, raw: Any) -> Any:
+        if raw is None or isinstance(raw, (dict, list)):
+            raise bad_request(f"The filter on {definition.name} needs a value")
+        if definition.type == "datetime":
+            moment = parse_timestamp(raw)
+            if moment is None:
+                raise bad_request(f"{raw!r} is not a valid datetime for {definition.name}: "
+                                  "use epoch milliseconds or ISO 8601")
+            return moment
+        if definition.type == "number":
+            try:
+                return int(str(raw))
+            except ValueError:
+                raise bad_request(f"{raw!r} is not a valid number for {definition.name}") from None
+        if isinstance(raw, bool):
+            return "true" if raw else "false"
+        return str(raw).lower()
+
+    def _condition(self, item: dict[str, Any]) -> tuple[str, list[Any]]:
+        name, operator = item.get("propertyName"), item.get("operator")
+        definition = PROPERTY_BY_NAME.get(name) if isinstance(name, str) else None
+        if definition is None:
+            raise bad_request(f"There is no property named {name!r} to filter on", propertyName=[str(name)])
+        column = self._column(name)
+        textual = name not in COLUMN_OF
+        compared = f"lower({column})" if textual else column
+        missing = f"{column} IS NULL OR {column} = '' OR " if textual else ""
+        if operator == "HAS_PROPERTY":
+            return (f"({column} IS NOT NULL AND {column} != '')" if textual else "1"), []
+        if operator == "NOT_HAS_PROPERTY":
+            return (f"({column} IS NULL OR {column} = '')" if textual else "0"), []
+        if operator in ("EQ", "NEQ", "LT", "LTE", "GT", "GTE"):
+            value = self._operand(definition, item.get("value"))
+            sql_operator = {"EQ": "=", "NEQ": "!=", "LT": "<", "LTE": "<=", "GT": ">", "GTE": ">="}[operator]
+            if operator == "NEQ":
+                return f"({missing}{compared} != ?)", [value]
+            return f"{compared} {sql_operator} ?", [value]
+        if operator == "BETWEEN":
+            low = self._operand(definition, item.get("value"))
+            high = self._operand(definition, item.get("highValue"))
+            return f"{compared} BETWEEN ? AND ?", [low, high]
+        if operator in ("IN", "NOT_IN"):
+            raw_values = item.get("values")
+            if not isinstance(raw_values, list) or not raw_values:
+                raise bad_request(f"The {operator} filter on {name} needs a non-empty values list")
+            values = [self._operand(definition, value) for value in raw_values]
+            marks = ", ".join("?" * len(values))
+            if operator == "IN":
+                return f"{compared} IN ({marks})", values
+            return f"({missing}{compared} NOT IN ({marks}))", values
+        if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+            value = item.get("value")
+            if not isinstance(value, str) or not value:
+                raise bad_request(f"The {operator} filter on {name} needs a string value")
+            test = f"hubspot_contains_token(CAST({column} AS TEXT), ?)"
+            return (test if operator == "CONTAINS_TOKEN" else f"NOT {test}"), [value]
+        raise bad_request(f"Unknown filter operator {operator!r}")
+
+    def _search_order(self, sorts: Any) -> str:
+        if not sorts:
+            return "id ASC"
+        if not isinstance(sorts, list) or len(sorts) > 1:
+            raise bad_request("sorts takes at most one sort")
+        sort = sorts[0]
+        if isinstance(sort, str):
+            name, direction = (sort[1:], "DESCENDING") if sort.startswith("-") else (sort, "ASCENDING")
+        elif isinstance(sort, dict):
+            name, direction = sort.get("propertyName"), sort.get("direction", "ASCENDING")
+        else:
+            raise bad_request("a sort is a property name or {propertyName, direction}")
+        if name not in PROPERTY_BY_NAME:
+            raise bad_request(f"There is no property named {name!r} to sort on")
+        if direction not in ("ASCENDING", "DESCENDING"):
+            raise bad_request("direction must be ASCENDING or DESCENDING")
+        column = self._column(name) if name in COLUMN_OF else f"lower({self._column(name)})"
+        sql_direction = "ASC" if direction == "ASCENDING" else "DESC"
+        return f"{column} {sql_direction}, id {sql_direction}"
+
+    # Helpers: storage.
+
+    @staticmethod
+    def _find(db: sqlite3.Connection, identifier: str, id_property: str | None, *,
+              archived: bool | None) -> Contact | None:
+        """Return the contact with this id (or email, by `id_property`); `archived` None finds either."""
+        state = "" if archived is None else f" AND archived = {int(archived)}"
+        if id_property == "email":
+            row = db.execute(
+                f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE email_key = ?{state} ORDER BY id LIMIT 1",
+                (identifier.strip().lower(),),
+            ).fetchone()
+        elif identifier.isdigit():
+            row = db.execute(f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE id = ?{state}",
+                             (int(identifier),)).fetchone()
+        else:
+            row = None
+        return Contact(row) if row else None
+
+    @staticmethod
+    def _find_many(db: sqlite3.Connection, identifiers: list[str], id_property: str | None, *,
+                   archived: bool) -> dict[str, Contact]:
+        """Return the contacts found, keyed by id (or lowercased email)."""
+        if id_property == "email":
+            keys = sorted({identifier.strip().lower() for identifier in identifiers})
+            column = "email_key"
+        else:
+            keys = sorted({int(identifier) for identifier in identifiers if identifier.strip().isdigit()})
+            column = "id"
+        if not keys:
+            return {}
+        rows = db.execute(
+            f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE archived = ? AND {column} IN "
+            f"({', '.join('?' * len(keys))}) ORDER BY id DESC",
+            [int(archived), *keys],
+        ).fetchall()
+        # Ordered newest first so that, for legacy duplicates, the oldest contact wins.
+        found = {}
+        for row in rows:
+            contact = Contact(row)
+            found[contact.email_key if id_property == "email" else str(contact.id)] = contact
+        return found
+
+    def _refuse_taken_emails(self, db: sqlite3.Connection, emails: list[str | None], *,
+                             ignore_ids: set[int] = frozenset()) -> None:
+        keys = [email for email in emails if email]
+        if not keys:
+            return
+        marks = ", ".join("?" * len(keys))
+        blocked = [row[0] for row in db.execute(
+            f"SELECT email_key FROM hubspot_gdpr_deleted WHERE email_key IN ({marks})", keys)]
+        if blocked:
+            raise validation_error([{"name": "email", "error": "BLOCKLISTED_EMAIL",
+                                     "message": f"Email address {email} was permanently deleted and is blocklisted"}
+                                    for email in blocked])
+        for (contact_id,) in db.execute(
+            f"SELECT id FROM hubspot_contact WHERE archived = 0 AND email_key IN ({marks}) ORDER BY id", keys
+        ):
+            if contact_id not in ignore_ids:
+                raise HubSpotError(409, f"Contact already exists. Existing ID: {contact_id}", "CONFLICT")
+
+    def _insert(self, db: sqlite3.Connection, properties: dict[str, str | None], now_ms: int) -> Contact:
+        stored = json.dumps({name: value for name, value in properties.items() if value is not None},
+                            ensure_ascii=False)
+        email_key = properties.get("email")
+        (contact_id,) = db.execute(
+            "INSERT INTO hubspot_contact (email_key, properties, created_ms, modified_ms) VALUES (?, ?, ?, ?) "
+            "RETURNING id",
+            (email_key, stored, now_ms, now_ms),
+        ).fetchone()
+        return Contact((contact_id, email_key, stored, now_ms, now_ms, 0, None))
+
+    def _apply(self, db: sqlite3.Connection, changes: list[tuple[Contact, dict[str, str | None]]], *,
+               at_ms: int | None = None) -> list[Contact]:
+        """Write property changes; the contacts whose values really change get one new modification time.
+
+        `at_ms` is the request's instant when the caller has taken it. Return the contacts changed.
+        """
+        changed = []
+        for contact, properties in changes:
+            updated = dict(contact.properties)
+            for name, value in properties.items():
+                if value is None:
+                    updated.pop(name, None)
+                else:
+                    updated[name] = value
+            if updated != contact.properties:
+                contact.properties = updated
+                if "email" in properties:
+                    contact.email_key = properties["email"]
+                changed.append(contact)
+        if not changed:
+            return changed
+        now_ms = self.store.clock.tick() if at_ms is None else at_ms
+        for contact in changed:
+            contact.modified_ms = now_ms
+        db.executemany(
+            "UPDATE hubspot_contact SET properties = ?, email_key = ?, modified_ms = ? WHERE id = ?",
+            [(json.dumps(contact.properties, ensure_ascii=False), contact.email_key, contact.modified_ms, contact.id)
+             for contact in changed],
+        )
+        return changed
+
+    def _archive(self, db: sqlite3.Connection, contact_ids: list[int]) -> None:
+        if not contact_ids:
+            return
+        now_ms = self.store.clock.tick()
+        db.executemany(
+            "UPDATE hubspot_contact SET archived = 1, archived_ms = ?, modified_ms = ? WHERE id = ?",
+            [(now_ms, now_ms, contact_id) for contact_id in contact_ids],
+        )
+
+    @staticmethod
+    def _batch_reply(results: list[dict], missing: list[str], missing_message: str, *,
+                     success_status: int) -> Response:
+        now = iso_ms(int(datetime.now(UTC).timestamp() * 1000))
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
+        if not missing:
+            return json_response(body, success_status)
+        body["numErrors"] = 1
+        body["errors"] = [{
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": missing_message,
+            "context": {"ids": missing},
+            "links": {},
+            "errors": [],
+        }]
+        return json_response(body, 207)
+

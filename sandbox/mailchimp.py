@@ -1,0 +1,1159 @@
+"""The emulated Mailchimp Marketing API v3, served under `/mailchimp/3.0`.
+
+It stands for `https://<dc>.api.mailchimp.com/3.0`. No path here contains the word
+"server": the official SDK replaces it in every URL. One audience exists from the start,
+with the id `LIST_ID` below; audiences cannot be created.
+
+Behaviour follows Mailchimp's public documentation, and where that is silent the
+emulator is strict:
+- Members are keyed by the MD5 of the lowercased email (a path may also name the
+  email itself). Addresses are trimmed and must be plain ASCII; malformed ones are
+  refused with "Invalid Resource". The reserved example domains are accepted (the real
+  service calls them fake) so that tests can use them.
+- `last_changed` (ISO 8601, seconds, `+00:00`) moves forward on every change of a
+  member and never repeats for that member; a write that changes nothing keeps it.
+  `since_last_changed` and `before_last_changed` are exclusive bounds.
+- Unknown merge tags, text over 255 characters, NUL characters, and values a merge
+  field's type refuses (phone, birthday `MM/DD`, date, number, zip, address, url,
+  dropdown choices) are "Invalid Resource" errors.
+- Archived members (`DELETE`) read back with status `archived` and are listed; writing
+  them again brings them back. Permanently deleted ones are gone, and their address is
+  refused from then on ("Forgotten Email Not Subscribed").
+- Batch subscribe (`POST /lists/{list_id}`): at most 500 members; every member gets its
+  own outcome in a 200 reply. Every member needs a `status` (one of the written
+  statuses); a missing or unknown one refuses the whole call with "Invalid Resource"
+  naming `members.item:N.status`, as Mailchimp does for an empty status. The batch
+  member schema has no `status_if_new` (only the single-member `PUT` has it): sources
+  disagree on whether Mailchimp ignores it there, so the emulator refuses it the same
+  way, and no client can come to rely on it. Without `update_existing` an existing
+  member is an `ERROR_CONTACT_EXISTS` error and is left untouched; with it, the
+  member's `status` is applied to existing members too, re-subscribing those who opted
+  out, as Mailchimp documents ("update_existing: Whether this batch operation will
+  change existing members' subscription status"). With `sync_tags` a member's `tags`
+  replace its tags, otherwise they are added.
+- At most 10 requests per API key may be in flight at once; more get a 429.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+import time
+from base64 import b64decode
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .emails import email_problem
+from .emails import subscriber_hash as hash_email
+from .errors import (
+    MailchimpError,
+    gateway_page,
+    json_response,
+    mailchimp_field_errors,
+    mailchimp_invalid,
+)
+from .faults import Fault
+from .limits import ConcurrencyLimit
+from .provider import EmulatedAPI, Route, parse_json
+from .store import Store
+
+LIST_ID = "a1b2c3d4e5"
+LIST_NAME = "Syncapp Sandbox Audience"
+LIST_CREATED = "2020-01-06T09:00:00+00:00"
+MAX_CONNECTIONS = 10
+MAX_BATCH = 500
+MAX_PAGE = 1000
+MAX_TEXT = 255
+MAX_TAG_NAME = 100
+WRITABLE_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
+READABLE_STATUSES = (*WRITABLE_STATUSES, "archived")
+MERGE_FIELD_TYPES = ("text", "number", "address", "phone", "date", "url", "imageurl", "radio", "dropdown",
+                     "birthday", "zip")
+DEFAULT_MERGE_FIELDS = (
+    # (tag, name, type, options)
+    ("FNAME", "First Name", "text", {"size": 25}),
+    ("LNAME", "Last Name", "text", {"size": 25}),
+    ("ADDRESS", "Address", "address", {"default_country": 164}),
+    ("PHONE", "Phone Number", "phone", {"phone_format": "none"}),
+    ("BIRTHDAY", "Birthday", "birthday", {"date_format": "MM/DD"}),
+    ("COMPANY", "Company", "text", {"size": 25}),
+)
+ADDRESS_PARTS = ("addr1", "addr2", "city", "state", "zip", "country")
+ADDRESS_REQUIRED = ("addr1", "city", "state", "zip")
+MEMBER_COLUMNS = (
+    "seq", "id", "email_address", "unique_email_id", "contact_id", "status", "email_type", "merge_fields",
+    "tags", "language", "vip", "ip_signup", "timestamp_signup", "ip_opt", "timestamp_opt", "source",
+    "last_changed",
+)
+SELECT_MEMBER = f"SELECT {', '.join(MEMBER_COLUMNS)} FROM mailchimp_member"
+SORT_FIELDS = {"last_changed": "last_changed", "timestamp_opt": "timestamp_opt",
+               "timestamp_signup": "timestamp_signup"}
+_PHONE = re.compile(r"^\+?[\d\s().\-/]+(\s*(ext\.?|x)\s*\d+)?$", re.IGNORECASE)
+_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+_TAG = re.compile(r"^[A-Z][A-Z0-9_]{0,9}$")
+
+
+def iso_seconds(epoch_seconds: int) -> str:
+    """Format a time as Mailchimp does: `2024-05-01T12:30:00+00:00`."""
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).isoformat(timespec="seconds")
+
+
+def parse_iso(value: str, name: str) -> int:
+    """Read an ISO 8601 query value as epoch seconds; raise a 400 naming `name` otherwise."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except ValueError:
+        raise mailchimp_invalid(f"The value {value!r} for {name} is not a valid ISO 8601 date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def project(document: Any, fields: list[list[str]] | None, exclude: list[list[str]] | None) -> Any:
+    """Apply Mailchimp's `fields` / `exclude_fields` (dotted paths) to a reply."""
+    if fields:
+        document = _keep(document, fields)
+    if exclude:
+        document = _drop(document, exclude)
+    return document
+
+
+def _keep(document: Any, paths: list[list[str]]) -> Any:
+    if isinstance(document, list):
+        return [_keep(item, paths) for item in document]
+    if not isinstance(document, dict):
+        return document
+    kept = {}
+    for key, value in document.items():
+        tails = [path[1:] for path in paths if path[0] == key]
+        if not tails:
+            continue
+        kept[key] = value if any(not tail for tail in tails) else _keep(value, tails)
+    return kept
+
+
+def _drop(document: Any, paths: list[list[str]]) -> Any:
+    if isinstance(document, list):
+        return [_drop(item, paths) for item in document]
+    if not isinstance(document, dict):
+        return document
+    result = {}
+    for key, value in document.items():
+        tails = [path[1:] for path in paths if path[0] == key]
+        if any(not tail for tail in tails):
+            continue
+        result[key] = _drop(value, tails) if tails else value
+    return result
+
+
+def _field_paths(raw: str | None) -> list[list[str]] | None:
+    if not raw:
+        return None
+    return [part.strip().split(".") for part in raw.split(",") if part.strip()]
+
+
+@dataclass
+class MergeField:
+    merge_id: int
+    tag: str
+    name: str
+    type: str
+    required: bool = False
+    default_value: str = ""
+    public: bool = True
+    display_order: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    help_text: str = ""
+
+    def to_json(self, list_id: str) -> dict[str, Any]:
+        return {
+            "merge_id": self.merge_id, "tag": self.tag, "name": self.name, "type": self.type,
+            "required": self.required, "default_value": self.default_value, "public": self.public,
+            "display_order": self.display_order, "options": self.options, "help_text": self.help_text,
+            "list_id": list_id,
+        }
+
+    def problem(self, value: Any) -> str | None:
+        """Return why `value` does not fit this field, or None."""
+        if self.type == "address":
+            if not isinstance(value, dict):
+                return "An address must be an object with addr1, city, state and zip"
+            unknown = set(value) - set(ADDRESS_PARTS)
+            if unknown:
+                return f"Unknown address parts: {', '.join(sorted(unknown))}"
+            if any(not isinstance(value.get(part, ""), str) for part in ADDRESS_PARTS):
+                return "Address parts must be strings"
+            if any(not value.get(part, "").strip() for part in ADDRESS_REQUIRED):
+                return "Please enter a complete address: addr1, city, state and zip are required"
+            if any("\x00" in part or len(part) > MAX_TEXT for part in value.values()):
+                return f"Address parts must be at most {MAX_TEXT} characters, without NUL characters"
+            return None
+        if not isinstance(value, str):
+            return "Value must be a string"
+        if "\x00" in value:
+            return "Value must not contain NUL characters"
+        if len(value) > MAX_TEXT:
+            return f"Value must be at most {MAX_TEXT} characters"
+        if self.type == "phone":
+            if not _PHONE.match(value) or sum(char.isdigit() for char in value) < 6:
+                return "Please enter a valid phone number"
+        elif self.type == "birthday":
+            if not _valid_date(value, "%m/%d", leap_year=True):
+                return "Please enter a valid birthday (MM/DD)"
+        elif self.type == "date":
+            if not (_valid_date(value, "%Y-%m-%d") or _valid_date(value, "%m/%d/%Y")):
+                return "Please enter a valid date"
+        elif self.type == "number":
+            try:
+                float(value)
+            except ValueError:
+                return "Please enter a number"
+        elif self.type == "zip":
+            if not _ZIP.match(value):
+                return "Please enter a valid US zip code"
+        elif self.type in ("url", "imageurl") and not re.match(r"^https?://\S+$", value):
+            return "Please enter a valid URL"
+        elif self.type in ("dropdown", "radio") and value not in self.options.get("choices", []):
+            return "Value must be one of the field's choices"
+        return None
+
+
+def _valid_date(value: str, pattern: str, *, leap_year: bool = False) -> bool:
+    try:
+        # A birthday has no year: read it in a leap year so 02/29 is a valid day.
+        datetime.strptime(f"{value}/2000" if leap_year else value, f"{pattern}/%Y" if leap_year else pattern)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class MemberInput:
+    """The member fields a request asks to write, validated; None means "not given"."""
+
+    email: str | None = None
+    status: str | None = None
+    status_if_new: str | None = None
+    merge_fields: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    email_type: str | None = None
+    language: str | None = None
+    vip: bool | None = None
+    ip_signup: str | None = None
+    timestamp_signup: str | None = None
+    ip_opt: str | None = None
+    timestamp_opt: str | None = None
+
+
+class Member:
+    """One stored member, decoded."""
+
+    def __init__(self, row: tuple | None = None):
+        if row is None:
+            return
+        values = dict(zip(MEMBER_COLUMNS, row, strict=True))
+        self.seq: int | None = values["seq"]
+        self.id: str = values["id"]
+        self.email_address: str = values["email_address"]
+        self.unique_email_id: str = values["unique_email_id"]
+        self.contact_id: str = values["contact_id"]
+        self.status: str = values["status"]
+        self.email_type: str = values["email_type"]
+        self.merge_fields: dict[str, Any] = json.loads(values["merge_fields"])
+        self.tags: list[dict[str, Any]] = json.loads(values["tags"])
+        self.language: str = values["language"]
+        self.vip: bool = bool(values["vip"])
+        self.ip_signup: str = values["ip_signup"]
+        self.timestamp_signup: str = values["timestamp_signup"]
+        self.ip_opt: str = values["ip_opt"]
+        self.timestamp_opt: str = values["timestamp_opt"]
+        self.source: str = values["source"]
+        self.last_changed: int = values["last_changed"]
+
+    @classmethod
+    def new(cls, email: str, now: int) -> Member:
+        member = cls()
+        member.seq = None
+        member.id = hash_email(email)
+        member.email_address = email
+        member.unique_email_id = secrets.token_hex(5)
+        member.contact_id = secrets.token_hex(16)
+        member.status = ""
+        member.email_type = "html"
+        member.merge_fields = {}
+        member.tags = []
+        member.language = ""
+        member.vip = False
+        member.ip_signup = member.ip_opt = member.timestamp_opt = ""
+        member.timestamp_signup = ""
+        member.source = "API - Generic"
+        member.last_changed = now
+        return member
+
+    def state(self) -> tuple:
+        """Return the values a change is judged on."""
+        return (self.id, self.email_address, self.status, self.email_type,
+                json.dumps(self.merge_fields, sort_keys=True), json.dumps([tag["name"] for tag in self.tags]),
+                self.language, self.vip, self.ip_signup, self.timestamp_signup, self.ip_opt, self.timestamp_opt)
+
+    def row(self) -> tuple:
+        return (self.seq, self.id, self.email_address, self.unique_email_id, self.contact_id, self.status,
+                self.email_type, json.dumps(self.merge_fields, ensure_ascii=False),
+                json.dumps(self.tags, ensure_ascii=False), self.language, int(self.vip), self.ip_signup,
+                self.timestamp_signup, self.ip_opt, self.timestamp_opt, self.source, self.last_changed)
+
+    def to_json(self, list_id: str, merge_fields: list[MergeField], base_url: str) -> dict[str, Any]:
+        values = {definition.tag: self.merge_fields.get(definition.tag, "") for definition in merge_fields}
+        first, last = str(values.get("FNAME", "")), str(values.get("LNAME", ""))
+        href = f"{base_url}lists/{list_id}/members/{self.id}"
+        return {
+            "id": self.id,
+            "email_address": self.email_address,
+            "unique_email_id": self.unique_email_id,
+            "contact_id": self.contact_id,
+            "full_name": f"{first} {last}".strip(),
+            "web_id": self.seq,
+            "email_type": self.email_type,
+            "status": self.status,
+            "consents_to_one_to_one_messaging": True,
+            "merge_fields": values,
+            "interests": {},
+            "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
+            "ip_signup": self.ip_signup,
+            "timestamp_signup": self.timestamp_signup,
+            "ip_opt": self.ip_opt,
+            "timestamp_opt": self.timestamp_opt,
+            "member_rating": 2,
+            "last_changed": iso_seconds(self.last_changed),
+            "language": self.language,
+            "vip": self.vip,
+            "email_client": "",
+            "location": {"latitude": 0, "longitude": 0, "gmtoff": 0, "dstoff": 0, "country_code": "",
+                         "timezone": "", "region": ""},
+            "source": self.source,
+            "tags_count": len(self.tags),
+            "tags": [{"id": tag["id"], "name": tag["name"]} for tag in self.tags],
+            "list_id": list_id,
+            "_links": [{"rel": "self", "href": href, "method": "GET"},
+                       {"rel": "upsert", "href": href, "method": "PUT"},
+                       {"rel": "delete", "href": href, "method": "DELETE"}],
+        }
+
+
+class MailchimpAPI(EmulatedAPI):
+    name = "mailchimp"
+    prefix = "/mailchimp/3.0"
+    routes = (
+        Route("GET", "/ping", "ping"),
+        Route("GET", "/lists", "list_lists"),
+        Route("GET", "/lists/{list_id}", "get_list"),
+        Route("POST", "/lists/{list_id}", "batch_subscribe", write=True),
+        Route("GET", "/lists/{list_id}/members", "list_members"),
+        Route("POST", "/lists/{list_id}/members", "add_member", write=True),
+        Route("GET", "/lists/{list_id}/members/{subscriber_hash}", "get_member"),
+        Route("PUT", "/lists/{list_id}/members/{subscriber_hash}", "set_member", write=True),
+        Route("PATCH", "/lists/{list_id}/members/{subscriber_hash}", "update_member", write=True),
+        Route("DELETE", "/lists/{list_id}/members/{subscriber_hash}", "archive_member", write=True),
+        Route("POST", "/lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent", "delete_permanent",
+              write=True),
+        Route("GET", "/lists/{list_id}/members/{subscriber_hash}/tags", "list_member_tags"),
+        Route("POST", "/lists/{list_id}/members/{subscriber_hash}/tags", "update_member_tags", write=True),
+        Route("GET", "/lists/{list_id}/merge-fields", "list_merge_fields"),
+        Route("POST", "/lists/{list_id}/merge-fields", "add_merge_field", write=True),
+        Route("GET", "/lists/{list_id}/merge-fields/{merge_id}", "get_merge_field"),
+    )
+
+    def __init__(self, store: Store, *, api_key: str, max_connections: int = MAX_CONNECTIONS):
+        super().__init__()
+        self.store = store
+        self.api_key = api_key
+        self.connections = ConcurrencyLimit(max_connections)
+        with store.write() as db:
+            self.install_defaults(db)
+
+    @staticmethod
+    def install_defaults(db: sqlite3.Connection) -> None:
+        """Give the audience its standard merge fields when it has none (first start, after a reset)."""
+        (count,) = db.execute("SELECT COUNT(*) FROM mailchimp_merge_field WHERE list_id = ?", (LIST_ID,)).fetchone()
+        if count:
+            return
+        db.executemany(
+            "INSERT INTO mailchimp_merge_field (list_id, merge_id, tag, name, type, display_order, options) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(LIST_ID, index, tag, name, kind, index, json.dumps(options))
+             for index, (tag, name, kind, options) in enumerate(DEFAULT_MERGE_FIELDS, start=1)],
+        )
+
+    # Gateway: credentials, limits, error shapes.
+
+    def authenticate(self, request: Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if not header:
+            raise MailchimpError(401, "API Key Missing", "Your request did not include an API key.")
+        key = ""
+        if scheme.lower() == "basic":
+            try:
+                key = b64decode(credential.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                key = ""
+        elif scheme.lower() in ("bearer", "apikey"):
+            key = credential.strip()
+        if not key or not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            raise MailchimpError(401, "API Key Invalid",
+                                 "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
+        return self.api_key
+
+    @contextmanager
+    def admitted(self, account: str, route: Route | None) -> Iterator[dict[str, str]]:
+        if not self.connections.acquire(account):
+            raise MailchimpError(429, "Too Many Requests",
+                                 f"You have exceeded the limit of {self.connections.limit} simultaneous connections.")
+        try:
+            yield {}
+        finally:
+            self.connections.release(account)
+
+    def fault_response(self, fault: Fault) -> Response:
+        if fault.kind == "expired_token":
+            return MailchimpError(401, "API Key Invalid",
+                                  "Your API key may be invalid, or you've attempted to access the wrong "
+                                  "datacenter.").response()
+        if fault.status == 429:
+            response = MailchimpError(429, "Too Many Requests",
+                                      "You have exceeded the limit of 10 simultaneous connections.").response()
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = str(fault.retry_after)
+            return response
+        if fault.status == 500:
+            return self.internal_error()
+        return gateway_page(fault.status)
+
+    def routing_error(self, status: int) -> Response:
+        if status == 405:
+            return MailchimpError(405, "Method Not Allowed",
+                                  "The requested method and resource are not compatible.").response()
+        return self._not_found().response()
+
+    def internal_error(self) -> Response:
+        return MailchimpError(500, "Internal Server Error",
+                              "An unexpected internal error has occurred. Please contact Support for more "
+                              "information.").response()
+
+    def json_body(self, request: Request) -> dict[str, Any]:
+        try:
+            body = parse_json(request)
+        except ValueError:
+            raise MailchimpError(400, "JSON Parse Error", "We encountered an unspecified JSON parsing error.") from None
+        if not isinstance(body, dict):
+            raise mailchimp_invalid("The request body must be a JSON object.")
+        return body
+
+    # Lists.
+
+    def ping(self, request: Request) -> Response:
+        return json_response({"health_status": "Everything's Chimpy!"})
+
+    def list_lists(self, request: Request) -> Response:
+        with self.store.read() as db:
+            audience = self._list_json(db, request)
+        body = {"lists": [audience], "total_items": 1,
+                "constraints": {"may_create": False, "max_instances": 1, "current_total_instances": 1},
+                "_links": [{"rel": "self", "href": f"{self._base(request)}lists", "method": "GET"}]}
+        return self._reply(request, body)
+
+    def get_list(self, request: Request, list_id: str) -> Response:
+        self._check_list(list_id)
+        with self.store.read() as db:
+            return self._reply(request, self._list_json(db, request))
+
+    # Members: reads.
+
+    def list_members(self, request: Request, list_id: str) -> Response:
+        self._check_list(list_id)
+        args = request.args
+        count = self._int_arg(args.get("count"), "count", default=10, maximum=MAX_PAGE)
+        offset = self._int_arg(args.get("offset"), "offset", default=0)
+        conditions, params = ["list_id = ?"], [list_id]
+        if args.get("status"):
+            if args["status"] not in READABLE_STATUSES:
+                raise mailchimp_invalid(f"status must be one of: {', '.join(READABLE_STATUSES)}")
+            conditions.append("status = ?")
+            params.append(args["status"])
+        if args.get("since_last_changed"):
+            conditions.append("last_changed > ?")
+            params.append(parse_iso(args["since_last_changed"], "since_last_changed"))
+        if args.get("before_last_changed"):
+            conditions.append("last_changed < ?")
+            params.append(parse_iso(args["before_last_changed"], "before_last_changed"))
+        if args.get("email_type"):
+            conditions.append("email_type = ?")
+            params.append(args["email_type"])
+        if args.get("unique_email_id"):
+            conditions.append("unique_email_id = ?")
+            params.append(args["unique_email_id"])
+        if (args.get("vip_only") or "").lower() == "true":
+            conditions.append("vip = 1")
+        order = "seq"
+        if args.get("sort_field"):
+            if args["sort_field"] not in SORT_FIELDS:
+                raise mailchimp_invalid(f"sort_field must be one of: {', '.join(SORT_FIELDS)}")
+            direction = (args.get("sort_dir") or "ASC").upper()
+            if direction not in ("ASC", "DESC"):
+                raise mailchimp_invalid("sort_dir must be ASC or DESC")
+            order = f"{SORT_FIELDS[args['sort_field']]} {direction}, seq {direction}"
+        where = " AND ".join(conditions)
+        with self.store.read() as db:
+            (total,) = db.execute(f"SELECT COUNT(*) FROM mailchimp_member WHERE {where}", params).fetchone()
+            rows = db.execute(f"{SELECT_MEMBER} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                              [*params, count, offset]).fetchall()
+            merge_fields = self._merge_fields(db, list_id)
+        base = self._base(request)
+        body = {
+            "members": [Member(row).to_json(list_id, merge_fields, base) for row in rows],
+            "list_id": list_id,
+            "total_items": total,
+            "_links": [{"rel": "self", "href": f"{base}lists/{list_id}/members", "method": "GET"},
+                       {"rel": "create", "href": f"{base}lists/{list_id}/members", "method": "POST"}],
+        }
+        return self._reply(request, body)
+
+    def get_member(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        with self.store.read() as db:
+            member = self._member(db, list_id, self._hash(subscriber_hash))
+            if member is None:
+                raise self._not_found()
+            return self._reply(request, member.to_json(list_id, self._merge_fields(db, list_id), self._base(request)))
+
+    def list_member_tags(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        with self.store.read() as db:
+            member = self._member(db, list_id, self._hash(subscriber_hash))
+        if member is None:
+            raise self._not_found()
+        tags = [{"id": tag["id"], "name": tag["name"], "date_added": tag.get("date_added", "")} for tag in member.tags]
+        return self._reply(request, {"tags": tags, "total_items": len(tags), "_links": []})
+
+    def list_merge_fields(self, request: Request, list_id: str) -> Response:
+        self._check_list(list_id)
+        count = self._int_arg(request.args.get("count"), "count", default=10, maximum=MAX_PAGE)
+        offset = self._int_arg(request.args.get("offset"), "offset", default=0)
+        with self.store.read() as db:
+            merge_fields = self._merge_fields(db, list_id)
+        if request.args.get("type"):
+            merge_fields = [f for f in merge_fields if f.type == request.args["type"]]
+        if request.args.get("required"):
+            wanted = request.args["required"].lower() == "true"
+            merge_fields = [f for f in merge_fields if f.required == wanted]
+        body = {"merge_fields": [f.to_json(list_id) for f in merge_fields[offset:offset + count]],
+                "list_id": list_id, "total_items": len(merge_fields), "_links": []}
+        return self._reply(request, body)
+
+    def get_merge_field(self, request: Request, list_id: str, merge_id: str) -> Response:
+        self._check_list(list_id)
+        with self.store.read() as db:
+            merge_fields = self._merge_fields(db, list_id)
+        for merge_field in merge_fields:
+            if str(merge_field.merge_id) == merge_id:
+                return self._reply(request, merge_field.to_json(list_id))
+        raise self._not_found()
+
+    # Members: writes.
+
+    def add_member(self, request: Request, list_id: str) -> Response:
+        self._check_list(list_id)
+        body = self.json_body(request)
+        member_input = self._member_input(body, allow_tags=True, allow_status_if_new=False)
+        if member_input.email is None:
+            raise mailchimp_field_errors([{"field": "email_address", "message": "This value should not be blank."}])
+        if member_input.status is None:
+            raise mailchimp_field_errors([{"field": "status", "message": "This value should not be blank."}])
+        skip_merge_validation = self._flag(request.args.get("skip_merge_validation"))
+        with self.store.write() as db:
+            member, _, _ = self._write_members(db, list_id, [(hash_email(member_input.email), member_input)],
+                                               mode="create", skip_merge_validation=skip_merge_validation)[0]
+            return self._member_reply(db, request, list_id, member)
+
+    def set_member(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        body = self.json_body(request)
+        member_input = self._member_input(body, allow_tags=False)
+        member_hash = self._hash(subscriber_hash)
+        if member_input.email is not None and hash_email(member_input.email) != member_hash:
+            raise mailchimp_invalid("The email address does not match the subscriber hash in the URL.")
+        skip_merge_validation = self._flag(request.args.get("skip_merge_validation"))
+        with self.store.write() as db:
+            member, _, _ = self._write_members(db, list_id, [(member_hash, member_input)], mode="put",
+                                               skip_merge_validation=skip_merge_validation)[0]
+            return self._member_reply(db, request, list_id, member)
+
+    def update_member(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        body = self.json_body(request)
+        member_input = self._member_input(body, allow_tags=False)
+        skip_merge_validation = self._flag(request.args.get("skip_merge_validation"))
+        with self.store.write() as db:
+            member, _, _ = self._write_members(db, list_id, [(self._hash(subscriber_hash), member_input)],
+                                               mode="patch", skip_merge_validation=skip_merge_validation)[0]
+            return self._member_reply(db, request, list_id, member)
+
+    def archive_member(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        with self.store.write() as db:
+            member = self._member(db, list_id, self._hash(subscriber_hash))
+            if member is None:
+                raise self._not_found()
+            if member.status != "archived":
+                member.status = "archived"
+                self._save(db, list_id, [], changed=[member])
+        return Response(status=204)
+
+    def delete_permanent(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        member_hash = self._hash(subscriber_hash)
+        with self.store.write() as db:
+            if self._member(db, list_id, member_hash) is None:
+                raise self._not_found()
+            db.execute("DELETE FROM mailchimp_member WHERE list_id = ? AND id = ?", (list_id, member_hash))
+            db.execute("INSERT OR IGNORE INTO mailchimp_forgotten (list_id, id) VALUES (?, ?)", (list_id, member_hash))
+        return Response(status=204)
+
+    def update_member_tags(self, request: Request, list_id: str, subscriber_hash: str) -> Response:
+        self._check_list(list_id)
+        body = self.json_body(request)
+        tags = body.get("tags")
+        if not isinstance(tags, list) or not all(isinstance(tag, dict) for tag in tags):
+            raise mailchimp_field_errors([{"field": "tags", "message": "Tags must be a list of {name, status}."}])
+        changes = []
+        for tag in tags:
+            name, status = tag.get("name"), tag.get("status")
+            problem = self._tag_problem(name)
+            if problem:
+                raise mailchimp_field_errors([{"field": "tags.name", "message": problem}])
+            if status not in ("active", "inactive"):
+                raise mailchimp_field_errors([{"field": "tags.status",
+                                               "message": "Status must be active or inactive."}])
+            changes.append((name.strip(), status == "active"))
+        with self.store.write() as db:
+            member = self._member(db, list_id, self._hash(subscriber_hash))
+            if member is None:
+                raise self._not_found()
+            before = member.state()
+            for name, active in changes:
+                self._set_tag(db, list_id, member, name, active, self._tag_cache(db, list_id))
+            if member.state() != before:
+                self._save(db, list_id, [], changed=[member])
+        return Response(status=204)
+
+    def batch_subscribe(self, request: Request, list_id: str) -> Response:
+        self._check_list(list_id)
+        body = self.json_body(request)
+        members = body.get("members")
+        if not isinstance(members, list):
+            raise mailchimp_field_errors([{"field": "members", "message": "This value should be of type array."}])
+        if len(members) > MAX_BATCH:
+            raise mailchimp_field_errors([{"field": "members",
+                                           "message": f"This collection should contain {MAX_BATCH} elements or less."}])
+        update_existing = body.get("update_existing", False)
+        sync_tags = body.get("sync_tags", False)
+        if not isinstance(update_existing, bool) or not isinstance(sync_tags, bool):
+            raise mailchimp_invalid("update_existing and sync_tags must be true or false.")
+        self._check_batch_statuses(members)
+        skip_merge_validation = self._flag(request.args.get("skip_merge_validation"))
+        skip_duplicate_check = self._flag(request.args.get("skip_duplicate_check"))
+        errors, planned, seen = [], [], set()
+        for item in members:
+            email = item.get("email_address") if isinstance(item, dict) else None
+            try:
+                if not isinstance(item, dict):
+                    raise mailchimp_invalid("Every member must be an object.")
+                member_input = self._member_input(item, allow_tags=True, allow_status_if_new=False)
+                if member_input.email is None:
+                    raise mailchimp_field_errors([{"field": "email_address",
+                                                   "message": "This value should not be blank."}])
+                member_hash = hash_email(member_input.email)
+                if member_hash in seen:
+                    if skip_duplicate_check:
+                        continue
+                    raise mailchimp_invalid(f"{member_input.email} was included more than once in this request.")
+                seen.add(member_hash)
+                planned.append((member_hash, member_input))
+            except MailchimpError as error:
+                errors.append(self._batch_error(email, error))
+        base = self._base(request)
+        with self.store.write() as db:
+            outcomes = self._write_members(db, list_id, planned, mode="batch", update_existing=update_existing,
+                                           sync_tags=sync_tags, skip_merge_validation=skip_merge_validation)
+            merge_fields = self._merge_fields(db, list_id)
+        new_members, updated_members = [], []
+        for (_, member_input), (member, created, error) in zip(planned, outcomes, strict=True):
+            if error is not None:
+                errors.append(self._batch_error(member_input.email, error))
+            elif created:
+                new_members.append(member.to_json(list_id, merge_fields, base))
+            else:
+                updated_members.append(member.to_json(list_id, merge_fields, base))
+        return json_response({
+            "new_members": new_members,
+            "updated_members": updated_members,
+            "errors": errors,
+            "total_created": len(new_members),
+            "total_updated": len(updated_members),
+            "error_count": len(errors),
+            "_links": [{"rel": "self", "href": f"{base}lists/{list_id}", "method": "GET"}],
+        })
+
+    @staticmethod
+    def _check_batch_statuses(members: list[Any]) -> None:
+        """Refuse a batch whose members lack a valid `status` or carry `status_if_new`.
+
+        These are schema errors, so the whole call is refused before any member is
+        written, with the field path Mailchimp uses (`members.item:0.status`).
+        """
+        problems = []
+        for index, item in enumerate(members):
+            if not isinstance(item, dict):
+                continue
+            if "status_if_new" in item:
+                problems.append({"field": f"members.item:{index}.status_if_new",
+                                 "message": "status_if_new is not a property of a batch member: send status "
+                                            "(with update_existing it applies to existing members too)."})
+            if item.get("status") not in WRITABLE_STATUSES:
+                problems.append({"field": f"members.item:{index}.status",
+                                 "message": "Data presented is not one of the accepted values: "
+                                            f"{', '.join(WRITABLE_STATUSES)}."})
+        if problems:
+            raise mailchimp_field_errors(problems)
+
+    def add_merge_field(self, request: Request, list_id: str) -> Response:
+        self._check_list(list_id)
+        body = self.json_body(request)
+        name, kind, tag = body.get("name"), body.get("type"), body.get("tag")
+        problems = []
+        if not isinstance(name, str) or not name.strip() or len(name) > 100 or "\x00" in name:
+            problems.append({"field": "name", "message": "A name of 1 to 100 characters is required."})
+        if kind not in MERGE_FIELD_TYPES:
+            problems.append({"field": "type", "message": f"Type must be one of: {', '.join(MERGE_FIELD_TYPES)}."})
+        if tag is not None and (not isinstance(tag, str) or not _TAG.match(tag)):
+            problems.append({"field": "tag", "message": "A tag is 1 to 10 capital letters, digits or underscores, "
+                                                        "starting with a letter."})
+        options = body.get("options", {})
+        if not isinstance(options, dict):
+            problems.append({"field": "options", "message": "Options must be an object."})
+        for key in ("required", "public"):
+            if not isinstance(body.get(key, False), bool):
+                problems.append({"field": key, "message": f"{key} must be true or false."})
+        for key in ("default_value", "help_text"):
+            if not isinstance(body.get(key, ""), str):
+                problems.append({"field": key, "message": f"{key} must be a string."})
+        display_order = body.get("display_order")
+        if display_order is not None and (isinstance(display_order, bool) or not isinstance(display_order, int)):
+            problems.append({"field": "display_order", "message": "display_order must be an integer."})
+        if problems:
+            raise mailchimp_field_errors(problems)
+        with self.store.write() as db:
+            existing = self._merge_fields(db, list_id)
+            merge_id = max((f.merge_id for f in existing), default=0) + 1
+            tag = tag or f"MMERGE{merge_id}"
+            if any(f.tag == tag for f in existing):
+                raise mailchimp_invalid(f'A Merge Field with the tag "{tag}" already exists for this list.')
+            merge_field = MergeField(
+                merge_id=merge_id, tag=tag, name=name.strip(), type=kind,
+                required=body.get("required", False), default_value=body.get("default_value", ""),
+                public=body.get("public", True), display_order=display_order or merge_id,
+                options=options, help_text=body.get("help_text", ""),
+            )
+            db.execute(
+                "INSERT INTO mailchimp_merge_field (list_id, merge_id, tag, name, type, required, default_value, "
+                "public, display_order, options, help_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (list_id, merge_field.merge_id, merge_field.tag, merge_field.name, merge_field.type,
+                 int(merge_field.required), merge_field.default_value, int(merge_field.public),
+                 merge_field.display_order, json.dumps(options), merge_field.help_text),
+            )
+        return json_response(merge_field.to_json(list_id))
+
+    # The member write path shared by POST, PUT, PATCH and batch subscribe.
+
+    def _write_members(self, db: sqlite3.Connection, list_id: str, planned: list[tuple[str, MemberInput]], *,
+                       mode: str, update_existing: bool = True, sync_tags: bool = False,
+                       skip_merge_validation: bool = False) -> list[tuple[Member | None, bool, MailchimpError | None]]:
+        """Create or update members; return (member, created, error) per input.
+
+        `mode` is create (POST), put, patch or batch. Single-member modes raise their
+        error; batch reports it in the outcome instead.
+        """
+        hashes = [member_hash for member_hash, _ in planned]
+        existing = self._members(db, list_id, hashes)
+        forgotten = self._forgotten(db, list_id, hashes)
+        merge_fields = {f.tag: f for f in self._merge_fields(db, list_id)}
+        tag_cache = self._tag_cache(db, list_id)
+        now = int(time.time())
+        outcomes: list[tuple[Member | None, bool, MailchimpError | None]] = []
+        inserted, changed = [], []
+        for member_hash, member_input in planned:
+            try:
+                member, created = self._plan_member(
+                    db, list_id, member_hash, member_input, existing.get(member_hash), member_hash in forgotten,
+                    merge_fields, tag_cache, now, mode=mode, update_existing=update_existing, sync_tags=sync_tags,
+                    skip_merge_validation=skip_merge_validation,
+                )
+            except MailchimpError as error:
+                if mode != "batch":
+                    raise
+                outcomes.append((None, False, error))
+                continue
+            if member.seq is None:
+                inserted.append(member)
+            elif member.state() != existing[member_hash].state():
+                changed.append(member)
+            outcomes.append((member, created, None))
+        self._save(db, list_id, inserted, changed=changed, now=now)
+        return outcomes
+
+    def _plan_member(self, db: sqlite3.Connection, list_id: str, member_hash: str, member_input: MemberInput,
+                     current: Member | None, forgotten: bool, merge_fields: dict[str, MergeField],
+                     tag_cache: dict[str, int], now: int, *, mode: str, update_existing: bool, sync_tags: bool,
+                     skip_merge_validation: bool) -> tuple[Member, bool]:
+        """Return the member as it will be after this input, and whether it is new (or re-added)."""
+        if current is None and forgotten:
+            email = member_input.email or member_hash
+            raise MailchimpError(400, "Forgotten Email Not Subscribed",
+                                 f"{email} was permanently deleted and cannot be re-imported. The contact must "
+                                 "re-subscribe to get back on the list.")
+        if current is None and mode == "patch":
+            raise self._not_found()
+        returning = current is None or current.status == "archived"
+        if not returning and mode == "create":
+            raise MailchimpError(400, "Member Exists",
+                                 f"{current.email_address} is already a list member. Use PUT to insert or update "
+                                 "list members.")
+        if not returning and mode == "batch" and not update_existing:
+            raise MailchimpError(400, "Member Exists",
+                                 f"{current.email_address} is already a list member, do you want to update? please "
+                                 "provide update_existing:true in the request body")
+        if returning:
+            # PUT names the status of a new member in status_if_new alone; `status` is for existing ones.
+            status = member_input.status_if_new
+            if status is None and not (mode == "put" and current is None):
+                status = member_input.status
+            if current is None and member_input.email is None:
+                raise mailchimp_field_errors([{"field": "email_address", "message": "This value should not be blank."}])
+            if status is None:
+                raise mailchimp_field_errors([{"field": "status_if_new" if mode == "put" else "status",
+                                               "message": "This value should not be blank."}])
+            member = Member.new(member_input.email, now) if current is None else self._copy(current)
+            member.status = status
+        else:
+            member = self._copy(current)
+            if member_input.status is not None:
+                member.status = member_input.status
+        if member_input.email is not None and member_input.email.lower() != member.email_address.lower():
+            new_hash = hash_email(member_input.email)
+            if self._member(db, list_id, new_hash) is not None:
+                raise MailchimpError(400, "Member Exists", f"{member_input.email} is already a list member.")
+            if self._forgotten(db, list_id, [new_hash]):
+                raise MailchimpError(400, "Forgotten Email Not Subscribed",
+                                     f"{member_input.email} was permanently deleted and cannot be re-imported.")
+            member.id = new_hash
+        if member_input.email is not None:
+            member.email_address = member_input.email
+        self._apply_merge_fields(member, member_input.merge_fields, merge_fields,
+                                 require=returning and not skip_merge_validation)
+        for name in ("email_type", "language", "vip", "ip_signup", "timestamp_signup", "ip_opt", "timestamp_opt"):
+            value = getattr(member_input, name)
+            if value is not None:
+                setattr(member, name, value)
+        if member.status == "subscribed" and not member.timestamp_opt:
+            member.timestamp_opt = iso_seconds(now)
+        if member_input.tags is not None:
+            if sync_tags:
+                member.tags = []
+            for name in member_input.tags:
+                self._set_tag(db, list_id, member, name, True, tag_cache)
+        return member, returning
+
+    @staticmethod
+    def _apply_merge_fields(member: Member, given: dict[str, Any] | None, definitions: dict[str, MergeField], *,
+                            require: bool) -> None:
+        problems = []
+        for tag, value in (given or {}).items():
+            definition = definitions.get(tag)
+            if definition is None:
+                problems.append({"field": tag, "message": "This merge field does not exist in the audience."})
+                continue
+            if value == "" or value is None:
+                member.merge_fields.pop(tag, None)
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and definition.type != "address":
+                value = str(value)
+            problem = definition.problem(value)
+            if problem:
+                problems.append({"field": tag, "message": problem})
+                continue
+            member.merge_fields[tag] = value
+        if require:
+            for definition in definitions.values():
+                if definition.required and not member.merge_fields.get(definition.tag):
+                    problems.append({"field": definition.tag, "message": "Please enter a value"})
+        if problems:
+            raise mailchimp_invalid("Your merge fields were invalid.", problems)
+
+    def _save(self, db: sqlite3.Connection, list_id: str, inserted: list[Member], *, changed: list[Member],
+              now: int | None = None) -> None:
+        """Store new members and changed ones; every change moves the member's `last_changed` forward."""
+        now = int(time.time()) if now is None else now
+        if inserted:
+            (last_seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM mailchimp_member").fetchone()
+            for offset, member in enumerate(inserted, start=1):
+                member.seq = last_seq + offset
+                member.last_changed = now
+            db.executemany(
+                f"INSERT INTO mailchimp_member (list_id, {', '.join(MEMBER_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(MEMBER_COLUMNS))})",
+                [(list_id, *member.row()) for member in inserted],
+            )
+        if changed:
+            for member in changed:
+                member.last_changed = max(now, member.last_changed + 1)
+            assignments = ", ".join(f"{column} = ?" for column in MEMBER_COLUMNS[1:])
+            db.executemany(
+                f"UPDATE mailchimp_member SET {assignments} WHERE seq = ?",
+                [(*member.row()[1:], member.seq) for member in changed],
+            )
+
+    # Helpers.
+
+    def _member_input(self, body: dict[str, Any], *, allow_tags: bool,
+                      allow_status_if_new: bool = True) -> MemberInput:
+        """Validate the member fields of a request body; raise "Invalid Resource" on any problem."""
+        member_input = MemberInput()
+        problems = []
+        email = body.get("email_address")
+        if email is not None:
+            if not isinstance(email, str):
+                problems.append({"field": "email_address", "message": "This value should be of type string."})
+            else:
+                email = email.strip()
+                problem = email_problem(email)
+                if "\x00" in email or problem == "contains non-ASCII characters":
+                    detail = f"{email} looks fake or invalid, please enter a real email address."
+                    raise mailchimp_invalid(detail, [{"field": "email_address", "message": detail}])
+                if problem:
+                    raise mailchimp_invalid("Please provide a valid email address.",
+                                            [{"field": "email_address", "message": f"The address {problem}."}])
+                member_input.email = email
+        for name in ("status", "status_if_new"):
+            value = body.get(name)
+            if value is None or (name == "status_if_new" and not allow_status_if_new):
+                continue
+            if value not in WRITABLE_STATUSES:
+                problems.append({"field": name, "message": f"Status must be one of: {', '.join(WRITABLE_STATUSES)}."})
+            else:
+                setattr(member_input, name, value)
+        merge_fields = body.get("merge_fields")
+        if merge_fields is not None:
+            if not isinstance(merge_fields, dict):
+                problems.append({"field": "merge_fields", "message": "Merge fields must be an object."})
+            else:
+                member_input.merge_fields = merge_fields
+        if body.get("email_type") is not None:
+            if body["email_type"] not in ("html", "text"):
+                problems.append({"field": "email_type", "message": "Email type must be html or text."})
+            else:
+                member_input.email_type = body["email_type"]
+        if body.get("vip") is not None:
+            if not isinstance(body["vip"], bool):
+                problems.append({"field": "vip", "message": "VIP must be true or false."})
+            else:
+                member_input.vip = body["vip"]
+        for name in ("language", "ip_signup", "timestamp_signup", "ip_opt", "timestamp_opt"):
+            value = body.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or "\x00" in value or len(value) > 64:
+                problems.append({"field": name, "message": "This value should be a short string."})
+            else:
+                setattr(member_input, name, value)
+        if allow_tags and body.get("tags") is not None:
+            tags = body["tags"]
+            if not isinstance(tags, list):
+                problems.append({"field": "tags", "message": "Tags must be a list of names."})
+            else:
+                for name in tags:
+                    problem = self._tag_problem(name)
+                    if problem:
+                        problems.append({"field": "tags", "message": problem})
+                member_input.tags = [name.strip() for name in tags if isinstance(name, str)]
+        if problems:
+            raise mailchimp_field_errors(problems)
+        return member_input
+
+    @staticmethod
+    def _tag_problem(name: Any) -> str | None:
+        if not isinstance(name, str) or not name.strip():
+            return "A tag needs a name."
+        if len(name) > MAX_TAG_NAME or "\x00" in name:
+            return f"Tag names are at most {MAX_TAG_NAME} characters, without NUL characters."
+        return None
+
+    @staticmethod
+    def _tag_cache(db: sqlite3.Connection, list_id: str) -> dict[str, int]:
+        return {name: tag_id for tag_id, name in
+                db.execute("SELECT id, name FROM mailchimp_tag WHERE list_id = ?", (list_id,))}
+
+    @staticmethod
+    def _set_tag(db: sqlite3.Connection, list_id: str, member: Member, name: str, active: bool,
+                 cache: dict[str, int]) -> None:
+        has_tag = any(tag["name"] == name for tag in member.tags)
+        if active and not has_tag:
+            if name not in cache:
+                (cache[name],) = db.execute("INSERT INTO mailchimp_tag (list_id, name) VALUES (?, ?) RETURNING id",
+                                            (list_id, name)).fetchone()
+            member.tags.append({"id": cache[name], "name": name, "date_added": iso_seconds(int(time.time()))})
+        elif not active and has_tag:
+            member.tags = [tag for tag in member.tags if tag["name"] != name]
+
+    @staticmethod
+    def _copy(member: Member) -> Member:
+        copy = Member()
+        copy.__dict__.update(member.__dict__)
+        copy.merge_fields = dict(member.merge_fields)
+        copy.tags = [dict(tag) for tag in member.tags]
+        return copy
+
+    @staticmethod
+    def _member(db: sqlite3.Connection, list_id: str, member_hash: str) -> Member | None:
+        row = db.execute(f"{SELECT_MEMBER} WHERE list_id = ? AND id = ?", (list_id, member_hash)).fetchone()
+        return Member(row) if row else None
+
+    @staticmethod
+    def _members(db: sqlite3.Connection, list_id: str, hashes: list[str]) -> dict[str, Member]:
+        if not hashes:
+            return {}
+        rows = db.execute(f"{SELECT_MEMBER} WHERE list_id = ? AND id IN ({', '.join('?' * len(hashes))})",
+                          [list_id, *hashes]).fetchall()
+        return {member.id: member for member in map(Member, rows)}
+
+    @staticmethod
+    def _forgotten(db: sqlite3.Connection, list_id: str, hashes: list[str]) -> set[str]:
+        if not hashes:
+            return set()
+        rows = db.execute(f"SELECT id FROM mailchimp_forgotten WHERE list_id = ? AND id IN "
+                          f"({', '.join('?' * len(hashes))})", [list_id, *hashes])
+        return {row[0] for row in rows}
+
+    @staticmethod
+    def _merge_fields(db: sqlite3.Connection, list_id: str) -> list[MergeField]:
+        rows = db.execute(
+            "SELECT merge_id, tag, name, type, required, default_value, public, display_order, options, help_text "
+            "FROM mailchimp_merge_field WHERE list_id = ? ORDER BY display_order, merge_id", (list_id,)
+        ).fetchall()
+        return [MergeField(merge_id, tag, name, kind, bool(required), default_value, bool(public), display_order,
+                           json.loads(options), help_text)
+                for merge_id, tag, name, kind, required, default_value, public, display_order, options, help_text
+                in rows]
+
+    def _list_json(self, db: sqlite3.Connection, request: Request) -> dict[str, Any]:
+        counts = dict(db.execute("SELECT status, COUNT(*) FROM mailchimp_member WHERE list_id = ? GROUP BY status",
+                                 (LIST_ID,)).fetchall())
+        (merge_field_count,) = db.execute("SELECT COUNT(*) FROM mailchimp_merge_field WHERE list_id = ?",
+                                          (LIST_ID,)).fetchone()
+        base = self._base(request)
+        return {
+            "id": LIST_ID,
+            "web_id": 100001,
+            "name": LIST_NAME,
+            "contact": {"company": "Syncapp Sandbox", "address1": "1 Sandbox Way", "address2": "", "city": "Atlanta",
+                        "state": "GA", "zip": "30308", "country": "US", "phone": ""},
+            "permission_reminder": "You signed up for updates from the Syncapp sandbox.",
+            "use_archive_bar": True,
+            "campaign_defaults": {"from_name": "Syncapp Sandbox", "from_email": "news@sandbox.invalid",
+                                  "subject": "", "language": "en"},
+            "notify_on_subscribe": "",
+            "notify_on_unsubscribe": "",
+            "date_created": LIST_CREATED,
+            "list_rating": 3,
+            "email_type_option": False,
+            "subscribe_url_short": "",
+            "subscribe_url_long": "",
+            "beamer_address": "",
+            "visibility": "prv",
+            "double_optin": False,
+            "has_welcome": False,
+            "marketing_permissions": False,
+            "modules": [],
+            "stats": {
+                "member_count": counts.get("subscribed", 0),
+                "unsubscribe_count": counts.get("unsubscribed", 0),
+                "cleaned_count": counts.get("cleaned", 0),
+                "member_count_since_send": counts.get("subscribed", 0),
+                "unsubscribe_count_since_send": counts.get("unsubscribed", 0),
+                "cleaned_count_since_send": counts.get("cleaned", 0),
+                "campaign_count": 0,
+                "merge_field_count": merge_field_count,
+                "total_contacts": sum(count for status, count in counts.items() if status != "archived"),
+            },
+            "_links": [{"rel": "self", "href": f"{base}lists/{LIST_ID}", "method": "GET"},
+                       {"rel": "members", "href": f"{base}lists/{LIST_ID}/members", "method": "GET"}],
+        }
+
+    def _member_reply(self, db: sqlite3.Connection, request: Request, list_id: str, member: Member) -> Response:
+        return json_response(member.to_json(list_id, self._merge_fields(db, list_id), self._base(request)))
+
+    def _reply(self, request: Request, body: dict[str, Any]) -> Response:
+        fields = _field_paths(request.args.get("fields"))
+        exclude = _field_paths(request.args.get("exclude_fields"))
+        return json_response(project(body, fields, exclude))
+
+    def _base(self, request: Request) -> str:
+        return f"{request.host_url}{self.prefix.lstrip('/')}/"
+
+    @staticmethod
+    def _batch_error(email: Any, error: MailchimpError) -> dict[str, Any]:
+        first = (error.errors or [{}])[0]
+        generic = error.detail.startswith("The resource submitted could not be validated")
+        return {
+            "email_address": email if isinstance(email, str) else "",
+            "error": f"{first.get('field')}: {first.get('message')}" if generic and error.errors else error.detail,
+            "error_code": "ERROR_CONTACT_EXISTS" if error.title == "Member Exists" else "ERROR_GENERIC",
+            "field": first.get("field", ""),
+            "field_message": first.get("message", ""),
+        }
+
+    @staticmethod
+    def _hash(path_value: str) -> str:
+        """Return the subscriber hash a path names: the hash itself, or an email address."""
+        return hash_email(path_value.strip()) if "@" in path_value else path_value.lower()
+
+    @staticmethod
+    def _check_list(list_id: str) -> None:
+        if list_id != LIST_ID:
+            raise MailchimpError(404, "Resource Not Found", "The requested resource could not be found.")
+
+    @staticmethod
+    def _not_found() -> MailchimpError:
+        return MailchimpError(404, "Resource Not Found", "The requested resource could not be found.")
+
+    @staticmethod
+    def _flag(raw: str | None) -> bool:
+        return (raw or "").lower() == "true"
+
+    @staticmethod
+    def _int_arg(raw: str | None, name: str, *, default: int, maximum: int | None = None) -> int:
+        if raw is None or raw == "":
+            return default
+        if not raw.isdigit():
+            raise mailchimp_invalid(f"{name} must be a non-negative integer.")
+        value = int(raw)
+        if maximum is not None and not 1 <= value <= maximum:
+            raise mailchimp_invalid(f"{name} must be between 1 and {maximum}.")
+        return value
+
