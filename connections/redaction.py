@@ -4,17 +4,24 @@ from __future__ import annotations
 import logging
 import re
 
-# Values that look like credentials in URLs, headers and bodies: bearer tokens, basic
-# auth, API-key headers and query parameters, and key=value pairs with secret names.
+# Values that look like credentials in URLs, headers, bodies and reprs: authorization
+# headers, bearer and basic credentials, and name=value or "name": "value" pairs whose
+# name ends in token, secret, password or API key (access_token, x-api-key, hapikey...).
+_QUOTE = "[\"']?"
 _PATTERNS = [
-    re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer|basic|klaviyo-api-key)?\s*[^\s,'\"]+"),
-    re.compile(r"(?i)(api[-_]?token\s*[:=]\s*)[^\s,'\"]+"),
+    re.compile(rf"(?i)(authorization{_QUOTE}\s*[:=]\s*{_QUOTE})(bearer|basic|klaviyo-api-key)?\s*[^\s,'\"]+"),
+    re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(
-        r"(?i)((?:access_token|refresh_token|client_secret|api_key|apikey|password|token|secret|code)"
-        r"[\"']?\s*[:=]\s*[\"']?)[^\s&,'\"]+"
+        rf"(?i)((?:token|secret|password|passwd|api[-_]?key){_QUOTE}\s*[:=]\s*{_QUOTE})"
+        r"[^\s&,'\"]+"
     ),
+    # OAuth authorization codes in callback URLs and token requests.
+    re.compile(rf"(?i)(\bcode{_QUOTE}\s*[:=]\s*{_QUOTE})[^\s&,'\"]+"),
 ]
 REDACTED = "[redacted]"
+
+# Formats tracebacks the way logging's default formatter does, for redaction first.
+_TRACEBACK_FORMATTER = logging.Formatter()
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -28,11 +35,25 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 class RedactSecretsFilter(logging.Filter):
-    """Redact credential-looking values in every log record's rendered message."""
+    """Redact credential-looking values in a record's message, arguments and traceback.
+
+    The message is rendered with its arguments and stored redacted, with the arguments
+    dropped, so that no handler or formatter sees the raw arguments. The traceback text
+    is rendered here too (formatters reuse `exc_text`) and redacted. `exc_info` is kept
+    for handlers that need the exception itself; Django's error mails go through
+    `syncapp.security.reporting`, which masks secrets in what they show.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not break the caller's logging call
+            message = f"{record.msg} (arguments that did not fit the message: {record.args!r})"
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

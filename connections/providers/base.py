@@ -83,9 +83,12 @@ class ProviderError(Exception):
 
     retriable = False
 
-    def __init__(self, message: str, *, status: int | None = None, retriable: bool | None = None):
+    def __init__(self, message: str, *, status: int | None = None, retriable: bool | None = None, body: Any = None):
         super().__init__(message)
         self.status = status
+        # The provider's parsed error reply, for callers that pick out the records it
+        # names; never shown as is (the message is the redacted summary).
+        self.body = body
         if retriable is not None:
             self.retriable = retriable
 
@@ -117,10 +120,25 @@ class Provider(ABC):
     # Published rate limit: requests per window (seconds), and concurrent requests.
     rate_limit: ClassVar[tuple[int, int] | None] = None
     max_concurrency: ClassVar[int | None] = None
+    # Seconds to wait for a reply: the provider's own call timeout where it has one.
+    read_timeout: ClassVar[float] = 30.0
 
-    def __init__(self, config: ProviderConfig, http):
+    def __init__(self, config: ProviderConfig, http, *, fields: Sequence[str] = ()):
         self.config = config
         self.http = http
+        # The external fields the caller needs. Providers that must name the fields
+        # they read (HubSpot's properties) ask for these; the others return all fields.
+        self.fields = tuple(fields)
+
+    @classmethod
+    def base_url_for(cls, config: ProviderConfig) -> str:
+        """Return the API root to call: the configured one, else the provider's own."""
+        return (config.base_url or cls.default_base_url).rstrip("/")
+
+    @classmethod
+    @abstractmethod
+    def auth_headers(cls, config: ProviderConfig) -> dict[str, str]:
+        """Return the headers that authenticate requests with this config's credentials."""
 
     @abstractmethod
     def discover_fields(self) -> list[FieldInfo]:

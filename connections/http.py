@@ -1,0 +1,234 @@
+"""One HTTP client per connection: a session, timeouts, the rate budget and bounded retries.
+
+Every request goes through `HttpClient.request`: it waits for the connection's rate
+budget and a concurrency slot, sends with a connect and a read timeout, and retries what
+may succeed later (429, 5xx, timeouts, resets) with exponential backoff and full jitter,
+honouring Retry-After. Other 4xx are not retried. Errors are raised as the provider
+interface's exceptions, with messages that carry the provider's explanation and never a
+credential.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+
+from connections.providers.base import AuthenticationError, ProviderError, TransientError
+from connections.ratelimit import RateBudget
+from connections.redaction import redact
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Syncapp/0.1 (+self-hosted contact sync)"
+# How much of a provider's error text goes into a message.
+_DETAIL_LIMIT = 500
+# Client errors that say "not now" rather than "never": request timeout, rate limit.
+_RETRIED_4XX = (408, 429)
+
+
+class HttpClient:
+    """Send requests to one account's API within its budget, retrying what is transient.
+
+    Write calls are retried too: every write Syncapp makes is idempotent (upserts keyed
+    by email, archive and erase of one record), so sending one twice after a lost reply
+    does no harm.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AuthBase | Mapping[str, str] | None = None,
+        budget: RateBudget | None = None,
+        provider: str = "",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 120.0,
+        secrets: Iterable[str] = (),
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ):
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        self.base_url = base_url.rstrip("/")
+        self.budget = budget
+        self.provider = provider or "provider"
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_retry_after = max_retry_after
+        self.secrets = tuple(secret for secret in secrets if secret)
+        self._sleep = sleep
+        self._jitter = jitter
+        # Every HTTP request sent, retries included: the run reports its API calls.
+        self.request_count = 0
+        self._count_lock = threading.Lock()
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        if isinstance(auth, Mapping):
+            self.session.headers.update(auth)
+        elif auth is not None:
+            self.session.auth = auth
+
+    def close(self) -> None:
+        self.session.close()
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and return its parsed JSON body (None for an empty body)."""
+        response = self.request(method, path, **kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(
+                self._describe(method, path, response.status_code, "the reply is not JSON"), status=response.status_code
+            ) from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        endpoint_budget: RateBudget | None = None,
+    ) -> requests.Response:
+        """Send `method path`, retrying transient failures; return a 2xx response or raise.
+
+        `endpoint_budget` is a rate limit the endpoint has on top of the account's (such
+        as HubSpot's search): every attempt waits for both.
+        """
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        attempt = 0
+        while True:
+            try:
+                response = self._send(method, url, endpoint_budget, params=params, json=json)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                delay = self._backoff(attempt)
+                status = None
+            else:
+                if response.status_code < 400:
+                    return response
+                status = response.status_code
+                if status in (401, 403):
+                    raise AuthenticationError(
+                        self._describe(method, path, status, _explain(response)), status=status
+                    )
+                if status not in _RETRIED_4XX and status < 500:
+                    raise ProviderError(
+                        self._describe(method, path, status, _explain(response)), status=status, body=_body(response)
+                    )
+                failure = f"HTTP {status}: {_explain(response)}"
+                delay = self._retry_delay(response, attempt)
+                if delay is None:
+                    raise TransientError(
+                        self._describe(method, path, status, "asked to wait longer than this client waits"),
+                        status=status,
+                    )
+                if status == 429:
+                    # Slow every worker of this connection down, not just this one.
+                    for budget in (self.budget, endpoint_budget):
+                        if budget is not None:
+                            budget.hold_off(delay)
+            if attempt >= self.max_retries:
+                raise TransientError(
+                    self._describe(method, path, status, f"gave up after {attempt + 1} attempts; last: {failure}"),
+                    status=status,
+                )
+            logger.warning(
+                "%s",
+                redact(f"{self.provider} {method} {path}: {failure}; retry {attempt + 1} in {delay:.2f}s", self.secrets),
+            )
+            self._sleep(delay)
+            attempt += 1
+
+    def _send(self, method: str, url: str, endpoint_budget: RateBudget | None, **kwargs: Any) -> requests.Response:
+        if self.budget is not None:
+            self.budget.acquire()
+        if endpoint_budget is not None:
+            # After the account's budget: the request then leaves as soon as the narrower
+            # window allows, so sends stay spaced as that window counts them.
+            endpoint_budget.acquire()
+        if self.budget is None:
+            return self._count_and_send(method, url, **kwargs)
+        with self.budget.slot():
+            return self._count_and_send(method, url, **kwargs)
+
+    def _count_and_send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        with self._count_lock:
+            self.request_count += 1
+        return self.session.request(method, url, timeout=self.timeout, **kwargs)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: anywhere up to base * 2**attempt, capped."""
+        return self._jitter() * min(self.backoff_cap, self.backoff_base * 2**attempt)
+
+    def _retry_delay(self, response: requests.Response, attempt: int) -> float | None:
+        """Return how long to wait before retrying; None when told to wait too long."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None:
+            return self._backoff(attempt)
+        if retry_after > self.max_retry_after:
+            return None
+        return retry_after
+
+    def _describe(self, method: str, path: str, status: int | None, detail: str) -> str:
+        where = f"{self.provider} {method} {path.split('?')[0]}"
+        text = f"{where} failed with HTTP {status}: {detail}" if status else f"{where} failed: {detail}"
+        return redact(text, self.secrets)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Return the seconds a Retry-After header asks for (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _explain(response: requests.Response) -> str:
+    """Return the provider's own words about an error: title, message, detail, errors."""
+    body = _body(response)
+    if body is None:
+        text = response.text.strip()
+        return text[:_DETAIL_LIMIT] if text else response.reason or "no explanation given"
+    if not isinstance(body, dict):
+        return str(body)[:_DETAIL_LIMIT]
+    parts = [str(body[key]) for key in ("title", "message", "detail") if body.get(key)]
+    for item in body.get("errors") or []:
+        if isinstance(item, dict):
+            field = item.get("field") or item.get("name") or ""
+            message = item.get("message") or item.get("field_message") or item.get("error") or ""
+            parts.append(f"{field}: {message}" if field else str(message))
+    return "; ".join(parts)[:_DETAIL_LIMIT] or response.reason or "no explanation given"

@@ -1,0 +1,377 @@
+"""HubSpot CRM v3 contacts: properties, full and delta reads, batch read, upsert, archive, GDPR delete.
+
+Field names are HubSpot property names. The properties read are, in order of
+precedence: the `fields` the caller passes (the sync's mappings), the connection's
+`settings["properties"]`, or `DEFAULT_PROPERTIES`; `email` and `lastmodifieddate` are
+always added because identity and the delta cursor need them.
+
+Reads follow `cursors.ScanWindow` and `cursors.KeysetWindow`. A full read lists the
+contacts (100 a page, paged by id), because HubSpot's search has a rate of its own,
+about five requests a second per account, and would cap a full read near 1,000
+contacts a second; the list is bound only by the account's general rate. Delta reads
+search on `lastmodifieddate` with a fresh query per page. Search calls wait for the
+search rate as well as the account's (`settings["search_rate_limit"]` requests per
+second, 5 unless set; 0 leaves the pacing to the server's 429s).
+
+Connection settings read here: `properties`, `overlap_seconds` (how far before the
+watermark a delta read starts again: HubSpot's search index trails writes by a few
+seconds, and clocks differ) and `search_rate_limit`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from connections.providers.base import (
+    AuthenticationError,
+    ChangePage,
+    FieldInfo,
+    OutgoingRecord,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+    RecordResult,
+    RemoteRecord,
+)
+from connections.providers.batches import isolate_rejections, mentions_email, split_repeats
+from connections.providers.cursors import (
+    CursorStuck,
+    InvalidCursor,
+    KeysetQuery,
+    KeysetWindow,
+    ScanWindow,
+    epoch_ms,
+    from_epoch_ms,
+    open_keyset_read,
+)
+
+CONTACTS = "/crm/v3/objects/contacts"
+SEARCH = f"{CONTACTS}/search"
+DEFAULT_PROPERTIES = ("email", "firstname", "lastname", "phone", "company", "lifecyclestage")
+# HubSpot's search index trails writes by a few seconds; re-read that much on each run.
+DEFAULT_OVERLAP_SECONDS = 10
+# "The search endpoints are rate limited to five requests per second per account."
+SEARCH_RATE_LIMIT = 5
+# Requests reach HubSpot a little after they leave, not all equally late: a window this
+# much longer than the published one keeps the server's count within its limit.
+SEARCH_WINDOW_MARGIN_SECONDS = 0.1
+# The list endpoint's largest page.
+MAX_LIST_PAGE = 100
+
+
+class HubSpotProvider(Provider):
+    name = "hubspot"
+    label = "HubSpot"
+    default_base_url = "https://api.hubapi.com"
+    email_field = "email"
+    max_batch = 100
+    max_page = 200
+    # Private apps on Professional and Enterprise: 190 requests per 10 seconds.
+    rate_limit = (190, 10)
+    read_timeout = 30.0
+
+    def __init__(
+        self, config: ProviderConfig, http, *, fields: Sequence[str] = (), clock: Callable[[], float] = time.time
+    ):
+        super().__init__(config, http, fields=fields)
+        # The reader's clock: a full scan's watermark is the time it began.
+        self.clock = clock
+        self.search_budget = None
+        per_second = _setting_number(config.settings, "search_rate_limit", SEARCH_RATE_LIMIT)
+        account_budget = getattr(http, "budget", None)
+        if per_second and account_budget is not None:
+            requests = max(1, int(per_second))
+            window = requests / per_second + SEARCH_WINDOW_MARGIN_SECONDS
+            self.search_budget = account_budget.narrower("search", requests, window)
+
+    @classmethod
+    def auth_headers(cls, config: ProviderConfig) -> dict[str, str]:
+        token = config.access_token or config.api_key
+        if not token:
+            raise AuthenticationError("The HubSpot connection has no access token.")
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def properties(self) -> list[str]:
+        wanted = self.fields or tuple(self.config.settings.get("properties") or ()) or DEFAULT_PROPERTIES
+        return list(dict.fromkeys([*wanted, "email", "lastmodifieddate"]))
+
+    def discover_fields(self) -> list[FieldInfo]:
+        reply = self.http.json("GET", "/crm/v3/properties/contacts")
+        return [
+            FieldInfo(name=item["name"], label=item.get("label") or item["name"], type=item.get("type") or "string")
+            for item in reply.get("results", [])
+            if not item.get("hidden")
+        ]
+
+    def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
+        """List every contact when `cursor` is None (or a scan is under way), else search the changed ones.
+
+        A full read costs one search more than its list pages: the count that gives
+        its pages a total (the list endpoint reports none).
+        """
+        overlap_ms = int(_setting_number(self.config.settings, "overlap_seconds", DEFAULT_OVERLAP_SECONDS) * 1000)
+        try:
+            window = open_keyset_read(cursor, overlap_ms=overlap_ms, now_ms=int(self.clock() * 1000))
+        except InvalidCursor as error:
+            raise ProviderError(str(error)) from None
+        try:
+            if isinstance(window, ScanWindow):
+                yield from self._scan(window)
+            else:
+                yield from self._delta(window)
+        except CursorStuck as error:
+            raise ProviderError(str(error)) from None
+
+    def _scan(self, window: ScanWindow) -> Iterator[ChangePage]:
+        """List the contacts from where the scan stands, by id."""
+        total = self._count_from(window.after)
+        while not window.finished:
+            params = {"limit": MAX_LIST_PAGE, "properties": ",".join(self.properties)}
+            if window.after is not None:
+                params["after"] = window.after
+            reply = self.http.json("GET", CONTACTS, params=params) or {}
+            records = [self._record(item) for item in reply.get("results") or []]
+            for record in records:
+                window.admit(record.external_id, _ms(record))
+            window.page_done(next_after=_next_after(reply))
+            yield ChangePage(records=records, cursor=window.cursor(), total=total)
+
+    def _count_from(self, after: str | None) -> int | None:
+        """Return how many contacts a scan has left to list, from one search of one result."""
+        body: dict[str, Any] = {"limit": 1, "properties": ["hs_object_id"]}
+        if after is not None:
+            if not after.isdigit():
+                # Not an id to count from: the pages go without a total.
+                return None
+            body["filterGroups"] = [{"filters": [{"propertyName": "hs_object_id", "operator": "GTE", "value": after}]}]
+        return self._search(body).get("total")
+
+    def _delta(self, window: KeysetWindow) -> Iterator[ChangePage]:
+        """Search the contacts modified since the watermark, one fresh query per page."""
+        total = None
+        while (query := window.query()) is not None:
+            reply = self._search(self._search_body(query))
+            if total is None:
+                # The first query counts every change this read has to go through.
+                total = reply.get("total")
+            records = [self._record(item) for item in reply.get("results") or []]
+            fresh = [record for record in records if window.admit(record.external_id, _ms(record))]
+            window.page_done(has_more=_next_after(reply) is not None)
+            yield ChangePage(records=fresh, cursor=window.cursor(), total=total)
+
+    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.http.json("POST", SEARCH, json=body, endpoint_budget=self.search_budget) or {}
+
+    def _search_body(self, query: KeysetQuery) -> dict[str, Any]:
+        if query.at is not None:
+            # HubSpot sorts a search by one property only: within one instant, by id.
+            filters = [{"propertyName": "lastmodifieddate", "operator": "EQ", "value": str(query.at)}]
+            if query.after_id is not None:
+                filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(query.after_id)})
+            sort = "hs_object_id"
+        else:
+            filters = []
+            if query.since is not None:
+                operator = "GT" if query.strict else "GTE"
+                filters.append({"propertyName": "lastmodifieddate", "operator": operator, "value": str(query.since)})
+            sort = "lastmodifieddate"
+        body: dict[str, Any] = {
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": self.max_page,
+        }
+        if filters:
+            body["filterGroups"] = [{"filters": filters}]
+        return body
+
+    def read_by_ids(self, external_ids: Sequence[str]) -> list[RemoteRecord]:
+        records = []
+        for start in range(0, len(external_ids), self.max_batch):
+            chunk = external_ids[start : start + self.max_batch]
+            reply = self.http.json(
+                "POST",
+                f"{CONTACTS}/batch/read",
+                json={"inputs": [{"id": str(external_id)} for external_id in chunk], "properties": self.properties},
+            )
+            # Unknown ids come back as a 207 listing them under errors: left out.
+            records += [self._record(item) for item in reply.get("results", [])]
+        return records
+
+    def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
+        """Update linked contacts by id and upsert the others by email; one result each.
+
+        A contact whose id is no longer found is upserted by email instead. Refused
+        records get their own failed result; authentication failures and exhausted
+        retries raise.
+        """
+        if len(records) > self.max_batch:
+            raise ValueError(f"HubSpot takes at most {self.max_batch} records per batch, got {len(records)}.")
+        results: dict[int, RecordResult] = {}
+        by_id = [(index, record) for index, record in enumerate(records) if record.external_id]
+        by_email = [(index, record) for index, record in enumerate(records) if not record.external_id]
+        for batch in split_repeats(by_id, key=lambda entry: _record_key(entry[1], by_email=False)):
+            by_email += self._write(batch, results, by_email=False)
+        for batch in split_repeats(by_email, key=lambda entry: _record_key(entry[1], by_email=True)):
+            self._write(batch, results, by_email=True)
+        return [results[index] for index in range(len(records))]
+
+    def _write(self, batch: list[tuple[int, OutgoingRecord]], results: dict[int, RecordResult], *, by_email: bool):
+        """Send one round of inputs; fill `results`; return the ones whose id was not found."""
+        path = f"{CONTACTS}/batch/upsert" if by_email else f"{CONTACTS}/batch/update"
+
+        def send(group):
+            return self.http.json("POST", path, json={"inputs": [_input(record, by_email) for _, record in group]})
+
+        def blamed(error: ProviderError, entry) -> bool:
+            return mentions_email(_error_text(error), _normal_email(entry[1].email))
+
+        outcome = isolate_rejections(batch, send, blamed=blamed)
+        for (index, record), error in outcome.rejected:
+            results[index] = RecordResult(
+                key=record.key, ok=False, error_class=_error_class(error, record), message=str(error), retriable=False
+            )
+        not_found = []
+        for group, reply in outcome.accepted:
+            found = {_reply_key(item, by_email): item for item in (reply or {}).get("results", [])}
+            for index, record in group:
+                item = found.get(_record_key(record, by_email))
+                if item is not None:
+                    # The values HubSpot now holds for what was sent: the new merge base.
+                    properties = item.get("properties") or {}
+                    results[index] = RecordResult(
+                        key=record.key,
+                        ok=True,
+                        external_id=str(item["id"]),
+                        fields={name: properties.get(name) for name in dict.fromkeys([*record.fields, "email"])},
+                    )
+                elif not by_email:
+                    not_found.append((index, record))
+                else:
+                    results[index] = RecordResult(
+                        key=record.key,
+                        ok=False,
+                        error_class="MissingFromReply",
+                        message="HubSpot's reply did not include this contact.",
+                        retriable=True,
+                    )
+        return not_found
+
+    def archive(self, external_id: str) -> None:
+        try:
+            self.http.request("DELETE", f"{CONTACTS}/{quote(str(external_id), safe='')}")
+        except ProviderError as error:
+            # Already gone is what archiving wants.
+            if error.status != 404:
+                raise
+
+    def erase(self, external_id: str) -> None:
+        """GDPR-delete a contact by id, or by email when given one (which blocklists it)."""
+        body = {"objectId": str(external_id)}
+        if "@" in str(external_id):
+            body = {"objectId": _normal_email(external_id), "idProperty": "email"}
+        try:
+            self.http.request("POST", f"{CONTACTS}/gdpr-delete", json=body)
+        except ProviderError as error:
+            if error.status != 404:
+                raise
+
+    @staticmethod
+    def _record(item: Mapping[str, Any]) -> RemoteRecord:
+        properties = dict(item.get("properties") or {})
+        stamp = properties.get("lastmodifieddate") or item.get("updatedAt")
+        return RemoteRecord(
+            external_id=str(item["id"]),
+            fields=properties,
+            modified_at=parse_hubspot_time(stamp),
+            archived=bool(item.get("archived")),
+        )
+
+
+def _ms(record: RemoteRecord) -> int | None:
+    return epoch_ms(record.modified_at) if record.modified_at else None
+
+
+def _next_after(reply: Mapping[str, Any]) -> str | None:
+    after = ((reply.get("paging") or {}).get("next") or {}).get("after")
+    return None if after in (None, "") else str(after)
+
+
+def _setting_number(settings: Mapping[str, Any], name: str, default: float) -> float:
+    """Return a non-negative number from the connection's settings, or `default` when unset."""
+    value = settings.get(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or not number >= 0:
+        raise ProviderError(f"The HubSpot connection setting {name} must be a number of 0 or more, not {value!r}.")
+    return number
+
+
+def parse_hubspot_time(value: Any) -> datetime | None:
+    """Read a HubSpot datetime (ISO 8601 or epoch milliseconds); None when absent or unreadable."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        return from_epoch_ms(int(text))
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _normal_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def _value(value: Any) -> str:
+    """Return a field value as HubSpot's string property value ("" clears it)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set)):
+        # Multiple-checkbox properties hold their options joined by semicolons.
+        return ";".join(str(option) for option in value)
+    return str(value)
+
+
+def _input(record: OutgoingRecord, by_email: bool) -> dict[str, Any]:
+    properties = {name: _value(value) for name, value in record.fields.items() if name != "email"}
+    if by_email:
+        return {"id": _normal_email(record.email), "idProperty": "email", "properties": properties}
+    # By id the email is written like any other field, only when the caller maps it out:
+    # a changed address then follows the link, and a contact whose stored address HubSpot
+    # would now refuse (an old import) still takes updates to its other fields.
+    if "email" in record.fields:
+        properties["email"] = _normal_email(record.email)
+    return {"id": str(record.external_id), "properties": properties}
+
+
+def _record_key(record: OutgoingRecord, by_email: bool) -> str:
+    return _normal_email(record.email) if by_email else str(record.external_id)
+
+
+def _reply_key(item: Mapping[str, Any], by_email: bool) -> str:
+    return _normal_email((item.get("properties") or {}).get("email") or "") if by_email else str(item.get("id"))
+
+
+def _error_text(error: ProviderError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    return " ".join([str(body.get("message") or ""), json.dumps(body.get("errors") or [], ensure_ascii=False)])
+
+
+def _error_class(error: ProviderError, record: OutgoingRecord) -> str:
+    """Return HubSpot's code for why this record was refused (e.g. INVALID_EMAIL)."""
+    body = error.body if isinstance(error.body, dict) else {}
+    email = _normal_email(record.email)
+    for item in body.get("errors") or []:
+        if isinstance(item, dict) and item.get("code") and mentions_email(str(item.get("message") or ""), email):
+            return str(item["code"])
+    return str(body.get("category") or f"HTTP {error.status}")

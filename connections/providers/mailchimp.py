@@ -1,0 +1,450 @@
+"""Mailchimp Marketing v3 audience members: merge fields, delta reads, batch subscribe, archive, erase.
+
+Fields are flat: `email_address`, `status`, `tags` (a list of tag names) and each merge
+tag (`FNAME`, `PHONE`...) under its own name. The audience is the connection's
+`settings["list_id"]`; a member's external id is its subscriber hash, the MD5 of the
+lowercased email.
+
+Consent is never a field: `status` is written only from `OutgoingRecord.email_consent`.
+New members get it (or the connection's default); existing members only when it
+restricts, so that no sync re-subscribes a person who opted out (see `upsert_batch`).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from connections.providers.base import (
+    AuthenticationError,
+    ChangePage,
+    FieldInfo,
+    OutgoingRecord,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+    RecordResult,
+    RemoteRecord,
+)
+from connections.providers.batches import isolate_rejections, mentions_email, split_repeats
+from connections.providers.cursors import DeltaWindow, InvalidCursor, Step, epoch_ms, from_epoch_ms
+
+# Fields every audience has besides its merge fields.
+FIXED_FIELDS = (
+    FieldInfo("email_address", "Email address", "email"),
+    FieldInfo("status", "Subscription status", "status"),
+    FieldInfo("tags", "Tags", "tags"),
+)
+# Statuses that take a person off the list: the only ones written to existing members.
+RESTRICTIVE_STATUSES = frozenset({"unsubscribed", "cleaned"})
+# The batch error for a member who already exists (sent without update_existing).
+MEMBER_EXISTS = "ERROR_CONTACT_EXISTS"
+# Existing members updated at once by one batch. Mailchimp allows 10 simultaneous
+# connections per account and the engine keeps two batches in flight; the shared
+# budget enforces the connection's cap in any case.
+UPDATE_WORKERS = 4
+# Mailchimp stamps changes to the second; overlap a little for late commits.
+DEFAULT_OVERLAP_SECONDS = 5
+# Reply parts Syncapp never reads: leaving them out keeps pages small.
+EXCLUDED_FIELDS = "_links,members._links,members.stats,members.location"
+
+
+def subscriber_hash(email: str) -> str:
+    """Return Mailchimp's member id for an address: MD5 of the trimmed, lowercased email."""
+    return hashlib.md5(_normal_email(email).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+class MailchimpProvider(Provider):
+    name = "mailchimp"
+    label = "Mailchimp"
+    # The data center comes from the API key's suffix (`...-us6`): see base_url_for.
+    default_base_url = "https://{dc}.api.mailchimp.com/3.0"
+    email_field = "email_address"
+    max_batch = 500
+    max_page = 1000
+    # Mailchimp publishes no request rate, only 10 simultaneous connections.
+    max_concurrency = 10
+    # Mailchimp's own call timeout.
+    read_timeout = 120.0
+
+    @classmethod
+    def base_url_for(cls, config: ProviderConfig) -> str:
+        if config.base_url:
+            return config.base_url.rstrip("/")
+        data_center = config.settings.get("dc") or ""
+        if not data_center and "-" in config.api_key:
+            data_center = config.api_key.rpartition("-")[2]
+        if not re.fullmatch(r"[a-z]+[0-9]+", data_center):
+            raise ProviderError(
+                "Cannot tell the Mailchimp data center: the API key has no -dc suffix (like -us6); set the base URL."
+            )
+        return cls.default_base_url.format(dc=data_center)
+
+    @classmethod
+    def auth_headers(cls, config: ProviderConfig) -> dict[str, str]:
+        if config.access_token:
+            return {"Authorization": f"Bearer {config.access_token}"}
+        if config.api_key:
+            # HTTP Basic with any user name and the key as password.
+            credentials = base64.b64encode(f"syncapp:{config.api_key}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {credentials}"}
+        raise AuthenticationError("The Mailchimp connection has no API key.")
+
+    @property
+    def list_id(self) -> str:
+        list_id = self.config.settings.get("list_id")
+        if not list_id:
+            raise ProviderError("The Mailchimp connection has no audience: set list_id in its settings.")
+        return quote(str(list_id), safe="")
+
+    def discover_fields(self) -> list[FieldInfo]:
+        reply = self.http.json("GET", f"/lists/{self.list_id}/merge-fields", params={"count": 1000})
+        merge_fields = [
+            FieldInfo(name=item["tag"], label=item.get("name") or item["tag"], type=item.get("type") or "text")
+            for item in reply.get("merge_fields", [])
+        ]
+        return [*FIXED_FIELDS, *merge_fields]
+
+    def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
+        """List members by `last_changed` ascending, archived ones included."""
+        overlap_ms = int(float(self.config.settings.get("overlap_seconds", DEFAULT_OVERLAP_SECONDS)) * 1000)
+        try:
+            window = DeltaWindow(cursor, overlap_ms=overlap_ms)
+        except InvalidCursor as error:
+            raise ProviderError(str(error)) from None
+        total = None
+        step = Step.NEW_QUERY
+        while step is not Step.DONE:
+            if step is Step.NEW_QUERY:
+                since, offset = window.start_query(), 0
+            reply = self.http.json("GET", f"/lists/{self.list_id}/members", params=self._page_params(since, offset))
+            members = reply.get("members") or []
+            if total is None:
+                total = reply.get("total_items")
+            records = [self._record(member) for member in members]
+            fresh = [
+                record
+                for record in records
+                if window.admit(record.external_id, epoch_ms(record.modified_at) if record.modified_at else None)
+            ]
+            offset += len(members)
+            has_more = bool(members) and offset < int(reply.get("total_items") or 0)
+            step = window.page_done(returned=len(members), has_more=has_more)
+            yield ChangePage(records=fresh, cursor=window.cursor(), total=total)
+
+    def _page_params(self, since: int | None, offset: int) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "count": self.max_page,
+            "offset": offset,
+            "sort_field": "last_changed",
+            "sort_dir": "ASC",
+            "exclude_fields": EXCLUDED_FIELDS,
+        }
+        if since is not None:
+            # Mailchimp's bound is exclusive and in whole seconds: one second earlier
+            # makes it include the second `since` falls in.
+            params["since_last_changed"] = _iso_seconds(since // 1000 - 1)
+        return params
+
+    def read_by_ids(self, external_ids: Sequence[str]) -> list[RemoteRecord]:
+        records = []
+        for external_id in external_ids:
+            try:
+                member = self.http.json(
+                    "GET", f"/lists/{self.list_id}/members/{_member_id(external_id)}", params={"exclude_fields": "_links"}
+                )
+            except ProviderError as error:
+                if error.status == 404:
+                    continue
+                raise
+            records.append(self._record(member))
+        return records
+
+    def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
+        """Create the new members in one batch call, then update the existing ones; one result each.
+
+        A linked member whose address changed is updated at its old id, so the change
+        follows the link instead of creating a second member. Refused members get their
+        own failed result; authentication failures and exhausted batch retries raise.
+        """
+        # Why two steps. Mailchimp's batch subscribe (POST /lists/{list_id}, "Batch
+        # subscribe or unsubscribe" in the Marketing API reference) has no
+        # `status_if_new`: in Mailchimp's API definition the body is
+        # MembersToSubscribeUnsubscribeTofromAListInBatch, whose members are AddListMembers
+        # (email_address, email_type, status, merge_fields, interests, language, vip,
+        # location, ip_signup, timestamp_signup, ip_opt, timestamp_opt), and every member
+        # needs a valid `status` (an empty one refuses the whole call: 400 "Invalid
+        # Resource", field members.item:0.status, as reported in
+        # brandonseydel/MailChimp.Net issue 567). With `update_existing: true`
+        # ("Whether this batch operation will change existing members' subscription
+        # status") that status is applied to members who already exist, so a single
+        # upsert call would re-subscribe everyone who opted out in Mailchimp. Instead:
+        # 1. one batch call with update_existing false creates the new members, each
+        #    with its status; Mailchimp answers a per-member ERROR_CONTACT_EXISTS for the
+        #    existing ones and leaves them untouched;
+        # 2. each existing member is PATCHed with its merge fields, and with a status
+        #    only to restrict it (unsubscribed, cleaned), never to subscribe.
+        # Reading the statuses first would cost a call per member too. This costs one
+        # call per batch plus one per existing member that changed (a second to
+        # unsubscribe it, one more to add a tag it lacks), and nothing extra on a first
+        # sync into an empty audience.
+        if len(records) > self.max_batch:
+            raise ValueError(f"Mailchimp takes at most {self.max_batch} members per batch, got {len(records)}.")
+        results: dict[int, RecordResult] = {}
+        entries = list(enumerate(records))
+        moved = [(i, r) for i, r in entries if _moved(r)]
+        batched = [(i, r) for i, r in entries if not _moved(r)]
+        for (index, record), result in zip(moved, self._update_all(moved, moved=True), strict=True):
+            if result is None:
+                batched.append((index, record))
+            else:
+                results[index] = result
+        existing: list[tuple[int, OutgoingRecord]] = []
+        for call in split_repeats(batched, key=lambda entry: subscriber_hash(entry[1].email)):
+            existing += self._create(call, results)
+        for (index, _), result in zip(existing, self._update_all(existing, moved=False), strict=True):
+            results[index] = result
+        return [results[index] for index in range(len(records))]
+
+    def _create(
+        self, call: list[tuple[int, OutgoingRecord]], results: dict[int, RecordResult]
+    ) -> list[tuple[int, OutgoingRecord]]:
+        """Batch-subscribe the members of `call` that are new; return the entries that already exist."""
+        path = f"/lists/{self.list_id}"
+
+        def send(group):
+            body = {"members": [self._new_member(record) for _, record in group], "update_existing": False}
+            return self.http.json("POST", path, json=body)
+
+        def blamed(error: ProviderError, entry) -> bool:
+            return mentions_email(str(error), _normal_email(entry[1].email))
+
+        existing = []
+        outcome = isolate_rejections(call, send, blamed=blamed)
+        for (index, record), error in outcome.rejected:
+            results[index] = RecordResult(
+                key=record.key, ok=False, error_class=_problem_title(error), message=str(error), retriable=False
+            )
+        for group, reply in outcome.accepted:
+            reply = reply or {}
+            written = {
+                _normal_email(member.get("email_address", "")): member
+                for member in [*reply.get("new_members", []), *reply.get("updated_members", [])]
+            }
+            refused = {_normal_email(error.get("email_address") or ""): error for error in reply.get("errors", [])}
+            for index, record in group:
+                email = _normal_email(record.email)
+                if email in written:
+                    results[index] = self._written(record, written[email])
+                elif email in refused and refused[email].get("error_code") == MEMBER_EXISTS:
+                    existing.append((index, record))
+                elif email in refused:
+                    results[index] = _refused(record, refused[email])
+                else:
+                    results[index] = RecordResult(
+                        key=record.key,
+                        ok=False,
+                        error_class="MissingFromReply",
+                        message="Mailchimp's reply did not mention this member.",
+                        retriable=True,
+                    )
+        return existing
+
+    def _update_all(self, entries: list[tuple[int, OutgoingRecord]], *, moved: bool) -> list[RecordResult | None]:
+        """Update existing members a few at a time; return their results in order.
+
+        Two records for the same member go in different waves, so the later one wins
+        as it would in sequence.
+        """
+        results: dict[int, RecordResult | None] = {}
+        workers = min(UPDATE_WORKERS, self.config.max_concurrency or self.max_concurrency or 1)
+        waves = split_repeats(list(enumerate(entries)), key=lambda item: subscriber_hash(item[1][1].email))
+        for wave in waves:
+            if len(wave) == 1 or workers == 1:
+                updated = [self._update(record, moved=moved) for _, (_, record) in wave]
+            else:
+                with ThreadPoolExecutor(max_workers=min(workers, len(wave))) as pool:
+                    updated = list(pool.map(lambda item: self._update(item[1][1], moved=moved), wave))
+            for (position, _), result in zip(wave, updated, strict=True):
+                results[position] = result
+        return [results[position] for position in range(len(entries))]
+
+    def _update(self, record: OutgoingRecord, *, moved: bool) -> RecordResult | None:
+        """PATCH one existing member without loosening its status; None when a moved member's old id is gone.
+
+        A moved member is addressed at its old id and given its new address. `status`
+        is sent only to restrict: "cleaned" outranks everything, so it goes with the
+        fields; "unsubscribed" is sent only when the reply shows the member is not
+        already opted out, since it would turn a cleaned (bouncing) address into a
+        merely unsubscribed one.
+        """
+        member_id = _member_id(record.external_id) if moved else subscriber_hash(record.email)
+        body: dict[str, Any] = {"merge_fields": self._merge_fields(record)}
+        if moved:
+            body["email_address"] = _normal_email(record.email)
+        if record.email_consent == "cleaned":
+            body["status"] = "cleaned"
+        try:
+            member = self.http.json("PATCH", f"/lists/{self.list_id}/members/{member_id}", json=body) or {}
+            member_id = _member_id(str(member.get("id") or subscriber_hash(record.email)))
+            if record.email_consent == "unsubscribed" and member.get("status") not in RESTRICTIVE_STATUSES:
+                member = self.http.json(
+                    "PATCH", f"/lists/{self.list_id}/members/{member_id}", json={"status": "unsubscribed"}
+                ) or member
+            member = self._add_tags(record, member_id, member)
+        except AuthenticationError:
+            raise
+        except ProviderError as error:
+            if moved and error.status == 404:
+                return None
+            # A member that vanished between the calls is created again by the next run.
+            retriable = error.retriable or error.status == 404
+            return RecordResult(
+                key=record.key,
+                ok=False,
+                error_class=_problem_title(error),
+                message=f"Mailchimp refused {_normal_email(record.email)}: {error}",
+                retriable=retriable,
+            )
+        return self._written(record, member)
+
+    def _add_tags(self, record: OutgoingRecord, member_id: str, member: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Add the record's tags the member lacks (PATCH cannot set tags); return the member with them."""
+        held = {tag.get("name") for tag in member.get("tags") or []}
+        missing = [name for name in self._tags(record) if name not in held]
+        if not missing:
+            return member
+        self.http.request(
+            "POST",
+            f"/lists/{self.list_id}/members/{member_id}/tags",
+            json={"tags": [{"name": name, "status": "active"} for name in missing]},
+        )
+        return {**member, "tags": [*(member.get("tags") or []), *({"name": name} for name in missing)]}
+
+    def _new_member(self, record: OutgoingRecord) -> dict[str, Any]:
+        """Return the batch-subscribe body that creates one member.
+
+        The batch runs without update_existing, so this `status` only ever reaches a new
+        member: the engine's consent decision, else the connection's default.
+        """
+        member: dict[str, Any] = {
+            "email_address": _normal_email(record.email),
+            "status": record.email_consent or self.config.settings.get("status_if_new", "subscribed"),
+            "merge_fields": self._merge_fields(record),
+        }
+        tags = self._tags(record)
+        if tags:
+            # Added to the member's tags: without sync_tags none are removed.
+            member["tags"] = tags
+        return member
+
+    @staticmethod
+    def _merge_fields(record: OutgoingRecord) -> dict[str, Any]:
+        return {
+            name: "" if value is None else value
+            for name, value in record.fields.items()
+            if name not in ("email_address", "status", "tags")
+        }
+
+    @staticmethod
+    def _tags(record: OutgoingRecord) -> list[str]:
+        tags = record.fields.get("tags")
+        if not tags:
+            return []
+        return [str(tag) for tag in tags] if isinstance(tags, (list, tuple, set)) else [str(tags)]
+
+    def _written(self, record: OutgoingRecord, member: Mapping[str, Any]) -> RecordResult:
+        fields = _flatten(member)
+        sent = dict.fromkeys([*record.fields, "email_address"])
+        return RecordResult(
+            key=record.key,
+            ok=True,
+            external_id=str(member.get("id") or subscriber_hash(record.email)),
+            fields={name: fields.get(name) for name in sent},
+        )
+
+    def archive(self, external_id: str) -> None:
+        try:
+            self.http.request("DELETE", f"/lists/{self.list_id}/members/{_member_id(external_id)}")
+        except ProviderError as error:
+            if error.status != 404:
+                raise
+
+    def erase(self, external_id: str) -> None:
+        try:
+            self.http.request("POST", f"/lists/{self.list_id}/members/{_member_id(external_id)}/actions/delete-permanent")
+        except ProviderError as error:
+            # Nothing held about an unknown member: already erased is erased.
+            if error.status != 404:
+                raise
+
+    @staticmethod
+    def _record(member: Mapping[str, Any]) -> RemoteRecord:
+        return RemoteRecord(
+            external_id=str(member.get("id") or subscriber_hash(member.get("email_address", ""))),
+            fields=_flatten(member),
+            modified_at=_parse_time(member.get("last_changed")),
+            archived=member.get("status") == "archived",
+        )
+
+
+def _flatten(member: Mapping[str, Any]) -> dict[str, Any]:
+    fields = dict(member.get("merge_fields") or {})
+    fields.update(
+        {
+            "email_address": member.get("email_address"),
+            "status": member.get("status"),
+            "tags": sorted(tag.get("name", "") for tag in member.get("tags") or []),
+        }
+    )
+    return fields
+
+
+def _refused(record: OutgoingRecord, error: Mapping[str, Any]) -> RecordResult:
+    detail = error.get("error") or "refused"
+    if error.get("field") and error.get("field_message") and error["field"] not in detail:
+        detail = f"{detail} ({error['field']}: {error['field_message']})"
+    return RecordResult(
+        key=record.key,
+        ok=False,
+        error_class=str(error.get("error_code") or "ERROR_GENERIC"),
+        message=f"Mailchimp refused {_normal_email(record.email)}: {detail}",
+        retriable=False,
+    )
+
+
+def _problem_title(error: ProviderError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    return str(body.get("title") or f"HTTP {error.status}")
+
+
+def _moved(record: OutgoingRecord) -> bool:
+    """Return whether a linked member's address changed since it was linked."""
+    return bool(record.external_id) and record.external_id != subscriber_hash(record.email)
+
+
+def _member_id(external_id: str) -> str:
+    """Return the path segment for a member id that may also be an email address."""
+    return subscriber_hash(external_id) if "@" in external_id else quote(str(external_id), safe="")
+
+
+def _normal_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def _iso_seconds(seconds: int) -> str:
+    return from_epoch_ms(seconds * 1000).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,287 @@
+"""The HTTP client: timeouts on every call, bounded retries, Retry-After, error classes, no secrets."""
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+import requests
+import responses
+from django.test import override_settings
+from requests.auth import HTTPBasicAuth
+
+from connections.http import HttpClient, parse_retry_after
+from connections.providers.base import AuthenticationError, ProviderError, TransientError
+from connections.ratelimit import RateBudget
+
+BASE = "https://api.example.test"
+TOKEN = "pat-na1-0123456789abcdef"
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "http-tests"}}
+
+
+class FakeClock:
+    """Time that passes only when a budget sleeps."""
+
+    def __init__(self):
+        self.now = 2_000_000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+def client(sleeps=None, **kwargs) -> HttpClient:
+    kwargs.setdefault("auth", {"Authorization": f"Bearer {TOKEN}"})
+    kwargs.setdefault("secrets", (TOKEN,))
+    return HttpClient(BASE, provider="Example", sleep=sleeps if sleeps is not None else Sleeps(), jitter=lambda: 1.0, **kwargs)
+
+
+@responses.activate
+def test_a_successful_call_sends_credentials_and_both_timeouts():
+    responses.get(f"{BASE}/things", json={"ok": True})
+    http = client(connect_timeout=3, read_timeout=45)
+    assert http.json("GET", "/things") == {"ok": True}
+    call = responses.calls[0]
+    assert call.request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert call.request.req_kwargs["timeout"] == (3, 45)
+    assert http.request_count == 1
+
+
+@responses.activate
+def test_every_retry_has_the_timeouts_too():
+    responses.get(f"{BASE}/things", status=503)
+    responses.get(f"{BASE}/things", json={})
+    http = client(connect_timeout=2, read_timeout=9)
+    http.json("GET", "/things")
+    assert [call.request.req_kwargs["timeout"] for call in responses.calls] == [(2, 9), (2, 9)]
+
+
+@responses.activate
+def test_an_auth_object_is_used_as_given():
+    responses.get(f"{BASE}/things", json={})
+    client(auth=HTTPBasicAuth("any", "key-us6")).json("GET", "/things")
+    assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
+
+
+@responses.activate
+def test_a_429_with_retry_after_seconds_waits_that_long():
+    responses.get(f"{BASE}/things", status=429, headers={"Retry-After": "7"}, json={"message": "slow down"})
+    responses.get(f"{BASE}/things", json={"ok": True})
+    sleeps = Sleeps()
+    http = client(sleeps)
+    assert http.json("GET", "/things") == {"ok": True}
+    assert sleeps == [7.0]
+    assert http.request_count == 2
+
+
+@responses.activate
+def test_a_429_with_an_http_date_waits_until_then():
+    later = datetime.now(timezone.utc) + timedelta(seconds=30)
+    responses.get(f"{BASE}/things", status=429, headers={"Retry-After": format_datetime(later, usegmt=True)})
+    responses.get(f"{BASE}/things", json={})
+    sleeps = Sleeps()
+    client(sleeps).json("GET", "/things")
+    assert 27 <= sleeps[0] <= 30
+
+
+@responses.activate
+def test_a_429_without_retry_after_backs_off_exponentially_up_to_the_cap():
+    for _ in range(5):
+        responses.get(f"{BASE}/things", status=429)
+    responses.get(f"{BASE}/things", json={})
+    sleeps = Sleeps()
+    client(sleeps, backoff_base=0.5, backoff_cap=3.0, max_retries=5).json("GET", "/things")
+    # jitter() returns 1.0 here: the top of each full-jitter range.
+    assert sleeps == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_backoff_is_full_jitter_between_zero_and_the_ceiling():
+    http = HttpClient(BASE, jitter=lambda: 0.25, backoff_base=1.0, backoff_cap=10.0)
+    assert [http._backoff(attempt) for attempt in range(5)] == [0.25, 0.5, 1.0, 2.0, 2.5]
+
+
+@responses.activate
+def test_a_retry_after_beyond_the_limit_gives_up_at_once():
+    responses.get(f"{BASE}/things", status=429, headers={"Retry-After": "86400"}, json={"message": "daily limit"})
+    sleeps = Sleeps()
+    with pytest.raises(TransientError, match="asked to wait longer") as caught:
+        client(sleeps, max_retry_after=120).json("GET", "/things")
+    assert caught.value.retriable
+    assert sleeps == []
+
+
+@override_settings(CACHES=LOCMEM)
+@responses.activate
+def test_a_429_holds_off_every_worker_sharing_the_budget():
+    responses.get(f"{BASE}/things", status=429, headers={"Retry-After": "5"})
+    responses.get(f"{BASE}/things", json={})
+    this_worker, other_worker = FakeClock(), FakeClock()
+    budget = RateBudget(f"http-{uuid.uuid4()}", 100, 10, clock=this_worker, sleep=this_worker.sleep)
+    client(budget=budget).json("GET", "/things")
+    RateBudget(budget.key, 100, 10, clock=other_worker, sleep=other_worker.sleep).acquire()
+    assert sum(other_worker.sleeps) >= 5
+
+
+@override_settings(CACHES=LOCMEM)
+@responses.activate
+def test_a_call_with_an_endpoint_budget_waits_for_both_budgets_on_every_attempt():
+    responses.get(f"{BASE}/search", status=429)
+    responses.get(f"{BASE}/search", json={})
+    responses.get(f"{BASE}/other", json={})
+    clock = FakeClock()
+    account = RateBudget(f"http-{uuid.uuid4()}", 100, 10, clock=clock, sleep=clock.sleep)
+    search = account.narrower("search", 1, 1)
+    http = client(budget=account)
+    http.json("GET", "/search", endpoint_budget=search)
+    # The retry waited for the endpoint's one request per second; the other call did not.
+    assert sum(clock.sleeps) >= 1
+    waited = sum(clock.sleeps)
+    http.json("GET", "/other")
+    assert sum(clock.sleeps) == waited
+    assert http.request_count == 3
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_server_errors_are_retried(status):
+    responses.post(f"{BASE}/things", status=status)
+    responses.post(f"{BASE}/things", json={"id": 1})
+    http = client()
+    assert http.json("POST", "/things", json={"a": 1}) == {"id": 1}
+    assert http.request_count == 2
+
+
+@responses.activate
+def test_retries_are_bounded_and_end_in_a_transient_error():
+    responses.get(f"{BASE}/things", status=503, body="<html>503 Service Unavailable</html>")
+    http = client(max_retries=3)
+    with pytest.raises(TransientError) as caught:
+        http.json("GET", "/things")
+    assert http.request_count == 4
+    assert caught.value.status == 503
+    assert caught.value.retriable
+    assert "gave up after 4 attempts" in str(caught.value)
+    assert "Example GET /things" in str(caught.value)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "failure", [requests.ConnectionError("Connection reset by peer"), requests.ReadTimeout("read timed out")]
+)
+def test_resets_and_timeouts_are_retried(failure):
+    responses.get(f"{BASE}/things", body=failure)
+    responses.get(f"{BASE}/things", json={"ok": True})
+    http = client()
+    assert http.json("GET", "/things") == {"ok": True}
+    assert http.request_count == 2
+
+
+@responses.activate
+def test_a_connection_that_keeps_failing_ends_in_a_transient_error_without_a_status():
+    responses.get(f"{BASE}/things", body=requests.ConnectTimeout("connect timed out"))
+    with pytest.raises(TransientError, match="ConnectTimeout") as caught:
+        client(max_retries=2).json("GET", "/things")
+    assert caught.value.status is None
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_raise_an_authentication_error_at_once(status):
+    responses.get(f"{BASE}/things", status=status, json={"title": "API Key Invalid", "detail": "Your API key may be invalid."})
+    http = client()
+    with pytest.raises(AuthenticationError, match="HTTP 40[13]: API Key Invalid; Your API key may be invalid") as caught:
+        http.json("GET", "/things")
+    assert caught.value.status == status
+    assert not caught.value.retriable
+    assert http.request_count == 1
+
+
+@responses.activate
+def test_other_client_errors_are_not_retried_and_carry_the_providers_words():
+    body = {
+        "status": "error",
+        "message": "Property values were not valid",
+        "category": "VALIDATION_ERROR",
+        "errors": [{"message": "Email address a..b@example.com is invalid", "name": "email"}],
+    }
+    responses.post(f"{BASE}/batch", status=400, json=body)
+    http = client()
+    with pytest.raises(ProviderError) as caught:
+        http.json("POST", "/batch", json={})
+    error = caught.value
+    assert type(error) is ProviderError
+    assert error.status == 400
+    assert not error.retriable
+    assert "HTTP 400" in str(error)
+    assert "Property values were not valid" in str(error)
+    assert "email: Email address a..b@example.com is invalid" in str(error)
+    assert error.body == body
+    assert http.request_count == 1
+
+
+@responses.activate
+def test_mailchimp_problem_details_are_explained():
+    responses.post(
+        f"{BASE}/lists/x",
+        status=400,
+        json={"title": "Invalid Resource", "detail": "Bad merge field", "errors": [{"field": "FNAME", "message": "too long"}]},
+    )
+    with pytest.raises(ProviderError, match="Invalid Resource; Bad merge field; FNAME: too long"):
+        client().json("POST", "/lists/x", json={})
+
+
+@responses.activate
+def test_a_credential_echoed_by_the_provider_never_reaches_the_message():
+    responses.get(f"{BASE}/things", status=400, json={"message": f"token {TOKEN} is malformed; Authorization: Bearer {TOKEN}"})
+    with pytest.raises(ProviderError) as caught:
+        client().json("GET", "/things")
+    assert TOKEN not in str(caught.value)
+    assert "[redacted]" in str(caught.value)
+
+
+@responses.activate
+def test_retry_log_lines_carry_no_credential(caplog):
+    responses.get(f"{BASE}/things", body=requests.ConnectionError(f"reset while sending Bearer {TOKEN}"))
+    responses.get(f"{BASE}/things", json={})
+    with caplog.at_level(logging.WARNING, logger="connections.http"):
+        client().json("GET", "/things")
+    assert "retry 1" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+@responses.activate
+def test_an_empty_reply_reads_as_none_and_a_non_json_one_is_an_error():
+    responses.delete(f"{BASE}/things/1", status=204)
+    responses.get(f"{BASE}/things/2", body="<html>hello</html>")
+    http = client()
+    assert http.json("DELETE", "/things/1") is None
+    with pytest.raises(ProviderError, match="not JSON"):
+        http.json("GET", "/things/2")
+
+
+def test_one_session_per_client():
+    first, second = client(), client()
+    assert first.session is not second.session
+    assert first.session.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_negative_retries_are_refused():
+    with pytest.raises(ValueError):
+        HttpClient(BASE, max_retries=-1)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [(None, None), ("", None), ("12", 12.0), (" 1.5 ", 1.5), ("-3", 0.0), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_values(header, expected):
+    assert parse_retry_after(header) == expected

@@ -1,0 +1,392 @@
+"""HubSpot client against the sandbox process: fields, full and delta reads, batch writes, faults."""
+import json
+import math
+import time
+import uuid
+
+import pytest
+import requests
+
+from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderConfig, ProviderError
+from connections.providers.cursors import epoch_ms
+from connections.providers.hubspot import HubSpotProvider
+from connections.registry import build_provider
+
+pytestmark = pytest.mark.integration
+
+SEARCH = "POST /crm/v3/objects/contacts/search"
+LIST = "GET /crm/v3/objects/contacts"
+INVALID_EMAILS = {"a..b@example.com", "nodomain@", "a@b@example.com", "user@bücher.example", "josé@example.com"}
+
+
+def hubspot(sandbox, *, token=None, fields=("email", "firstname", "lastname", "phone"), **settings) -> HubSpotProvider:
+    config = ProviderConfig(
+        base_url=sandbox.hubspot_url,
+        access_token=token or sandbox.hubspot_token,
+        settings=settings,
+        budget_key=f"test-{uuid.uuid4()}",
+    )
+    return build_provider("hubspot", config, fields=fields)
+
+
+def unpaced(sandbox, **settings) -> HubSpotProvider:
+    """A client for a sandbox whose search limit is lifted, not pacing its searches either."""
+    sandbox.limits(hubspot_search_rate_limit=0)
+    return hubspot(sandbox, search_rate_limit=0, **settings)
+
+
+def read(provider, cursor=None):
+    """Return (records, last cursor, pages) of a whole read."""
+    pages = list(provider.read_changed(cursor))
+    return [record for page in pages for record in page.records], pages[-1].cursor, pages
+
+
+def calls(sandbox, route: str) -> int:
+    return sandbox.stats()["requests"].get("hubspot", {}).get(route, 0)
+
+
+def saved(cursor: str) -> dict:
+    return json.loads(cursor)
+
+
+def versions(records) -> list[tuple[str, int]]:
+    return [(record.external_id, epoch_ms(record.modified_at)) for record in records]
+
+
+def latest_versions(sandbox) -> set[tuple[str, int]]:
+    """(id, lastmodifieddate in ms) of every live contact, as the sandbox holds them."""
+    from connections.providers.hubspot import parse_hubspot_time
+
+    return {
+        (contact["id"], epoch_ms(parse_hubspot_time(contact["properties"]["lastmodifieddate"])))
+        for contact in sandbox.hubspot_contacts()
+        if not contact["archived"]
+    }
+
+
+def edit(provider, records, **fields) -> None:
+    results = provider.upsert_batch(
+        [OutgoingRecord(key=r.external_id, email=r.fields.get("email") or "", fields=fields, external_id=r.external_id)
+         for r in records]
+    )
+    assert all(result.ok for result in results)
+
+
+def bulk_edit(sandbox, **properties) -> dict:
+    """Edit every live contact in one instant, as a HubSpot bulk edit or workflow can."""
+    response = requests.post(f"{sandbox.url}/_sandbox/hubspot/bulk-edit", json={"properties": properties}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_fields_are_discovered_from_the_properties_api(sandbox):
+    fields = {field.name: field for field in hubspot(sandbox).discover_fields()}
+    assert {"email", "firstname", "lastname", "phone", "lifecyclestage"} <= set(fields)
+    assert fields["lifecyclestage"].type == "enumeration"
+    assert fields["firstname"].label == "First Name"
+
+
+def test_a_full_read_lists_every_contact_once_by_id_with_the_properties_asked_for(sandbox):
+    sandbox.seed(hubspot_contacts=450, random_seed=1)
+    provider = hubspot(sandbox)
+    began = int(time.time() * 1000)
+    records, cursor, pages = read(provider)
+    ids = [record.external_id for record in records]
+    assert len(set(ids)) == 450 and ids == sorted(ids, key=int)
+    assert {page.total for page in pages} == {450}
+    # The list pages (100 a page), plus one search that counts them for the total.
+    assert (calls(sandbox, LIST), calls(sandbox, SEARCH)) == (math.ceil(450 / 100), 1)
+    assert provider.http.request_count == math.ceil(450 / 100) + 1
+    assert all({"email", "firstname"} <= set(record.fields) and record.modified_at for record in records)
+    stored = {contact["id"]: contact["properties"] for contact in sandbox.hubspot_contacts()}
+    assert {record.external_id: record.fields["firstname"] for record in records} == {
+        contact_id: properties.get("firstname") for contact_id, properties in stored.items()
+    }
+    # The delta watermark is the time the scan began.
+    assert began <= saved(cursor)["since"] <= int(time.time() * 1000)
+
+
+def test_a_delta_read_after_edits_returns_only_the_edited_contacts(sandbox):
+    sandbox.seed(hubspot_contacts=300, random_seed=1)
+    provider = hubspot(sandbox)
+    records, cursor, _ = read(provider)
+    edited = records[10:13]
+    edit(provider, edited, firstname="Edited")
+    delta, _, _ = read(provider, cursor)
+    assert sorted(record.external_id for record in delta) == sorted(record.external_id for record in edited)
+    assert {record.fields["firstname"] for record in delta} == {"Edited"}
+
+
+def test_a_delta_read_without_changes_returns_nothing_in_one_call(sandbox):
+    sandbox.seed(hubspot_contacts=250, random_seed=1)
+    provider = hubspot(sandbox, overlap_seconds=0)
+    _, cursor, _ = read(provider)
+    sandbox.reset_stats()
+    delta, next_cursor, _ = read(provider, cursor)
+    assert delta == []
+    assert calls(sandbox, SEARCH) == 1 and calls(sandbox, LIST) == 0
+    assert saved(next_cursor)["since"] == saved(cursor)["since"]
+
+
+def test_the_overlap_rereads_recent_changes_without_delivering_them_again(sandbox):
+    provider = hubspot(sandbox, overlap_seconds=60)
+    provider.upsert_batch([OutgoingRecord(key=i, email=f"o{i}@example.com", fields={}) for i in range(5)])
+    _, cursor, _ = read(provider)
+    assert sum(len(ids) for ids in saved(cursor)["seen"].values()) == 5
+    sandbox.reset_stats()
+    assert read(provider, cursor)[0] == []
+    assert calls(sandbox, SEARCH) == 1
+
+
+def test_a_full_read_resumed_from_a_page_cursor_misses_and_repeats_nothing(sandbox):
+    sandbox.seed(hubspot_contacts=500, random_seed=1)
+    provider = hubspot(sandbox)
+    pages = provider.read_changed(None)
+    first_page = next(pages)
+    pages.close()
+    assert saved(first_page.cursor)["scan"]["after"]
+    rest, _, rest_pages = read(provider, first_page.cursor)
+    ids = [record.external_id for record in first_page.records + rest]
+    assert len(ids) == len(set(ids)) == 500
+    # The resumed scan counts only what it has left.
+    assert rest_pages[0].total == 400
+
+
+def test_contacts_edited_during_a_full_read_are_delivered_by_the_next_delta(sandbox):
+    sandbox.seed(hubspot_contacts=250, random_seed=2)
+    provider = hubspot(sandbox)
+    pages = provider.read_changed(None)
+    first = next(pages)
+    listed, unlisted = first.records[5], sandbox.hubspot_contacts()[-1]
+    edit(provider, [listed], firstname="AfterItsPage")
+    unlisted_record = provider.read_by_ids([unlisted["id"]])[0]
+    edit(provider, [unlisted_record], firstname="BeforeItsPage")
+    rest = list(pages)
+    scanned = first.records + [record for page in rest for record in page.records]
+    assert [r.fields["firstname"] for r in scanned if r.external_id == unlisted["id"]] == ["BeforeItsPage"]
+    delta, _, _ = read(provider, rest[-1].cursor)
+    # Only the contact the scan had passed comes back; the other was listed in its new state.
+    assert [(r.external_id, r.fields["firstname"]) for r in delta] == [(listed.external_id, "AfterItsPage")]
+
+
+def test_a_delta_read_with_edits_between_pages_and_a_crash_delivers_every_change_once(sandbox):
+    sandbox.seed(hubspot_contacts=500, random_seed=3)
+    provider = hubspot(sandbox, overlap_seconds=5)
+    contacts, checkpoint, _ = read(provider)
+    for start in range(0, 500, 100):
+        edit(provider, contacts[start : start + 100], lastname="Round1")
+    pages = provider.read_changed(checkpoint)
+    first = next(pages)
+    delivered_ids = {record.external_id for record in first.records}
+    done = first.records[0]
+    pending = next(record for record in contacts if record.external_id not in delivered_ids)
+    # Between pages: one contact already delivered and one not yet reached are edited.
+    edit(provider, [done, pending], lastname="Round2")
+    second = next(pages)
+    committed = first.records + second.records
+    checkpoint = second.cursor
+    # The crash: the read is dropped after its second page was saved.
+    pages.close()
+    assert "tie" not in saved(checkpoint)
+    untouched = {r.external_id for r in committed} | {pending.external_id}
+    late = next(record for record in contacts if record.external_id not in untouched)
+    edit(provider, [late], lastname="Round3")
+    rest, _, _ = read(provider, checkpoint)
+    delivered = versions(committed + rest)
+    assert len(delivered) == len(set(delivered)), "a version was delivered twice"
+    assert latest_versions(sandbox) <= set(delivered), "a contact's latest version was missed"
+    final = {record.external_id: record.fields["lastname"] for record in committed + rest}
+    assert [final[r.external_id] for r in (done, pending, late)] == ["Round2", "Round2", "Round3"]
+    assert "400" not in sandbox.stats()["statuses"]["hubspot"]
+
+
+def test_more_contacts_stamped_in_one_instant_than_a_page_are_read_by_id_within_it(sandbox):
+    sandbox.seed(hubspot_contacts=450, random_seed=4)
+    provider = unpaced(sandbox, overlap_seconds=0)
+    _, cursor, _ = read(provider)
+    assert bulk_edit(sandbox, jobtitle="Bulk edited")["edited"] == 450
+    sandbox.reset_stats()
+    records, after, _ = read(provider, cursor)
+    assert len(records) == len({record.external_id for record in records}) == 450
+    assert {record.fields.get("email") for record in records} == {
+        contact["properties"].get("email") for contact in sandbox.hubspot_contacts()
+    }
+    # From the watermark; again from the instant (a full page of it); by id within the
+    # instant, 200 at a time; then strictly after it.
+    assert calls(sandbox, SEARCH) == 1 + 1 + math.ceil(450 / 200) + 1
+    assert "tie" not in saved(after)
+
+
+def test_a_read_cut_short_within_one_instant_resumes_from_the_last_id(sandbox):
+    sandbox.seed(hubspot_contacts=450, random_seed=5)
+    provider = unpaced(sandbox, overlap_seconds=0)
+    _, cursor, _ = read(provider)
+    assert bulk_edit(sandbox, jobtitle="Bulk edited again")["edited"] == 450
+    pages = provider.read_changed(cursor)
+    committed = []
+    for page in pages:
+        committed += page.records
+        if saved(page.cursor).get("tie", {}).get("after"):
+            break
+    pages.close()
+    rest, _, _ = read(provider, page.cursor)
+    ids = [record.external_id for record in committed + rest]
+    assert len(ids) == len(set(ids)) == 450
+
+
+def test_a_delta_over_more_than_10000_changes_never_pages_into_the_search_cap(sandbox):
+    sandbox.limits(hubspot_rate_limit=0)
+    sandbox.seed(hubspot_contacts=10_250, random_seed=1)
+    provider = unpaced(sandbox, fields=("email",), overlap_seconds=0)
+    # A watermark older than every seeded change.
+    records, _, _ = read(provider, json.dumps({"v": 2, "since": 1, "seen": {}}))
+    assert len(records) == len({record.external_id for record in records}) == 10_250
+    # Each query starts at the newest time of the page before, which it reads again.
+    assert calls(sandbox, SEARCH) == 1 + math.ceil((10_250 - 200) / 199)
+    assert "400" not in sandbox.stats()["statuses"]["hubspot"]
+
+
+def test_searches_keep_to_hubspots_search_rate_so_the_sandbox_never_refuses_one(sandbox):
+    sandbox.seed(hubspot_contacts=1_400, random_seed=6)
+    provider = hubspot(sandbox, overlap_seconds=0)
+    began = time.monotonic()
+    records, _, _ = read(provider, json.dumps({"v": 2, "since": 1, "seen": {}}))
+    assert len(records) == 1_400
+    searches = calls(sandbox, SEARCH)
+    assert searches == 1 + math.ceil((1_400 - 200) / 199) > 5
+    # Five at once, then the sixth a second after the first.
+    assert time.monotonic() - began >= 1.0
+    assert "429" not in sandbox.stats()["statuses"]["hubspot"]
+
+
+def test_searches_have_a_budget_of_their_own_beside_the_accounts(sandbox):
+    provider = hubspot(sandbox)
+    search = provider.search_budget
+    assert search.key == f"{provider.http.budget.key}:search"
+    assert search.requests == 5 and 1 < search.window_seconds < 1.2
+    slower = hubspot(sandbox, search_rate_limit=0.5).search_budget
+    assert (slower.requests, slower.window_seconds) == (1, pytest.approx(2.1))
+    assert hubspot(sandbox, search_rate_limit=0).search_budget is None
+
+
+@pytest.mark.parametrize("settings", [
+    {"search_rate_limit": -1}, {"search_rate_limit": "fast"}, {"overlap_seconds": None},
+])
+def test_a_bad_read_setting_is_a_clear_error(sandbox, settings):
+    with pytest.raises(ProviderError, match=next(iter(settings))):
+        list(hubspot(sandbox, **settings).read_changed(None))
+
+
+def test_a_cursor_hubspot_cannot_read_asks_for_a_full_resync(sandbox):
+    with pytest.raises(ProviderError, match="full resync"):
+        list(hubspot(sandbox).read_changed('{"v": 2, "scan": {"after": "7"}}'))
+
+
+def test_upserting_hostile_contacts_lands_every_valid_one_and_refuses_each_invalid_one(sandbox, hostile_contacts):
+    provider = hubspot(sandbox)
+    records = [
+        OutgoingRecord(key=index, email=contact["email"], fields={name: contact[name] for name in ("firstname", "lastname", "phone") if name in contact})
+        for index, contact in enumerate(hostile_contacts)
+    ]
+    results = provider.upsert_batch(records)
+    assert [result.key for result in results] == list(range(len(records)))
+    refused = {hostile_contacts[result.key]["email"]: result for result in results if not result.ok}
+    assert set(refused) == INVALID_EMAILS
+    for email, result in refused.items():
+        assert result.error_class == "INVALID_EMAIL"
+        assert email in result.message and not result.retriable
+    stored = {contact["properties"]["email"]: contact for contact in sandbox.hubspot_contacts()}
+    for record, result in zip(records, results):
+        if result.ok:
+            email = record.email.strip().lower()
+            assert stored[email]["id"] == result.external_id
+            assert result.fields["email"] == email
+    assert stored["xss1@example.com"]["properties"]["firstname"] == "<script>alert(1)</script>"
+    assert stored["emoji@example.com"]["properties"]["lastname"] == "\U00020bb7野家"
+    # Two records for one address (by case) went in separate calls and met one contact.
+    twins = [result for record, result in zip(records, results) if record.email.lower() == "dup@example.com"]
+    assert twins[0].external_id == twins[1].external_id
+
+
+def test_a_linked_contact_is_updated_by_id_so_an_email_change_follows_it(sandbox):
+    provider = hubspot(sandbox)
+    (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="old@example.com", fields={"firstname": "Ann"})])
+    (moved,) = provider.upsert_batch(
+        [OutgoingRecord(key=1, email="new@example.com", fields={"email": "new@example.com"}, external_id=created.external_id)]
+    )
+    assert moved.ok and moved.external_id == created.external_id
+    assert moved.fields == {"email": "new@example.com"}
+    assert [contact["properties"]["email"] for contact in sandbox.hubspot_contacts()] == ["new@example.com"]
+
+
+def test_a_contact_whose_stored_address_hubspot_refuses_still_takes_other_updates(sandbox):
+    sandbox.seed(hubspot_contacts=400, random_seed=5)
+    provider = hubspot(sandbox)
+    records, _, _ = read(provider)
+    legacy = [r for r in records if not r.fields.get("email") or "@" not in r.fields["email"] or " " in r.fields["email"]]
+    assert legacy, "the seed holds old imports with missing or malformed addresses"
+    results = provider.upsert_batch(
+        [OutgoingRecord(key=r.external_id, email=r.fields.get("email") or "", fields={"firstname": "Fixed"}, external_id=r.external_id) for r in legacy[:100]]
+    )
+    assert all(result.ok for result in results)
+    stored = {contact["id"]: contact["properties"] for contact in sandbox.hubspot_contacts()}
+    assert {stored[r.external_id]["firstname"] for r in legacy[:100]} == {"Fixed"}
+
+
+def test_a_link_to_a_contact_that_no_longer_exists_falls_back_to_the_email(sandbox):
+    provider = hubspot(sandbox)
+    (result,) = provider.upsert_batch([OutgoingRecord(key="k", email="back@example.com", fields={}, external_id="987654")])
+    assert result.ok
+    assert result.external_id != "987654"
+    assert [contact["id"] for contact in sandbox.hubspot_contacts()] == [result.external_id]
+
+
+def test_read_by_ids_leaves_unknown_ids_out(sandbox):
+    sandbox.seed(hubspot_contacts=5, random_seed=1)
+    provider = hubspot(sandbox)
+    ids = [contact["id"] for contact in sandbox.hubspot_contacts()][:3]
+    found = provider.read_by_ids([*ids, "999999"])
+    assert sorted(record.external_id for record in found) == sorted(ids)
+
+
+def test_archive_hides_a_contact_and_erase_removes_it_for_good(sandbox):
+    provider = hubspot(sandbox)
+    kept, archived, erased = provider.upsert_batch(
+        [OutgoingRecord(key=i, email=f"c{i}@example.com", fields={}) for i in range(3)]
+    )
+    provider.archive(archived.external_id)
+    provider.archive(archived.external_id)
+    provider.erase(erased.external_id)
+    provider.erase("never-synced@example.com")
+    contacts = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}
+    assert contacts[archived.external_id]["archived"] is True
+    assert erased.external_id not in contacts
+    assert {entry["email"] for entry in sandbox.hubspot_gdpr_deleted()} == {"c2@example.com", "never-synced@example.com"}
+    assert [record.external_id for record in read(provider)[0]] == [kept.external_id]
+
+
+def test_reads_and_writes_complete_despite_20_percent_faults(sandbox):
+    sandbox.seed(hubspot_contacts=300, random_seed=1)
+    sandbox.faults(provider="hubspot", rate=0.2, statuses=[429, 500, 502, 503], reset_rate=0.05, random_seed=7)
+    provider = hubspot(sandbox)
+    records, _, pages = read(provider)
+    assert len({record.external_id for record in records}) == 300
+    results = provider.upsert_batch([OutgoingRecord(key=i, email=f"f{i}@example.com", fields={"firstname": "F"}) for i in range(100)])
+    assert all(result.ok for result in results)
+    injected = sum(count for status, count in sandbox.stats()["statuses"]["hubspot"].items() if status != "200")
+    assert injected > 0
+    # The list pages, the search that counts them, the upsert, and a retry per fault.
+    assert provider.http.request_count == len(pages) + 1 + 1 + injected
+    assert len(sandbox.hubspot_contacts()) == 400
+
+
+def test_a_refused_token_raises_an_authentication_error_without_the_token(sandbox):
+    with pytest.raises(AuthenticationError, match="HTTP 401") as caught:
+        read(hubspot(sandbox, token="not-the-token"))
+    assert "not-the-token" not in str(caught.value)
+
+
+def test_an_expired_token_raises_an_authentication_error(sandbox):
+    sandbox.faults(provider="hubspot", expire_tokens=True)
+    with pytest.raises(AuthenticationError, match="expired"):
+        hubspot(sandbox).discover_fields()

@@ -1,0 +1,394 @@
+"""Mailchimp: the member body's consent rules, then the client against the sandbox process."""
+import math
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderConfig
+from connections.providers.mailchimp import MailchimpProvider, subscriber_hash
+from connections.registry import build_provider
+
+
+def new_member(consent=None, fields=None, **settings):
+    provider = MailchimpProvider(ProviderConfig(base_url="http://mc.invalid/3.0", api_key="k-us1", settings=settings), http=None)
+    record = OutgoingRecord(key=1, email="  Ann@Example.com ", fields=fields or {"FNAME": "Ann"}, email_consent=consent)
+    return provider._new_member(record)
+
+
+def test_a_new_member_without_a_consent_decision_is_subscribed():
+    body = new_member()
+    assert body["status"] == "subscribed"
+    # Mailchimp's batch members have no status_if_new: the status is all there is.
+    assert "status_if_new" not in body
+
+
+def test_the_connections_default_for_new_members_applies():
+    assert new_member(status_if_new="pending")["status"] == "pending"
+
+
+@pytest.mark.parametrize("consent", ["subscribed", "pending", "transactional", "unsubscribed", "cleaned"])
+def test_a_new_member_gets_the_engines_consent_decision(consent):
+    assert new_member(consent, status_if_new="pending")["status"] == consent
+
+
+def test_fields_become_merge_fields_and_the_address_is_normalised():
+    body = new_member(fields={"FNAME": "Ann", "LNAME": None, "email_address": "x@y.z", "status": "subscribed"})
+    assert body["email_address"] == "ann@example.com"
+    assert body["merge_fields"] == {"FNAME": "Ann", "LNAME": ""}
+
+
+def test_tags_are_added_never_synced_away():
+    body = new_member(fields={"tags": ["vip", "2024"]})
+    assert body["tags"] == ["vip", "2024"]
+    assert "sync_tags" not in body
+    assert "tags" not in new_member(fields={"tags": []})
+
+
+def test_the_member_id_is_the_md5_of_the_lowercased_address():
+    assert subscriber_hash(" Ann@Example.com") == "257c57037d384ae37ea27a07e8a01665"
+
+
+def mailchimp(sandbox, *, key=None, max_concurrency=None, **settings) -> MailchimpProvider:
+    config = ProviderConfig(
+        base_url=sandbox.mailchimp_url,
+        api_key=key or sandbox.mailchimp_key,
+        settings={"list_id": sandbox.list_id, **settings},
+        max_concurrency=max_concurrency,
+        budget_key=f"test-{uuid.uuid4()}",
+    )
+    return build_provider("mailchimp", config)
+
+
+def read(provider, cursor=None):
+    pages = list(provider.read_changed(cursor))
+    return [record for page in pages for record in page.records], pages[-1].cursor, pages
+
+
+def member_calls(sandbox) -> int:
+    return sandbox.stats()["requests"].get("mailchimp", {}).get("GET /lists/{list_id}/members", 0)
+
+
+def statuses(sandbox) -> dict[str, str]:
+    return {member["email_address"]: member["status"] for member in sandbox.mailchimp_members()}
+
+
+def stored(sandbox, email) -> dict:
+    return next(member for member in sandbox.mailchimp_members() if member["email_address"] == email)
+
+
+def calls(sandbox) -> dict[str, int]:
+    return sandbox.stats()["requests"].get("mailchimp", {})
+
+
+def set_status_in_mailchimp(sandbox, email, status):
+    """Change a member's status the way a person or Mailchimp itself does: through the API."""
+    response = requests.patch(
+        f"{sandbox.mailchimp_url}/lists/{sandbox.list_id}/members/{subscriber_hash(email)}",
+        json={"status": status}, auth=("someone", sandbox.mailchimp_key), timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.integration
+def test_fields_are_the_fixed_ones_and_the_audiences_merge_tags(sandbox):
+    names = [field.name for field in mailchimp(sandbox).discover_fields()]
+    assert names[:3] == ["email_address", "status", "tags"]
+    assert {"FNAME", "LNAME", "PHONE"} <= set(names[3:])
+
+
+@pytest.mark.integration
+def test_a_full_read_returns_every_member_once_flattened_with_archived_ones_marked(sandbox):
+    sandbox.seed(mailchimp_members=1500, random_seed=1)
+    provider = mailchimp(sandbox)
+    gone = next(member for member in sandbox.mailchimp_members() if member["status"] == "subscribed")
+    provider.archive(gone["id"])
+    archived_in_sandbox = {member["id"] for member in sandbox.mailchimp_members() if member["archived"]}
+    records, _, pages = read(provider)
+    assert len(records) == len({record.external_id for record in records}) == 1500
+    assert pages[0].total == 1500
+    assert member_calls(sandbox) == math.ceil(1500 / 1000)
+    assert {record.external_id for record in records if record.archived} == archived_in_sandbox
+    assert gone["id"] in archived_in_sandbox
+    sample = next(record for record in records if not record.archived)
+    assert {"email_address", "status", "tags", "FNAME", "LNAME"} <= set(sample.fields)
+    assert isinstance(sample.fields["tags"], list)
+    assert sample.external_id == subscriber_hash(sample.fields["email_address"])
+
+
+@pytest.mark.integration
+def test_a_delta_read_after_edits_returns_only_the_edited_members(sandbox):
+    sandbox.seed(mailchimp_members=300, random_seed=1)
+    provider = mailchimp(sandbox)
+    records, cursor, _ = read(provider)
+    edited = [record for record in records if record.fields["status"] == "subscribed"][:2]
+    results = provider.upsert_batch(
+        [OutgoingRecord(key=r.external_id, email=r.fields["email_address"], fields={"FNAME": "Edited"}) for r in edited]
+    )
+    assert all(result.ok for result in results)
+    delta, _, _ = read(provider, cursor)
+    assert sorted(record.external_id for record in delta) == sorted(record.external_id for record in edited)
+    assert {record.fields["FNAME"] for record in delta} == {"Edited"}
+
+
+@pytest.mark.integration
+def test_a_delta_read_without_changes_returns_nothing_in_one_call(sandbox):
+    sandbox.seed(mailchimp_members=200, random_seed=1)
+    provider = mailchimp(sandbox, overlap_seconds=0)
+    _, cursor, _ = read(provider)
+    sandbox.reset_stats()
+    assert read(provider, cursor)[0] == []
+    assert member_calls(sandbox) == 1
+
+
+@pytest.mark.integration
+def test_upserting_hostile_contacts_refuses_each_bad_one_and_lands_the_rest(sandbox, hostile_contacts):
+    provider = mailchimp(sandbox)
+    records = [
+        OutgoingRecord(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
+        for i, c in enumerate(hostile_contacts)
+    ]
+    results = provider.upsert_batch(records)
+    assert [result.key for result in results] == list(range(len(records)))
+    refused = {hostile_contacts[result.key]["why"] for result in results if not result.ok}
+    assert refused == {
+        "NUL byte", "very long value", "internationalized domain", "unicode local part", "invalid: double dot",
+        "invalid: no domain", "invalid: two at signs", "phone with letters", "phone garbage",
+    }
+    assert all(result.message.startswith("Mailchimp refused") and result.error_class for result in results if not result.ok)
+    stored = {member["email_address"]: member for member in sandbox.mailchimp_members()}
+    assert stored["xss1@example.com"]["merge_fields"]["FNAME"] == "<script>alert(1)</script>"
+    assert stored["mixed.case@example.com"]["merge_fields"]["LNAME"] == "Case"
+    landed = [result for result in results if result.ok]
+    assert all(result.external_id in {member["id"] for member in stored.values()} for result in landed)
+    assert len(stored) == len({result.external_id for result in landed})
+
+
+@pytest.mark.integration
+def test_no_upsert_resubscribes_a_member_who_opted_out(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={}, email_consent="unsubscribed")])
+    assert statuses(sandbox)["out@example.com"] == "unsubscribed"
+    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={"FNAME": "Still out"})])
+    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={}, email_consent="subscribed")])
+    assert statuses(sandbox)["out@example.com"] == "unsubscribed"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt_out", ["unsubscribed", "cleaned"])
+@pytest.mark.parametrize("consent", [None, "subscribed", "pending"])
+def test_a_member_who_opted_out_in_mailchimp_keeps_the_opt_out_and_gets_the_new_fields(sandbox, opt_out, consent):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="ann@example.com", fields={"FNAME": "Ann", "LNAME": "Lee"})])
+    set_status_in_mailchimp(sandbox, "ann@example.com", opt_out)
+    (result,) = provider.upsert_batch(
+        [OutgoingRecord(key=7, email="ann@example.com", fields={"FNAME": "Annie", "LNAME": "Lee"}, email_consent=consent)]
+    )
+    assert (result.key, result.ok, result.external_id) == (7, True, subscriber_hash("ann@example.com"))
+    assert result.fields == {"FNAME": "Annie", "LNAME": "Lee", "email_address": "ann@example.com"}
+    member = stored(sandbox, "ann@example.com")
+    assert member["status"] == opt_out
+    assert member["merge_fields"] == {"FNAME": "Annie", "LNAME": "Lee"}
+
+
+@pytest.mark.integration
+def test_an_existing_member_is_updated_with_one_patch_after_the_batch(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="ann@example.com", fields={"FNAME": "Ann"})])
+    sandbox.reset_stats()
+    provider.upsert_batch([OutgoingRecord(key=1, email="ann@example.com", fields={"FNAME": "Annie"})])
+    assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 1}
+
+
+@pytest.mark.integration
+def test_an_unsubscribe_does_not_turn_a_cleaned_member_into_an_unsubscribed_one(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="bounce@example.com", fields={})])
+    set_status_in_mailchimp(sandbox, "bounce@example.com", "cleaned")
+    (result,) = provider.upsert_batch(
+        [OutgoingRecord(key=1, email="bounce@example.com", fields={"FNAME": "B"}, email_consent="unsubscribed")]
+    )
+    assert result.ok
+    assert statuses(sandbox) == {"bounce@example.com": "cleaned"}
+
+
+@pytest.mark.integration
+def test_a_first_push_into_an_empty_audience_costs_one_call_per_500_members(sandbox):
+    provider = mailchimp(sandbox)
+    records = [OutgoingRecord(key=i, email=f"n{i}@example.com", fields={"FNAME": f"N{i}"}) for i in range(1100)]
+    results = [result for start in range(0, 1100, 500) for result in provider.upsert_batch(records[start:start + 500])]
+    assert [result.key for result in results] == list(range(1100)) and all(result.ok for result in results)
+    assert calls(sandbox) == {"POST /lists/{list_id}": math.ceil(1100 / 500)}
+    assert set(statuses(sandbox).values()) == {"subscribed"}
+
+
+@pytest.mark.integration
+def test_a_batch_of_new_and_existing_members_maps_every_outcome_to_its_key(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=0, email=f"old{i}@example.com", fields={"FNAME": "Old"}) for i in range(3)])
+    set_status_in_mailchimp(sandbox, "old1@example.com", "unsubscribed")
+    records = [
+        OutgoingRecord(key="new", email="new@example.com", fields={"FNAME": "New"}),
+        OutgoingRecord(key="bad-new", email="a..b@example.com", fields={"FNAME": "Bad"}),
+        OutgoingRecord(key="old0", email="old0@example.com", fields={"FNAME": "Old0"}),
+        OutgoingRecord(key="bad-old", email="old1@example.com", fields={"PHONE": "call me maybe"}),
+        OutgoingRecord(key="bad-phone-new", email="phone@example.com", fields={"PHONE": "1-800-FLOWERS"}),
+        OutgoingRecord(key="old2", email="OLD2@example.com", fields={"FNAME": "Old2"}, email_consent="unsubscribed"),
+    ]
+    results = {result.key: result for result in provider.upsert_batch(records)}
+    assert list(results) == [record.key for record in records]
+    assert {key for key, result in results.items() if result.ok} == {"new", "old0", "old2"}
+    assert results["bad-new"].error_class == "ERROR_GENERIC"
+    assert results["bad-phone-new"].error_class == "ERROR_GENERIC"
+    assert results["bad-old"].error_class == "Invalid Resource" and "PHONE" in results["bad-old"].message
+    assert all(not result.retriable and result.message.startswith("Mailchimp refused")
+               for result in results.values() if not result.ok)
+    assert statuses(sandbox) == {"old0@example.com": "subscribed", "old1@example.com": "unsubscribed",
+                                 "old2@example.com": "unsubscribed", "new@example.com": "subscribed"}
+    assert stored(sandbox, "old0@example.com")["merge_fields"] == {"FNAME": "Old0"}
+    assert stored(sandbox, "old1@example.com")["merge_fields"] == {"FNAME": "Old"}
+
+
+@pytest.mark.integration
+def test_two_records_for_one_member_both_land_in_order(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=0, email="twice@example.com", fields={"FNAME": "Before"})])
+    results = provider.upsert_batch([
+        OutgoingRecord(key=1, email="twice@example.com", fields={"FNAME": "First"}),
+        OutgoingRecord(key=2, email="Twice@Example.com", fields={"FNAME": "Second"}),
+        OutgoingRecord(key=3, email="fresh@example.com", fields={"FNAME": "One"}),
+        OutgoingRecord(key=4, email="fresh@example.com", fields={"FNAME": "Two"}),
+    ])
+    assert [(result.key, result.ok) for result in results] == [(1, True), (2, True), (3, True), (4, True)]
+    assert stored(sandbox, "twice@example.com")["merge_fields"] == {"FNAME": "Second"}
+    assert stored(sandbox, "fresh@example.com")["merge_fields"] == {"FNAME": "Two"}
+
+
+@pytest.mark.integration
+def test_tags_reach_existing_members_too_and_none_is_removed(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="t@example.com", fields={"tags": ["VIP"]})])
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="t@example.com", fields={"tags": ["2024"]})])
+    assert result.ok and result.fields["tags"] == ["2024", "VIP"]
+    assert stored(sandbox, "t@example.com")["tags"] == ["VIP", "2024"]
+    sandbox.reset_stats()
+    provider.upsert_batch([OutgoingRecord(key=1, email="t@example.com", fields={"tags": ["VIP"]})])
+    assert "POST /lists/{list_id}/members/{subscriber_hash}/tags" not in calls(sandbox)
+
+
+@pytest.mark.integration
+def test_existing_hostile_contacts_are_updated_or_refused_each_under_its_own_key(sandbox, hostile_contacts):
+    provider = mailchimp(sandbox)
+    first = provider.upsert_batch([OutgoingRecord(key=i, email=c["email"], fields={}) for i, c in enumerate(hostile_contacts)])
+    landed = {result.key for result in first if result.ok}
+    records = [
+        OutgoingRecord(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
+        for i, c in enumerate(hostile_contacts)
+    ]
+    results = provider.upsert_batch(records)
+    assert [result.key for result in results] == list(range(len(records)))
+    refused = {hostile_contacts[result.key]["why"] for result in results if not result.ok}
+    assert refused == {
+        "NUL byte", "very long value", "internationalized domain", "unicode local part", "invalid: double dot",
+        "invalid: no domain", "invalid: two at signs", "phone with letters", "phone garbage",
+    }
+    # Those refused on their second visit had landed as members the first time: the
+    # refusal came from the update of an existing member.
+    assert any(result.key in landed for result in results if not result.ok)
+    members = {member["email_address"]: member for member in sandbox.mailchimp_members()}
+    assert members["xss1@example.com"]["merge_fields"]["FNAME"] == "<script>alert(1)</script>"
+    assert all(member["status"] == "subscribed" for member in members.values())
+
+
+@pytest.mark.integration
+def test_new_members_get_the_consent_given_or_the_connections_default(sandbox):
+    mailchimp(sandbox).upsert_batch([OutgoingRecord(key=1, email="new@example.com", fields={})])
+    mailchimp(sandbox, status_if_new="pending").upsert_batch([OutgoingRecord(key=2, email="pend@example.com", fields={})])
+    mailchimp(sandbox).upsert_batch([OutgoingRecord(key=3, email="tx@example.com", fields={}, email_consent="transactional")])
+    assert statuses(sandbox) == {"new@example.com": "subscribed", "pend@example.com": "pending", "tx@example.com": "transactional"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("restriction", ["unsubscribed", "cleaned"])
+def test_a_restriction_reaches_an_existing_subscribed_member(sandbox, restriction):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="in@example.com", fields={})])
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="in@example.com", fields={}, email_consent=restriction)])
+    assert result.ok
+    assert statuses(sandbox)["in@example.com"] == restriction
+
+
+@pytest.mark.integration
+def test_a_linked_member_whose_address_changed_is_updated_not_duplicated(sandbox):
+    provider = mailchimp(sandbox)
+    (old,) = provider.upsert_batch([OutgoingRecord(key=1, email="old@example.com", fields={"FNAME": "Ann"})])
+    (moved,) = provider.upsert_batch(
+        [OutgoingRecord(key=1, email="New@Example.com", fields={"FNAME": "Ann"}, external_id=old.external_id)]
+    )
+    assert moved.ok and moved.external_id == subscriber_hash("new@example.com")
+    assert [member["email_address"] for member in sandbox.mailchimp_members()] == ["new@example.com"]
+
+
+@pytest.mark.integration
+def test_archive_keeps_the_member_and_erase_forgets_it_for_good(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=i, email=f"m{i}@example.com", fields={}) for i in range(2)])
+    provider.archive(subscriber_hash("m0@example.com"))
+    provider.erase("m1@example.com")
+    provider.erase("never-synced@example.com")
+    assert statuses(sandbox) == {"m0@example.com": "archived"}
+    assert sandbox.mailchimp_forgotten() == [subscriber_hash("m1@example.com")]
+    (again,) = provider.upsert_batch([OutgoingRecord(key=1, email="m1@example.com", fields={})])
+    assert not again.ok
+    assert "permanently deleted" in again.message
+
+
+@pytest.mark.integration
+def test_read_by_ids_accepts_hashes_or_addresses_and_leaves_unknown_ones_out(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=i, email=f"r{i}@example.com", fields={}) for i in range(2)])
+    found = provider.read_by_ids([subscriber_hash("r0@example.com"), "r1@example.com", "nobody@example.com"])
+    assert sorted(record.fields["email_address"] for record in found) == ["r0@example.com", "r1@example.com"]
+
+
+@pytest.mark.integration
+def test_reads_and_writes_complete_despite_20_percent_faults(sandbox):
+    sandbox.seed(mailchimp_members=2500, random_seed=1)
+    sandbox.faults(provider="mailchimp", rate=0.2, statuses=[429, 500, 502, 503], reset_rate=0.05, random_seed=11)
+    provider = mailchimp(sandbox)
+    results = provider.upsert_batch([OutgoingRecord(key=i, email=f"f{i}@example.com", fields={"FNAME": "F"}) for i in range(500)])
+    assert all(result.ok for result in results)
+    for _ in range(3):
+        records, _, _ = read(provider)
+        assert len({record.external_id for record in records}) == 3000
+    assert any(status != "200" for status in sandbox.stats()["statuses"]["mailchimp"])
+
+
+@pytest.mark.integration
+def test_the_concurrency_cap_keeps_parallel_workers_within_the_providers_limit(sandbox):
+    sandbox.limits(mailchimp_max_connections=3)
+    sandbox.faults(provider="mailchimp", latency_ms=100)
+    ids = [f"c{i}@example.com" for i in range(9)]
+    budget_key = f"test-{uuid.uuid4()}"
+
+    def worker(email):
+        config = ProviderConfig(base_url=sandbox.mailchimp_url, api_key=sandbox.mailchimp_key,
+                                settings={"list_id": sandbox.list_id}, max_concurrency=3, budget_key=budget_key)
+        return build_provider("mailchimp", config).read_by_ids([email])
+
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=email, email=email, fields={}) for email in ids])
+    sandbox.reset_stats()
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        found = [record for records in pool.map(worker, ids) for record in records]
+    assert len(found) == 9
+    # The sandbox answers a fourth simultaneous request with 429: none was sent.
+    assert sandbox.stats()["statuses"]["mailchimp"] == {"200": 9}
+
+
+@pytest.mark.integration
+def test_a_refused_key_raises_an_authentication_error_without_the_key(sandbox):
+    with pytest.raises(AuthenticationError, match="API Key Invalid") as caught:
+        read(mailchimp(sandbox, key="wrong-key-us1"))
+    assert "wrong-key-us1" not in str(caught.value)
