@@ -1,0 +1,42 @@
+"""The audit trail in the admin: readable by those allowed, changeable by no one."""
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from audit.models import AuditEvent
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "action", "actor", "system", "object_type", "object_repr"]
+    list_filter = ["action", "system", "object_type"]
+    list_select_related = ["actor"]
+    search_fields = ["object_id", "object_repr", "action"]
+    date_hierarchy = "created_at"
+    fields = [
+        "created_at",
+        "action",
+        "actor",
+        "system",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "contact_id",
+        "run_id",
+        "changes_display",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Changes")
+    def changes_display(self, obj: AuditEvent) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, sort_keys=True, ensure_ascii=False))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

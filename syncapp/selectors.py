@@ -1,0 +1,67 @@
+"""Reads for the pages: syncs with their latest run, a run's progress, its errors."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Max, QuerySet
+
+from connections.models import Connection
+from syncapp.models import RecordError, Sync, SyncRun
+
+RECENT_RUNS = 10
+
+
+def sync_list_with_last_run() -> list[Sync]:
+    """Return every sync, each with `last_run` set (None when it never ran)."""
+    syncs = list(Sync.objects.prefetch_related("endpoints__connection"))
+    last_ids = SyncRun.objects.values("sync_id").annotate(last_id=Max("id")).values_list("last_id", flat=True)
+    last_runs = {run.sync_id: run for run in SyncRun.objects.filter(id__in=list(last_ids))}
+    for sync in syncs:
+        sync.last_run = last_runs.get(sync.pk)
+    return syncs
+
+
+def connection_list() -> QuerySet[Connection]:
+    return Connection.objects.only("id", "name", "provider", "status", "last_error", "updated_at")
+
+
+def sync_recent_runs(*, sync: Sync, limit: int = RECENT_RUNS) -> list[SyncRun]:
+    return list(sync.runs.select_related("requested_by")[:limit])
+
+
+def run_record_errors(*, run: SyncRun) -> QuerySet[RecordError]:
+    return run.record_errors.select_related("connection").order_by("id")
+
+
+def run_is_finished(run: SyncRun) -> bool:
+    return run.status not in SyncRun.ACTIVE
+
+
+def run_counts(run: SyncRun) -> dict[str, int]:
+    return {
+        "read": run.read_count,
+        "created": run.created_count,
+        "updated": run.updated_count,
+        "unchanged": run.unchanged_count,
+        "pushed": run.pushed_count,
+        "conflicts": run.conflict_count,
+        "failed": run.failed_count,
+    }
+
+
+def run_progress(*, run: SyncRun) -> dict[str, Any]:
+    """Return what the progress bar shows: phase, done/total, percent, counts, timings."""
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "phase": run.phase,
+        "done": run.progress_done,
+        "total": run.progress_total,
+        "percent": run.percent,
+        "counts": run_counts(run),
+        "api_calls": run.api_call_total,
+        "duration_seconds": run.duration_seconds,
+        "error": run.error,
+        "finished": run_is_finished(run),
+    }

@@ -1,0 +1,102 @@
+"""Saving and deleting syncs, their endpoints and their field mappings, each audited.
+
+Every service takes the instance as edited (a form's instance, or one built in code),
+compares it with the stored row, saves it and writes one audit row with what changed,
+all in one transaction.
+"""
+from __future__ import annotations
+
+from django.db import models, transaction
+
+from audit.services import audit_record, field_values, model_changes
+from mappings.models import FieldMapping
+from syncapp.models import Sync, SyncConnection
+from syncapp.services.schedules import sync_schedule_delete, sync_schedule_save
+
+SYNC_FIELDS = ("name", "schedule_minutes", "realtime", "batch_size", "delete_handling", "paused")
+ENDPOINT_FIELDS = ("sync_id", "connection_id", "read", "write")
+MAPPING_FIELDS = (
+    "sync_id",
+    "connection_id",
+    "hub_field",
+    "external_field",
+    "direction",
+    "transforms",
+    "is_owner",
+    "conflict_policy",
+    "never_overwrite_with_empty",
+)
+
+
+def _save_audited(*, instance: models.Model, fields: tuple[str, ...], noun: str, user) -> bool:
+    """Validate and save `instance`, audit what changed; return whether it was saved."""
+    instance.full_clean()
+    if instance._state.adding:
+        action = f"{noun}.created"
+        changes = {name: [None, value] for name, value in field_values(instance, fields).items()}
+    else:
+        action = f"{noun}.updated"
+        stored = type(instance).objects.get(pk=instance.pk)
+        changes = model_changes(field_values(stored, fields), field_values(instance, fields))
+        if not changes:
+            return False
+    if instance._state.adding:
+        instance.save()
+    else:
+        # Only the changed columns: the engine may have moved a cursor since the form
+        # was loaded, and a stale copy must not be written back.
+        auto_now = [f.name for f in instance._meta.concrete_fields if getattr(f, "auto_now", False)]
+        instance.save(update_fields=[*changes, *auto_now])
+    audit_record(action=action, obj=instance, actor=user, changes=changes)
+    return True
+
+
+def _audit_deleted(*, instance: models.Model, fields: tuple[str, ...], noun: str, user) -> None:
+    changes = {name: [value, None] for name, value in field_values(instance, fields).items()}
+    audit_record(action=f"{noun}.deleted", obj=instance, actor=user, changes=changes)
+
+
+def sync_save(*, sync: Sync, user) -> Sync:
+    """Create or update `sync`, audit the change and keep its schedule in step."""
+    with transaction.atomic():
+        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user):
+            sync_schedule_save(sync=sync)
+    return sync
+
+
+def sync_delete(*, sync: Sync, user) -> None:
+    """Delete `sync` with its endpoints, mappings and schedule, auditing each."""
+    with transaction.atomic():
+        for mapping in sync.mappings.all():
+            _audit_deleted(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
+        for endpoint in sync.endpoints.all():
+            _audit_deleted(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
+        _audit_deleted(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user)
+        sync_schedule_delete(sync=sync)
+        sync.delete()
+
+
+def endpoint_save(*, endpoint: SyncConnection, user) -> SyncConnection:
+    """Create or update one connection's part in a sync (never its cursor) and audit it."""
+    with transaction.atomic():
+        _save_audited(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
+    return endpoint
+
+
+def endpoint_delete(*, endpoint: SyncConnection, user) -> None:
+    with transaction.atomic():
+        _audit_deleted(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
+        endpoint.delete()
+
+
+def mapping_save(*, mapping: FieldMapping, user) -> FieldMapping:
+    """Create or update a field mapping and audit it."""
+    with transaction.atomic():
+        _save_audited(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
+    return mapping
+
+
+def mapping_delete(*, mapping: FieldMapping, user) -> None:
+    with transaction.atomic():
+        _audit_deleted(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
+        mapping.delete()
