@@ -20,6 +20,8 @@ class Connection(models.Model):
     token_expires_at = models.DateTimeField(null=True, blank=True)
     scopes = models.CharField(max_length=500, blank=True)
     webhook_secret = SecretField(blank=True, null=True)
+    # The secret of the OAuth app the connection was authorized through.
+    client_secret = SecretField(blank=True, null=True)
     # Provider-specific, non-secret settings (Mailchimp's list id, HubSpot's portal id).
     settings = models.JSONField(default=dict, blank=True)
     default_phone_region = models.CharField(max_length=2, default="US", help_text="ISO country code used to read phone numbers written without a +country prefix.")

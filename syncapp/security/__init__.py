@@ -1,0 +1,1 @@
+"""Web-facing hardening: the Content Security Policy, login throttling, safe error reports."""
