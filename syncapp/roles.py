@@ -26,5 +26,39 @@ ROLE_ACTIONS = {
 }
 
 
+def roles_ensure(apps=None) -> None:
+    """Create the role groups with their permissions; safe to call again.
+
+    Called by the data migration and after every `migrate` or `flush` (post_migrate):
+    transactional tests flush every table, groups included, and expect them back.
+    """
+    from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
+
+    apps = apps or global_apps
+    # Permissions are normally created after all migrations, app by app; the groups
+    # need those of every app they name, whatever order the apps are migrated in.
+    for app_label in {app for models in ROLE_MODELS.values() for app, _ in models}:
+        app_config = apps.get_app_config(app_label)
+        # Migration state hands out stubs without models_module, which
+        # create_permissions takes as "no models"; lend one for the call.
+        stub = getattr(app_config, "models_module", None) is None
+        if stub:
+            app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        if stub:
+            app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, models in ROLE_MODELS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        codenames = [f"{action}_{model}" for _, model in models for action in ROLE_ACTIONS[role]]
+        group.permissions.set(
+            Permission.objects.filter(
+                content_type__app_label__in={app for app, _ in models}, codename__in=codenames
+            )
+        )
+
+
 def user_has_role(user, role: str) -> bool:
     return user.is_active and (user.is_superuser or user.groups.filter(name=role).exists())

@@ -1,8 +1,12 @@
-"""Fixtures every suite shares: generated keys, the hostile data set, the sandbox process."""
+"""Fixtures every suite shares: the hostile data set, the sandbox process, the task queue."""
 import json
 from pathlib import Path
 
 import pytest
+from django_q.brokers import get_broker
+from django_q.brokers.redis_broker import Redis
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -31,3 +35,33 @@ def sandbox(sandbox_process):
     sandbox_process.clear_faults()
     sandbox_process.reset_stats()
     return sandbox_process
+
+
+@pytest.fixture(autouse=True)
+def task_queue_isolated():
+    """Give each test an empty task queue, and leave none of its tasks behind.
+
+    With the ORM broker, queued tasks are rows of the test database and go with it;
+    Redis (CI's second pass) keeps them, and a later test's worker would pick up tasks
+    for runs that no longer exist.
+    """
+    broker = get_broker()
+    if isinstance(broker, Redis):
+        broker.purge_queue()
+        yield
+        broker.purge_queue()
+    else:
+        yield
+
+
+@pytest.fixture
+def queued_tasks():
+    """Return a function listing the tasks waiting in the broker (ORM or Redis), decoded."""
+    broker = get_broker()
+
+    def packages() -> list[str]:
+        if isinstance(broker, Redis):
+            return [raw.decode() for raw in broker.connection.lrange(broker.list_key, 0, -1)]
+        return list(OrmQ.objects.filter(key=broker.list_key).values_list("payload", flat=True))
+
+    return lambda: [SignedPackage.loads(package) for package in packages()]

@@ -1,27 +1,11 @@
 """Create the Marketer, Reviewer and Compliance groups with their permissions."""
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from syncapp.roles import ROLE_ACTIONS, ROLE_MODELS
+from syncapp.roles import ROLE_MODELS, roles_ensure
 
 
 def create_roles(apps, schema_editor):
-    # Permissions are normally made after all migrations; make them now so the groups
-    # can hold them on a fresh database.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, models in ROLE_MODELS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        codenames = [f"{action}_{model}" for _, model in models for action in ROLE_ACTIONS[role]]
-        group.permissions.set(
-            Permission.objects.filter(
-                content_type__app_label__in={app for app, _ in models}, codename__in=codenames
-            )
-        )
+    roles_ensure(apps)
 
 
 def remove_roles(apps, schema_editor):

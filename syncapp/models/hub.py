@@ -39,6 +39,11 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # Phone matching looks only for contacts without an email (engine.identity);
+            # a shared office number can belong to thousands of contacts with one.
+            models.Index(fields=["phone"], name="contact_phone_without_email", condition=models.Q(email__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.phone or f"Contact {self.pk}"
@@ -61,6 +66,12 @@ class RecordLink(models.Model):
     merge_base = models.JSONField(default=dict, blank=True)
     remote_modified_at = models.DateTimeField(null=True, blank=True)
     pending_push = models.BooleanField(default=False)
+    # The email consent state last agreed with that system ("" when never stated): what
+    # the consent rule needs to never turn an opt-out there into a subscription.
+    email_consent_base = models.CharField(max_length=20, blank=True)
+    # Digest of the payload that system last rejected: the link stays pending, but the
+    # same payload is not sent again until the contact changes.
+    rejected_payload_hash = models.CharField(max_length=64, blank=True)
     archived = models.BooleanField(default=False)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

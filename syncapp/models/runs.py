@@ -69,6 +69,11 @@ class SyncRun(models.Model):
 
     @property
     def percent(self) -> int:
+        # A run that got to the end is complete whatever its last phase counted (records
+        # refused in the final push phase leave `done` short of `total`); a failed or
+        # abandoned run shows where it stopped.
+        if self.status in (self.Status.SUCCEEDED, self.Status.PARTIAL):
+            return 100
         if not self.progress_total:
             return 100 if self.status not in self.ACTIVE else 0
         return min(100, int(100 * self.progress_done / self.progress_total))
@@ -89,6 +94,11 @@ class RecordError(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            # The engine looks up a page's unresolved errors to count repeats, not re-add.
+            models.Index(fields=["connection", "external_id"], name="record_error_unresolved",
+                         condition=models.Q(resolved=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.error_class}: {self.message[:80]}"

@@ -13,7 +13,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from selenium import webdriver
@@ -23,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.databases import test_database_url
 from tests.workspace import PASSWORD
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -89,30 +89,13 @@ def browser_login(browser, live_server) -> Callable[[str], None]:
     return login
 
 
-def _database_url(settings_dict: dict) -> str:
-    """Return a DATABASE_URL naming the database this test session uses."""
-    engine, name = settings_dict["ENGINE"], settings_dict["NAME"]
-    if engine.endswith("sqlite3"):
-        return f"sqlite:///{Path(name).resolve()}"
-    if engine.endswith("postgresql"):
-        credentials = quote(settings_dict["USER"] or "", safe="")
-        if settings_dict["PASSWORD"]:
-            credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
-        host = settings_dict["HOST"] or "localhost"
-        port = f":{settings_dict['PORT']}" if settings_dict["PORT"] else ""
-        return f"postgres://{credentials}@{host}{port}/{name}"
-    raise NotImplementedError(f"no DATABASE_URL form for {engine}")
-
-
 @pytest.fixture
 def worker(live_server):
     """A real `manage.py qcluster` on the test database, for runs queued by the pages.
 
     It depends on live_server so it stops before the test database is flushed.
     """
-    from django.db import connection
-
-    env = {**os.environ, "DATABASE_URL": _database_url(connection.settings_dict), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1"}
     log = tempfile.TemporaryFile(mode="w+")
     # A session of its own, so that a cluster that will not stop is killed with its workers.
     process = subprocess.Popen(

@@ -19,10 +19,7 @@ from django.contrib import admin
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
-from django_q.brokers import get_broker
-from django_q.brokers.redis_broker import Redis
 from django_q.models import OrmQ, Schedule
-from django_q.signing import SignedPackage
 
 from audit.models import AuditEvent
 from connections.models import Connection
@@ -69,27 +66,6 @@ def app_log(caplog):
     yield caplog, printed
     for handler, stream in zip(handlers, streams):
         handler.setStream(stream)
-
-
-@pytest.fixture
-def queued_tasks():
-    """Read the tasks waiting in the broker; afterwards, drop those the test queued.
-
-    With the ORM broker they are rows of the test database, flushed after the test;
-    Redis (CI's second pass) keeps them, and a later test's worker would pick them up.
-    """
-    broker = get_broker()
-
-    def packages() -> list[str]:
-        if isinstance(broker, Redis):
-            return [raw.decode() for raw in broker.connection.lrange(broker.list_key, 0, -1)]
-        return list(OrmQ.objects.filter(key=broker.list_key).values_list("payload", flat=True))
-
-    waiting_before = set(packages())
-    yield lambda: [SignedPackage.loads(package) for package in packages()]
-    if isinstance(broker, Redis):
-        for package in set(packages()) - waiting_before:
-            broker.connection.lrem(broker.list_key, 0, package)
 
 
 class Browsing:

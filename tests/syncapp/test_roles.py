@@ -13,3 +13,12 @@ def test_the_migration_creates_the_three_roles_with_permissions():
     compliance = Group.objects.get(name=COMPLIANCE)
     assert compliance.permissions.filter(codename="view_auditevent").exists()
     assert not compliance.permissions.filter(codename="change_connection").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_roles_come_back_after_a_flush():
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+    assert set(Group.objects.values_list("name", flat=True)) >= {MARKETER, REVIEWER, COMPLIANCE}
+    assert Group.objects.get(name=MARKETER).permissions.filter(codename="change_connection").exists()

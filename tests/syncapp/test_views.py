@@ -238,3 +238,10 @@ def test_run_now_on_a_paused_sync_explains_why_nothing_runs(marketer_client, syn
     response = marketer_client.post(reverse("sync_run_now", args=[sync.pk]), follow=True)
     assert not SyncRun.objects.exists()
     assert "This sync is paused" in response.content.decode()
+
+
+@pytest.mark.parametrize(("status", "percent"), [("succeeded", 100), ("partial", 100), ("failed", 40), ("running", 40)])
+def test_the_bar_is_full_once_a_run_gets_to_the_end_and_shows_where_others_stopped(sync, status, percent):
+    # The final push phase counts accepted records, so refusals leave `done` short of `total`.
+    run = run_make(sync, status=status, progress_done=40, progress_total=100)
+    assert run.percent == percent

@@ -1,0 +1,287 @@
+"""A sync's plan for one run: each endpoint with its provider and compiled mappings.
+
+Built once per run so that transforms are parsed once, not per record. Also holds the
+two conversions both directions share: an incoming value into a valid hub value, and a
+contact into the payload one system should hold.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from connections.models import Connection
+from connections.providers.base import OutgoingRecord, Provider
+from mappings.models import FieldMapping
+from mappings.transforms import InvalidTransformSpec, TransformChain, TransformContext, TransformError
+from syncapp.engine.consent import RESTRICTIVENESS, outgoing_email_consent
+from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
+from syncapp.engine.merge import FieldRule, Policy, is_empty
+from syncapp.models import Contact, Sync, SyncConnection
+from syncapp.models.hub import HUB_FIELDS
+
+EMAIL = "email"
+PHONE = "phone"
+EMAIL_CONSENT = "email_consent"
+ATTRIBUTE_PREFIX = "attributes."
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+class HubValues(Protocol):
+    """A contact's hub values: a Contact, or a row read for a push."""
+
+    def hub_value(self, hub_field: str) -> Any: ...
+
+
+class LinkState(Protocol):
+    """What a payload is compared with: a RecordLink, or a row read for a push."""
+
+    external_id: str | None
+    merge_base: dict[str, Any]
+    email_consent_base: str
+
+
+class PlanError(ValueError):
+    """The sync cannot run as configured (a bad mapping, a missing endpoint)."""
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    hub_field: str
+    external_field: str
+    chain: TransformChain
+    rule: FieldRule
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What one system should hold for one contact, and the field errors met building it."""
+
+    email: str
+    fields: dict[str, Any]
+    email_consent: str | None
+    errors: list[str] = field(default_factory=list)
+
+    def digest(self) -> str:
+        text = json.dumps([self.email, self.fields, self.email_consent], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def record(self, *, key: Any, external_id: str | None) -> OutgoingRecord:
+        return OutgoingRecord(
+            key=key, email=self.email, fields=self.fields, external_id=external_id, email_consent=self.email_consent
+        )
+
+
+@dataclass
+class EndpointPlan:
+    endpoint: SyncConnection
+    connection: Connection
+    provider: Provider
+    context: TransformContext
+    reads: list[FieldPlan]
+    writes: list[FieldPlan]
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    @property
+    def email_field(self) -> str:
+        return self.provider.email_field
+
+    def email_rule(self) -> FieldRule:
+        """The email's merge rule: its mapping's, else the reading system owns it."""
+        for plan in self.reads:
+            if plan.hub_field == EMAIL:
+                return plan.rule
+        return FieldRule(Policy.OWNER_WINS, incoming_owns=True)
+
+    def payload(self, contact: HubValues, link: LinkState) -> Payload:
+        """Return what this system should hold for `contact`.
+
+        An empty hub value goes out as "" (clearing the field there) unless the mapping
+        never overwrites with empty; a transform saying "no statement" (None) leaves the
+        field out. Consent travels apart from the fields, decided by the consent rule.
+        """
+        fields: dict[str, Any] = {}
+        errors: list[str] = []
+        for plan in self.writes:
+            if plan.hub_field == EMAIL_CONSENT:
+                continue
+            value = contact.hub_value(plan.hub_field)
+            if value is None or value == "":
+                if not plan.rule.never_overwrite_with_empty:
+                    fields[plan.external_field] = ""
+                continue
+            if plan.chain:
+                try:
+                    value = plan.chain.to_external(value, self.context)
+                except TransformError as error:
+                    errors.append(f"{plan.external_field}: {error}")
+                    continue
+                if value is None:
+                    continue
+            fields[plan.external_field] = value
+        consent = outgoing_email_consent(contact.hub_value(EMAIL_CONSENT), link.email_consent_base or None)
+        return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, errors=errors)
+
+    def hub_fields_written(self) -> set[str]:
+        """Return the hub fields a payload for this system reads."""
+        return {plan.hub_field for plan in self.writes} | {EMAIL, EMAIL_CONSENT}
+
+    def differs(self, payload: Payload, link: LinkState) -> bool:
+        """Return whether `payload` says anything this system does not hold already."""
+        if link.external_id is None:
+            return True
+        base = link.merge_base
+        if any(base.get(name) != value for name, value in payload.fields.items()):
+            return True
+        return payload.email_consent is not None and payload.email_consent != link.email_consent_base
+
+
+@dataclass
+class SyncPlan:
+    sync: Sync
+    endpoints: list[EndpointPlan]
+
+    @property
+    def readers(self) -> list[EndpointPlan]:
+        return [plan for plan in self.endpoints if plan.endpoint.read]
+
+    @property
+    def writers(self) -> list[EndpointPlan]:
+        return [plan for plan in self.endpoints if plan.endpoint.write]
+
+    def close(self) -> None:
+        for plan in self.endpoints:
+            close = getattr(plan.provider.http, "close", None)
+            if close is not None:
+                close()
+
+
+def sync_plan_build(*, sync: Sync, provider_for: Callable[..., Provider]) -> SyncPlan:
+    """Load the sync's endpoints and mappings, compile transforms, build providers.
+
+    `provider_for(connection, fields=[...])` builds a connection's client, asked to
+    read the external fields the mappings read.
+    """
+    endpoints = list(sync.endpoints.select_related("connection"))
+    if not endpoints:
+        raise PlanError(f"The sync {sync.name!r} has no connections.")
+    mappings: dict[int, list[FieldMapping]] = {}
+    for mapping in sync.mappings.all():
+        mappings.setdefault(mapping.connection_id, []).append(mapping)
+    # Mappings first: a bad one fails the run before any client is built.
+    compiled = {
+        endpoint.pk: [(mapping, _field_plan(mapping)) for mapping in mappings.get(endpoint.connection_id, [])]
+        for endpoint in endpoints
+    }
+    plans: list[EndpointPlan] = []
+    try:
+        for endpoint in endpoints:
+            connection, pairs = endpoint.connection, compiled[endpoint.pk]
+            read_fields = [mapping.external_field for mapping, _ in pairs if mapping.reads]
+            provider = provider_for(connection, fields=read_fields)
+            plans.append(
+                EndpointPlan(
+                    endpoint=endpoint,
+                    connection=connection,
+                    provider=provider,
+                    context=TransformContext(phone_region=connection.default_phone_region),
+                    reads=[plan for mapping, plan in pairs if mapping.reads],
+                    writes=[plan for mapping, plan in pairs if mapping.writes],
+                )
+            )
+    except BaseException:
+        SyncPlan(sync=sync, endpoints=plans).close()
+        raise
+    return SyncPlan(sync=sync, endpoints=plans)
+
+
+def _field_plan(mapping: FieldMapping) -> FieldPlan:
+    if mapping.hub_field not in HUB_FIELDS and not mapping.hub_field.startswith(ATTRIBUTE_PREFIX):
+        raise PlanError(f"Mapping {mapping}: {mapping.hub_field!r} is not a hub field.")
+    try:
+        chain = TransformChain(mapping.transforms)
+    except InvalidTransformSpec as error:
+        raise PlanError(f"Mapping {mapping}: {error}") from None
+    rule = FieldRule(
+        policy=Policy(mapping.conflict_policy),
+        incoming_owns=mapping.is_owner,
+        never_overwrite_with_empty=mapping.never_overwrite_with_empty,
+    )
+    return FieldPlan(mapping.hub_field, mapping.external_field, chain, rule)
+
+
+# Hub text fields with a length limit (CharField), read once.
+_MAX_LENGTHS = {name: Contact._meta.get_field(name).max_length for name in HUB_FIELDS}
+
+
+def hub_value_check(hub_field: str, value: Any, *, phone_region: str) -> Any:
+    """Return `value` as the hub field can store it, or raise TransformError.
+
+    Text fields store "" for nothing; the phone is kept in E.164 whatever the mapping's
+    transforms did; the consent must be a known state; lengths are checked here rather
+    than failing the whole page in the database.
+    """
+    if hub_field.startswith(ATTRIBUTE_PREFIX):
+        return value
+    if hub_field == EMAIL:
+        if is_empty(value):
+            return None
+        try:
+            return normalize_email(value)
+        except InvalidEmail as error:
+            raise TransformError(f"{value!r} {error}") from None
+    if hub_field == PHONE:
+        if is_empty(value):
+            return None
+        if isinstance(value, str) and E164.fullmatch(value):
+            # Already E.164 (the phone_e164 transform's output): parsing it again would
+            # double the cost of the most expensive step of a pull.
+            return value
+        try:
+            return normalize_phone(str(value), phone_region)
+        except InvalidPhone as error:
+            raise TransformError(f"{value!r} {error}") from None
+    if hub_field == EMAIL_CONSENT:
+        if value is None:
+            return None
+        if value not in RESTRICTIVENESS:
+            raise TransformError(f"{value!r} is not a consent state ({', '.join(RESTRICTIVENESS)})")
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        raise TransformError(f"a list or object cannot be stored in {HUB_FIELDS[hub_field]}")
+    text = value if isinstance(value, str) else str(value)
+    limit = _MAX_LENGTHS.get(hub_field)
+    if limit and len(text) > limit:
+        raise TransformError(f"is longer than the {limit} characters {HUB_FIELDS[hub_field]} can hold")
+    return text
+
+
+def set_hub_value(contact: Contact, hub_field: str, value: Any) -> None:
+    if hub_field.startswith(ATTRIBUTE_PREFIX):
+        contact.attributes = {**contact.attributes, hub_field.removeprefix(ATTRIBUTE_PREFIX): value}
+    else:
+        setattr(contact, hub_field, value)
+
+
+def hub_column(hub_field: str) -> str:
+    """Return the model column that holds `hub_field`."""
+    return "attributes" if hub_field.startswith(ATTRIBUTE_PREFIX) else hub_field
+
+
+def plain(value: Any) -> Any:
+    """Return `value` as JSON can hold it, for audit rows and merge bases."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return str(value)

@@ -1,0 +1,417 @@
+"""Pulling one system's changed records into the hub, one page per transaction.
+
+Per page, in one transaction: map and transform, match identity, merge field by field,
+write the hub's changes, the links' merge bases, the pending-push marks of the other
+systems, audit rows and record errors, and move the endpoint's cursor. A crash re-reads
+at most that page, and re-reading it is harmless: values equal to the merge base change
+nothing. The number of queries per page is fixed, whatever the page size.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.services import audit_event_build, audit_record_many
+from connections.providers.base import ChangePage, RemoteRecord
+from mappings.transforms import TransformChain, TransformError
+from syncapp.engine.batching import latest_per_key
+from syncapp.engine.consent import merge_email_consent
+from syncapp.engine.identity import (
+    IdentityIndex,
+    IncomingKeys,
+    InvalidEmail,
+    KnownContact,
+    MatchKind,
+    match_page,
+    normalize_email,
+)
+from syncapp.engine.merge import NO_BASE, Outcome, is_empty, merge_field
+from syncapp.engine.text import clean_value
+from syncapp.models import Contact, RecordLink
+from syncapp.services.background import prefetched
+from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
+from syncapp.services.plan import (
+    EMAIL,
+    EMAIL_CONSENT,
+    PHONE,
+    EndpointPlan,
+    FieldPlan,
+    SyncPlan,
+    hub_column,
+    hub_value_check,
+    plain,
+    set_hub_value,
+)
+from syncapp.services.record_errors import PULL_ERRORS, ErrorItem, record_errors_resolve, record_errors_save
+from syncapp.services.tracker import RunTracker
+
+ERROR_CLASS_FOR_MATCH = {
+    MatchKind.DUPLICATE: "duplicate",
+    MatchKind.AMBIGUOUS: "ambiguous",
+    MatchKind.UNIDENTIFIED: "unidentified",
+}
+
+
+@dataclass
+class Incoming:
+    """One record read, converted: raw (cleaned) and hub values of the fields it carries."""
+
+    record: RemoteRecord
+    keys: IncomingKeys
+    # hub field -> (its field plan, cleaned external value, hub value)
+    values: dict[str, tuple[FieldPlan, Any, Any]] = field(default_factory=dict)
+    field_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreparedPage:
+    """A page read and converted, ready to apply: no database touched yet."""
+
+    page: ChangePage
+    read: int
+    incoming: list[Incoming]
+    errors: list[ErrorItem]
+
+
+def pull_endpoint(
+    *, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, after_page: Callable[[], None] | None = None
+) -> None:
+    """Read every record changed since the endpoint's cursor into the hub.
+
+    The next page is read and converted in a background thread while the current one
+    is written: the conversion needs no database, and the writes spend much of their
+    time in SQLite, which lets other Python threads run. `after_page` runs after each
+    committed page (the run sends full push batches from there).
+    """
+    tracker.current = reader.connection
+    tracker.phase(f"Reading {reader.name}")
+    pages = reader.provider.read_changed(reader.endpoint.cursor or None)
+    prepared = prefetched(prepare_page(reader=reader, page=page) for page in pages)
+    try:
+        for ready in prepared:
+            apply_page(tracker=tracker, plan=plan, reader=reader, prepared=ready)
+            if after_page is not None:
+                after_page()
+    finally:
+        prepared.close()
+
+
+def prepare_page(*, reader: EndpointPlan, page: ChangePage) -> PreparedPage:
+    """Clean, transform and normalize a page's records; refuse those without a usable email."""
+    records = latest_per_key(page.records, key=lambda record: record.external_id)
+    email_plan = _email_plan(reader)
+    incoming: list[Incoming] = []
+    errors: list[ErrorItem] = []
+    for record in records:
+        if record.archived:
+            continue
+        converted = _convert(record, reader, email_plan)
+        if isinstance(converted, ErrorItem):
+            errors.append(converted)
+        else:
+            incoming.append(converted)
+    return PreparedPage(page=page, read=len(records), incoming=incoming, errors=errors)
+
+
+def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, prepared: PreparedPage) -> None:
+    """Write one prepared page to the hub and move the cursor past it, in one transaction."""
+    with transaction.atomic():
+        applier = _PageApplier(tracker=tracker, plan=plan, reader=reader)
+        applier.apply(prepared.incoming, prepared.errors)
+        reader.endpoint.cursor = prepared.page.cursor
+        reader.endpoint.cursor_updated_at = timezone.now()
+        reader.endpoint.save(update_fields=["cursor", "cursor_updated_at"])
+        tracker.advance(
+            done=prepared.read,
+            total=prepared.page.total,
+            read_count=prepared.read,
+            created_count=applier.created,
+            updated_count=applier.updated,
+            unchanged_count=applier.unchanged,
+            conflict_count=applier.conflicts,
+            failed_count=len({error.external_id for error in applier.errors}),
+        )
+
+
+def _email_plan(reader: EndpointPlan) -> FieldPlan:
+    """The email is always read from the provider's email field, normalized as identity."""
+    return FieldPlan(EMAIL, reader.email_field, TransformChain([]), reader.email_rule())
+
+
+def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) -> Incoming | ErrorItem:
+    """Clean and transform a record's mapped fields; refuse it if its email is invalid."""
+    fields = record.fields
+    email = None
+    item = Incoming(record=record, keys=IncomingKeys(record.external_id))
+    if reader.email_field in fields:
+        raw_email = clean_value(fields[reader.email_field])
+        if not is_empty(raw_email):
+            try:
+                email = normalize_email(raw_email)
+            except InvalidEmail as error:
+                message = f"Invalid email {raw_email!r}: {error}."
+                return ErrorItem("invalid_email", message, external_id=record.external_id)
+        item.values[EMAIL] = (email_plan, raw_email, email)
+    for field_plan in reader.reads:
+        if field_plan.hub_field == EMAIL or field_plan.external_field not in fields:
+            continue
+        raw = clean_value(fields[field_plan.external_field])
+        try:
+            value = field_plan.chain.to_hub(raw, reader.context)
+            value = hub_value_check(field_plan.hub_field, value, phone_region=reader.context.phone_region)
+        except TransformError as error:
+            item.field_errors.append(f"{field_plan.external_field}: {error}")
+            continue
+        item.values[field_plan.hub_field] = (field_plan, raw, value)
+    phone = item.values.get(PHONE, (None, None, None))[2]
+    item.keys = IncomingKeys(record.external_id, email, phone)
+    return item
+
+
+def _base_in_hub_form(field_plan: FieldPlan, raw: Any, reader: EndpointPlan) -> Any:
+    """Return a merge-base value in hub form; NO_BASE when it cannot be read as one."""
+    try:
+        if field_plan.hub_field == EMAIL:
+            return None if is_empty(raw) else normalize_email(raw)
+        value = field_plan.chain.to_hub(raw, reader.context)
+        return hub_value_check(field_plan.hub_field, value, phone_region=reader.context.phone_region)
+    except (TransformError, InvalidEmail):
+        return NO_BASE
+
+
+class _PageApplier:
+    """Everything one page writes, gathered and then written in bulk."""
+
+    def __init__(self, *, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan):
+        self.tracker = tracker
+        self.plan = plan
+        self.reader = reader
+        self.connection = reader.connection
+        self.now = timezone.now()
+        self.errors: list[ErrorItem] = []
+        self.created = self.updated = self.unchanged = self.conflicts = 0
+        self.new_contacts: list[Contact] = []
+        self.changed_contacts: dict[int, Contact] = {}
+        self.changed_columns: set[str] = set()
+        self.new_links: list[RecordLink] = []
+        self.changed_links: dict[int, RecordLink] = {}
+        self.changed_link_columns: set[str] = set()
+        # (contact, action, changes) for audit rows, built once new contacts have ids.
+        self.audits: list[tuple[Contact, str, dict[str, list[Any]]]] = []
+        # External ids of the records imported without any error.
+        self.clean_ids: list[str] = []
+        # id(contact) -> its link to the system being read, new or existing.
+        self.reader_links: dict[int, RecordLink] = {}
+
+    def apply(self, incoming: list[Incoming], errors: list[ErrorItem]) -> None:
+        self.errors.extend(errors)
+        contacts, links = self._load(incoming)
+        matches = match_page([item.keys for item in incoming], self._index(contacts, links))
+        touched: list[Contact] = []
+        for item, decision in zip(incoming, matches):
+            if not decision.usable:
+                self.errors.append(
+                    ErrorItem(ERROR_CLASS_FOR_MATCH[decision.kind], f"Not imported: {decision.reason}.",
+                              external_id=item.record.external_id)
+                )
+                continue
+            if decision.kind is MatchKind.NEW:
+                contact, link = Contact(), None
+            else:
+                contact = contacts[decision.contact_id]
+                link = links.get(decision.contact_id)
+            self._merge(item, contact, link)
+            touched.append(contact)
+            if item.field_errors:
+                self.errors.append(
+                    ErrorItem("invalid_value", "Imported without: " + "; ".join(item.field_errors) + ".",
+                              external_id=item.record.external_id)
+                )
+            else:
+                self.clean_ids.append(item.record.external_id)
+        self._write(touched)
+
+    def _load(self, incoming: list[Incoming]) -> tuple[dict[int, Contact], dict[int, RecordLink]]:
+        """Return the candidate contacts by id and their links to this system by contact id."""
+        external_ids = [item.record.external_id for item in incoming]
+        emails = {item.keys.email for item in incoming if item.keys.email}
+        # A phone only matches where one side has no email (see engine.identity): asking
+        # for no more keeps a switchboard number shared by thousands out of every page.
+        phones_alone = {item.keys.phone for item in incoming if item.keys.phone and not item.keys.email}
+        phones_with_email = {item.keys.phone for item in incoming if item.keys.phone and item.keys.email}
+        linked = RecordLink.objects.filter(connection=self.connection, external_id__in=external_ids).values_list(
+            "contact_id", flat=True
+        )
+        candidates = (
+            Q(pk__in=linked)
+            | Q(email__in=emails)
+            | Q(phone__in=phones_alone)
+            | Q(phone__in=phones_with_email, email__isnull=True)
+        )
+        contacts = {contact.pk: contact for contact in Contact.objects.filter(candidates).order_by()}
+        links = {
+            link.contact_id: link
+            for link in RecordLink.objects.filter(connection=self.connection, contact_id__in=list(contacts))
+        }
+        return contacts, links
+
+    def _index(self, contacts: dict[int, Contact], links: dict[int, RecordLink]) -> IdentityIndex:
+        return IdentityIndex.build(
+            links={link.external_id: contact_id for contact_id, link in links.items() if link.external_id},
+            contacts=[
+                KnownContact(contact.pk, contact.email, contact.phone,
+                             links[contact.pk].external_id if contact.pk in links else None)
+                for contact in contacts.values()
+            ],
+        )
+
+    def _merge(self, item: Incoming, contact: Contact, link: RecordLink | None) -> None:
+        """Merge one record into its contact and its link's base."""
+        record = item.record
+        is_new = contact.pk is None
+        base = link.merge_base if link is not None else {}
+        new_base = dict(base)
+        changes: dict[str, list[Any]] = {}
+        conflicts: dict[str, list[Any]] = {}
+        consent_statement = None
+        for hub_field, (field_plan, raw, theirs) in item.values.items():
+            external_field = field_plan.external_field
+            raw = plain(raw)
+            if external_field in base and base[external_field] == raw:
+                continue
+            base_value = NO_BASE
+            if external_field in base:
+                base_value = _base_in_hub_form(field_plan, base[external_field], self.reader)
+            ours = contact.hub_value(hub_field)
+            if hub_field == EMAIL_CONSENT:
+                consent_base = None if base_value is NO_BASE else base_value
+                value = merge_email_consent(base=consent_base, theirs=theirs, ours=ours)
+                consent_statement = theirs
+            else:
+                decision = merge_field(
+                    base=base_value,
+                    theirs=theirs,
+                    ours=ours,
+                    rule=field_plan.rule,
+                    theirs_changed_at=record.modified_at,
+                    ours_changed_at=None if is_new else contact.updated_at,
+                )
+                if decision.outcome is Outcome.CONFLICT:
+                    conflicts[hub_field] = [plain(ours), plain(theirs)]
+                    continue
+                value = decision.value
+            if value != ours:
+                set_hub_value(contact, hub_field, value)
+                changes[hub_field] = [plain(ours), plain(value)]
+            new_base[external_field] = raw
+        if is_new:
+            self.created += 1
+            self.new_contacts.append(contact)
+            created = {name: [None, new] for name, (_, new) in changes.items()}
+            self.audits.append((contact, "contact.created", created))
+        elif changes:
+            self.updated += 1
+            contact.updated_at = self.now
+            self.changed_contacts[contact.pk] = contact
+            self.changed_columns.update(hub_column(name) for name in changes)
+            self.audits.append((contact, "contact.updated", changes))
+        else:
+            self.unchanged += 1
+        if conflicts:
+            self.conflicts += 1
+            self.audits.append((contact, "contact.conflict", conflicts))
+        self._update_link(contact, link, record, new_base, consent_statement)
+
+    def _update_link(self, contact, link, record: RemoteRecord, new_base, consent_statement) -> None:
+        if link is None:
+            link = RecordLink(
+                contact=contact,
+                connection=self.connection,
+                external_id=record.external_id,
+                merge_base=new_base,
+                remote_modified_at=record.modified_at,
+                email_consent_base=consent_statement or "",
+            )
+            self.reader_links[id(contact)] = link
+            self.new_links.append(link)
+            return
+        self.reader_links[id(contact)] = link
+        columns = set()
+        if link.external_id != record.external_id:
+            link.external_id = record.external_id
+            columns.add("external_id")
+        if link.merge_base != new_base:
+            link.merge_base = new_base
+            columns.add("merge_base")
+        if record.modified_at is not None and link.remote_modified_at != record.modified_at:
+            link.remote_modified_at = record.modified_at
+            columns.add("remote_modified_at")
+        if consent_statement and link.email_consent_base != consent_statement:
+            link.email_consent_base = consent_statement
+            columns.add("email_consent_base")
+        if columns:
+            link.updated_at = self.now
+            self.changed_links[link.pk] = link
+            self.changed_link_columns.update(columns | {"updated_at"})
+
+    def _write(self, touched: list[Contact]) -> None:
+        bulk_insert_rows(self.new_contacts, set_ids=True)
+        bulk_update_rows(Contact, list(self.changed_contacts.values()), sorted(self.changed_columns | {"updated_at"}))
+        self._mark_pending(touched)
+        bulk_insert_rows(self.new_links)
+        bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
+        run_id = self.tracker.run.pk
+        audit_record_many(
+            audit_event_build(
+                action=action,
+                object_type="contact",
+                object_id=str(contact.pk),
+                object_repr=str(contact),
+                system=self.connection.name,
+                contact_id=contact.pk,
+                run_id=run_id,
+                changes=changes,
+            )
+            for contact, action, changes in self.audits
+        )
+        record_errors_save(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False)
+        record_errors_resolve(connection=self.connection, external_ids=self.clean_ids, classes=PULL_ERRORS)
+
+    def _mark_pending(self, touched: list[Contact]) -> None:
+        """Mark the links of every system that lacks a contact's current values.
+
+        Every contact of the page is checked, changed or not: a system added to the sync
+        later, or a push lost to a crash, is caught up by the next read of the contact.
+        A contact without an email cannot be sent: providers key records by email.
+        """
+        others = [writer.connection for writer in self.plan.writers if writer.connection.pk != self.connection.pk]
+        existing = {}
+        if others and touched:
+            existing = {
+                (link.connection_id, link.contact_id): link
+                for link in RecordLink.objects.filter(connection__in=others, contact_id__in=[c.pk for c in touched])
+            }
+        for writer in self.plan.writers:
+            for contact in touched:
+                if not contact.email:
+                    continue
+                if writer.connection.pk == self.connection.pk:
+                    link = self.reader_links[id(contact)]
+                else:
+                    link = existing.get((writer.connection.pk, contact.pk))
+                if link is None:
+                    # Not in that system yet: everything the contact holds is news there.
+                    self.new_links.append(
+                        RecordLink(contact=contact, connection=writer.connection, external_id=None, pending_push=True)
+                    )
+                elif not link.pending_push and writer.differs(writer.payload(contact, link), link):
+                    link.pending_push = True
+                    if link.pk is not None:
+                        link.updated_at = self.now
+                        self.changed_links[link.pk] = link
+                        self.changed_link_columns.update({"pending_push", "updated_at"})

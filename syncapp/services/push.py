@@ -1,0 +1,329 @@
+"""Pushing the hub's pending contacts to one system, in the provider's largest batches.
+
+Only links marked pending are read (through the partial index on pending links, keyset
+paged), never every contact. Each batch's results are applied in one transaction:
+accepted records get their external id and a new merge base (the values sent) and lose
+the mark; rejected ones become record errors and keep the mark, but the same payload is
+not sent again until the contact changes; retriable failures are simply tried again by
+the next run. Sending a batch twice (a worker died after the provider accepted it) does
+no harm: providers upsert by email.
+
+HTTP and the database overlap: up to PUSH_IN_FLIGHT batches are on the wire while the
+main thread reads the next pending links and applies finished batches, and full batches
+already go out while other systems are still being read (see `Pusher`).
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import audit_event_build, audit_record_many
+from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
+from syncapp.engine.batching import batch_size, chunk
+from syncapp.models import RecordLink
+from syncapp.services.bulk import bulk_update_rows
+from syncapp.services.plan import ATTRIBUTE_PREFIX, EndpointPlan, Payload, SyncPlan, hub_column
+from syncapp.services.record_errors import PULL_ERRORS, ErrorItem, record_errors_resolve, record_errors_save
+from syncapp.services.tracker import RunTracker
+
+# Pending links read per query while looking for work.
+SCAN_PAGE = 1000
+# Batches on the wire at once for one system.
+PUSH_IN_FLIGHT = 2
+
+
+@dataclass(slots=True)
+class HubRow:
+    """A contact's hub values as read for a push: no model instance, no per-row cost."""
+
+    values: dict[str, Any]
+
+    def hub_value(self, hub_field: str) -> Any:
+        if hub_field.startswith(ATTRIBUTE_PREFIX):
+            return (self.values.get("attributes") or {}).get(hub_field.removeprefix(ATTRIBUTE_PREFIX))
+        return self.values[hub_field]
+
+
+@dataclass(slots=True)
+class PendingLink:
+    """A link marked pending, with the columns a push reads and writes (as on RecordLink)."""
+
+    pk: int
+    contact_id: int
+    external_id: str | None
+    merge_base: dict[str, Any]
+    email_consent_base: str
+    rejected_payload_hash: str
+    contact: HubRow
+    pending_push: bool = True
+    last_pushed_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+LINK_COLUMNS = ("pk", "contact_id", "external_id", "merge_base", "email_consent_base", "rejected_payload_hash")
+WRITTEN_COLUMNS = ["external_id", "merge_base", "email_consent_base", "pending_push", "rejected_payload_hash",
+                   "last_pushed_at", "updated_at"]
+
+
+@dataclass
+class Outgoing:
+    link: PendingLink
+    payload: Payload
+
+    def record(self) -> OutgoingRecord:
+        return self.payload.record(key=self.link.pk, external_id=self.link.external_id)
+
+
+def push_endpoint(*, tracker: RunTracker, plan: SyncPlan, writer: EndpointPlan) -> None:
+    """Send every pending contact of one system, batch by batch."""
+    pusher = Pusher(tracker=tracker, plan=plan, writer=writer)
+    try:
+        pusher.finish()
+    finally:
+        pusher.close()
+
+
+class Pusher:
+    """Send one system's pending links in batches; results are applied by the caller's thread.
+
+    While other systems are still being read, `send_early` sends each full batch of
+    links that became pending, so the provider's time overlaps the reading; `finish`
+    then sends everything still pending, the last partial batch included. Early
+    batches are always full, so the number of calls stays that of one final pass.
+    """
+
+    def __init__(self, *, tracker: RunTracker, plan: SyncPlan, writer: EndpointPlan):
+        self.tracker = tracker
+        self.writer = writer
+        self.size = batch_size(writer.provider.max_batch, plan.sync.batch_size)
+        self.pool = ThreadPoolExecutor(max_workers=PUSH_IN_FLIGHT, thread_name_prefix="syncapp-push")
+        self.in_flight: deque[tuple[list[Outgoing], Future, bool]] = deque()
+        # Links up to this id were sent early (or found not to need sending).
+        self.early_last_id = 0
+
+    def send_early(self) -> None:
+        """Send full batches of newly pending links while there is room on the wire."""
+        self._collect(block=False)
+        while len(self.in_flight) < PUSH_IN_FLIGHT:
+            # Counting first is cheap (the pending index) and spares building payloads
+            # for links that will wait for a full batch anyway.
+            waiting = RecordLink.objects.filter(
+                connection=self.writer.connection, pending_push=True, pk__gt=self.early_last_id
+            ).count()
+            if waiting < self.size:
+                return
+            batch = []
+            for item in _pending(tracker=self.tracker, writer=self.writer, after=self.early_last_id):
+                batch.append(item)
+                if len(batch) == self.size:
+                    break
+            if len(batch) < self.size:
+                return
+            self.early_last_id = batch[-1].link.pk
+            self._send(batch, early=True)
+
+    def finish(self) -> None:
+        """Wait for the early batches, then send every link still pending."""
+        self._collect(block=True)
+        total = RecordLink.objects.filter(connection=self.writer.connection, pending_push=True).count()
+        self.tracker.current = self.writer.connection
+        self.tracker.phase(f"Writing {self.writer.name}", total=total)
+        for batch in chunk(_pending(tracker=self.tracker, writer=self.writer), max_items=self.size):
+            self._send(batch, early=False)
+            if len(self.in_flight) >= PUSH_IN_FLIGHT:
+                self._apply_next()
+        self._collect(block=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _send(self, batch: list[Outgoing], *, early: bool) -> None:
+        records = [item.record() for item in batch]
+        self.in_flight.append((batch, self.pool.submit(upsert_isolating, self.writer.provider, records), early))
+
+    def _collect(self, *, block: bool) -> None:
+        while self.in_flight and (block or self.in_flight[0][1].done()):
+            self._apply_next()
+
+    def _apply_next(self) -> None:
+        batch, future, early = self.in_flight.popleft()
+        reading = self.tracker.current
+        self.tracker.current = self.writer.connection
+        results = future.result()
+        # An early batch is not part of the reading's progress bar; its counts are kept.
+        _apply(self.tracker, self.writer, batch, results, progress=not early)
+        self.tracker.current = reading
+
+
+def upsert_isolating(provider: Provider, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
+    """Upsert `records`; when the provider refuses a whole batch, find the record it refuses.
+
+    Some APIs reject a batch outright for one invalid record. Halving the batch until
+    the refusal names a single record keeps the others flowing; it costs extra calls
+    only when a batch is refused. Authentication and transient failures are raised.
+    """
+    try:
+        return provider.upsert_batch(records)
+    except AuthenticationError:
+        raise
+    except ProviderError as error:
+        if error.retriable:
+            raise
+        if len(records) == 1:
+            return [RecordResult(key=records[0].key, ok=False, error_class="rejected", message=str(error))]
+        middle = len(records) // 2
+        return upsert_isolating(provider, records[:middle]) + upsert_isolating(provider, records[middle:])
+
+
+def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> Iterator[Outgoing]:
+    """Yield the pending links that have something to send, keyset paged by id.
+
+    Links whose payload the system already holds lose their mark without a call; links
+    whose unchanged payload was rejected before are skipped; contacts without an email
+    cannot be sent and become record errors.
+    """
+    hub_columns = sorted({hub_column(name) for name in writer.hub_fields_written()})
+    columns = [*LINK_COLUMNS, *(f"contact__{column}" for column in hub_columns)]
+    last_id = after
+    while True:
+        rows = list(
+            RecordLink.objects.filter(connection=writer.connection, pending_push=True, pk__gt=last_id)
+            .order_by("pk")
+            .values_list(*columns)[:SCAN_PAGE]
+        )
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        settled, unsendable = [], []
+        for row in rows:
+            values = dict(zip(hub_columns, row[len(LINK_COLUMNS):]))
+            link = PendingLink(*row[:len(LINK_COLUMNS)], contact=HubRow(values))
+            payload = writer.payload(link.contact, link)
+            if not writer.differs(payload, link):
+                settled.append(link.pk)
+            elif link.rejected_payload_hash and link.rejected_payload_hash == payload.digest():
+                continue
+            elif not payload.email:
+                unsendable.append(Outgoing(link, payload))
+            else:
+                yield Outgoing(link, payload)
+        if settled or unsendable:
+            _settle(tracker, writer, settled, unsendable)
+
+
+def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], unsendable: list[Outgoing]) -> None:
+    with transaction.atomic():
+        RecordLink.objects.filter(pk__in=settled).update(pending_push=False, updated_at=timezone.now())
+        errors = [
+            ErrorItem("no_email", "Not sent: the contact has no email address.", contact_id=item.link.contact_id)
+            for item in unsendable
+        ]
+        for item in unsendable:
+            item.link.rejected_payload_hash = item.payload.digest()
+        bulk_update_rows(RecordLink, [item.link for item in unsendable], ["rejected_payload_hash"])
+        record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
+        tracker.advance(done=len(settled) + len(unsendable), failed_count=len(unsendable))
+
+
+def _apply(
+    tracker: RunTracker, writer: EndpointPlan, batch: list[Outgoing], results: list[RecordResult], *, progress: bool
+) -> None:
+    """Record one batch's results: bases, marks, errors and audit rows, in one transaction."""
+    by_key = {result.key: result for result in results}
+    now = timezone.now()
+    accepted_ids = {result.external_id for result in results if result.ok and result.external_id}
+    with transaction.atomic():
+        # Remote ids already linked to another contact: a second contact landing on the
+        # same record there (two hub contacts, one person) must not take it over.
+        taken = dict(
+            RecordLink.objects.filter(connection=writer.connection, external_id__in=accepted_ids)
+            .exclude(pk__in=[item.link.pk for item in batch])
+            .values_list("external_id", "contact_id")
+        )
+        errors: list[ErrorItem] = []
+        audits = []
+        pushed: list[int] = []
+        for item in batch:
+            error = _refusal(item, by_key.get(item.link.pk), taken)
+            if error is not None:
+                errors.append(error)
+                continue
+            changes = _accept(item, by_key[item.link.pk], now)
+            if item.link.external_id:
+                taken[item.link.external_id] = item.link.contact_id
+            pushed.append(item.link.contact_id)
+            if item.payload.errors:
+                message = "Sent without: " + "; ".join(item.payload.errors) + "."
+                errors.append(ErrorItem("unsendable_value", message, contact_id=item.link.contact_id))
+            audits.append(
+                audit_event_build(
+                    action="contact.pushed",
+                    object_type="contact",
+                    object_id=str(item.link.contact_id),
+                    object_repr=item.payload.email,
+                    system=writer.name,
+                    contact_id=item.link.contact_id,
+                    run_id=tracker.run.pk,
+                    changes=changes,
+                )
+            )
+        for item in batch:
+            item.link.updated_at = now
+        bulk_update_rows(RecordLink, [item.link for item in batch], WRITTEN_COLUMNS)
+        audit_record_many(audits)
+        record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
+        clean = set(pushed) - {error.contact_id for error in errors}
+        record_errors_resolve(connection=writer.connection, contact_ids=clean, except_classes=PULL_ERRORS)
+        tracker.advance(done=len(batch) if progress else 0, pushed_count=len(pushed),
+                        failed_count=len({error.contact_id for error in errors}))
+
+
+def _refusal(item: Outgoing, result: RecordResult | None, taken: dict[str, int]) -> ErrorItem | None:
+    """Return the error that keeps this record's link pending, or None when it was accepted.
+
+    A refusal that sending again cannot fix stores the payload's digest, so that the
+    same payload is not sent again until the contact changes.
+    """
+    link = item.link
+    if result is None:
+        message = "The provider's reply did not mention this record; it is sent again next run."
+        return ErrorItem("no_result", message, contact_id=link.contact_id, retriable=True)
+    if not result.ok:
+        if not result.retriable:
+            link.rejected_payload_hash = item.payload.digest()
+        return ErrorItem(result.error_class or "rejected", result.message or "Rejected.",
+                         contact_id=link.contact_id, retriable=result.retriable)
+    external_id = result.external_id or link.external_id
+    if external_id in taken:
+        link.rejected_payload_hash = item.payload.digest()
+        message = (f"Not linked: the record {external_id} is already linked to contact {taken[external_id]} "
+                   "(likely duplicate contacts).")
+        return ErrorItem("already_linked", message, contact_id=link.contact_id)
+    return None
+
+
+def _accept(item: Outgoing, result: RecordResult, now: datetime) -> dict[str, list[Any]]:
+    """Make what was sent the link's new base and clear its mark; return what changed there.
+
+    The base is the values sent, not the provider's echo of them: comparing the next
+    payload with what was sent is what keeps an unchanged contact from being sent again.
+    """
+    link, payload = item.link, item.payload
+    changes = {name: [link.merge_base.get(name), value] for name, value in payload.fields.items()
+               if link.merge_base.get(name) != value}
+    if payload.email_consent is not None and payload.email_consent != link.email_consent_base:
+        changes["email_consent"] = [link.email_consent_base or None, payload.email_consent]
+    link.external_id = result.external_id or link.external_id
+    link.merge_base = {**link.merge_base, **payload.fields}
+    link.email_consent_base = payload.email_consent or link.email_consent_base
+    link.pending_push = False
+    link.rejected_payload_hash = ""
+    link.last_pushed_at = now
+    return changes

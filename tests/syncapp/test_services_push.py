@@ -1,0 +1,212 @@
+"""Pushing pending contacts, in batches, over the fake providers."""
+import pytest
+
+from audit.models import AuditEvent
+from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderError, TransientError
+from syncapp.models import Contact, RecordError, RecordLink, SyncRun
+from syncapp.services.push import upsert_isolating
+from syncapp.services.runs import run_execute, run_request
+from tests.syncapp.fake_providers import FakeAudience, World, fake_workspace
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    return World(page_size=50, max_batch=4)
+
+
+@pytest.fixture
+def sync():
+    return fake_workspace()
+
+
+def execute(sync, world) -> SyncRun:
+    run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    return run_execute(run_id=run.pk, provider_for=world.provider_for)
+
+
+def seed(world, count):
+    for i in range(count):
+        world.add(str(i), email=f"p{i}@example.com", firstname=f"P{i}", lastname="Lee")
+
+
+def audience_links():
+    return RecordLink.objects.filter(connection__name="Audience")
+
+
+class TestBatches:
+    def test_pending_contacts_go_out_in_full_batches(self, sync, world):
+        seed(world, 10)
+        run = execute(sync, world)
+        assert [len(call) for call in world.upsert_calls] == [4, 4, 2]
+        assert run.pushed_count == 10
+        assert run.api_calls == {"CRM": 1, "Audience": 3}
+        assert len(world.members) == 10
+        member = world.members["p3@example.com"]
+        assert {k: member[k] for k in ("email_address", "status", "FNAME", "LNAME")} == {
+            "email_address": "p3@example.com", "status": "subscribed", "FNAME": "P3", "LNAME": "Lee",
+        }
+
+    def test_a_smaller_sync_batch_size_is_honoured(self, world):
+        sync = fake_workspace(batch_size=3)
+        seed(world, 7)
+        execute(sync, world)
+        assert [len(call) for call in world.upsert_calls] == [3, 3, 1]
+
+    def test_accepted_records_get_their_id_base_and_lose_the_mark(self, sync, world):
+        seed(world, 1)
+        execute(sync, world)
+        link = audience_links().get()
+        assert link.external_id == world.members["p0@example.com"]["id"]
+        assert link.merge_base == {"email_address": "p0@example.com", "FNAME": "P0", "LNAME": "Lee"}
+        assert not link.pending_push and link.last_pushed_at is not None
+        pushed = AuditEvent.objects.get(action="contact.pushed")
+        assert pushed.system == "Audience"
+        assert pushed.changes == {"email_address": [None, "p0@example.com"], "FNAME": [None, "P0"],
+                                  "LNAME": [None, "Lee"]}
+
+    def test_a_second_run_without_changes_makes_no_write_calls(self, sync, world):
+        seed(world, 6)
+        execute(sync, world)
+        calls = len(world.upsert_calls)
+        run = execute(sync, world)
+        assert len(world.upsert_calls) == calls
+        assert run.api_calls["Audience"] == 0
+
+    def test_a_pending_link_whose_values_the_system_holds_is_settled_without_a_call(self, sync, world):
+        seed(world, 2)
+        execute(sync, world)
+        audience_links().update(pending_push=True)
+        run = execute(sync, world)
+        assert run.api_calls["Audience"] == 0
+        assert not audience_links().filter(pending_push=True).exists()
+
+
+class TestRejections:
+    def test_a_rejected_record_is_an_error_keeps_its_mark_and_is_not_resent_unchanged(self, sync, world):
+        seed(world, 3)
+        world.reject["p1@example.com"] = "p1@example.com looks fake or invalid, please enter a real email address."
+        first = execute(sync, world)
+        assert first.status == SyncRun.Status.PARTIAL
+        error = RecordError.objects.get()
+        assert error.error_class == "Invalid Resource" and error.connection.name == "Audience"
+        assert error.contact.email == "p1@example.com"
+        link = audience_links().get(contact__email="p1@example.com")
+        assert link.pending_push and link.rejected_payload_hash
+
+        calls = len(world.upsert_calls)
+        second = execute(sync, world)
+        assert len(world.upsert_calls) == calls
+        assert second.api_calls["Audience"] == 0
+
+    def test_a_rejected_record_is_resent_once_it_changes(self, sync, world):
+        seed(world, 2)
+        world.reject["p1@example.com"] = "bad"
+        execute(sync, world)
+        del world.reject["p1@example.com"]
+        world.add("1", firstname="Fixed")
+        run = execute(sync, world)
+        assert world.upsert_calls[-1] == ["p1@example.com"]
+        assert world.members["p1@example.com"]["FNAME"] == "Fixed"
+        assert RecordError.objects.get().resolved
+        assert run.status == SyncRun.Status.SUCCEEDED
+
+    def test_a_retriable_failure_is_retried_next_run(self, sync, world):
+        seed(world, 2)
+        world.retriable_failures.add("p0@example.com")
+        execute(sync, world)
+        assert audience_links().get(contact__email="p0@example.com").pending_push
+        world.retriable_failures.clear()
+        execute(sync, world)
+        assert world.upsert_calls[-1] == ["p0@example.com"]
+        assert "p0@example.com" in world.members
+
+    def test_a_batch_refused_outright_is_narrowed_to_the_bad_record(self, sync, world):
+        seed(world, 4)
+        world.poison.add("p2@example.com")
+        run = execute(sync, world)
+        assert set(world.members) == {"p0@example.com", "p1@example.com", "p3@example.com"}
+        error = RecordError.objects.get()
+        assert error.contact.email == "p2@example.com" and "invalid member" in error.message
+        assert run.pushed_count == 3
+
+    def test_a_contact_without_email_is_an_error_not_a_call(self, sync, world):
+        contact = Contact.objects.create(email=None, phone="+14155550100")
+        RecordLink.objects.create(contact=contact, connection=sync.connections.get(name="Audience"), pending_push=True)
+        run = execute(sync, world)
+        assert world.upsert_calls == []
+        assert RecordError.objects.get().error_class == "no_email"
+        assert run.status == SyncRun.Status.PARTIAL
+
+    def test_two_contacts_landing_on_one_remote_record_are_not_both_linked(self, sync, world):
+        audience = sync.connections.get(name="Audience")
+        for first_name in ("One", "Two"):
+            contact = Contact.objects.create(email="same@example.com", first_name=first_name)
+            RecordLink.objects.create(contact=contact, connection=audience, pending_push=True)
+        execute(sync, world)
+        assert audience_links().exclude(external_id=None).count() == 1
+        assert RecordError.objects.get().error_class == "already_linked"
+
+
+class TestFailures:
+    def test_transient_failures_keep_every_mark_for_the_next_run(self, sync, world):
+        seed(world, 3)
+        world.fail_upsert = TransientError("Fake audience: 503 after 5 attempts", status=503)
+        run = execute(sync, world)
+        assert run.status == SyncRun.Status.FAILED
+        assert "503" in run.error and run.error.startswith("Audience: ")
+        assert audience_links().filter(pending_push=True).count() == 3
+        world.fail_upsert = None
+        assert execute(sync, world).status == SyncRun.Status.SUCCEEDED
+        assert len(world.members) == 3
+
+    def test_pushing_the_same_batch_twice_duplicates_nothing(self, sync, world):
+        seed(world, 5)
+        execute(sync, world)
+        # As if the worker died after the provider accepted the batch: nothing recorded.
+        audience_links().update(pending_push=True, external_id=None, merge_base={})
+        execute(sync, world)
+        assert len(world.members) == 5
+        assert audience_links().exclude(external_id=None).count() == 5
+
+
+class TestConsentOutgoing:
+    def test_an_unsubscribed_contact_is_unsubscribed_there(self, sync, world):
+        world.members["ann@example.com"] = {"id": "x", "email_address": "ann@example.com", "status": "subscribed"}
+        world.add("1", email="ann@example.com", hs_email_optout="true")
+        execute(sync, world)
+        assert world.members["ann@example.com"]["status"] == "unsubscribed"
+        assert audience_links().get().email_consent_base == "unsubscribed"
+
+    def test_a_remote_opt_out_is_never_lifted(self, sync, world):
+        contact = Contact.objects.create(email="ann@example.com", email_consent="subscribed")
+        RecordLink.objects.create(contact=contact, connection=sync.connections.get(name="Audience"),
+                                  external_id="m1", email_consent_base="unsubscribed", pending_push=True)
+        world.members["ann@example.com"] = {"id": "m1", "email_address": "ann@example.com", "status": "unsubscribed"}
+        execute(sync, world)
+        assert world.members["ann@example.com"]["status"] == "unsubscribed"
+
+
+class TestUpsertIsolating:
+    def records(self, *emails):
+        return [OutgoingRecord(key=i, email=email, fields={}) for i, email in enumerate(emails)]
+
+    def test_authentication_failures_are_raised(self):
+        world = World()
+        world.fail_upsert = AuthenticationError("401")
+        with pytest.raises(AuthenticationError):
+            upsert_isolating(FakeAudience(world), self.records("a@x.io", "b@x.io"))
+
+    def test_retriable_errors_are_raised_not_bisected(self):
+        world = World()
+        world.fail_upsert = ProviderError("429", retriable=True)
+        with pytest.raises(ProviderError):
+            upsert_isolating(FakeAudience(world), self.records("a@x.io", "b@x.io"))
+        assert len(world.upsert_calls) == 1
+
+    def test_one_result_per_record_in_order(self):
+        world = World()
+        world.poison.add("c@x.io")
+        results = upsert_isolating(FakeAudience(world), self.records("a@x.io", "b@x.io", "c@x.io", "d@x.io"))
+        assert [(r.key, r.ok) for r in results] == [(0, True), (1, True), (2, False), (3, True)]

@@ -1,0 +1,187 @@
+"""Requesting and executing runs: one at a time per sync, resumable, honest about failure."""
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from connections.models import Connection
+from connections.providers.base import AuthenticationError, TransientError
+from syncapp.models import Contact, RecordLink, SyncRun
+from syncapp.services.runs import SyncPaused, run_execute, run_interrupt, run_is_stale, run_request
+from tests.syncapp.fake_providers import World, fake_workspace
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    return World(page_size=2, max_batch=3)
+
+
+@pytest.fixture
+def sync():
+    return fake_workspace()
+
+
+class TestRunRequest:
+    def test_a_request_queues_a_run_and_enqueues_it_after_commit(
+        self, sync, django_capture_on_commit_callbacks, queued_tasks
+    ):
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            run, created = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL)
+            assert queued_tasks() == []
+        assert created and run.status == SyncRun.Status.QUEUED
+        assert len(callbacks) == 1
+        assert [(task["func"], task["args"]) for task in queued_tasks()] == [
+            ("syncapp.tasks.run_execute_task", (run.pk,))
+        ]
+
+    def test_one_active_run_per_sync(self, sync, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            first, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL)
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            second, created = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL)
+        assert (second.pk, created) == (first.pk, False)
+        assert callbacks == []
+        assert SyncRun.objects.count() == 1
+
+    def test_a_stale_run_is_abandoned_and_replaced(self, sync, settings):
+        settings.SYNC_RUN_STALE_SECONDS = 60
+        old, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        SyncRun.objects.filter(pk=old.pk).update(status=SyncRun.Status.RUNNING,
+                                                 heartbeat_at=timezone.now() - timedelta(seconds=61))
+        new, created = run_request(sync=sync, trigger=SyncRun.Trigger.SCHEDULE, enqueue=False)
+        old.refresh_from_db()
+        assert created and new.pk != old.pk
+        assert old.status == SyncRun.Status.ABANDONED
+        assert "no sign of its worker" in old.error and old.finished_at
+
+    def test_a_queued_run_never_picked_up_goes_stale_too(self, sync, settings):
+        settings.SYNC_RUN_STALE_SECONDS = 60
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        assert not run_is_stale(run)
+        assert run_is_stale(run, now=run.queued_at + timedelta(seconds=61))
+
+    def test_a_paused_sync_does_not_run(self, sync):
+        sync.paused = True
+        with pytest.raises(SyncPaused, match="paused"):
+            run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL)
+        assert not SyncRun.objects.exists()
+
+    def test_a_users_request_is_audited(self, sync):
+        user = User.objects.create_user("maria", password="x" * 12)
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, user=user, enqueue=False)
+        event = AuditEvent.objects.get(action="sync.run_requested")
+        assert (event.actor, event.run_id, run.requested_by) == (user, run.pk, user)
+
+
+def execute(sync, world, **kwargs):
+    run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    return run_execute(run_id=run.pk, provider_for=world.provider_for, **kwargs)
+
+
+class TestRunExecute:
+    def test_a_run_reports_counts_calls_progress_and_timings(self, sync, world):
+        for i in range(5):
+            world.add(str(i), email=f"p{i}@example.com", firstname="P")
+        seen = []
+        run = execute(sync, world, on_progress=lambda r: seen.append((r.phase, r.progress_done, r.progress_total)))
+        run.refresh_from_db()
+        assert run.status == SyncRun.Status.SUCCEEDED
+        assert (run.read_count, run.created_count, run.pushed_count, run.failed_count) == (5, 5, 5, 0)
+        assert run.api_calls == {"CRM": 3, "Audience": 2}
+        assert run.started_at <= run.finished_at and run.duration_seconds is not None
+        assert run.cursors_before == {"CRM": "", "Audience": ""} and run.cursors_after["CRM"] == "5"
+        # A full batch of three went out while reading; the last two after it.
+        assert world.upsert_calls == [["p0@example.com", "p1@example.com", "p2@example.com"],
+                                      ["p3@example.com", "p4@example.com"]]
+        assert ("Reading CRM", 2, 5) in seen and ("Writing Audience", 2, 2) in seen
+        assert seen[-1][0] == "Done"
+
+    def test_executing_a_run_that_is_not_queued_does_nothing(self, sync, world):
+        world.add("1", email="a@example.com")
+        run = execute(sync, world)
+        again = run_execute(run_id=run.pk, provider_for=world.provider_for)
+        assert again.status == SyncRun.Status.SUCCEEDED
+        assert world.upsert_calls == [["a@example.com"]]
+
+    def test_a_sync_paused_after_the_request_is_skipped(self, sync, world):
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        sync.paused = True
+        sync.save()
+        run = run_execute(run_id=run.pk, provider_for=world.provider_for)
+        assert run.status == SyncRun.Status.SKIPPED
+
+    def test_refused_credentials_fail_the_run_and_flag_the_connection(self, sync, world):
+        world.add("1", email="a@example.com")
+        world.fail_upsert = AuthenticationError("Fake audience: 401 API key audience-secret-key-456 is invalid",
+                                                status=401)
+        run = execute(sync, world)
+        assert run.status == SyncRun.Status.FAILED
+        assert "audience-secret-key-456" not in run.error and "401" in run.error
+        connection = Connection.objects.get(name="Audience")
+        assert connection.status == Connection.Status.NEEDS_REAUTH
+        assert connection.last_error == run.error
+
+    def test_an_unexpected_error_fails_the_run_with_a_message(self, sync, world, caplog):
+        world.add("1", email="a@example.com")
+        world.fail_upsert = RuntimeError("boom")
+        run = execute(sync, world)
+        assert run.status == SyncRun.Status.FAILED
+        assert run.error == "Audience: RuntimeError: boom"
+        assert "failed unexpectedly" in caplog.text
+
+    def test_a_connection_whose_client_cannot_be_built_is_named(self, sync, world):
+        def provider_for(connection, **options):
+            if connection.name == "Audience":
+                raise AuthenticationError("The connection has no API key.")
+            return world.provider_for(connection, **options)
+
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        run = run_execute(run_id=run.pk, provider_for=provider_for)
+        assert run.status == SyncRun.Status.FAILED
+        assert run.error == "Audience: The connection has no API key."
+        assert Connection.objects.get(name="Audience").status == Connection.Status.NEEDS_REAUTH
+        assert Connection.objects.get(name="CRM").status == Connection.Status.CONNECTED
+
+    def test_a_bad_mapping_fails_the_run_clearly(self, sync, world):
+        sync.mappings.filter(hub_field="first_name", connection__name="CRM").update(transforms=["titlecase"])
+        run = execute(sync, world)
+        assert run.status == SyncRun.Status.FAILED
+        assert run.error.startswith("Mapping CRM.firstname -> first_name: unknown transform 'titlecase'")
+
+    def test_a_run_declared_abandoned_stops_without_writing(self, sync, world):
+        world.add("1", email="a@example.com")
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+
+        def taken_over(progress):
+            SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.ABANDONED)
+
+        result = run_execute(run_id=run.pk, provider_for=world.provider_for, on_progress=taken_over)
+        assert result.status == SyncRun.Status.ABANDONED
+        assert not Contact.objects.exists()
+        assert sync.endpoints.get(connection__name="CRM").cursor == ""
+
+    def test_a_failed_run_resumes_from_its_checkpoint(self, sync, world):
+        for i in range(6):
+            world.add(str(i), email=f"p{i}@example.com")
+        world.fail_on_page[3] = TransientError("CRM: 503 after 5 attempts", status=503)
+        first = execute(sync, world)
+        assert first.status == SyncRun.Status.FAILED
+        assert first.cursors_after["CRM"] == "4"
+        assert Contact.objects.count() == 4
+
+        second = execute(sync, world)
+        assert second.status == SyncRun.Status.SUCCEEDED
+        assert second.cursors_before["CRM"] == "4" and second.read_count == 2
+        assert Contact.objects.count() == 6
+        assert RecordLink.objects.filter(connection__name="Audience").exclude(external_id=None).count() == 6
+        assert len(world.members) == 6
+
+    def test_interrupting_marks_the_run_failed(self, sync):
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.COMMAND, enqueue=False)
+        run_interrupt(run_id=run.pk, reason="stopped from the terminal.")
+        run.refresh_from_db()
+        assert run.status == SyncRun.Status.FAILED and run.error.startswith("Interrupted")
