@@ -1,4 +1,8 @@
-"""Production settings: HTTPS only, secure cookies, HSTS. Passes `check --deploy`."""
+"""Production settings: HTTPS only, secure cookies, HSTS. Passes `check --deploy`.
+
+SECRET_KEY, SALT_KEY and ALLOWED_HOSTS come from the environment like every setting;
+run `manage.py collectstatic` before starting the server.
+"""
 from syncapp.settings.base import *  # noqa: F401,F403
 from syncapp.settings.base import env
 
@@ -14,4 +18,15 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Production runs behind one TLS-terminating proxy (see SECURE_PROXY_SSL_HEADER); login
+# throttling counts the address it reports, not the proxy's own.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+# No loopback exception in production: the sandbox is for development and tests.
 CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=[])
+
+# Compressed files under hashed names: browsers may cache them for good, since a new
+# release changes the names.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}

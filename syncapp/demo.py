@@ -1,0 +1,254 @@
+"""The demo workspace: sandbox data, two connections, a sync with its mappings, one user per role.
+
+Every step is idempotent, so `make demo` can run again over an existing workspace: the
+sandbox is topped up rather than seeded twice, rows are updated in place (for example
+when the sandbox moved to another port), and the users keep the passwords already
+handed out.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+
+from connections.models import Connection
+from connections.providers.base import ProviderError
+from connections.registry import provider_for
+from connections.services import connection_create, connection_update
+from mappings.models import FieldMapping
+from syncapp.models import Sync, SyncConnection
+from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
+from syncapp.services.syncs import endpoint_save, mapping_save, sync_save
+
+# The sandbox's default credentials (`manage.py sandbox --hubspot-token/--mailchimp-key`).
+SANDBOX_HUBSPOT_TOKEN = "sandbox-hubspot-token"
+SANDBOX_MAILCHIMP_KEY = "sandbox-mailchimp-key-us1"
+
+HUBSPOT_CONNECTION = "HubSpot (sandbox)"
+MAILCHIMP_CONNECTION = "Mailchimp (sandbox)"
+SYNC_NAME = "HubSpot to Mailchimp"
+SCHEDULE_MINUTES = 15
+
+# Username -> role group; the admin is a superuser in no group.
+ADMIN_USERNAME = "admin"
+DEMO_USERS = {ADMIN_USERNAME: None, "marketer": MARKETER, "reviewer": REVIEWER, "compliance": COMPLIANCE}
+CONTROL_TIMEOUT = (5, 120)
+
+
+@dataclass(frozen=True)
+class MappingPlan:
+    """One hub field as HubSpot and Mailchimp call it, and the transforms on the way in."""
+
+    hub_field: str
+    hubspot_field: str
+    mailchimp_field: str
+    hubspot_transforms: tuple[str, ...] = ()
+
+
+DEMO_MAPPINGS = (
+    MappingPlan("email", "email", "email_address"),
+    MappingPlan("first_name", "firstname", "FNAME"),
+    MappingPlan("last_name", "lastname", "LNAME"),
+    MappingPlan("phone", "phone", "PHONE", ("phone_e164",)),
+    MappingPlan("company", "company", "COMPANY"),
+    MappingPlan("email_consent", "hs_email_optout", "status", ("optout_flag",)),
+)
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    role: str
+    password: str
+
+
+@dataclass(frozen=True)
+class DemoWorkspace:
+    sync: Sync
+    hubspot: Connection
+    mailchimp: Connection
+    mappings: list[FieldMapping]
+    skipped_fields: list[str]
+
+
+class SandboxError(Exception):
+    """The sandbox could not be reached or refused a control request."""
+
+
+class SandboxControl:
+    """The sandbox's `/_sandbox/` control endpoints, reached over HTTP like any client."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        url = f"{self.base_url}/_sandbox{path}"
+        try:
+            response = requests.request(method, url, json=body, timeout=CONTROL_TIMEOUT)
+        except requests.RequestException as error:
+            raise SandboxError(f"Cannot reach the sandbox at {self.base_url}: {error}") from None
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = {}
+        if response.status_code != 200:
+            detail = reply.get("error") if isinstance(reply, dict) else None
+            raise SandboxError(f"The sandbox answered {method} {url} with {response.status_code}: {detail or response.reason}")
+        if not isinstance(reply, dict):
+            raise SandboxError(f"The sandbox answered {method} {url} with something other than a JSON object.")
+        return reply
+
+    def info(self) -> dict[str, Any]:
+        return self._call("GET", "/info")
+
+    def hubspot_contact_count(self) -> int:
+        return len(self._call("GET", "/hubspot/contacts").get("contacts", []))
+
+    def seed(self, *, hubspot_contacts: int, hostile: bool) -> dict[str, Any]:
+        return self._call("POST", "/seed", {"hubspot_contacts": hubspot_contacts, "hostile": hostile})
+
+
+def sandbox_seed(*, control: SandboxControl, contacts: int, hostile: bool) -> dict[str, int]:
+    """Top HubSpot up to `contacts` contacts; the hostile records come with the first seed.
+
+    Return {"existing": n, "seeded": n, "hostile": n}.
+    """
+    existing = control.hubspot_contact_count()
+    missing = max(0, contacts - existing)
+    add_hostile = hostile and existing == 0
+    if not missing and not add_hostile:
+        return {"existing": existing, "seeded": 0, "hostile": 0}
+    reply = control.seed(hubspot_contacts=missing, hostile=add_hostile)
+    return {"existing": existing, "seeded": reply.get("hubspot_contacts", 0), "hostile": reply.get("hostile_contacts", 0)}
+
+
+def read_logins(path: Path) -> dict[str, str]:
+    """Return username -> password from a logins file written by `write_logins`."""
+    if not path.exists():
+        return {}
+    logins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, separator, password = line.partition("=")
+        if separator and not line.startswith("#"):
+            logins[name.strip()] = password.strip()
+    return logins
+
+
+def write_logins(path: Path, logins: list[DemoLogin]) -> None:
+    """Write the logins as `username=password` lines, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Syncapp demo logins, written by `manage.py seed_demo`. Keep this file private."]
+    lines += [f"# {login.username}: {login.role}" for login in logins]
+    lines += [f"{login.username}={login.password}" for login in logins]
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def demo_users_ensure(*, known_passwords: Mapping[str, str]) -> list[DemoLogin]:
+    """Create or update one user per role; keep known passwords, generate the others."""
+    logins = []
+    with transaction.atomic():
+        for username, role in DEMO_USERS.items():
+            user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+            user.is_active = True
+            # Staff so that the admin pages open; what each user may do there comes
+            # from the role group's permissions.
+            user.is_staff = True
+            user.is_superuser = role is None
+            password = known_passwords.get(username) or secrets.token_urlsafe(15)
+            user.set_password(password)
+            user.save()
+            user.groups.set([Group.objects.get(name=role)] if role else [])
+            logins.append(DemoLogin(username=username, role=role or "Superuser", password=password))
+    return logins
+
+
+def _connection_ensure(*, name: str, fields: dict[str, Any], user: User) -> Connection:
+    connection = Connection.objects.filter(name=name).first()
+    if connection is None:
+        return connection_create(user=user, fields={"name": name, **fields})
+    return connection_update(connection=connection, user=user, fields=fields)
+
+
+def _stored_settings(name: str) -> dict[str, Any]:
+    """Return the settings of connection `name` as stored, so a rebuild keeps other keys."""
+    return dict(Connection.objects.filter(name=name).values_list("settings", flat=True).first() or {})
+
+
+def _mailchimp_field_names(connection: Connection) -> set[str]:
+    try:
+        return {field.name for field in provider_for(connection).discover_fields()}
+    except ProviderError as error:
+        raise SandboxError(f"Cannot read Mailchimp's merge fields from the sandbox: {error}") from None
+
+
+def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoWorkspace:
+    """Create or update the connections, the sync, its endpoints and its mappings.
+
+    Mappings whose Mailchimp field the audience lacks are skipped and named in the result.
+    """
+    sandbox_url = sandbox_url.rstrip("/")
+    hubspot = _connection_ensure(
+        name=HUBSPOT_CONNECTION,
+        fields={"provider": "hubspot", "base_url": f"{sandbox_url}/hubspot", "access_token": SANDBOX_HUBSPOT_TOKEN},
+        user=user,
+    )
+    mailchimp = _connection_ensure(
+        name=MAILCHIMP_CONNECTION,
+        fields={
+            "provider": "mailchimp",
+            "base_url": f"{sandbox_url}/mailchimp/3.0",
+            "api_key": SANDBOX_MAILCHIMP_KEY,
+            "settings": {**_stored_settings(MAILCHIMP_CONNECTION), "list_id": list_id},
+        },
+        user=user,
+    )
+    mailchimp_fields = _mailchimp_field_names(mailchimp)
+
+    with transaction.atomic():
+        sync = Sync.objects.filter(name=SYNC_NAME).first() or Sync(name=SYNC_NAME)
+        sync.schedule_minutes = SCHEDULE_MINUTES
+        sync.paused = False
+        sync_save(sync=sync, user=user)
+        # One way for now: HubSpot is read, Mailchimp is written.
+        for connection, read, write in ((hubspot, True, False), (mailchimp, False, True)):
+            endpoint = SyncConnection.objects.filter(sync=sync, connection=connection).first()
+            endpoint = endpoint or SyncConnection(sync=sync, connection=connection)
+            endpoint.read, endpoint.write = read, write
+            endpoint_save(endpoint=endpoint, user=user)
+
+        mappings, skipped = [], []
+        for plan in DEMO_MAPPINGS:
+            if plan.mailchimp_field not in mailchimp_fields:
+                skipped.append(plan.mailchimp_field)
+                continue
+            mappings.append(_mapping_ensure(
+                sync=sync, connection=hubspot, hub_field=plan.hub_field, external_field=plan.hubspot_field,
+                direction=FieldMapping.Direction.IN, transforms=list(plan.hubspot_transforms), is_owner=True,
+                user=user,
+            ))
+            mappings.append(_mapping_ensure(
+                sync=sync, connection=mailchimp, hub_field=plan.hub_field, external_field=plan.mailchimp_field,
+                direction=FieldMapping.Direction.OUT, transforms=[], is_owner=False, user=user,
+            ))
+    return DemoWorkspace(sync=sync, hubspot=hubspot, mailchimp=mailchimp, mappings=mappings, skipped_fields=skipped)
+
+
+def _mapping_ensure(
+    *, sync: Sync, connection: Connection, hub_field: str, external_field: str, direction: str,
+    transforms: list[str], is_owner: bool, user: User,
+) -> FieldMapping:
+    mapping = FieldMapping.objects.filter(sync=sync, connection=connection, hub_field=hub_field).first()
+    mapping = mapping or FieldMapping(sync=sync, connection=connection, hub_field=hub_field)
+    mapping.external_field = external_field
+    mapping.direction = direction
+    mapping.transforms = transforms
+    mapping.is_owner = is_owner
+    return mapping_save(mapping=mapping, user=user)

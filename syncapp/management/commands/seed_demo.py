@@ -1,0 +1,91 @@
+"""`manage.py seed_demo --sandbox-url URL`: build the demo workspace against a running sandbox."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from connections.fields import DecryptionError
+from syncapp.demo import (
+    ADMIN_USERNAME,
+    SandboxControl,
+    SandboxError,
+    demo_users_ensure,
+    demo_workspace_build,
+    read_logins,
+    sandbox_seed,
+    write_logins,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Seed the sandbox's HubSpot with realistic contacts, then create (or bring up to date) the demo "
+        "workspace: a HubSpot and a Mailchimp connection pointing at the sandbox, the sync 'HubSpot to "
+        "Mailchimp' with its field mappings and a 15-minute schedule, and one user per role with a generated "
+        "password. Safe to run again: nothing is created twice and passwords already handed out are kept."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sandbox-url", required=True, help="the running sandbox, e.g. http://127.0.0.1:8765")
+        parser.add_argument("--contacts", type=int, default=5000,
+                            help="HubSpot contacts the sandbox should hold (default 5000); only the missing ones are added")
+        parser.add_argument("--hostile", action=argparse.BooleanOptionalAction, default=True,
+                            help="also seed the shared hostile records, so the demo shows record errors (default on)")
+        parser.add_argument("--logins-file", type=Path, default=Path(settings.BASE_DIR) / "var" / "demo-logins.txt",
+                            help="where the demo users' passwords are kept (default var/demo-logins.txt)")
+
+    def handle(self, *args, **options):
+        sandbox_url = options["sandbox_url"].rstrip("/")
+        parts = urlsplit(sandbox_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CommandError(f"--sandbox-url must be an http(s) URL such as http://127.0.0.1:8765, not {sandbox_url!r}")
+        if options["contacts"] < 0:
+            raise CommandError("--contacts must not be negative")
+        control = SandboxControl(sandbox_url)
+        try:
+            info = control.info()
+            seeded = sandbox_seed(control=control, contacts=options["contacts"], hostile=options["hostile"])
+        except SandboxError as error:
+            raise CommandError(str(error)) from None
+        list_id = (info.get("mailchimp") or {}).get("list_id")
+        if not list_id:
+            raise CommandError(f"The sandbox at {sandbox_url} names no Mailchimp audience in GET /_sandbox/info.")
+
+        logins_file: Path = options["logins_file"]
+        logins = demo_users_ensure(known_passwords=read_logins(logins_file))
+        write_logins(logins_file, logins)
+        admin = User.objects.get(username=ADMIN_USERNAME)
+        try:
+            workspace = demo_workspace_build(sandbox_url=sandbox_url, list_id=list_id, user=admin)
+        except SandboxError as error:
+            raise CommandError(str(error)) from None
+        except DecryptionError as error:
+            raise CommandError(
+                f"{error} The demo database was made with other keys: restore the .env it was made with, "
+                "or delete the database (var/syncapp.sqlite3) to start the demo afresh."
+            ) from None
+        except ValidationError as error:
+            raise CommandError(f"The demo workspace is not valid here: {'; '.join(error.messages)}") from None
+
+        hostile = f", plus {seeded['hostile']} hostile records" if seeded["hostile"] else ""
+        self.stdout.write(
+            f"Sandbox HubSpot: {seeded['existing']} contacts were there, {seeded['seeded']} seeded{hostile}."
+        )
+        self.stdout.write(f"Connections: {workspace.hubspot.name}, {workspace.mailchimp.name} (audience {list_id}).")
+        self.stdout.write(
+            f"Sync '{workspace.sync.name}': every {workspace.sync.schedule_minutes} minutes, "
+            f"{len(workspace.mappings)} field mappings."
+        )
+        for mapping in workspace.mappings:
+            self.stdout.write(f"  {mapping}")
+        if workspace.skipped_fields:
+            self.stdout.write(f"Skipped (not in the Mailchimp audience): {', '.join(workspace.skipped_fields)}.")
+        self.stdout.write(f"Logins (kept in {logins_file}):")
+        for login in logins:
+            self.stdout.write(f"  {login.username:<11} {login.password}  ({login.role})")

@@ -1,0 +1,241 @@
+"""`manage.py seed_demo` builds the demo workspace against a real sandbox process."""
+import io
+import socket
+import stat
+
+import pytest
+import requests
+import responses
+from cryptography.fernet import Fernet
+from django.db import connection as db
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django_q.models import Schedule
+
+from audit.models import AuditEvent
+from connections.models import Connection
+from connections.registry import provider_for
+from mappings.models import FieldMapping
+from syncapp.demo import (
+    HUBSPOT_CONNECTION,
+    MAILCHIMP_CONNECTION,
+    SYNC_NAME,
+    demo_workspace_build,
+    read_logins,
+)
+from syncapp.models import Sync
+from syncapp.services.schedules import schedule_name
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+EXPECTED_MAPPINGS = {
+    # (provider, hub field, external field, direction, transforms)
+    ("hubspot", "email", "email", "in", ()),
+    ("hubspot", "first_name", "firstname", "in", ()),
+    ("hubspot", "last_name", "lastname", "in", ()),
+    ("hubspot", "phone", "phone", "in", ("phone_e164",)),
+    ("hubspot", "company", "company", "in", ()),
+    ("hubspot", "email_consent", "hs_email_optout", "in", ("optout_flag",)),
+    ("mailchimp", "email", "email_address", "out", ()),
+    ("mailchimp", "first_name", "FNAME", "out", ()),
+    ("mailchimp", "last_name", "LNAME", "out", ()),
+    ("mailchimp", "phone", "PHONE", "out", ()),
+    ("mailchimp", "company", "COMPANY", "out", ()),
+    ("mailchimp", "email_consent", "status", "out", ()),
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def logins_file(tmp_path):
+    return tmp_path / "demo-logins.txt"
+
+
+def seed_demo(sandbox_url: str, logins_file, *args: str) -> str:
+    out = io.StringIO()
+    call_command("seed_demo", "--sandbox-url", sandbox_url, "--logins-file", str(logins_file), *args, stdout=out)
+    return out.getvalue()
+
+
+def sandbox_contact_count(sandbox) -> int:
+    reply = requests.get(f"{sandbox.url}/_sandbox/hubspot/contacts", timeout=30)
+    reply.raise_for_status()
+    return len(reply.json()["contacts"])
+
+
+def mapping_rows() -> set[tuple]:
+    return {
+        (m.connection.provider, m.hub_field, m.external_field, m.direction, tuple(m.transforms))
+        for m in FieldMapping.objects.select_related("connection")
+    }
+
+
+def test_connections_point_at_the_sandbox_with_its_credentials(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "30")
+
+    hubspot = Connection.objects.get(name=HUBSPOT_CONNECTION)
+    assert (hubspot.provider, hubspot.base_url) == ("hubspot", sandbox.hubspot_url)
+    assert hubspot.access_token == sandbox.hubspot_token
+    mailchimp = Connection.objects.get(name=MAILCHIMP_CONNECTION)
+    assert (mailchimp.provider, mailchimp.base_url) == ("mailchimp", sandbox.mailchimp_url)
+    assert mailchimp.api_key == sandbox.mailchimp_key
+    assert mailchimp.settings["list_id"] == sandbox.list_id
+
+    # The stored credentials work: both providers answer through the registry.
+    first_page = next(provider_for(hubspot, fields=["email"]).read_changed(None))
+    assert first_page.records
+    assert {"email_address", "FNAME", "LNAME", "PHONE"} <= {f.name for f in provider_for(mailchimp).discover_fields()}
+
+
+def test_the_sandbox_gets_the_contacts_plus_the_hostile_records(sandbox, logins_file, hostile_contacts):
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "30")
+
+    assert sandbox_contact_count(sandbox) == 30 + len(hostile_contacts)
+    assert f"30 seeded, plus {len(hostile_contacts)} hostile records" in output
+
+
+def test_no_hostile_seeds_only_realistic_contacts(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "25", "--no-hostile")
+
+    assert sandbox_contact_count(sandbox) == 25
+
+
+def test_the_sync_reads_hubspot_writes_mailchimp_every_15_minutes(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+
+    sync = Sync.objects.get(name=SYNC_NAME)
+    assert sync.schedule_minutes == 15 and not sync.paused
+    assert {(e.connection.provider, e.read, e.write) for e in sync.endpoints.select_related("connection")} == {
+        ("hubspot", True, False),
+        ("mailchimp", False, True),
+    }
+    assert Schedule.objects.get(name=schedule_name(sync.pk)).minutes == 15
+    assert mapping_rows() == EXPECTED_MAPPINGS
+    assert set(FieldMapping.objects.filter(is_owner=True).values_list("connection__provider", flat=True)) == {"hubspot"}
+
+
+def test_every_change_is_audited_without_secrets(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+
+    actions = list(AuditEvent.objects.values_list("action", flat=True))
+    assert actions.count("connection.created") == 2
+    assert actions.count("sync.created") == 1
+    assert actions.count("endpoint.created") == 2
+    assert actions.count("mapping.created") == len(EXPECTED_MAPPINGS)
+    trail = str(list(AuditEvent.objects.values_list("changes", flat=True)))
+    assert sandbox.hubspot_token not in trail
+    assert sandbox.mailchimp_key not in trail
+    assert set(AuditEvent.objects.values_list("actor__username", flat=True)) == {"admin"}
+
+
+def test_each_role_gets_a_user_whose_printed_password_logs_in(sandbox, logins_file):
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "5")
+
+    logins = read_logins(logins_file)
+    assert set(logins) == {"admin", "marketer", "reviewer", "compliance"}
+    assert stat.S_IMODE(logins_file.stat().st_mode) == 0o600
+    for username, password in logins.items():
+        assert password in output
+        assert len(password) >= 16
+        assert authenticate(username=username, password=password) is not None
+    assert len(set(logins.values())) == 4
+    groups = {user.username: {g.name for g in user.groups.all()} for user in User.objects.prefetch_related("groups")}
+    assert groups == {"admin": set(), "marketer": {"Marketer"}, "reviewer": {"Reviewer"}, "compliance": {"Compliance"}}
+    assert User.objects.get(username="admin").is_superuser
+    assert not User.objects.filter(is_superuser=True).exclude(username="admin").exists()
+
+
+def test_the_demo_users_can_log_in_through_the_login_page(sandbox, logins_file, client):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+
+    for username, password in read_logins(logins_file).items():
+        response = client.post("/login/", {"username": username, "password": password})
+        assert response.status_code == 302, username
+        client.logout()
+
+
+def test_running_it_again_creates_nothing_and_keeps_the_passwords(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "20")
+    first_logins = logins_file.read_text()
+    counts = (Connection.objects.count(), Sync.objects.count(), FieldMapping.objects.count(), AuditEvent.objects.count())
+
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "20")
+
+    assert logins_file.read_text() == first_logins
+    assert (Connection.objects.count(), Sync.objects.count(), FieldMapping.objects.count(),
+            AuditEvent.objects.count()) == counts
+    assert "0 seeded" in output
+    for username, password in read_logins(logins_file).items():
+        assert authenticate(username=username, password=password) is not None
+
+
+def test_a_larger_count_tops_the_sandbox_up(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "10", "--no-hostile")
+    seed_demo(sandbox.url, logins_file, "--contacts", "25", "--no-hostile")
+
+    assert sandbox_contact_count(sandbox) == 25
+
+
+def test_a_moved_sandbox_updates_the_connections_in_place(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+    moved = sandbox.url.replace("127.0.0.1", "localhost")
+
+    seed_demo(moved, logins_file, "--contacts", "5")
+
+    assert set(Connection.objects.values_list("base_url", flat=True)) == {f"{moved}/hubspot", f"{moved}/mailchimp/3.0"}
+    updated = AuditEvent.objects.filter(action="connection.updated")
+    assert updated.count() == 2
+    assert all(set(event.changes) == {"base_url"} for event in updated)
+
+
+def test_an_unreachable_sandbox_is_a_clear_error(logins_file):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(CommandError, match=f"Cannot reach the sandbox at http://127.0.0.1:{port}"):
+        seed_demo(f"http://127.0.0.1:{port}", logins_file)
+    assert not Connection.objects.exists()
+
+
+def test_credentials_under_other_keys_are_a_clear_error(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"token under another key").decode()
+    with db.cursor() as cursor:
+        cursor.execute("UPDATE connections_connection SET access_token = %s", [foreign])
+
+    with pytest.raises(CommandError, match="restore the .env it was made with") as caught:
+        seed_demo(sandbox.url, logins_file, "--contacts", "5")
+    assert foreign not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8765", "ftp://127.0.0.1:8765", "http://"])
+def test_a_malformed_sandbox_url_is_refused(url, logins_file):
+    with pytest.raises(CommandError, match="--sandbox-url must be an http"):
+        seed_demo(url, logins_file)
+
+
+def test_a_negative_count_is_refused(logins_file):
+    with pytest.raises(CommandError, match="--contacts must not be negative"):
+        seed_demo("http://127.0.0.1:8765", logins_file, "--contacts", "-1")
+
+
+@responses.activate
+def test_an_audience_without_a_company_field_leaves_company_unmapped():
+    sandbox_url = "http://127.0.0.1:9"
+    responses.get(
+        f"{sandbox_url}/mailchimp/3.0/lists/abc/merge-fields",
+        json={"merge_fields": [{"tag": tag, "name": tag, "type": "text"} for tag in ("FNAME", "LNAME", "PHONE")]},
+    )
+    admin = User.objects.create_superuser("admin", "admin@example.com", "unused-password")
+
+    workspace = demo_workspace_build(sandbox_url=sandbox_url, list_id="abc", user=admin)
+
+    assert workspace.skipped_fields == ["COMPANY"]
+    assert not FieldMapping.objects.filter(hub_field="company").exists()
+    assert FieldMapping.objects.count() == len(EXPECTED_MAPPINGS) - 2
