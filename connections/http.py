@@ -6,6 +6,10 @@ may succeed later (429, 5xx, timeouts, resets) with exponential backoff and full
 honouring Retry-After. Other 4xx are not retried. Errors are raised as the provider
 interface's exceptions, with messages that carry the provider's explanation and never a
 credential.
+
+With a token source (`TokenSource`, for OAuth connections) each request carries the
+source's current access token, and a 401 is answered once by a refresh and a retry; a
+second 401 tells the source the grant no longer works.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.auth import AuthBase
@@ -34,6 +38,18 @@ _DETAIL_LIMIT = 500
 _RETRIED_4XX = (408, 429)
 
 
+class TokenSource(Protocol):
+    """Where an OAuth connection's client gets its access token (see connections.tokens)."""
+
+    scheme: str
+
+    def current(self) -> str: ...
+
+    def after_unauthorized(self, stale: str) -> str: ...
+
+    def rejected(self) -> None: ...
+
+
 class HttpClient:
     """Send requests to one account's API within its budget, retrying what is transient.
 
@@ -47,6 +63,7 @@ class HttpClient:
         base_url: str,
         *,
         auth: AuthBase | Mapping[str, str] | None = None,
+        tokens: TokenSource | None = None,
         budget: RateBudget | None = None,
         provider: str = "",
         connect_timeout: float = 5.0,
@@ -70,6 +87,7 @@ class HttpClient:
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
         self.secrets = tuple(secret for secret in secrets if secret)
+        self.tokens = tokens
         self._sleep = sleep
         self._jitter = jitter
         # Every HTTP request sent, retries included: the run reports its API calls.
@@ -113,9 +131,14 @@ class HttpClient:
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
         attempt = 0
+        refreshed = False
         while True:
+            headers = None
+            if self.tokens is not None:
+                token = self.tokens.current()
+                headers = {"Authorization": f"{self.tokens.scheme} {token}"}
             try:
-                response = self._send(method, url, endpoint_budget, params=params, json=json)
+                response = self._send(method, url, endpoint_budget, params=params, json=json, headers=headers)
             except (requests.Timeout, requests.ConnectionError) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
                 delay = self._backoff(attempt)
@@ -124,6 +147,13 @@ class HttpClient:
                 if response.status_code < 400:
                     return response
                 status = response.status_code
+                if status == 401 and self.tokens is not None:
+                    if not refreshed:
+                        # Expired early, or another worker's refresh replaced it: once more with a fresh one.
+                        self.tokens.after_unauthorized(token)
+                        refreshed = True
+                        continue
+                    self.tokens.rejected()
                 if status in (401, 403):
                     raise AuthenticationError(
                         self._describe(method, path, status, _explain(response)), status=status

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from connections.http import HttpClient
+from connections.http import HttpClient, TokenSource
 from connections.models import Connection
 from connections.providers.base import Provider, ProviderConfig
 from connections.providers.hubspot import HubSpotProvider
@@ -59,6 +59,7 @@ def build_provider(
     *,
     fields: Sequence[str] = (),
     sleep: Callable[[float], None] = time.sleep,
+    tokens: TokenSource | None = None,
 ) -> Provider:
     """Return a provider client with its own session and the account's shared rate budget."""
     cls = provider_class(name)
@@ -78,6 +79,7 @@ def build_provider(
     http = HttpClient(
         base_url,
         auth=cls.auth_headers(config),
+        tokens=tokens,
         budget=budget,
         provider=cls.label,
         connect_timeout=CONNECT_TIMEOUT,
@@ -89,5 +91,13 @@ def build_provider(
 
 
 def provider_for(connection: Connection, *, fields: Sequence[str] = ()) -> Provider:
-    """Return a ready client for `connection`; `fields` names the external fields to read."""
-    return build_provider(connection.provider, config_for(connection), fields=fields)
+    """Return a ready client for `connection`; `fields` names the external fields to read.
+
+    An OAuth connection's client takes a fresh access token before each request.
+    """
+    tokens = None
+    if (connection.settings or {}).get("oauth") is not None:
+        from connections.tokens import ConnectionTokens  # tokens imports oauth, which imports this module
+
+        tokens = ConnectionTokens(connection.pk)
+    return build_provider(connection.provider, config_for(connection), fields=fields, tokens=tokens)

@@ -1,5 +1,6 @@
 """The sandbox WSGI app: emulated HubSpot under /hubspot, Mailchimp under /mailchimp/3.0,
-control endpoints under /_sandbox/ (see `sandbox.control`).
+their OAuth pages and token endpoints (see `sandbox.oauth`), control endpoints under
+/_sandbox/ (see `sandbox.control`).
 
 Every provider request goes through the same gateway, in the order the real services
 apply it: credentials (the provider's 401), limits (its 429), injected faults, then the
@@ -21,6 +22,8 @@ from .errors import DropConnection, ProviderError, json_response
 from .faults import Fault, FaultInjector
 from .hubspot import HubSpotAPI
 from .mailchimp import MAX_CONNECTIONS, MailchimpAPI
+from .oauth import PATHS as OAUTH_PATHS
+from .oauth import OAuthAuthority
 from .provider import EmulatedAPI, Route
 from .seed import Seeder
 from .stats import RequestStats
@@ -74,6 +77,7 @@ class SandboxApp:
         self.faults = FaultInjector()
         self.stats = RequestStats()
         self.seeder = Seeder(self.store, settings.hostile_file)
+        self.oauth = OAuthAuthority(settings.mailchimp_dc)
         self.control = Control(self)
 
     def __call__(self, environ, start_response):
@@ -85,6 +89,8 @@ class SandboxApp:
         path = request.path
         if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
             return self.control.dispatch(request)
+        if path.rstrip("/") in OAUTH_PATHS:
+            return self.oauth.dispatch(request)
         for api in self.apis:
             if path == api.prefix or path.startswith(api.prefix + "/"):
                 return self.serve(api, request, path[len(api.prefix):] or "/")
@@ -98,6 +104,7 @@ class SandboxApp:
         self.hubspot.limit.configure(self.settings.hubspot_rate_limit)
         self.hubspot.search_limit.configure(self.settings.hubspot_search_rate_limit)
         self.mailchimp.connections.configure(self.settings.mailchimp_max_connections)
+        self.oauth.reset()
 
     def serve(self, api: EmulatedAPI, request: Request, path: str) -> Response:
         """Answer one request to an emulated API, counting it."""
@@ -115,7 +122,7 @@ class SandboxApp:
     def _answer(self, api: EmulatedAPI, request: Request, route: Route | None, arguments: dict[str, str],
                 routing_status: int) -> Response:
         try:
-            account = api.authenticate(request)
+            account = self._authenticate(api, request)
             with api.admitted(account, route) as limit_headers:
                 latency_ms, fault, after_write = self.faults.draw(api.name)
                 if latency_ms:
@@ -130,6 +137,16 @@ class SandboxApp:
                 return response
         except ProviderError as error:
             return error.response()
+
+    def _authenticate(self, api: EmulatedAPI, request: Request) -> str:
+        """Return the account of the request: an OAuth access token issued here, or the API's own credential."""
+        live = self.oauth.authenticate(api.name, request)
+        if live is None:
+            return api.authenticate(request)
+        if not live:
+            raise self.oauth.expired_error(api.name, request)
+        # An OAuth grant is to the sandbox's one account of that provider.
+        return self.settings.hubspot_token if api is self.hubspot else self.settings.mailchimp_key
 
     @staticmethod
     def _handle(api: EmulatedAPI, request: Request, route: Route | None, arguments: dict[str, str],

@@ -43,6 +43,15 @@ POST   /_sandbox/hubspot/bulk-edit
 GET    /_sandbox/hubspot/contacts
     `{"contacts": [{id, properties (all), createdAt, updatedAt, archived, archivedAt?}],
     "gdpr_deleted": [{email, id, deletedAt}]}`
+GET    /_sandbox/oauth
+    The OAuth client and token settings (`sandbox.oauth`), and counts of grants,
+    refreshes, rotations and refused refreshes.
+POST   /_sandbox/oauth
+    `{"client_id", "client_secret", "access_token_lifetime": 1800, "rotate_refresh_tokens": false}`:
+    change any of them until the next reset.
+POST   /_sandbox/oauth/revoke
+    `{"provider": "hubspot"|"mailchimp"}` (left out: both). Revoke every grant: refreshes
+    get BAD_REFRESH_TOKEN, API calls with their access tokens get 401.
 GET    /_sandbox/mailchimp/members
     `{"members": [{id, email_address, status, merge_fields, tags (names), last_changed,
     archived, ...}], "forgotten": [subscriber hashes]}`
@@ -57,6 +66,7 @@ from .errors import HubSpotError, json_response
 from .faults import parse_plan
 from .hubspot import Contact, iso_ms
 from .mailchimp import LIST_ID, MEMBER_COLUMNS, Member, iso_seconds
+from .oauth import OAuthControlError
 from .provider import parse_json
 
 if TYPE_CHECKING:
@@ -89,6 +99,9 @@ class Control:
             ("POST", "/hubspot/bulk-edit"): self.hubspot_bulk_edit,
             ("GET", "/hubspot/contacts"): self.hubspot_contacts,
             ("GET", "/mailchimp/members"): self.mailchimp_members,
+            ("GET", "/oauth"): self.get_oauth,
+            ("POST", "/oauth"): self.set_oauth,
+            ("POST", "/oauth/revoke"): self.revoke_oauth,
         }
 
     def dispatch(self, request: Request) -> Response:
@@ -196,6 +209,25 @@ class Control:
     def reset(self, request: Request) -> dict[str, Any]:
         self.app.reset()
         return {"reset": True, "limits": self._limits()}
+
+    def get_oauth(self, request: Request) -> dict[str, Any]:
+        return self.app.oauth.describe()
+
+    def set_oauth(self, request: Request) -> dict[str, Any]:
+        try:
+            return self.app.oauth.configure(self._body(request))
+        except OAuthControlError as error:
+            raise ControlError(str(error)) from None
+
+    def revoke_oauth(self, request: Request) -> dict[str, Any]:
+        body = self._body(request)
+        unknown = sorted(set(body) - {"provider"})
+        if unknown:
+            raise ControlError(f"unknown keys: {', '.join(unknown)}")
+        try:
+            return self.app.oauth.revoke(body.get("provider"))
+        except OAuthControlError as error:
+            raise ControlError(str(error)) from None
 
     def hubspot_bulk_edit(self, request: Request) -> dict[str, Any]:
         body = self._body(request)

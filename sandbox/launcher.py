@@ -120,6 +120,14 @@ class SandboxProcess:
         """Wipe all data and restore the limits the sandbox started with."""
         self._call("POST", "reset")
 
+    def oauth(self, **settings: Any) -> dict:
+        """Change client_id, client_secret, access_token_lifetime or rotate_refresh_tokens; return the OAuth state."""
+        return self._call("POST", "oauth", settings) if settings else self._call("GET", "oauth")
+
+    def oauth_revoke(self, provider: str | None = None) -> dict:
+        """Revoke every OAuth grant (of `provider`, or of both)."""
+        return self._call("POST", "oauth/revoke", {"provider": provider} if provider else {})
+
     def hubspot_contacts(self) -> list[dict]:
         """Every stored HubSpot contact, archived ones included, with all its properties."""
         return self._call("GET", "hubspot/contacts")["contacts"]

@@ -3,6 +3,7 @@
 `make demo` writes SECRET_KEY and SALT_KEY into an untracked `.env` once; nothing secret
 is committed.
 """
+import email.utils
 from pathlib import Path
 
 import environ
@@ -30,6 +31,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_q",
     "syncapp",
+    "syncapp.security",
     "connections",
     "mappings",
     "audit",
@@ -38,6 +40,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "syncapp.security.csp.ContentSecurityPolicyMiddleware",
+    # Serves the collected static files (admin CSS, the sync page's script) from the
+    # WSGI server itself, so waitress needs no separate file server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -59,6 +65,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "connections.context_processors.reauthorization_alerts",
             ],
         },
     },
@@ -97,6 +104,35 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# Content Security Policy on every page, the admin included: scripts and styles only
+# from our own files, nothing inline (syncapp.security.csp). Same shape as Django 6.0's
+# SECURE_CSP, so the upgrade keeps this and swaps the middleware.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+
+# Error pages and error mails mask secrets, with DEBUG on too (syncapp.security.reporting).
+DEFAULT_EXCEPTION_REPORTER = "syncapp.security.reporting.SecretSafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "syncapp.security.reporting.SecretSafeExceptionReporterFilter"
+
+# Login throttling (syncapp.security.throttle): this many failures within the window
+# lock the username, or the client address, out for LOGIN_LOCKOUT_SECONDS. The address
+# limit is higher because an office behind one address shares it.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_LIMIT_PER_IP = env.int("LOGIN_FAILURE_LIMIT_PER_IP", default=20)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Reverse proxies in front of the app that append the client's address to
+# X-Forwarded-For; 0 means REMOTE_ADDR is the client.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -123,6 +159,24 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# The per-connection rate budgets (connections/ratelimit.py) live in the cache, so it
+# must be one cache for every web and worker process. Redis when REDIS_URL is set: atomic
+# counters, shared across machines. Otherwise files under var/: shared by the processes
+# of one machine, and kept out of SQLite so that counting requests never queues behind
+# the engine for the database's single write lock (the database cache would).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": env.str("CACHE_DIR", default=str(BASE_DIR / "var" / "cache")),
+            # Culling deletes entries at random once the cache is full: keep it roomy so
+            # it never removes a live rate counter.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+
 # A run whose heartbeat is older than this is taken as abandoned by a dead worker.
 SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=120)
 
@@ -132,18 +186,66 @@ CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=["127.0.
 
 SANDBOX_URL = env.str("SANDBOX_URL", default="http://127.0.0.1:8765")
 
+# The OAuth apps connections are authorized through (connections.oauth).
+OAUTH_CLIENTS = {
+    "hubspot": {"client_id": env.str("HUBSPOT_CLIENT_ID", default=""),
+                "client_secret": env.str("HUBSPOT_CLIENT_SECRET", default="")},
+    "mailchimp": {"client_id": env.str("MAILCHIMP_CLIENT_ID", default=""),
+                  "client_secret": env.str("MAILCHIMP_CLIENT_SECRET", default="")},
+}
+OAUTH_ENDPOINTS = {
+    "hubspot": {
+        "authorize_url": env.str("HUBSPOT_AUTHORIZE_URL", default="https://app.hubspot.com/oauth/authorize"),
+        # HubSpot deprecates its v1 token endpoint on 2027-02-16: set the successor here.
+        "token_url": env.str("HUBSPOT_TOKEN_URL", default="https://api.hubapi.com/oauth/v1/token"),
+    },
+    "mailchimp": {
+        "authorize_url": env.str("MAILCHIMP_AUTHORIZE_URL", default="https://login.mailchimp.com/oauth2/authorize"),
+        "token_url": env.str("MAILCHIMP_TOKEN_URL", default="https://login.mailchimp.com/oauth2/token"),
+        "metadata_url": env.str("MAILCHIMP_METADATA_URL", default="https://login.mailchimp.com/oauth2/metadata"),
+    },
+}
+# The sandbox's own OAuth app (sandbox.oauth's defaults), used by connections to it.
+OAUTH_SANDBOX_CLIENT = {
+    "client_id": env.str("SANDBOX_OAUTH_CLIENT_ID", default="syncapp-sandbox-client"),
+    "client_secret": env.str("SANDBOX_OAUTH_CLIENT_SECRET", default="syncapp-sandbox-secret"),
+}
+# Who gets the alert mails (a revoked connection, server errors): "Name <address>" or an address.
+ADMINS = [email.utils.parseaddr(entry) for entry in env.list("ADMINS", default=[])]
+# Refresh an access token this long before it expires, but at most this fraction of
+# its lifetime before (a token living two seconds is refreshed after one).
+OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=300)
+OAUTH_REFRESH_MARGIN_FRACTION = env.float("OAUTH_REFRESH_MARGIN_FRACTION", default=0.5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "connections.redaction.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "connections.redaction.RedactSecretsFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact_secrets"],
-        }
+        },
+        # Error mails to ADMINS; their body comes from syncapp.security.reporting.
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["require_debug_false", "redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Replaces Django's default handlers for its loggers, which print without
+        # redaction: its records reach the console through the root logger instead.
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+        "django.db.backends": {"level": "WARNING"},
+        # Their DEBUG lines print token requests and replies in full.
+        "oauthlib": {"level": "INFO"},
+        "requests_oauthlib": {"level": "INFO"},
+    },
 }

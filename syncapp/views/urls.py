@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from syncapp.security.forms import ThrottledAuthenticationForm
 from syncapp.views import dashboard, runs, syncs
@@ -17,4 +17,5 @@ urlpatterns = [
     path("syncs/<int:sync_id>/run/", syncs.sync_run_now, name="sync_run_now"),
     path("syncs/<int:sync_id>/runs/<int:run_id>/", runs.run_detail, name="run_detail"),
     path("syncs/<int:sync_id>/runs/<int:run_id>/progress.json", runs.run_progress_json, name="run_progress"),
+    path("connections/", include("connections.urls")),
 ]
