@@ -126,20 +126,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["sync", "trigger", "status", "requested_by", "error", "record_errors_link"]}),
         ("Progress", {"fields": ["phase", "progress_done", "progress_total", "percent"]}),
-        (
-            "Counts",
-            {
-                "fields": [
-                    "read_count",
-                    "created_count",
-                    "updated_count",
-                    "unchanged_count",
-                    "pushed_count",
-                    "conflict_count",
-                    "failed_count",
-                ]
-            },
-        ),
+        ("Counts", {"fields": list(SyncRun.COUNT_FIELDS)}),
         ("API calls", {"fields": ["api_call_total", "api_calls_by_connection"]}),
         ("Timings", {"fields": ["queued_at", "started_at", "heartbeat_at", "finished_at", "duration"]}),
         ("Cursors", {"fields": ["cursors_before_display", "cursors_after_display"], "classes": ["collapse"]}),

@@ -20,6 +20,15 @@ class SyncRun(models.Model):
         SKIPPED = "skipped", "Skipped (another run in progress)"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
+    COUNT_FIELDS = (
+        "read_count",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "pushed_count",
+        "conflict_count",
+        "failed_count",
+    )
 
     sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)

@@ -21,7 +21,7 @@ from syncapp.models import Sync, SyncRun
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
 from syncapp.services.push import Pusher
-from syncapp.services.tracker import COUNT_FIELDS, RunTakenOver, RunTracker
+from syncapp.services.tracker import RunTakenOver, RunTracker
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _finish(tracker: RunTracker, status: str, error: str) -> SyncRun:
     run.api_calls = tracker.api_calls()
     run.cursors_after = _cursors(run.sync)
     fields = ["status", "error", "finished_at", "phase", "api_calls", "cursors_after", "progress_done",
-              "progress_total", "heartbeat_at", *COUNT_FIELDS]
+              "progress_total", "heartbeat_at", *SyncRun.COUNT_FIELDS]
     updated = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
         **{name: getattr(run, name) for name in fields}
     )

@@ -11,16 +11,6 @@ from syncapp.models import SyncRun
 if TYPE_CHECKING:
     from syncapp.services.plan import SyncPlan
 
-COUNT_FIELDS = (
-    "read_count",
-    "created_count",
-    "updated_count",
-    "unchanged_count",
-    "pushed_count",
-    "conflict_count",
-    "failed_count",
-)
-
 
 class RunTakenOver(Exception):
     """The run is no longer running: it was declared abandoned and replaced."""
@@ -55,7 +45,7 @@ class RunTracker:
             run.progress_total = total
         run.progress_total = max(run.progress_total, run.progress_done)
         for name, value in counts.items():
-            if name not in COUNT_FIELDS:
+            if name not in SyncRun.COUNT_FIELDS:
                 raise ValueError(f"{name} is not a run count")
             setattr(run, name, getattr(run, name) + value)
         self.checkpoint()
@@ -69,7 +59,7 @@ class RunTracker:
         run = self.run
         run.heartbeat_at = timezone.now()
         run.api_calls = self.api_calls()
-        values = {name: getattr(run, name) for name in COUNT_FIELDS}
+        values = {name: getattr(run, name) for name in SyncRun.COUNT_FIELDS}
         updated = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
             heartbeat_at=run.heartbeat_at,
             phase=run.phase,

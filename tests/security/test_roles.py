@@ -56,6 +56,9 @@ TABLE = [
     pages("run progress", "run_progress", ("sync", "run"), MARKETERS_ONLY),
     pages("Run now", "sync_run_now", ("sync",), (302, 302, 403, 403, 302), method="POST"),
     pages("Run now by GET", "sync_run_now", ("sync",), (405, 405, 405, 405, 405)),
+    pages("connection pages", "connections:list", (), MARKETERS_ONLY),
+    pages("connection page", "connections:detail", ("connection",), MARKETERS_ONLY),
+    pages("connect an account", "connections:connect", (), MARKETERS_ONLY),
     # The admin.
     pages("admin index", "admin:index", (), (302, 200, 200, 200, 200)),
     pages("connection list", "admin:connections_connection_changelist", (), MARKETERS_ONLY),
