@@ -1,0 +1,277 @@
+"""End-to-end sync benchmark: HubSpot to Mailchimp through the sandbox, against a baseline.
+
+For each size it starts a fresh sandbox and a fresh SQLite database, seeds HubSpot, builds
+the demo workspace and times `manage.py runsync` in a child process (wall time, peak
+resident memory of that process), then reads the API calls from the sandbox's stats and
+compares them with the lower bound: the read pages needed plus the write batches needed.
+A second run with nothing changed must make no write call.
+
+The baseline, measured in the same run on the same sandbox, is the loop most teams write
+first: page through HubSpot with the official `hubspot-api-client`, then upsert each
+member with its own request through the official `mailchimp-marketing` SDK. A per-member
+loop over 100,000 contacts would take many minutes, so it is timed over a sample and its
+rate (contacts per second) is compared with ours.
+
+    python bench/sync_bench.py                       # 10,000 and 100,000, provider limits on
+    python bench/sync_bench.py --contacts 10000 --lift-limits
+
+Figures print as a table; `--json FILE` also writes them for docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import secrets
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sandbox.launcher import SandboxProcess  # noqa: E402
+
+SYNC_NAME = "HubSpot to Mailchimp"
+# Page and batch sizes the lower bound is counted with: HubSpot's list endpoint pages
+# 100 contacts (a full read), Mailchimp's batch subscribe takes 500 members.
+HUBSPOT_PAGE = 100
+MAILCHIMP_BATCH = 500
+
+
+@dataclass
+class SyncFigures:
+    contacts: int
+    limits: str
+    seconds: float
+    contacts_per_second: float
+    read: int
+    pushed: int
+    failed: int
+    api_calls: int
+    lower_bound: int
+    calls_over_bound_percent: float
+    peak_rss_mb: float
+    second_run_write_calls: int
+    status: str
+
+
+@dataclass
+class BaselineFigures:
+    sample: int
+    seconds: float
+    contacts_per_second: float
+    api_calls: int
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": f"{memory_kb / 1024 / 1024:.0f} GiB",
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "os": platform.platform(),
+    }
+
+
+def app_environment(work_dir: Path, sandbox: SandboxProcess) -> dict[str, str]:
+    """A fresh database and cache for the app, with keys made for this run."""
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{work_dir / 'bench.sqlite3'}",
+        "CACHE_DIR": str(work_dir / "cache"),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "SALT_KEY": secrets.token_urlsafe(16),
+        "SANDBOX_URL": sandbox.url,
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "manage.py"), *args], env=env, cwd=REPO,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def timed_runsync(env: dict[str, str]) -> tuple[float, float]:
+    """Run the sync in a child process; return (seconds, peak resident MB of that child)."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "runsync", SYNC_NAME], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # wait4 gives this child's own resource usage, not that of every child so far.
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"runsync failed: {child.stderr.read().decode(errors='replace')}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def last_run(env: dict[str, str]) -> dict:
+    code = (
+        "import json; from syncapp.models import SyncRun; r = SyncRun.objects.latest('id'); "
+        "print(json.dumps({'status': r.status, 'read': r.read_count, 'pushed': r.pushed_count, "
+        "'failed': r.failed_count, 'created': r.created_count}))"
+    )
+    return json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
+
+
+def calls(stats: dict) -> tuple[int, int]:
+    """Return (all provider requests, write requests) from the sandbox's stats."""
+    return stats["total"], stats["writes"]
+
+
+def sandbox_start(*, lift_limits: bool) -> SandboxProcess:
+    sandbox = SandboxProcess.start()
+    if lift_limits:
+        sandbox.limits(hubspot_rate_limit=0, hubspot_search_rate_limit=0)
+    return sandbox
+
+
+def network_delay(sandbox: SandboxProcess, latency_ms: int) -> None:
+    """Delay every provider reply, standing for the round trip to a real data centre."""
+    if latency_ms:
+        sandbox.faults(provider="all", rate=0, latency_ms=latency_ms)
+
+
+def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigures:
+    sandbox = sandbox_start(lift_limits=lift_limits)
+    try:
+        with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
+            env = app_environment(Path(work), sandbox)
+            manage(env, "migrate", "--verbosity", "0")
+            manage(env, "seed_demo", "--sandbox-url", sandbox.url, "--contacts", str(contacts), "--no-hostile",
+                   "--logins-file", str(Path(work) / "logins.txt"))
+            sandbox.reset_stats()
+            network_delay(sandbox, latency_ms)
+            seconds, peak_mb = timed_runsync(env)
+            api_calls, _ = calls(sandbox.stats())
+            run = last_run(env)
+
+            sandbox.reset_stats()
+            timed_runsync(env)
+            _, second_writes = calls(sandbox.stats())
+    finally:
+        sandbox.stop()
+    lower_bound = math.ceil(run["read"] / HUBSPOT_PAGE) + math.ceil(run["pushed"] / MAILCHIMP_BATCH)
+    return SyncFigures(
+        contacts=contacts,
+        limits="lifted" if lift_limits else "HubSpot 190/10 s, search 5/s; Mailchimp 10 connections",
+        seconds=round(seconds, 2),
+        contacts_per_second=round(run["read"] / seconds),
+        read=run["read"],
+        pushed=run["pushed"],
+        failed=run["failed"],
+        api_calls=api_calls,
+        lower_bound=lower_bound,
+        calls_over_bound_percent=round(100 * (api_calls - lower_bound) / lower_bound, 1),
+        peak_rss_mb=round(peak_mb, 1),
+        second_run_write_calls=second_writes,
+        status=run["status"],
+    )
+
+
+def bench_baseline(sample: int, *, lift_limits: bool, latency_ms: int) -> BaselineFigures:
+    """Time the per-member loop through the official SDKs over `sample` contacts."""
+    import mailchimp_marketing
+    from hubspot import HubSpot
+
+    sandbox = sandbox_start(lift_limits=lift_limits)
+    try:
+        sandbox.seed(hubspot_contacts=sample, hostile=False)
+        sandbox.reset_stats()
+        network_delay(sandbox, latency_ms)
+        hubspot = HubSpot(access_token=sandbox.hubspot_token, host=sandbox.hubspot_url)
+        mailchimp = mailchimp_marketing.Client()
+        mailchimp.set_config({"api_key": sandbox.mailchimp_key, "server": "us1"})
+        mailchimp.api_client.host = sandbox.mailchimp_url
+        started = time.perf_counter()
+        synced = 0
+        after = None
+        while True:
+            page = hubspot.crm.contacts.basic_api.get_page(limit=HUBSPOT_PAGE, after=after,
+                                                           properties=["email", "firstname", "lastname", "phone"])
+            for contact in page.results:
+                email = (contact.properties.get("email") or "").strip()
+                body = {
+                    "email_address": email,
+                    "status_if_new": "subscribed",
+                    "merge_fields": {"FNAME": contact.properties.get("firstname") or "",
+                                     "LNAME": contact.properties.get("lastname") or ""},
+                }
+                try:
+                    mailchimp.lists.set_list_member(sandbox.list_id, hashlib.md5(email.lower().encode()).hexdigest(), body)
+                    synced += 1
+                except mailchimp_marketing.api_client.ApiClientError:
+                    pass  # the naive loop skips what Mailchimp refuses
+            if not page.paging or not page.paging.next:
+                break
+            after = page.paging.next.after
+        seconds = time.perf_counter() - started
+        api_calls = sandbox.stats()["total"]
+    finally:
+        sandbox.stop()
+    return BaselineFigures(sample=sample, seconds=round(seconds, 2),
+                           contacts_per_second=round(sample / seconds), api_calls=api_calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--baseline-sample", type=int, default=2_000,
+                        help="contacts the per-member baseline loop is timed over (default 2,000)")
+    parser.add_argument("--lift-limits", action="store_true",
+                        help="turn the sandbox's provider rate limits off, to measure Syncapp alone")
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="delay every provider reply by this much, for both Syncapp and the baseline (default 0)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    options = parser.parse_args()
+    # The sandbox is started through manage.py, which needs keys; these are throwaway.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("SALT_KEY", secrets.token_urlsafe(16))
+
+    print("machine:", json.dumps(machine()))
+    print(f"provider limits: {'lifted' if options.lift_limits else 'enforced'}; "
+          f"added latency per request: {options.latency_ms} ms")
+    baseline = bench_baseline(options.baseline_sample, lift_limits=options.lift_limits,
+                              latency_ms=options.latency_ms)
+    print(f"baseline (official SDKs, one request per member): {baseline.contacts_per_second} contacts/s "
+          f"over {baseline.sample} contacts, {baseline.seconds} s, {baseline.api_calls} API calls")
+    results = []
+    header = f"{'contacts':>9} {'seconds':>8} {'c/s':>7} {'x base':>7} {'calls':>6} {'bound':>6} {'over':>6} " \
+             f"{'peak MB':>8} {'2nd run writes':>14}  status"
+    print(header)
+    for contacts in options.contacts:
+        figures = bench_sync(contacts, lift_limits=options.lift_limits, latency_ms=options.latency_ms)
+        results.append(figures)
+        speedup = figures.contacts_per_second / baseline.contacts_per_second
+        print(f"{figures.contacts:>9,} {figures.seconds:>8} {figures.contacts_per_second:>7,} {speedup:>6.1f}x "
+              f"{figures.api_calls:>6} {figures.lower_bound:>6} {figures.calls_over_bound_percent:>5}% "
+              f"{figures.peak_rss_mb:>8} {figures.second_run_write_calls:>14}  {figures.status} "
+              f"(read {figures.read:,}, pushed {figures.pushed:,}, refused {figures.failed:,})")
+    if options.json:
+        options.json.write_text(json.dumps({
+            "machine": machine(), "baseline": asdict(baseline), "syncs": [asdict(figure) for figure in results],
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
