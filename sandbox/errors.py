@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from abc import ABC, abstractmethod
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -28,11 +29,12 @@ class DropConnection(Exception):
     """Close the client's connection without sending any response."""
 
 
-class ProviderError(Exception):
+class ProviderError(Exception, ABC):
     """An error reply an emulated provider sends; `response()` renders it."""
 
+    @abstractmethod
     def response(self) -> Response:
-        raise NotImplementedError
+        """Return the reply in the provider's own error shape."""
 
 
 class HubSpotError(ProviderError):

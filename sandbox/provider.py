@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class Route:
         return f"{self.method} {self.template}"
 
 
-class EmulatedAPI:
+class EmulatedAPI(ABC):
     """Base of one emulated provider: subclasses list their routes and handle them."""
 
     name: ClassVar[str]
@@ -58,9 +59,9 @@ class EmulatedAPI:
     def handle(self, route: Route, request: Request, arguments: dict[str, str]) -> Response:
         return getattr(self, route.handler)(request, **arguments)
 
+    @abstractmethod
     def authenticate(self, request: Request) -> str:
         """Return the account the request's credentials belong to; raise the 401 otherwise."""
-        raise NotImplementedError
 
     @contextmanager
     def admitted(self, account: str, route: Route | None) -> Iterator[dict[str, str]]:
@@ -71,21 +72,21 @@ class EmulatedAPI:
         """
         yield {}
 
+    @abstractmethod
     def fault_response(self, fault: Fault) -> Response:
         """Return the reply the provider sends for an injected fault."""
-        raise NotImplementedError
 
+    @abstractmethod
     def routing_error(self, status: int) -> Response:
         """Return the provider's reply to an unknown path (404) or method (405)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def internal_error(self) -> Response:
         """Return the provider's reply when a handler failed unexpectedly."""
-        raise NotImplementedError
 
+    @abstractmethod
     def json_body(self, request: Request) -> Any:
         """Return the request's JSON body; raise the provider's error when it is not JSON."""
-        raise NotImplementedError
 
 
 def parse_json(request: Request) -> Any:

@@ -173,10 +173,14 @@ class FakeAudience(Provider):
         return RecordResult(record.key, ok=True, external_id=member_id, fields=dict(record.fields))
 
     def archive(self, external_id: str) -> None:
-        raise NotImplementedError
+        self.http.request_count += 1
+        member = next(m for m in self.world.members.values() if m["id"] == external_id)
+        member["status"] = "archived"
 
     def erase(self, external_id: str) -> None:
-        raise NotImplementedError
+        self.http.request_count += 1
+        email = next(e for e, m in self.world.members.items() if m["id"] == external_id)
+        del self.world.members[email]
 
 
 def fake_workspace(**sync_fields):
