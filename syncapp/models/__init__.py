@@ -1,5 +1,10 @@
+from syncapp.models.consent import ConsentEvent
 from syncapp.models.hub import Contact, RecordLink
+from syncapp.models.review import Conflict, DuplicatePair
 from syncapp.models.runs import RecordError, SyncRun
 from syncapp.models.sync import Sync, SyncConnection
 
-__all__ = ["Contact", "RecordLink", "RecordError", "Sync", "SyncConnection", "SyncRun"]
+__all__ = [
+    "ConsentEvent", "Conflict", "Contact", "DuplicatePair", "RecordLink", "RecordError", "Sync", "SyncConnection",
+    "SyncRun",
+]

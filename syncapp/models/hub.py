@@ -21,6 +21,7 @@ HUB_FIELDS = {
     "company": "Company",
     "lifecycle_stage": "Lifecycle stage",
     "email_consent": "Email consent",
+    "sms_consent": "SMS consent",
 }
 
 
@@ -33,6 +34,7 @@ class Contact(models.Model):
     lifecycle_stage = models.CharField(max_length=100, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     email_consent = models.CharField(max_length=20, choices=ConsentState.choices, default=ConsentState.UNKNOWN)
+    sms_consent = models.CharField(max_length=20, choices=ConsentState.choices, default=ConsentState.UNKNOWN)
     erased = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -61,6 +63,10 @@ class RecordLink(models.Model):
     connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="links")
     # Empty until the record exists there (a contact waiting for its first push).
     external_id = models.CharField(max_length=200, null=True, blank=True)
+    # An id that survives what changes `external_id` (Mailchimp's member id is the hash
+    # of the address; its contact_id stays when the address changes): how an email
+    # changed there still finds its contact.
+    stable_id = models.CharField(max_length=200, blank=True, db_index=True)
     # External field -> value last agreed with that system: the base of the three-way
     # merge, and what tells an echo of Syncapp's own write from a real change.
     merge_base = models.JSONField(default=dict, blank=True)
