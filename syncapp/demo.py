@@ -18,7 +18,7 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from connections.models import Connection
-from connections.providers.base import ProviderError
+from connections.providers.base import OutgoingRecord, ProviderError
 from connections.registry import provider_for
 from connections.services import connection_create, connection_update
 from mappings.models import FieldMapping
@@ -32,7 +32,7 @@ SANDBOX_MAILCHIMP_KEY = "sandbox-mailchimp-key-us1"
 
 HUBSPOT_CONNECTION = "HubSpot (sandbox)"
 MAILCHIMP_CONNECTION = "Mailchimp (sandbox)"
-SYNC_NAME = "HubSpot to Mailchimp"
+SYNC_NAME = "HubSpot and Mailchimp"
 SCHEDULE_MINUTES = 15
 
 # Username -> role group; the admin is a superuser in no group.
@@ -43,20 +43,30 @@ CONTROL_TIMEOUT = (5, 120)
 
 @dataclass(frozen=True)
 class MappingPlan:
-    """One hub field as HubSpot and Mailchimp call it, and the transforms on the way in."""
+    """One hub field as HubSpot and Mailchimp call it, which way it flows, and its policy.
+
+    `hubspot` and `mailchimp` are each mapping's direction relative to the hub ("in":
+    read from that system, "out": written to it, "both").
+    """
 
     hub_field: str
     hubspot_field: str
     mailchimp_field: str
     hubspot_transforms: tuple[str, ...] = ()
+    hubspot: str = FieldMapping.Direction.BOTH
+    mailchimp: str = FieldMapping.Direction.BOTH
+    policy: str = FieldMapping.ConflictPolicy.OWNER_WINS
 
 
+# Two-way where both systems hold the field; HubSpot, the CRM, owns the rest. Names go to
+# a reviewer when both sides change them; consent follows the ledger's rule (the most
+# restrictive state wins, whatever the policy says).
 DEMO_MAPPINGS = (
     MappingPlan("email", "email", "email_address"),
-    MappingPlan("first_name", "firstname", "FNAME"),
-    MappingPlan("last_name", "lastname", "LNAME"),
-    MappingPlan("phone", "phone", "PHONE", ("phone_e164",)),
-    MappingPlan("company", "company", "COMPANY"),
+    MappingPlan("first_name", "firstname", "FNAME", policy=FieldMapping.ConflictPolicy.MANUAL),
+    MappingPlan("last_name", "lastname", "LNAME", policy=FieldMapping.ConflictPolicy.MANUAL),
+    MappingPlan("phone", "phone", "PHONE", ("phone_e164",), hubspot="in", mailchimp="out"),
+    MappingPlan("company", "company", "COMPANY", hubspot="in", mailchimp="out"),
     MappingPlan("email_consent", "hs_email_optout", "status", ("optout_flag",)),
 )
 
@@ -217,8 +227,8 @@ def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoW
         sync.schedule_minutes = SCHEDULE_MINUTES
         sync.paused = False
         sync_save(sync=sync, user=user)
-        # One way for now: HubSpot is read, Mailchimp is written.
-        for connection, read, write in ((hubspot, True, False), (mailchimp, False, True)):
+        # Two-way: both systems are read and written.
+        for connection, read, write in ((hubspot, True, True), (mailchimp, True, True)):
             endpoint = SyncConnection.objects.filter(sync=sync, connection=connection).first()
             endpoint = endpoint or SyncConnection(sync=sync, connection=connection)
             endpoint.read, endpoint.write = read, write
@@ -231,19 +241,19 @@ def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoW
                 continue
             mappings.append(_mapping_ensure(
                 sync=sync, connection=hubspot, hub_field=plan.hub_field, external_field=plan.hubspot_field,
-                direction=FieldMapping.Direction.IN, transforms=list(plan.hubspot_transforms), is_owner=True,
-                user=user,
+                direction=plan.hubspot, transforms=list(plan.hubspot_transforms), is_owner=True,
+                policy=plan.policy, user=user,
             ))
             mappings.append(_mapping_ensure(
                 sync=sync, connection=mailchimp, hub_field=plan.hub_field, external_field=plan.mailchimp_field,
-                direction=FieldMapping.Direction.OUT, transforms=[], is_owner=False, user=user,
+                direction=plan.mailchimp, transforms=[], is_owner=False, policy=plan.policy, user=user,
             ))
     return DemoWorkspace(sync=sync, hubspot=hubspot, mailchimp=mailchimp, mappings=mappings, skipped_fields=skipped)
 
 
 def _mapping_ensure(
     *, sync: Sync, connection: Connection, hub_field: str, external_field: str, direction: str,
-    transforms: list[str], is_owner: bool, user: User,
+    transforms: list[str], is_owner: bool, policy: str, user: User,
 ) -> FieldMapping:
     mapping = FieldMapping.objects.filter(sync=sync, connection=connection, hub_field=hub_field).first()
     mapping = mapping or FieldMapping(sync=sync, connection=connection, hub_field=hub_field)
@@ -251,4 +261,52 @@ def _mapping_ensure(
     mapping.direction = direction
     mapping.transforms = transforms
     mapping.is_owner = is_owner
+    mapping.conflict_policy = policy
     return mapping_save(mapping=mapping, user=user)
+
+
+# Names a reviewer finds waiting in the queue: HubSpot's and Mailchimp's spelling.
+PLANTED_NAMES = (("Katherine", "Kate"), ("Jonathan", "Jon"), ("Alexandra", "Sasha"), ("Margaret", "Peggy"))
+
+
+def demo_conflicts_plant(*, workspace: DemoWorkspace, count: int) -> int:
+    """Leave `count` first-name conflicts in the review queue, made the way real ones are.
+
+    Runs the sync once (so both systems hold every contact), then changes the first name
+    of a few contacts differently in HubSpot and in Mailchimp through their APIs, as
+    two colleagues would, and runs again: the run finds both sides changed under manual
+    review. Does nothing when the sync already has conflicts. Returns how many it left.
+    """
+    from syncapp.models import Conflict, Contact, SyncRun
+    from syncapp.services.runs import run_execute, run_request
+
+    sync = workspace.sync
+    if count <= 0 or Conflict.objects.filter(sync=sync).exists():
+        return 0
+
+    def run() -> SyncRun:
+        queued, _ = run_request(sync=sync, trigger=SyncRun.Trigger.COMMAND, enqueue=False)
+        return run_execute(run_id=queued.pk)
+
+    run()
+    contacts = list(
+        Contact.objects.filter(links__connection=workspace.hubspot, links__external_id__isnull=False)
+        .filter(links__connection=workspace.mailchimp, links__pending_push=False)
+        .exclude(first_name="").order_by("pk")[:count]
+    )
+    hubspot, mailchimp = provider_for(workspace.hubspot), provider_for(workspace.mailchimp)
+    try:
+        for contact, (in_crm, in_audience) in zip(contacts, PLANTED_NAMES * count):
+            hubspot_id = contact.links.get(connection=workspace.hubspot).external_id
+            member_id = contact.links.get(connection=workspace.mailchimp).external_id
+            hubspot.upsert_batch([OutgoingRecord(key=1, email=contact.email, fields={"firstname": in_crm},
+                                                 external_id=hubspot_id)])
+            mailchimp.upsert_batch([OutgoingRecord(key=1, email=contact.email, fields={"FNAME": in_audience},
+                                                   external_id=member_id)])
+    finally:
+        for provider in (hubspot, mailchimp):
+            close = getattr(provider.http, "close", None)
+            if close is not None:
+                close()
+    run()
+    return Conflict.objects.filter(sync=sync, status=Conflict.Status.OPEN).count()

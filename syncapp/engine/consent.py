@@ -7,9 +7,16 @@ explicit, newer opt-in event, which is not a field value. The one loosening a fi
 may carry is a double opt-in confirmation: the system that held the address as pending
 reporting it subscribed.
 
+A re-subscribe after an opt-out crosses systems only as an explicit opt-in (a system's
+own opt-in time, or a user recording one) newer than the opt-out it overrides.
+
 States are the hub's ConsentState values; "unknown" means no statement at all.
 """
 from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 
 UNKNOWN = "unknown"
 SUBSCRIBED = "subscribed"
@@ -52,6 +59,77 @@ def merge_email_consent(*, base: str | None, theirs: str | None, ours: str) -> s
     if theirs == SUBSCRIBED and base == PENDING and ours == PENDING:
         return SUBSCRIBED
     return most_restrictive(ours, theirs)
+
+
+# States an explicit opt-in may lift. A cleaned address bounces: no opt-in makes it
+# deliverable again, so it stays cleaned until the address changes.
+LIFTABLE = frozenset({PENDING, TRANSACTIONAL, UNSUBSCRIBED})
+
+
+@dataclass(frozen=True)
+class ConsentDecision:
+    state: str
+    # The new state rests on an explicit opt-in (and may be sent where an opt-out is held).
+    explicit_opt_in: bool = False
+
+
+def merge_consent(
+    *,
+    base: str | None,
+    theirs: str | None,
+    ours: str,
+    opted_in_at: datetime | None = None,
+    opted_out_at: datetime | None = None,
+) -> ConsentDecision:
+    """Return the hub's consent after a system stated `theirs`, explicit opt-ins included.
+
+    `opted_in_at` is the system's own time of the person's opt-in (Mailchimp's
+    timestamp_opt), when it reports one; `opted_out_at` when the hub's restriction was
+    recorded. A "subscribed" with an opt-in newer than the opt-out is the person asking
+    again, and lifts the restriction; without such evidence the most restrictive wins.
+    """
+    if (
+        theirs == SUBSCRIBED
+        and theirs != base
+        and ours in LIFTABLE
+        and opted_in_at is not None
+        and opted_out_at is not None
+        and opted_in_at > opted_out_at
+    ):
+        return ConsentDecision(SUBSCRIBED, explicit_opt_in=True)
+    return ConsentDecision(merge_email_consent(base=base, theirs=theirs, ours=ours))
+
+
+def outgoing_consent(
+    hub_state: str,
+    remote_state: str | None,
+    *,
+    writable: Collection[str] | None = None,
+    explicit_opt_in: bool = False,
+) -> str | None:
+    """Return the consent state to send to a system, or None to leave its state alone.
+
+    `remote_state` is the state last agreed with that system (None when unknown).
+    `writable` is what the system can be told about an existing record (None: any
+    state, as for a record being created). A state it cannot hold is sent as the most
+    restrictive state it can hold that is no looser (a hard bounce reaches a CRM as an
+    opt-out); a state it cannot approach at all is not sent: sending it would change
+    nothing there and be sent again every run. An explicit opt-in is sent even where
+    an opt-out is held, and only then may a state be looser than the remote one.
+    """
+    if _rank(hub_state) == 0:
+        return None
+    if explicit_opt_in and hub_state == SUBSCRIBED and remote_state in LIFTABLE:
+        return SUBSCRIBED
+    state = hub_state
+    if writable is not None and state not in writable:
+        lower = [candidate for candidate in writable if _rank(candidate) <= _rank(state)]
+        if not lower:
+            return None
+        state = max(lower, key=_rank)
+    if remote_state is not None and remote_state != UNKNOWN and _rank(state) < _rank(remote_state):
+        return None
+    return state
 
 
 def outgoing_email_consent(hub_state: str, remote_state: str | None = None) -> str | None:

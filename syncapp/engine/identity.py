@@ -217,6 +217,9 @@ class Match:
     contact_id: int | None = None
     # Why a record could not be matched (duplicate, ambiguous, unidentified).
     reason: str = ""
+    # For a DUPLICATE: the other record of the same system that is the same person
+    # (same email), when there is one; the caller lists the pair for review.
+    duplicate_of: str | None = None
 
     @property
     def usable(self) -> bool:
@@ -279,7 +282,10 @@ class _PageMatcher:
     def _match_link(self, keys: IncomingKeys, contact_id: int) -> Match:
         if keys.email:
             owner = self.contact_by_email.get(keys.email)
-            if owner is not None and owner != contact_id:
+            known = self.contacts.get(contact_id)
+            # A contact listed as a likely duplicate shares its email with another one
+            # until a reviewer merges them: its own record is not a new conflict.
+            if owner is not None and owner != contact_id and not (known and known.email == keys.email):
                 reason = f"its new email {keys.email} already belongs to another contact"
                 return Match(MatchKind.DUPLICATE, reason=reason)
         self.holder[contact_id] = keys.external_id
@@ -321,7 +327,8 @@ class _PageMatcher:
         return Match(MatchKind.NEW)
 
     def _duplicate_of(self, external_id: str) -> Match:
-        return Match(MatchKind.DUPLICATE, reason=f"same person as record {external_id} of the same system")
+        return Match(MatchKind.DUPLICATE, reason=f"same person as record {external_id} of the same system",
+                     duplicate_of=external_id)
 
     def _move_keys(self, contact_id: int, keys: IncomingKeys) -> None:
         """Give the contact the record's email and phone for the rest of the page."""
@@ -337,3 +344,21 @@ class _PageMatcher:
         if phone and contact_id not in self.contacts_by_phone.get(phone, []):
             self.contacts_by_phone.setdefault(phone, []).append(contact_id)
         self.contacts[contact_id] = KnownContact(contact_id, email, phone, keys.external_id)
+
+
+def likely_duplicate_pairs(rows: Iterable[tuple[int, str, str]]) -> list[tuple[int, int, str, str, str]]:
+    """Return (id, id, phone, email, email) for contacts sharing a phone under different emails.
+
+    `rows` are (contact id, phone, email). Each pair appears once, lower id first.
+    """
+    by_phone: dict[str, list[tuple[int, str]]] = {}
+    for contact_id, phone, email in rows:
+        by_phone.setdefault(phone, []).append((contact_id, email))
+    pairs = []
+    for phone, holders in by_phone.items():
+        holders.sort()
+        for i, (first, email_a) in enumerate(holders):
+            for second, email_b in holders[i + 1:]:
+                if email_a != email_b:
+                    pairs.append((first, second, phone, email_a, email_b))
+    return pairs

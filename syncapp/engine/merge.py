@@ -87,7 +87,8 @@ def merge_field(
     """
     if base is not NO_BASE and theirs == base:
         return FieldDecision(Outcome.UNCHANGED, ours, "unchanged in the system, or an echo of Syncapp's own write")
-    if theirs == ours:
+    if theirs == ours or (is_empty(theirs) and is_empty(ours)):
+        # Two spellings of "nothing" (None, "") agree as well.
         return FieldDecision(Outcome.UNCHANGED, ours, "the system and the hub already agree")
     if is_empty(theirs) and rule.never_overwrite_with_empty and not is_empty(ours):
         return FieldDecision(Outcome.KEEP_OURS, ours, "an empty value never overwrites the hub's")

@@ -35,6 +35,10 @@ class Contact(models.Model):
     attributes = models.JSONField(default=dict, blank=True)
     email_consent = models.CharField(max_length=20, choices=ConsentState.choices, default=ConsentState.UNKNOWN)
     sms_consent = models.CharField(max_length=20, choices=ConsentState.choices, default=ConsentState.UNKNOWN)
+    # When the explicit opt-in that the email subscription rests on was given; None when
+    # the state came from field sync. Only such an opt-in may loosen an opt-out held by
+    # another system (engine.consent).
+    email_opt_in_at = models.DateTimeField(null=True, blank=True)
     erased = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

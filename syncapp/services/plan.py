@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,17 +17,24 @@ from connections.models import Connection
 from connections.providers.base import OutgoingRecord, Provider
 from mappings.models import FieldMapping
 from mappings.transforms import InvalidTransformSpec, TransformChain, TransformContext, TransformError
-from syncapp.engine.consent import RESTRICTIVENESS, outgoing_email_consent
+from syncapp.engine.consent import RESTRICTIVENESS, outgoing_consent
 from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
-from syncapp.engine.merge import FieldRule, Policy, is_empty
+from syncapp.engine.merge import NO_BASE, FieldRule, Policy, is_empty
 from syncapp.models import Contact, Sync, SyncConnection
 from syncapp.models.hub import HUB_FIELDS
 
 EMAIL = "email"
 PHONE = "phone"
 EMAIL_CONSENT = "email_consent"
+SMS_CONSENT = "sms_consent"
+# Hub consent fields and their ledger channels: merged by the consent rule, not the
+# three-way merge (engine.consent).
+CONSENT_FIELDS = {EMAIL_CONSENT: "email", SMS_CONSENT: "sms"}
+# Not a mapped field: when the explicit opt-in behind an email subscription was given.
+EMAIL_OPT_IN_AT = "email_opt_in_at"
 ATTRIBUTE_PREFIX = "attributes."
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_ABSENT = object()
 
 
 class HubValues(Protocol):
@@ -64,6 +71,8 @@ class Payload:
     fields: dict[str, Any]
     email_consent: str | None
     errors: list[str] = field(default_factory=list)
+    # The consent sent lifts an opt-out there: the person explicitly opted in again.
+    explicit_opt_in: bool = False
 
     def digest(self) -> str:
         text = json.dumps([self.email, self.fields, self.email_consent], sort_keys=True, default=str)
@@ -71,7 +80,8 @@ class Payload:
 
     def record(self, *, key: Any, external_id: str | None) -> OutgoingRecord:
         return OutgoingRecord(
-            key=key, email=self.email, fields=self.fields, external_id=external_id, email_consent=self.email_consent
+            key=key, email=self.email, fields=self.fields, external_id=external_id, email_consent=self.email_consent,
+            explicit_opt_in=self.explicit_opt_in,
         )
 
 
@@ -83,6 +93,8 @@ class EndpointPlan:
     context: TransformContext
     reads: list[FieldPlan]
     writes: list[FieldPlan]
+    # External field -> its plan, built on first use by `differs`.
+    _plans_by_field: dict[str, FieldPlan] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -99,19 +111,24 @@ class EndpointPlan:
                 return plan.rule
         return FieldRule(Policy.OWNER_WINS, incoming_owns=True)
 
-    def payload(self, contact: HubValues, link: LinkState) -> Payload:
+    def payload(self, contact: HubValues, link: LinkState, *, held: Collection[str] = ()) -> Payload:
         """Return what this system should hold for `contact`.
 
         An empty hub value goes out as "" (clearing the field there) unless the mapping
         never overwrites with empty; a transform saying "no statement" (None) leaves the
-        field out. Consent travels apart from the fields, decided by the consent rule.
+        field out. Email consent travels apart from the fields, decided by the consent
+        rule; SMS consent is a field, never sent looser than what the system holds.
+        Fields in `held` (open conflicts) are left out: no system is written while a
+        reviewer decides.
         """
         fields: dict[str, Any] = {}
         errors: list[str] = []
         for plan in self.writes:
-            if plan.hub_field == EMAIL_CONSENT:
+            if plan.hub_field == EMAIL_CONSENT or plan.hub_field in held:
                 continue
             value = contact.hub_value(plan.hub_field)
+            if plan.hub_field == SMS_CONSENT:
+                value = self._sms_consent_out(plan, value, link)
             if value is None or value == "":
                 if not plan.rule.never_overwrite_with_empty:
                     fields[plan.external_field] = ""
@@ -125,21 +142,70 @@ class EndpointPlan:
                 if value is None:
                     continue
             fields[plan.external_field] = value
-        consent = outgoing_email_consent(contact.hub_value(EMAIL_CONSENT), link.email_consent_base or None)
-        return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, errors=errors)
+        consent, explicit = None, False
+        if EMAIL_CONSENT not in held:
+            hub_state = contact.hub_value(EMAIL_CONSENT)
+            explicit = hub_state == "subscribed" and contact.hub_value(EMAIL_OPT_IN_AT) is not None
+            writable = self.provider.writable_consent_states if link.external_id else None
+            consent = outgoing_consent(hub_state, link.email_consent_base or None, writable=writable,
+                                       explicit_opt_in=explicit)
+            explicit = explicit and consent == "subscribed" and link.email_consent_base not in ("", "subscribed")
+        return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, errors=errors,
+                       explicit_opt_in=explicit)
+
+    def _sms_consent_out(self, plan: FieldPlan, value: Any, link: LinkState) -> Any:
+        """Return the SMS consent to write, or None where it would loosen the system's."""
+        raw = link.merge_base.get(plan.external_field)
+        remote = None
+        if raw is not None:
+            try:
+                remote = plan.chain.to_hub(raw, self.context)
+            except TransformError:
+                remote = None
+        if remote not in RESTRICTIVENESS:
+            remote = None
+        return outgoing_consent(value or "unknown", remote)
 
     def hub_fields_written(self) -> set[str]:
         """Return the hub fields a payload for this system reads."""
-        return {plan.hub_field for plan in self.writes} | {EMAIL, EMAIL_CONSENT}
+        return {plan.hub_field for plan in self.writes} | {EMAIL, EMAIL_CONSENT, EMAIL_OPT_IN_AT}
 
     def differs(self, payload: Payload, link: LinkState) -> bool:
-        """Return whether `payload` says anything this system does not hold already."""
+        """Return whether `payload` says anything this system does not hold already.
+
+        A value the system holds in another spelling of the same hub value ("ANA@X.COM"
+        for ana@x.com, a phone in national format) is not a difference: the sync never
+        rewrites a system's data only to restyle it.
+        """
         if link.external_id is None:
             return True
         base = link.merge_base
-        if any(base.get(name) != value for name, value in payload.fields.items()):
-            return True
+        for name, value in payload.fields.items():
+            held = base.get(name, _ABSENT)
+            if held == value:
+                continue
+            if held is _ABSENT or not self._same_in_hub_form(name, held, value):
+                return True
         return payload.email_consent is not None and payload.email_consent != link.email_consent_base
+
+    def _same_in_hub_form(self, external_field: str, held: Any, value: Any) -> bool:
+        if self._plans_by_field is None:
+            self._plans_by_field = {plan.external_field: plan for plan in (*self.writes, *self.reads)}
+        plan = self._plans_by_field.get(external_field)
+        if plan is None:
+            return False
+        held_hub = self.hub_form(plan, held)
+        return held_hub is not NO_BASE and held_hub == self.hub_form(plan, value)
+
+    def hub_form(self, plan: FieldPlan, raw: Any) -> Any:
+        """Return a system's value of a field in hub form; NO_BASE when it cannot be read as one."""
+        try:
+            if plan.hub_field == EMAIL:
+                return None if is_empty(raw) else normalize_email(raw)
+            value = plan.chain.to_hub(raw, self.context)
+            return hub_value_check(plan.hub_field, value, phone_region=self.context.phone_region)
+        except (TransformError, InvalidEmail):
+            return NO_BASE
 
 
 @dataclass

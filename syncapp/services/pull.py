@@ -20,7 +20,8 @@ from audit.services import audit_event_build, audit_record_many
 from connections.providers.base import ChangePage, RemoteRecord
 from mappings.transforms import TransformChain, TransformError
 from syncapp.engine.batching import latest_per_key
-from syncapp.engine.consent import merge_email_consent
+from syncapp.engine import consent as consent_rule
+from syncapp.engine.consent import merge_consent
 from syncapp.engine.identity import (
     IdentityIndex,
     IncomingKeys,
@@ -32,11 +33,15 @@ from syncapp.engine.identity import (
 )
 from syncapp.engine.merge import NO_BASE, Outcome, is_empty, merge_field
 from syncapp.engine.text import clean_value
-from syncapp.models import Contact, RecordLink
+from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordLink
 from syncapp.services.background import prefetched
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
+from syncapp.services.conflict_book import ConflictBook, Side
+from syncapp.services.consent_ledger import last_opt_out_at
+from syncapp.services.duplicate_detection import duplicate_pairs_flag, shared_phone_pairs
 from syncapp.services.plan import (
     EMAIL,
+    CONSENT_FIELDS,
     EMAIL_CONSENT,
     PHONE,
     EndpointPlan,
@@ -76,6 +81,8 @@ class PreparedPage:
     read: int
     incoming: list[Incoming]
     errors: list[ErrorItem]
+    # Records the system reports archived (deleted there): never new contacts.
+    archived: list[RemoteRecord] = field(default_factory=list)
 
 
 def pull_endpoint(
@@ -107,22 +114,24 @@ def prepare_page(*, reader: EndpointPlan, page: ChangePage) -> PreparedPage:
     email_plan = _email_plan(reader)
     incoming: list[Incoming] = []
     errors: list[ErrorItem] = []
+    archived: list[RemoteRecord] = []
     for record in records:
         if record.archived:
+            archived.append(record)
             continue
         converted = _convert(record, reader, email_plan)
         if isinstance(converted, ErrorItem):
             errors.append(converted)
         else:
             incoming.append(converted)
-    return PreparedPage(page=page, read=len(records), incoming=incoming, errors=errors)
+    return PreparedPage(page=page, read=len(records), incoming=incoming, errors=errors, archived=archived)
 
 
 def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, prepared: PreparedPage) -> None:
     """Write one prepared page to the hub and move the cursor past it, in one transaction."""
     with transaction.atomic():
         applier = _PageApplier(tracker=tracker, plan=plan, reader=reader)
-        applier.apply(prepared.incoming, prepared.errors)
+        applier.apply(prepared.incoming, prepared.errors, prepared.archived)
         reader.endpoint.cursor = prepared.page.cursor
         reader.endpoint.cursor_updated_at = timezone.now()
         reader.endpoint.save(update_fields=["cursor", "cursor_updated_at"])
@@ -175,13 +184,7 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
 
 def _base_in_hub_form(field_plan: FieldPlan, raw: Any, reader: EndpointPlan) -> Any:
     """Return a merge-base value in hub form; NO_BASE when it cannot be read as one."""
-    try:
-        if field_plan.hub_field == EMAIL:
-            return None if is_empty(raw) else normalize_email(raw)
-        value = field_plan.chain.to_hub(raw, reader.context)
-        return hub_value_check(field_plan.hub_field, value, phone_region=reader.context.phone_region)
-    except (TransformError, InvalidEmail):
-        return NO_BASE
+    return reader.hub_form(field_plan, raw)
 
 
 class _PageApplier:
@@ -207,20 +210,34 @@ class _PageApplier:
         self.clean_ids: list[str] = []
         # id(contact) -> its link to the system being read, new or existing.
         self.reader_links: dict[int, RecordLink] = {}
+        # (contact, ConsentEvent fields) for the ledger, built once new contacts have ids.
+        self.ledger: list[tuple[Contact, dict[str, Any]]] = []
+        # New contacts made for a second record of this system with the same email, and
+        # the external id of the record they duplicate: listed for review.
+        self.duplicates: list[tuple[Contact, str]] = []
+        # Contacts created, or whose email or phone changed: checked for shared phones.
+        self.rekeyed: list[Contact] = []
+        self.book: ConflictBook | None = None
 
-    def apply(self, incoming: list[Incoming], errors: list[ErrorItem]) -> None:
+    def apply(self, incoming: list[Incoming], errors: list[ErrorItem], archived: list[RemoteRecord]) -> None:
         self.errors.extend(errors)
-        contacts, links = self._load(incoming)
-        matches = match_page([item.keys for item in incoming], self._index(contacts, links))
+        contacts, links, linked = self._load(incoming, archived)
+        self.book = ConflictBook(sync_id=self.plan.sync.pk, run_id=self.tracker.run.pk, contact_ids=list(contacts))
+        matches = match_page([item.keys for item in incoming], self._index(contacts, links, linked))
         touched: list[Contact] = []
         for item, decision in zip(incoming, matches):
-            if not decision.usable:
+            if decision.kind is MatchKind.DUPLICATE and decision.duplicate_of:
+                # Another record of this system has the same email: the same person
+                # twice there. It gets its own contact and waits for a reviewer's merge.
+                contact, link = Contact(), None
+                self.duplicates.append((contact, decision.duplicate_of))
+            elif not decision.usable:
                 self.errors.append(
                     ErrorItem(ERROR_CLASS_FOR_MATCH[decision.kind], f"Not imported: {decision.reason}.",
                               external_id=item.record.external_id)
                 )
                 continue
-            if decision.kind is MatchKind.NEW:
+            elif decision.kind is MatchKind.NEW:
                 contact, link = Contact(), None
             else:
                 contact = contacts[decision.contact_id]
@@ -234,21 +251,31 @@ class _PageApplier:
                 )
             else:
                 self.clean_ids.append(item.record.external_id)
+        self._archive(archived, contacts, links, linked)
         self._write(touched)
 
-    def _load(self, incoming: list[Incoming]) -> tuple[dict[int, Contact], dict[int, RecordLink]]:
-        """Return the candidate contacts by id and their links to this system by contact id."""
-        external_ids = [item.record.external_id for item in incoming]
+    def _load(
+        self, incoming: list[Incoming], archived: list[RemoteRecord]
+    ) -> tuple[dict[int, Contact], dict[int, RecordLink], dict[str, int]]:
+        """Return the candidate contacts by id, their links to this system by contact id,
+        and the contact already linked to each record read (by external or stable id)."""
+        external_ids = [item.record.external_id for item in incoming] + [record.external_id for record in archived]
+        stable_ids = {item.record.stable_id for item in incoming if item.record.stable_id}
         emails = {item.keys.email for item in incoming if item.keys.email}
         # A phone only matches where one side has no email (see engine.identity): asking
         # for no more keeps a switchboard number shared by thousands out of every page.
         phones_alone = {item.keys.phone for item in incoming if item.keys.phone and not item.keys.email}
         phones_with_email = {item.keys.phone for item in incoming if item.keys.phone and item.keys.email}
-        linked = RecordLink.objects.filter(connection=self.connection, external_id__in=external_ids).values_list(
-            "contact_id", flat=True
+        by_id = Q(external_id__in=external_ids)
+        if stable_ids:
+            by_id |= Q(stable_id__in=stable_ids)
+        linked_rows = list(
+            RecordLink.objects.filter(by_id, connection=self.connection).values_list(
+                "contact_id", "external_id", "stable_id"
+            )
         )
         candidates = (
-            Q(pk__in=linked)
+            Q(pk__in=[row[0] for row in linked_rows])
             | Q(email__in=emails)
             | Q(phone__in=phones_alone)
             | Q(phone__in=phones_with_email, email__isnull=True)
@@ -258,11 +285,19 @@ class _PageApplier:
             link.contact_id: link
             for link in RecordLink.objects.filter(connection=self.connection, contact_id__in=list(contacts))
         }
-        return contacts, links
+        linked = {external_id: contact_id for contact_id, external_id, _ in linked_rows if external_id}
+        by_stable = {stable_id: contact_id for contact_id, _, stable_id in linked_rows if stable_id}
+        for item in incoming:
+            # An email changed in a system whose record id follows the email (Mailchimp):
+            # the stable id finds the record's link, and the link takes the new id.
+            stable_id = item.record.stable_id
+            if item.record.external_id not in linked and stable_id in by_stable:
+                linked[item.record.external_id] = by_stable[stable_id]
+        return contacts, links, linked
 
-    def _index(self, contacts: dict[int, Contact], links: dict[int, RecordLink]) -> IdentityIndex:
+    def _index(self, contacts: dict[int, Contact], links: dict[int, RecordLink], linked: dict[str, int]) -> IdentityIndex:
         return IdentityIndex.build(
-            links={link.external_id: contact_id for contact_id, link in links.items() if link.external_id},
+            links=linked,
             contacts=[
                 KnownContact(contact.pk, contact.email, contact.phone,
                              links[contact.pk].external_id if contact.pk in links else None)
@@ -288,10 +323,19 @@ class _PageApplier:
             if external_field in base:
                 base_value = _base_in_hub_form(field_plan, base[external_field], self.reader)
             ours = contact.hub_value(hub_field)
-            if hub_field == EMAIL_CONSENT:
-                consent_base = None if base_value is NO_BASE else base_value
-                value = merge_email_consent(base=consent_base, theirs=theirs, ours=ours)
-                consent_statement = theirs
+            side = Side(self.connection.pk, self.connection.name, external_field, raw, plain(theirs), record.modified_at)
+            open_conflict = self.book.find(contact.pk, hub_field)
+            if open_conflict is not None:
+                # Held back: this system's value joins the conflict instead of the hub.
+                new_base[external_field] = raw
+                settled = self.book.observe(open_conflict, side)
+                if settled is None or settled[0] == plain(ours):
+                    continue
+                value = settled[0]
+            elif hub_field in CONSENT_FIELDS:
+                value = self._merge_consent(contact, hub_field, base_value, theirs, ours, record)
+                if hub_field == EMAIL_CONSENT:
+                    consent_statement = theirs
             else:
                 decision = merge_field(
                     base=base_value,
@@ -302,7 +346,13 @@ class _PageApplier:
                     ours_changed_at=None if is_new else contact.updated_at,
                 )
                 if decision.outcome is Outcome.CONFLICT:
+                    hub_base = None if base_value is NO_BASE else plain(base_value)
+                    self.book.open_conflict(contact=contact, hub_field=hub_field, base_value=hub_base,
+                                            hub_value=plain(ours), side=side)
                     conflicts[hub_field] = [plain(ours), plain(theirs)]
+                    # The base takes the value seen: the conflict holds it now, and the
+                    # next read of the same value is not news.
+                    new_base[external_field] = raw
                     continue
                 value = decision.value
             if value != ours:
@@ -312,6 +362,7 @@ class _PageApplier:
         if is_new:
             self.created += 1
             self.new_contacts.append(contact)
+            self.rekeyed.append(contact)
             created = {name: [None, new] for name, (_, new) in changes.items()}
             self.audits.append((contact, "contact.created", created))
         elif changes:
@@ -319,13 +370,40 @@ class _PageApplier:
             contact.updated_at = self.now
             self.changed_contacts[contact.pk] = contact
             self.changed_columns.update(hub_column(name) for name in changes)
+            if EMAIL in changes or PHONE in changes:
+                self.rekeyed.append(contact)
             self.audits.append((contact, "contact.updated", changes))
         else:
             self.unchanged += 1
         if conflicts:
             self.conflicts += 1
-            self.audits.append((contact, "contact.conflict", conflicts))
         self._update_link(contact, link, record, new_base, consent_statement)
+
+    def _merge_consent(self, contact: Contact, hub_field: str, base_value, theirs, ours, record: RemoteRecord) -> str:
+        """Apply a system's consent statement by the ledger's rule, and record it there."""
+        consent_base = None if base_value is NO_BASE else base_value
+        opted_out_at = None
+        if (hub_field == EMAIL_CONSENT and theirs == consent_rule.SUBSCRIBED and ours in consent_rule.LIFTABLE
+                and record.opted_in_at is not None and contact.pk is not None):
+            opted_out_at = last_opt_out_at(contact.pk)
+        decision = merge_consent(base=consent_base, theirs=theirs, ours=ours,
+                                 opted_in_at=record.opted_in_at if hub_field == EMAIL_CONSENT else None,
+                                 opted_out_at=opted_out_at)
+        if hub_field == EMAIL_CONSENT:
+            if decision.explicit_opt_in:
+                contact.email_opt_in_at = record.opted_in_at
+                self.changed_columns.add("email_opt_in_at")
+            elif contact.email_opt_in_at is not None and decision.state != consent_rule.SUBSCRIBED:
+                contact.email_opt_in_at = None
+                self.changed_columns.add("email_opt_in_at")
+        if theirs is not None and theirs != consent_rule.UNKNOWN and theirs != consent_base:
+            self.ledger.append((contact, {
+                "channel": CONSENT_FIELDS[hub_field], "state": theirs, "previous_state": consent_base or "",
+                "hub_state": decision.state, "system": self.connection.name, "connection_id": self.connection.pk,
+                "evidence": ConsentEvent.Evidence.API_READ, "occurred_at": record.modified_at or self.now,
+                "explicit_opt_in": decision.explicit_opt_in, "run_id": self.tracker.run.pk,
+            }))
+        return decision.state
 
     def _update_link(self, contact, link, record: RemoteRecord, new_base, consent_statement) -> None:
         if link is None:
@@ -333,6 +411,7 @@ class _PageApplier:
                 contact=contact,
                 connection=self.connection,
                 external_id=record.external_id,
+                stable_id=record.stable_id,
                 merge_base=new_base,
                 remote_modified_at=record.modified_at,
                 email_consent_base=consent_statement or "",
@@ -345,6 +424,9 @@ class _PageApplier:
         if link.external_id != record.external_id:
             link.external_id = record.external_id
             columns.add("external_id")
+        if record.stable_id and link.stable_id != record.stable_id:
+            link.stable_id = record.stable_id
+            columns.add("stable_id")
         if link.merge_base != new_base:
             link.merge_base = new_base
             columns.add("merge_base")
@@ -354,10 +436,48 @@ class _PageApplier:
         if consent_statement and link.email_consent_base != consent_statement:
             link.email_consent_base = consent_statement
             columns.add("email_consent_base")
+        if link.archived:
+            # The record is back (restored there): it is synced again.
+            link.archived = False
+            columns.add("archived")
+            self.audits.append((contact, "contact.restored", {"system": [None, self.connection.name]}))
         if columns:
-            link.updated_at = self.now
-            self.changed_links[link.pk] = link
-            self.changed_link_columns.update(columns | {"updated_at"})
+            self._link_changed(link, columns)
+
+    def _link_changed(self, link: RecordLink, columns: set[str]) -> None:
+        link.updated_at = self.now
+        self.changed_links[link.pk] = link
+        self.changed_link_columns.update(columns | {"updated_at"})
+
+    def _archive(self, archived: list[RemoteRecord], contacts, links, linked: dict[str, int]) -> None:
+        """Take in the records the system reports archived: never new contacts.
+
+        A linked record's link is marked archived (nothing is sent there any more). By
+        the sync's delete handling, the contact's records in the other systems are then
+        left alone (ignore) or archived too (archive, mirror): their links are marked
+        archived and pending, and the push archives them there.
+        """
+        handling = self.plan.sync.delete_handling
+        spreading = handling != self.plan.sync.DeleteHandling.IGNORE
+        gone: list[int] = []
+        for record in archived:
+            contact_id = linked.get(record.external_id)
+            link = links.get(contact_id) if contact_id is not None else None
+            if link is None or link.archived:
+                continue
+            link.archived = True
+            link.pending_push = False
+            self._link_changed(link, {"archived", "pending_push"})
+            self.audits.append((contacts[contact_id], "contact.archived",
+                                {"system": [None, self.connection.name], "delete_handling": [None, handling]}))
+            gone.append(contact_id)
+        if not (spreading and gone):
+            return
+        writers = [writer.connection.pk for writer in self.plan.writers if writer.connection.pk != self.connection.pk]
+        for other in RecordLink.objects.filter(contact_id__in=gone, connection_id__in=writers, archived=False):
+            other.archived = True
+            other.pending_push = other.external_id is not None
+            self._link_changed(other, {"archived", "pending_push"})
 
     def _write(self, touched: list[Contact]) -> None:
         bulk_insert_rows(self.new_contacts, set_ids=True)
@@ -366,7 +486,7 @@ class _PageApplier:
         bulk_insert_rows(self.new_links)
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
         run_id = self.tracker.run.pk
-        audit_record_many(
+        events = [
             audit_event_build(
                 action=action,
                 object_type="contact",
@@ -378,16 +498,68 @@ class _PageApplier:
                 changes=changes,
             )
             for contact, action, changes in self.audits
-        )
+        ]
+        if self.book.openings or self.book.changed:
+            self.book.write(
+                links_by_contact=self._other_links([opening.contact.pk for opening in self.book.openings]),
+                side_of=self._side_of, audits=events,
+            )
+        audit_record_many(events)
+        if self.ledger:
+            bulk_insert_rows([ConsentEvent(contact_id=contact.pk, **fields) for contact, fields in self.ledger])
+        self._flag_duplicates()
         record_errors_save(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False)
         record_errors_resolve(connection=self.connection, external_ids=self.clean_ids, classes=PULL_ERRORS)
+
+    def _other_links(self, contact_ids: list[int]) -> dict[int, list[RecordLink]]:
+        found: dict[int, list[RecordLink]] = {}
+        if contact_ids:
+            for link in RecordLink.objects.filter(contact_id__in=contact_ids).exclude(connection=self.connection):
+                found.setdefault(link.contact_id, []).append(link)
+        return found
+
+    def _side_of(self, link: RecordLink, hub_field: str) -> Side | None:
+        """Return another system's side of a new conflict: the value it last agreed."""
+        for endpoint in self.plan.readers:
+            if endpoint.connection.pk != link.connection_id:
+                continue
+            for field_plan in endpoint.reads:
+                if field_plan.hub_field != hub_field or field_plan.external_field not in link.merge_base:
+                    continue
+                raw = link.merge_base[field_plan.external_field]
+                value = _base_in_hub_form(field_plan, raw, endpoint)
+                if value is NO_BASE:
+                    return None
+                return Side(link.connection_id, endpoint.name, field_plan.external_field, raw, plain(value),
+                            link.remote_modified_at)
+        return None
+
+    def _flag_duplicates(self) -> None:
+        pairs = []
+        if self.duplicates:
+            by_external = {link.external_id: link.contact.pk for link in self.reader_links.values() if link.external_id}
+            missing = [external_id for _, external_id in self.duplicates if external_id not in by_external]
+            if missing:
+                by_external.update(RecordLink.objects.filter(connection=self.connection, external_id__in=missing)
+                                   .values_list("external_id", "contact_id"))
+            for contact, external_id in self.duplicates:
+                if external_id in by_external:
+                    pairs.append((contact.pk, by_external[external_id], DuplicatePair.Reason.SAME_EMAIL,
+                                  f"Email {contact.email} on two {self.connection.name} records "
+                                  f"({external_id} and {self.reader_links[id(contact)].external_id})"))
+        rekeyed = [contact.pk for contact in self.rekeyed if contact.phone and contact.email]
+        if rekeyed:
+            pairs.extend(shared_phone_pairs(rekeyed, system=self.connection.name))
+        duplicate_pairs_flag(pairs)
 
     def _mark_pending(self, touched: list[Contact]) -> None:
         """Mark the links of every system that lacks a contact's current values.
 
         Every contact of the page is checked, changed or not: a system added to the sync
         later, or a push lost to a crash, is caught up by the next read of the contact.
-        A contact without an email cannot be sent: providers key records by email.
+        A contact without an email cannot be sent: providers key records by email; nor
+        can one whose record here is archived, or one waiting for a duplicate review.
+        Fields held back by an open conflict are left out of the comparison.
         """
         others = [writer.connection for writer in self.plan.writers if writer.connection.pk != self.connection.pk]
         existing = {}
@@ -396,10 +568,21 @@ class _PageApplier:
                 (link.connection_id, link.contact_id): link
                 for link in RecordLink.objects.filter(connection__in=others, contact_id__in=[c.pk for c in touched])
             }
-        for writer in self.plan.writers:
-            for contact in touched:
-                if not contact.email:
-                    continue
+        waiting = {id(contact) for contact, _ in self.duplicates}
+        # The later contact of an open same-email pair waits for the merge: pushing it
+        # would land on the record of the first one.
+        waiting_ids = set(
+            DuplicatePair.objects.filter(
+                status=DuplicatePair.Status.OPEN, reason=DuplicatePair.Reason.SAME_EMAIL,
+                contact_b_id__in=[contact.pk for contact in touched if contact.pk is not None],
+            ).values_list("contact_b_id", flat=True)
+        ) if touched else set()
+        for contact in touched:
+            if (not contact.email or id(contact) in waiting or contact.pk in waiting_ids
+                    or self.reader_links[id(contact)].archived):
+                continue
+            held = self.book.held(contact.pk)
+            for writer in self.plan.writers:
                 if writer.connection.pk == self.connection.pk:
                     link = self.reader_links[id(contact)]
                 else:
@@ -409,9 +592,9 @@ class _PageApplier:
                     self.new_links.append(
                         RecordLink(contact=contact, connection=writer.connection, external_id=None, pending_push=True)
                     )
-                elif not link.pending_push and writer.differs(writer.payload(contact, link), link):
+                elif link.archived or link.pending_push:
+                    continue
+                elif writer.differs(writer.payload(contact, link, held=held), link):
                     link.pending_push = True
                     if link.pk is not None:
-                        link.updated_at = self.now
-                        self.changed_links[link.pk] = link
-                        self.changed_link_columns.update({"pending_push", "updated_at"})
+                        self._link_changed(link, {"pending_push"})

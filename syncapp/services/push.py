@@ -27,8 +27,9 @@ from django.utils import timezone
 from audit.services import audit_event_build, audit_record_many
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
-from syncapp.models import RecordLink
-from syncapp.services.bulk import bulk_update_rows
+from syncapp.models import ConsentEvent, RecordLink
+from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
+from syncapp.services.held import held_fields
 from syncapp.services.plan import ATTRIBUTE_PREFIX, EndpointPlan, Payload, SyncPlan, hub_column
 from syncapp.services.record_errors import PULL_ERRORS, ErrorItem, record_errors_resolve, record_errors_save
 from syncapp.services.tracker import RunTracker
@@ -61,13 +62,15 @@ class PendingLink:
     merge_base: dict[str, Any]
     email_consent_base: str
     rejected_payload_hash: str
+    archived: bool
     contact: HubRow
     pending_push: bool = True
     last_pushed_at: datetime | None = None
     updated_at: datetime | None = None
 
 
-LINK_COLUMNS = ("pk", "contact_id", "external_id", "merge_base", "email_consent_base", "rejected_payload_hash")
+LINK_COLUMNS = ("pk", "contact_id", "external_id", "merge_base", "email_consent_base", "rejected_payload_hash",
+                "archived")
 WRITTEN_COLUMNS = ["external_id", "merge_base", "email_consent_base", "pending_push", "rejected_payload_hash",
                    "last_pushed_at", "updated_at"]
 
@@ -187,7 +190,9 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
 
     Links whose payload the system already holds lose their mark without a call; links
     whose unchanged payload was rejected before are skipped; contacts without an email
-    cannot be sent and become record errors.
+    cannot be sent and become record errors. Archived links (deleted elsewhere, by the
+    sync's delete handling) are archived there instead. Fields held back by an open
+    conflict are left out of payloads.
     """
     hub_columns = sorted({hub_column(name) for name in writer.hub_fields_written()})
     columns = [*LINK_COLUMNS, *(f"contact__{column}" for column in hub_columns)]
@@ -201,11 +206,15 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
         if not rows:
             return
         last_id = rows[-1][0]
-        settled, unsendable = [], []
+        held = held_fields(sync_id=writer.endpoint.sync_id, contact_ids={row[1] for row in rows})
+        settled, unsendable, archiving = [], [], []
         for row in rows:
             values = dict(zip(hub_columns, row[len(LINK_COLUMNS):]))
             link = PendingLink(*row[:len(LINK_COLUMNS)], contact=HubRow(values))
-            payload = writer.payload(link.contact, link)
+            if link.archived:
+                archiving.append(link)
+                continue
+            payload = writer.payload(link.contact, link, held=held.get(link.contact_id, ()))
             if not writer.differs(payload, link):
                 settled.append(link.pk)
             elif link.rejected_payload_hash and link.rejected_payload_hash == payload.digest():
@@ -216,6 +225,33 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
                 yield Outgoing(link, payload)
         if settled or unsendable:
             _settle(tracker, writer, settled, unsendable)
+        if archiving:
+            _archive_remote(tracker, writer, archiving)
+
+
+def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[PendingLink]) -> None:
+    """Archive in this system the records of contacts deleted in another (delete handling)."""
+    done, errors, audits = [], [], []
+    for link in links:
+        try:
+            writer.provider.archive(link.external_id)
+        except AuthenticationError:
+            raise
+        except ProviderError as error:
+            errors.append(ErrorItem("archive_failed", f"Not archived: {error}", contact_id=link.contact_id,
+                                    retriable=error.retriable))
+            continue
+        done.append(link.pk)
+        audits.append(audit_event_build(
+            action="contact.archived", object_type="contact", object_id=str(link.contact_id), system=writer.name,
+            contact_id=link.contact_id, run_id=tracker.run.pk,
+            changes={"system": [None, writer.name], "by": [None, "delete handling"]},
+        ))
+    with transaction.atomic():
+        RecordLink.objects.filter(pk__in=done).update(pending_push=False, updated_at=timezone.now())
+        audit_record_many(audits)
+        record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
+        tracker.advance(done=len(links), failed_count=len(errors))
 
 
 def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], unsendable: list[Outgoing]) -> None:
@@ -249,13 +285,23 @@ def _apply(
         )
         errors: list[ErrorItem] = []
         audits = []
+        ledger: list[ConsentEvent] = []
         pushed: list[int] = []
         for item in batch:
             error = _refusal(item, by_key.get(item.link.pk), taken)
             if error is not None:
                 errors.append(error)
                 continue
+            consent_before = item.link.email_consent_base
             changes = _accept(item, by_key[item.link.pk], now)
+            if item.payload.email_consent and item.payload.email_consent != consent_before:
+                ledger.append(ConsentEvent(
+                    contact_id=item.link.contact_id, channel=ConsentEvent.Channel.EMAIL,
+                    state=item.payload.email_consent, previous_state=consent_before,
+                    hub_state=item.link.contact.hub_value("email_consent"), system=writer.name,
+                    connection_id=writer.connection.pk, evidence=ConsentEvent.Evidence.SYNC_WRITE, occurred_at=now,
+                    explicit_opt_in=item.payload.explicit_opt_in, run_id=tracker.run.pk,
+                ))
             if item.link.external_id:
                 taken[item.link.external_id] = item.link.contact_id
             pushed.append(item.link.contact_id)
@@ -278,6 +324,7 @@ def _apply(
             item.link.updated_at = now
         bulk_update_rows(RecordLink, [item.link for item in batch], WRITTEN_COLUMNS)
         audit_record_many(audits)
+        bulk_insert_rows(ledger)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
         clean = set(pushed) - {error.contact_id for error in errors}
         record_errors_resolve(connection=writer.connection, contact_ids=clean, except_classes=PULL_ERRORS)

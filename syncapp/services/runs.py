@@ -121,9 +121,14 @@ def run_execute(
         tracker.plan = plan
         tracker.current = None
         pushers = [Pusher(tracker=tracker, plan=plan, writer=writer) for writer in plan.writers]
+        unread = {reader.connection.pk for reader in plan.readers}
         for reader in plan.readers:
-            # Full batches for the other systems go out while this one is read.
-            others = [pusher for pusher in pushers if pusher.writer is not reader]
+            # Full batches go out while this system is read, but only to systems already
+            # read in this run: writing to one not yet read would overwrite a change
+            # made there that the run has not seen.
+            unread.discard(reader.connection.pk)
+            others = [pusher for pusher in pushers
+                      if pusher.writer is not reader and pusher.writer.connection.pk not in unread]
             pull_endpoint(tracker=tracker, plan=plan, reader=reader, after_page=partial(_send_early, others))
         for pusher in pushers:
             pusher.finish()

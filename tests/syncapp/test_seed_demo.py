@@ -20,29 +20,30 @@ from mappings.models import FieldMapping
 from syncapp.demo import (
     HUBSPOT_CONNECTION,
     MAILCHIMP_CONNECTION,
+    PLANTED_NAMES,
     SYNC_NAME,
     demo_workspace_build,
     read_logins,
 )
-from syncapp.models import Sync
+from syncapp.models import Conflict, Sync
 from syncapp.services.schedules import schedule_name
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 EXPECTED_MAPPINGS = {
-    # (provider, hub field, external field, direction, transforms)
-    ("hubspot", "email", "email", "in", ()),
-    ("hubspot", "first_name", "firstname", "in", ()),
-    ("hubspot", "last_name", "lastname", "in", ()),
-    ("hubspot", "phone", "phone", "in", ("phone_e164",)),
-    ("hubspot", "company", "company", "in", ()),
-    ("hubspot", "email_consent", "hs_email_optout", "in", ("optout_flag",)),
-    ("mailchimp", "email", "email_address", "out", ()),
-    ("mailchimp", "first_name", "FNAME", "out", ()),
-    ("mailchimp", "last_name", "LNAME", "out", ()),
-    ("mailchimp", "phone", "PHONE", "out", ()),
-    ("mailchimp", "company", "COMPANY", "out", ()),
-    ("mailchimp", "email_consent", "status", "out", ()),
+    # (provider, hub field, external field, direction, transforms, conflict policy)
+    ("hubspot", "email", "email", "both", (), "owner_wins"),
+    ("hubspot", "first_name", "firstname", "both", (), "manual"),
+    ("hubspot", "last_name", "lastname", "both", (), "manual"),
+    ("hubspot", "phone", "phone", "in", ("phone_e164",), "owner_wins"),
+    ("hubspot", "company", "company", "in", (), "owner_wins"),
+    ("hubspot", "email_consent", "hs_email_optout", "both", ("optout_flag",), "owner_wins"),
+    ("mailchimp", "email", "email_address", "both", (), "owner_wins"),
+    ("mailchimp", "first_name", "FNAME", "both", (), "manual"),
+    ("mailchimp", "last_name", "LNAME", "both", (), "manual"),
+    ("mailchimp", "phone", "PHONE", "out", (), "owner_wins"),
+    ("mailchimp", "company", "COMPANY", "out", (), "owner_wins"),
+    ("mailchimp", "email_consent", "status", "both", (), "owner_wins"),
 }
 
 
@@ -70,7 +71,7 @@ def sandbox_contact_count(sandbox) -> int:
 
 def mapping_rows() -> set[tuple]:
     return {
-        (m.connection.provider, m.hub_field, m.external_field, m.direction, tuple(m.transforms))
+        (m.connection.provider, m.hub_field, m.external_field, m.direction, tuple(m.transforms), m.conflict_policy)
         for m in FieldMapping.objects.select_related("connection")
     }
 
@@ -105,22 +106,37 @@ def test_no_hostile_seeds_only_realistic_contacts(sandbox, logins_file):
     assert sandbox_contact_count(sandbox) == 25
 
 
-def test_the_sync_reads_hubspot_writes_mailchimp_every_15_minutes(sandbox, logins_file):
-    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+def test_the_sync_reads_and_writes_both_systems_every_15_minutes(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
 
     sync = Sync.objects.get(name=SYNC_NAME)
     assert sync.schedule_minutes == 15 and not sync.paused
     assert {(e.connection.provider, e.read, e.write) for e in sync.endpoints.select_related("connection")} == {
-        ("hubspot", True, False),
-        ("mailchimp", False, True),
+        ("hubspot", True, True),
+        ("mailchimp", True, True),
     }
     assert Schedule.objects.get(name=schedule_name(sync.pk)).minutes == 15
     assert mapping_rows() == EXPECTED_MAPPINGS
     assert set(FieldMapping.objects.filter(is_owner=True).values_list("connection__provider", flat=True)) == {"hubspot"}
 
 
+def test_conflicts_are_planted_the_way_real_ones_happen(sandbox, logins_file):
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "8", "--no-hostile")
+
+    conflicts = list(Conflict.objects.filter(status=Conflict.Status.OPEN))
+    assert len(conflicts) == 3 and "left 3 conflicts in the review queue" in output
+    for conflict in conflicts:
+        assert conflict.hub_field == "first_name"
+        values = {side["system"]: side["value"] for side in conflict.sides}
+        assert set(values) == {"HubSpot (sandbox)", "Mailchimp (sandbox)"}
+        assert tuple(values.values()) in {pair for pair in PLANTED_NAMES} | {pair[::-1] for pair in PLANTED_NAMES}
+    # Running it again plants nothing more.
+    seed_demo(sandbox.url, logins_file, "--contacts", "8", "--no-hostile")
+    assert Conflict.objects.count() == 3
+
+
 def test_every_change_is_audited_without_secrets(sandbox, logins_file):
-    seed_demo(sandbox.url, logins_file, "--contacts", "5")
+    seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
 
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions.count("connection.created") == 2

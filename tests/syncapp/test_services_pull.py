@@ -5,7 +5,7 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from connections.providers.base import ChangePage, RemoteRecord
-from syncapp.models import Contact, RecordError, RecordLink, SyncRun
+from syncapp.models import Contact, DuplicatePair, RecordError, RecordLink, SyncRun
 from syncapp.services.plan import sync_plan_build
 from syncapp.services.pull import apply_page, prepare_page
 from syncapp.services.runs import run_execute, run_request
@@ -172,14 +172,27 @@ class TestRecordsThatCannotBeImported:
         assert run.status == SyncRun.Status.SUCCEEDED
         assert RecordError.objects.get().resolved
 
-    def test_two_records_of_one_person_make_one_contact(self, sync, world):
+    def test_two_records_of_one_person_are_listed_as_likely_duplicates(self, sync, world):
         world.add("1", email="DUP@example.com", firstname="Dup")
         world.add("2", email="dup@example.com", firstname="Twin")
         run = execute(sync, world)
-        assert Contact.objects.count() == 1
-        error = RecordError.objects.get()
-        assert (error.external_id, error.error_class) == ("2", "duplicate")
-        assert run.created_count == 1
+        first, second = crm_link("1").contact, crm_link("2").contact
+        pair = DuplicatePair.objects.get()
+        assert (pair.contact_a, pair.contact_b, pair.reason) == (first, second, DuplicatePair.Reason.SAME_EMAIL)
+        assert "dup@example.com" in pair.detail
+        # The second waits for the reviewer's merge: only the first reaches the audience.
+        assert list(world.members) == ["dup@example.com"] and world.members["dup@example.com"]["FNAME"] == "Dup"
+        assert run.created_count == 2 and not RecordError.objects.exists()
+
+    def test_a_second_run_keeps_the_duplicates_apart_without_errors(self, sync, world):
+        world.add("1", email="dup@example.com", firstname="Dup")
+        world.add("2", email="dup@example.com", firstname="Twin")
+        execute(sync, world)
+        world.add("2", email="dup@example.com", firstname="Twin2")
+        run = execute(sync, world)
+        assert crm_link("2").contact.first_name == "Twin2"
+        assert Contact.objects.count() == 2 and DuplicatePair.objects.count() == 1
+        assert run.status == SyncRun.Status.SUCCEEDED
 
     def test_a_bad_phone_is_a_field_error_and_the_rest_syncs(self, sync, world):
         world.add("1", email="ph2@example.com", firstname="Ph", phone="1-800-FLOWERS")
@@ -201,7 +214,9 @@ class TestRecordsThatCannotBeImported:
         by_email = {row["email"]: str(i) for i, row in enumerate(hostile_contacts)}
         for email in invalid:
             assert (by_email[email], "invalid_email") in errors
-        assert (by_email["dup@example.com"], "duplicate") in errors
+        # The same address twice (DUP@ and dup@): two contacts, listed for a reviewer's merge.
+        pair = DuplicatePair.objects.get(reason=DuplicatePair.Reason.SAME_EMAIL)
+        assert {pair.contact_a.email, pair.contact_b.email} == {"dup@example.com"}
         importable = {row["email"].strip().lower() for row in hostile_contacts if row["email"] not in invalid}
         assert set(Contact.objects.values_list("email", flat=True)) == importable
         assert set(world.members) == importable

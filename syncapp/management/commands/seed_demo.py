@@ -11,10 +11,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from connections.fields import DecryptionError
+from connections.providers.base import ProviderError
 from syncapp.demo import (
     ADMIN_USERNAME,
     SandboxControl,
     SandboxError,
+    demo_conflicts_plant,
     demo_users_ensure,
     demo_workspace_build,
     read_logins,
@@ -26,9 +28,9 @@ from syncapp.demo import (
 class Command(BaseCommand):
     help = (
         "Seed the sandbox's HubSpot with realistic contacts, then create (or bring up to date) the demo "
-        "workspace: a HubSpot and a Mailchimp connection pointing at the sandbox, the sync 'HubSpot to "
-        "Mailchimp' with its field mappings and a 15-minute schedule, and one user per role with a generated "
-        "password. Safe to run again: nothing is created twice and passwords already handed out are kept."
+        "workspace: a HubSpot and a Mailchimp connection pointing at the sandbox, the two-way sync "
+        "'HubSpot and Mailchimp' with its field mappings and a 15-minute schedule, one user per role with a "
+        "generated password, and a few first-name conflicts waiting for a reviewer. Safe to run again: nothing is created twice and passwords already handed out are kept."
     )
 
     def add_arguments(self, parser):
@@ -37,6 +39,8 @@ class Command(BaseCommand):
                             help="HubSpot contacts the sandbox should hold (default 5000); only the missing ones are added")
         parser.add_argument("--hostile", action=argparse.BooleanOptionalAction, default=True,
                             help="also seed the shared hostile records, so the demo shows record errors (default on)")
+        parser.add_argument("--conflicts", type=int, default=3,
+                            help="conflicts to leave in the review queue the first time (default 3; 0 for none)")
         parser.add_argument("--logins-file", type=Path, default=Path(settings.BASE_DIR) / "var" / "demo-logins.txt",
                             help="where the demo users' passwords are kept (default var/demo-logins.txt)")
 
@@ -73,6 +77,10 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(f"The demo workspace is not valid here: {'; '.join(error.messages)}") from None
 
+        try:
+            planted = demo_conflicts_plant(workspace=workspace, count=options["conflicts"])
+        except ProviderError as error:
+            raise CommandError(f"Could not plant the demo conflicts through the sandbox: {error}") from None
         hostile = f", plus {seeded['hostile']} hostile records" if seeded["hostile"] else ""
         self.stdout.write(
             f"Sandbox HubSpot: {seeded['existing']} contacts were there, {seeded['seeded']} seeded{hostile}."
@@ -84,6 +92,8 @@ class Command(BaseCommand):
         )
         for mapping in workspace.mappings:
             self.stdout.write(f"  {mapping}")
+        if planted:
+            self.stdout.write(f"Ran the sync twice and left {planted} conflicts in the review queue.")
         if workspace.skipped_fields:
             self.stdout.write(f"Skipped (not in the Mailchimp audience): {', '.join(workspace.skipped_fields)}.")
         self.stdout.write(f"Logins (kept in {logins_file}):")
