@@ -21,6 +21,7 @@ class Conflict(models.Model):
 
     class Resolution(models.TextChoices):
         SIDE = "side", "Kept one system's value"
+        HUB = "hub", "Kept the hub's value"
         TYPED = "typed", "Typed a value"
         SETTLED = "settled", "Settled outside"
 
@@ -72,9 +73,10 @@ class DuplicatePair(models.Model):
         MERGED = "merged", "Merged"
         DISMISSED = "dismissed", "Not the same person"
 
-    # contact_a.pk < contact_b.pk, so a pair is stored once.
-    contact_a = models.ForeignKey("syncapp.Contact", on_delete=models.CASCADE, related_name="+")
-    contact_b = models.ForeignKey("syncapp.Contact", on_delete=models.CASCADE, related_name="+")
+    # contact_a.pk < contact_b.pk, so a pair is stored once. A decided pair outlives the
+    # contact a merge (or an erasure) removes: the side becomes empty, the decision stays.
+    contact_a = models.ForeignKey("syncapp.Contact", null=True, on_delete=models.SET_NULL, related_name="+")
+    contact_b = models.ForeignKey("syncapp.Contact", null=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.CharField(max_length=12, choices=Reason.choices)
     detail = models.CharField(max_length=300, blank=True, help_text="The shared key and where it was seen.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)

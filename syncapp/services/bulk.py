@@ -67,7 +67,7 @@ def _reader(field: models.Field, now) -> Callable[[models.Model], Any]:
 
         def related_id(obj):
             value = getattr(obj, attname)
-            if value is None and field.is_cached(obj):
+            if value is None and isinstance(obj, models.Model) and field.is_cached(obj):
                 related = field.get_cached_value(obj)
                 value = related.pk if related is not None else None
             return value
@@ -100,8 +100,14 @@ def bulk_update_rows(model: type[models.Model], objects: Sequence[Any], fields: 
         cursor.executemany(sql, rows)
 
 
-def bulk_insert_rows(objects: Sequence[models.Model], *, set_ids: bool = False) -> None:
+def bulk_insert_rows(
+    objects: Sequence[Any], *, set_ids: bool = False, model: type[models.Model] | None = None
+) -> None:
     """Insert unsaved objects, filling in auto_now dates.
+
+    The objects are instances of `model` (by default the first object's class), or plain
+    objects with an attribute for each column's attname: building a model instance per
+    row costs more than writing it, and the engine writes tens of thousands.
 
     With `set_ids` each object gets its new primary key (multi-row INSERT ... RETURNING,
     which SQLite 3.35+ and PostgreSQL answer in the order of the rows); without it one
@@ -109,7 +115,7 @@ def bulk_insert_rows(objects: Sequence[models.Model], *, set_ids: bool = False) 
     """
     if not objects:
         return
-    model = type(objects[0])
+    model = model or type(objects[0])
     meta = model._meta
     connection, quote = _target(model)
     columns = [field for field in meta.local_concrete_fields if field is not meta.pk]

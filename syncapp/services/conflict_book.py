@@ -15,7 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from audit.services import audit_event_build
+from audit.services import audit_row_build
 from syncapp.models import Conflict, Contact, RecordLink
 
 
@@ -120,7 +120,7 @@ class ConflictBook:
             conflict.updated_at = now
             conflict.save(update_fields=["sides", "status", "resolution", "chosen_value", "resolved_at", "updated_at"])
         for conflict in self.settled:
-            audits.append(audit_event_build(
+            audits.append(audit_row_build(
                 action="conflict.settled", object_type="conflict", object_id=str(conflict.pk),
                 object_repr=str(conflict), system="hub", contact_id=conflict.contact_id, run_id=self.run_id,
                 changes={conflict.hub_field: [conflict.hub_value, conflict.chosen_value]},
@@ -137,7 +137,7 @@ class ConflictBook:
                 base_value=opening.base_value, hub_value=opening.hub_value, sides=sides, run_id=self.run_id,
             )
             conflict.connections.set({side["connection_id"] for side in sides})
-            audits.append(audit_event_build(
+            audits.append(audit_row_build(
                 action="conflict.opened", object_type="conflict", object_id=str(conflict.pk),
                 object_repr=str(conflict), system=opening.side.system, contact_id=opening.contact.pk,
                 run_id=self.run_id,

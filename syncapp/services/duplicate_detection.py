@@ -8,6 +8,7 @@ switchboard, not one person: it flags nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db.models import Count
 
@@ -33,23 +34,24 @@ def duplicate_pairs_flag(pairs: Iterable[tuple[int, int, str, str]]) -> None:
         DuplicatePair.objects.bulk_create(rows, ignore_conflicts=True)
 
 
-def shared_phone_pairs(contact_ids: Iterable[int], *, system: str) -> list[tuple[int, int, str, str]]:
-    """Return pairs of contacts sharing a phone with different emails, for the given contacts' phones."""
-    phones = set(
-        Contact.objects.filter(pk__in=list(contact_ids), phone__isnull=False, email__isnull=False)
-        .values_list("phone", flat=True)
-    )
-    if not phones:
-        return []
+def shared_phone_pairs_since(since: datetime) -> list[tuple[int, int, str, str]]:
+    """Return pairs of contacts sharing a phone under different emails, among phones of
+    contacts changed since `since` (a run's start): one query for a whole run."""
+    recent = Contact.objects.filter(updated_at__gte=since, phone__isnull=False, email__isnull=False).values("phone")
     shared = (
-        Contact.objects.filter(phone__in=phones, email__isnull=False)
+        Contact.objects.filter(phone__in=recent, email__isnull=False)
         .values("phone")
         .annotate(holders=Count("id"))
         .filter(holders__gt=1, holders__lte=SHARED_PHONE_LIMIT)
-        .values_list("phone", flat=True)
+        .values("phone")
     )
-    rows = Contact.objects.filter(phone__in=list(shared), email__isnull=False).values_list("id", "phone", "email")
+    rows = Contact.objects.filter(phone__in=shared, email__isnull=False).values_list("id", "phone", "email")
     return [
-        (first, second, DuplicatePair.Reason.SAME_PHONE, f"Phone {phone} on {email_a} and {email_b} (seen in {system})")
+        (first, second, DuplicatePair.Reason.SAME_PHONE, f"Phone {phone} on {email_a} and {email_b}")
         for first, second, phone, email_a, email_b in likely_duplicate_pairs(rows)
     ]
+
+
+def duplicates_flag_since(since: datetime) -> None:
+    """Flag the shared-phone pairs among contacts a run created or changed."""
+    duplicate_pairs_flag(shared_phone_pairs_since(since))

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.services import audit_event_build, audit_record_many
+from audit.services import audit_record_many, audit_row_build
 from connections.providers.base import ChangePage, RemoteRecord
 from mappings.transforms import TransformChain, TransformError
 from syncapp.engine.batching import latest_per_key
@@ -38,7 +38,7 @@ from syncapp.services.background import prefetched
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.conflict_book import ConflictBook, Side
 from syncapp.services.consent_ledger import last_opt_out_at
-from syncapp.services.duplicate_detection import duplicate_pairs_flag, shared_phone_pairs
+from syncapp.services.duplicate_detection import duplicate_pairs_flag
 from syncapp.services.plan import (
     EMAIL,
     CONSENT_FIELDS,
@@ -60,6 +60,31 @@ ERROR_CLASS_FOR_MATCH = {
     MatchKind.AMBIGUOUS: "ambiguous",
     MatchKind.UNIDENTIFIED: "unidentified",
 }
+
+
+@dataclass(slots=True, eq=False)
+class NewLink:
+    """A RecordLink to insert, as a plain row (see bulk_insert_rows): a page makes up to
+    two per contact, and model instances cost more to build than to write."""
+
+    contact: Contact
+    connection_id: int
+    external_id: str | None = None
+    stable_id: str = ""
+    merge_base: dict[str, Any] = field(default_factory=dict)
+    remote_modified_at: Any = None
+    pending_push: bool = False
+    email_consent_base: str = ""
+    rejected_payload_hash: str = ""
+    archived: bool = False
+    last_pushed_at: Any = None
+    created_at: Any = None
+    updated_at: Any = None
+    pk: None = None
+
+    @property
+    def contact_id(self) -> int | None:
+        return self.contact.pk
 
 
 @dataclass
@@ -201,7 +226,7 @@ class _PageApplier:
         self.new_contacts: list[Contact] = []
         self.changed_contacts: dict[int, Contact] = {}
         self.changed_columns: set[str] = set()
-        self.new_links: list[RecordLink] = []
+        self.new_links: list[NewLink] = []
         self.changed_links: dict[int, RecordLink] = {}
         self.changed_link_columns: set[str] = set()
         # (contact, action, changes) for audit rows, built once new contacts have ids.
@@ -215,8 +240,6 @@ class _PageApplier:
         # New contacts made for a second record of this system with the same email, and
         # the external id of the record they duplicate: listed for review.
         self.duplicates: list[tuple[Contact, str]] = []
-        # Contacts created, or whose email or phone changed: checked for shared phones.
-        self.rekeyed: list[Contact] = []
         self.book: ConflictBook | None = None
 
     def apply(self, incoming: list[Incoming], errors: list[ErrorItem], archived: list[RemoteRecord]) -> None:
@@ -333,6 +356,10 @@ class _PageApplier:
                     continue
                 value = settled[0]
             elif hub_field in CONSENT_FIELDS:
+                if hub_field == EMAIL_CONSENT and link is not None and link.email_consent_base:
+                    # The state last agreed, Syncapp's own writes included (they travel
+                    # apart from the fields, so the field's base may predate them).
+                    base_value = link.email_consent_base
                 value = self._merge_consent(contact, hub_field, base_value, theirs, ours, record)
                 if hub_field == EMAIL_CONSENT:
                     consent_statement = theirs
@@ -362,7 +389,6 @@ class _PageApplier:
         if is_new:
             self.created += 1
             self.new_contacts.append(contact)
-            self.rekeyed.append(contact)
             created = {name: [None, new] for name, (_, new) in changes.items()}
             self.audits.append((contact, "contact.created", created))
         elif changes:
@@ -370,8 +396,6 @@ class _PageApplier:
             contact.updated_at = self.now
             self.changed_contacts[contact.pk] = contact
             self.changed_columns.update(hub_column(name) for name in changes)
-            if EMAIL in changes or PHONE in changes:
-                self.rekeyed.append(contact)
             self.audits.append((contact, "contact.updated", changes))
         else:
             self.unchanged += 1
@@ -407,9 +431,9 @@ class _PageApplier:
 
     def _update_link(self, contact, link, record: RemoteRecord, new_base, consent_statement) -> None:
         if link is None:
-            link = RecordLink(
+            link = NewLink(
                 contact=contact,
-                connection=self.connection,
+                connection_id=self.connection.pk,
                 external_id=record.external_id,
                 stable_id=record.stable_id,
                 merge_base=new_base,
@@ -483,11 +507,11 @@ class _PageApplier:
         bulk_insert_rows(self.new_contacts, set_ids=True)
         bulk_update_rows(Contact, list(self.changed_contacts.values()), sorted(self.changed_columns | {"updated_at"}))
         self._mark_pending(touched)
-        bulk_insert_rows(self.new_links)
+        bulk_insert_rows(self.new_links, model=RecordLink)
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
         run_id = self.tracker.run.pk
         events = [
-            audit_event_build(
+            audit_row_build(
                 action=action,
                 object_type="contact",
                 object_id=str(contact.pk),
@@ -537,7 +561,7 @@ class _PageApplier:
     def _flag_duplicates(self) -> None:
         pairs = []
         if self.duplicates:
-            by_external = {link.external_id: link.contact.pk for link in self.reader_links.values() if link.external_id}
+            by_external = {link.external_id: link.contact_id for link in self.reader_links.values() if link.external_id}
             missing = [external_id for _, external_id in self.duplicates if external_id not in by_external]
             if missing:
                 by_external.update(RecordLink.objects.filter(connection=self.connection, external_id__in=missing)
@@ -547,9 +571,7 @@ class _PageApplier:
                     pairs.append((contact.pk, by_external[external_id], DuplicatePair.Reason.SAME_EMAIL,
                                   f"Email {contact.email} on two {self.connection.name} records "
                                   f"({external_id} and {self.reader_links[id(contact)].external_id})"))
-        rekeyed = [contact.pk for contact in self.rekeyed if contact.phone and contact.email]
-        if rekeyed:
-            pairs.extend(shared_phone_pairs(rekeyed, system=self.connection.name))
+        # Shared phones are looked for once per run (runs.run_execute), not per page.
         duplicate_pairs_flag(pairs)
 
     def _mark_pending(self, touched: list[Contact]) -> None:
@@ -590,7 +612,7 @@ class _PageApplier:
                 if link is None:
                     # Not in that system yet: everything the contact holds is news there.
                     self.new_links.append(
-                        RecordLink(contact=contact, connection=writer.connection, external_id=None, pending_push=True)
+                        NewLink(contact=contact, connection_id=writer.connection.pk, pending_push=True)
                     )
                 elif link.archived or link.pending_push:
                     continue

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_event_build, audit_record_many
+from audit.services import audit_record_many, audit_row_build
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
 from syncapp.models import ConsentEvent, RecordLink
@@ -242,7 +242,7 @@ def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[Pendi
                                     retriable=error.retriable))
             continue
         done.append(link.pk)
-        audits.append(audit_event_build(
+        audits.append(audit_row_build(
             action="contact.archived", object_type="contact", object_id=str(link.contact_id), system=writer.name,
             contact_id=link.contact_id, run_id=tracker.run.pk,
             changes={"system": [None, writer.name], "by": [None, "delete handling"]},
@@ -309,7 +309,7 @@ def _apply(
                 message = "Sent without: " + "; ".join(item.payload.errors) + "."
                 errors.append(ErrorItem("unsendable_value", message, contact_id=item.link.contact_id))
             audits.append(
-                audit_event_build(
+                audit_row_build(
                     action="contact.pushed",
                     object_type="contact",
                     object_id=str(item.link.contact_id),

@@ -18,6 +18,7 @@ from connections.registry import provider_for as registry_provider_for
 from syncapp import queue
 from syncapp.engine.text import clean_text
 from syncapp.models import Sync, SyncRun
+from syncapp.services.duplicate_detection import duplicates_flag_since
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
 from syncapp.services.push import Pusher
@@ -130,6 +131,8 @@ def run_execute(
             others = [pusher for pusher in pushers
                       if pusher.writer is not reader and pusher.writer.connection.pk not in unread]
             pull_endpoint(tracker=tracker, plan=plan, reader=reader, after_page=partial(_send_early, others))
+        tracker.current = None
+        duplicates_flag_since(run.started_at)
         for pusher in pushers:
             pusher.finish()
         tracker.current = None
