@@ -13,9 +13,10 @@ ROLE_MODELS = {
         ("syncapp", "syncrun"),
         ("syncapp", "recorderror"),
         ("syncapp", "contact"),
+        ("syncapp", "conflict"),
     ],
-    REVIEWER: [("syncapp", "contact")],
-    COMPLIANCE: [("audit", "auditevent"), ("syncapp", "contact")],
+    REVIEWER: [("syncapp", "contact"), ("syncapp", "conflict"), ("syncapp", "duplicatepair")],
+    COMPLIANCE: [("audit", "auditevent"), ("syncapp", "contact"), ("syncapp", "conflict")],
 }
 
 # Actions each role may take on those models; the rest stay with superusers.
@@ -23,6 +24,17 @@ ROLE_ACTIONS = {
     MARKETER: ("view", "add", "change", "delete"),
     REVIEWER: ("view",),
     COMPLIANCE: ("view",),
+}
+
+# Exceptions to ROLE_ACTIONS for one model. Reviewers decide conflicts and duplicates;
+# marketers may look at the queue, but deciding what a person's data is stays with
+# reviewers.
+MODEL_ACTIONS = {
+    (MARKETER, "conflict"): ("view",),
+    (REVIEWER, "conflict"): ("view", "change"),
+    (REVIEWER, "duplicatepair"): ("view", "change"),
+    # Recording a consent statement a person gave outside any system (contact page).
+    (REVIEWER, "contact"): ("view", "change"),
 }
 
 
@@ -52,7 +64,11 @@ def roles_ensure(apps=None) -> None:
     Permission = apps.get_model("auth", "Permission")
     for role, models in ROLE_MODELS.items():
         group, _ = Group.objects.get_or_create(name=role)
-        codenames = [f"{action}_{model}" for _, model in models for action in ROLE_ACTIONS[role]]
+        codenames = [
+            f"{action}_{model}"
+            for _, model in models
+            for action in MODEL_ACTIONS.get((role, model), ROLE_ACTIONS[role])
+        ]
         group.permissions.set(
             Permission.objects.filter(
                 content_type__app_label__in={app for app, _ in models}, codename__in=codenames

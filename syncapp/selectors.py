@@ -5,10 +5,12 @@ from typing import Any
 
 from django.db.models import Max, QuerySet
 
+from audit.models import AuditEvent
 from connections.models import Connection
-from syncapp.models import RecordError, Sync, SyncRun
+from syncapp.models import Conflict, RecordError, Sync, SyncRun
 
 RECENT_RUNS = 10
+RECENT_CONTACT_EVENTS = 10
 
 
 def sync_list_with_last_run() -> list[Sync]:
@@ -65,3 +67,17 @@ def run_progress(*, run: SyncRun) -> dict[str, Any]:
         "error": run.error,
         "finished": run_is_finished(run),
     }
+
+
+def conflict_list() -> QuerySet[Conflict]:
+    """Return conflicts with what the review queue shows of each, oldest first."""
+    return Conflict.objects.select_related("sync", "contact", "resolved_by").prefetch_related("connections")
+
+
+def open_conflict_count() -> int:
+    return Conflict.objects.filter(status=Conflict.Status.OPEN).count()
+
+
+def contact_recent_events(*, contact_id: int, limit: int = RECENT_CONTACT_EVENTS) -> list[AuditEvent]:
+    """Return the latest audit events about one contact, newest first."""
+    return list(AuditEvent.objects.filter(contact_id=contact_id).select_related("actor").order_by("-id")[:limit])

@@ -1,7 +1,7 @@
 """Who may open which page."""
 from functools import wraps
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 
 from syncapp.roles import MARKETER, user_has_role
@@ -23,3 +23,15 @@ def role_required(role: str):
 
 
 marketer_required = role_required(MARKETER)
+
+
+def permission_needed(perm: str):
+    """Let in logged-in users holding the model permission `perm`; answer 403 to the rest.
+
+    Visitors are sent to log in first, as with role_required.
+    """
+
+    def decorator(view):
+        return login_required(permission_required(perm, raise_exception=True)(view))
+
+    return decorator

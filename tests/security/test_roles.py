@@ -1,8 +1,8 @@
 """Who may open which page and take which action: one table of role by page.
 
-Marketers run connections, mappings, syncs and runs; reviewers get none of those (their
-conflict and duplicate queues come later); compliance reads the audit trail and nothing
-else; superusers reach everything, yet nobody edits runs or the audit trail. Every
+Marketers run connections, mappings, syncs and runs; reviewers get none of those but
+decide conflicts, which marketers and compliance may only look at; compliance reads the
+audit trail; superusers reach everything, yet nobody edits runs or the audit trail. Every
 role user is staff, as the demo makes them, so the admin's own permission checks are
 what is under test.
 """
@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from audit.services import audit_record
-from syncapp.models import RecordError, SyncRun
+from syncapp.models import Conflict, Contact, RecordError, SyncRun
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from tests.workspace import run_make, user_with_role, workspace_make
 
@@ -45,6 +45,7 @@ MARKETERS_ONLY = (302, 200, 403, 403, 200)
 COMPLIANCE_READS = (302, 403, 403, 200, 200)
 SUPERUSERS_ONLY = (302, 403, 403, 403, 200)
 NOBODY = (302, 403, 403, 403, 403)
+EVERY_ROLE = (302, 200, 200, 200, 200)
 
 TABLE = [
     # The app's pages.
@@ -59,6 +60,12 @@ TABLE = [
     pages("connection pages", "connections:list", (), MARKETERS_ONLY),
     pages("connection page", "connections:detail", ("connection",), MARKETERS_ONLY),
     pages("connect an account", "connections:connect", (), MARKETERS_ONLY),
+    pages("review queue", "conflict_queue", (), EVERY_ROLE),
+    pages("conflict page", "conflict_detail", ("conflict",), EVERY_ROLE),
+    # Reviewers get past the permission check to the form, which refuses an empty decision.
+    pages("resolve a conflict", "conflict_resolve", ("conflict",), (302, 403, 400, 403, 400), method="POST"),
+    pages("resolve a conflict by GET", "conflict_resolve", ("conflict",), (405, 405, 405, 405, 405)),
+    pages("resolve in bulk", "conflicts_resolve_bulk", (), (302, 403, 302, 403, 302), method="POST"),
     # The admin.
     pages("admin index", "admin:index", (), (302, 200, 200, 200, 200)),
     pages("connection list", "admin:connections_connection_changelist", (), MARKETERS_ONLY),
@@ -104,6 +111,9 @@ def workspace() -> dict[str, int]:
     error = RecordError.objects.create(run=run, connection=connection, external_id="42", error_class="invalid_email",
                                        message="Invalid email")
     event = audit_record(action="sync.created", obj=sync, changes={"name": [None, sync.name]})
+    contact = Contact.objects.create(email="ann@example.com", first_name="Ann")
+    conflict = Conflict.objects.create(sync=sync, contact=contact, hub_field="first_name", base_value="Ann",
+                                       hub_value="Ann", sides=[])
     return {
         "sync": sync.pk,
         "run": run.pk,
@@ -111,6 +121,7 @@ def workspace() -> dict[str, int]:
         "mapping": sync.mappings.first().pk,
         "record_error": error.pk,
         "audit_event": event.pk,
+        "conflict": conflict.pk,
         "user": user_with_role("someone").pk,
     }
 

@@ -22,3 +22,15 @@ def test_the_roles_come_back_after_a_flush():
     call_command("flush", interactive=False, verbosity=0)
     assert set(Group.objects.values_list("name", flat=True)) >= {MARKETER, REVIEWER, COMPLIANCE}
     assert Group.objects.get(name=MARKETER).permissions.filter(codename="change_connection").exists()
+
+
+@pytest.mark.django_db
+def test_reviewers_decide_conflicts_and_duplicates_which_others_may_only_view():
+    def codenames(role):
+        return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
+
+    assert {"view_conflict", "change_conflict", "view_duplicatepair", "change_duplicatepair"} <= codenames(REVIEWER)
+    assert "delete_conflict" not in codenames(REVIEWER)
+    for role in (MARKETER, COMPLIANCE):
+        assert "view_conflict" in codenames(role)
+        assert not codenames(role) & {"add_conflict", "change_conflict", "delete_conflict"}
