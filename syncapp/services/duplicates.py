@@ -1,0 +1,297 @@
+"""Likely duplicate contacts: merging the two into one, or recording that they are two people.
+
+A merge joins everything the hub holds about the two contacts (values, links, consent
+ledger, conflicts, duplicate pairs) into the survivor and deletes the other. Where both
+have a live record in the same system, that system holds the person twice: its two
+records are merged there as well, or the other one archived where the system cannot
+merge records.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.services import audit_record
+from connections.providers.base import MergeNotSupported, ProviderError
+from connections.registry import provider_for
+from syncapp.engine.consent import SUBSCRIBED, most_restrictive
+from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink
+from syncapp.models.hub import HUB_FIELDS
+
+CONSENT_CHANNELS = {"email_consent": ConsentEvent.Channel.EMAIL, "sms_consent": ConsentEvent.Channel.SMS}
+VALUE_FIELDS = [name for name in HUB_FIELDS if name not in CONSENT_CHANNELS]
+# The system named in the ledger for statements made in Syncapp (as consent_ledger does).
+HUB_SYSTEM = "Syncapp"
+
+
+class PairClosed(Exception):
+    """The pair is no longer open: someone merged or dismissed it meanwhile."""
+
+
+class RemoteMergeFailed(Exception):
+    """A system refused to merge (or archive) its second record; the hub was left as it was."""
+
+
+class PairChanged(Exception):
+    """The two contacts' links changed while their records were being merged; try again."""
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """What becomes of each link of the two contacts."""
+
+    # Links of the other contact to systems the survivor has no (live) record in.
+    moved: list[RecordLink]
+    # Links that go: the other's where the survivor keeps its own, or the survivor's
+    # empty or archived link where the other has a live record.
+    dropped: list[RecordLink]
+    # (survivor's link, other's link) with a live record each in one system.
+    both_live: list[tuple[RecordLink, RecordLink]]
+
+
+@dataclass(frozen=True)
+class RemoteMerge:
+    connection_id: int
+    connection_name: str
+    kept_id: str
+    merged_id: str
+    how: str  # "merged", or "archived" where the system cannot merge
+
+    def as_json(self) -> dict[str, str]:
+        return {"connection": self.connection_name, "kept": self.kept_id, "merged": self.merged_id, "how": self.how}
+
+
+def _is_live(link: RecordLink) -> bool:
+    return bool(link.external_id) and not link.archived
+
+
+def _link_plan(survivor_id: int, other_id: int) -> LinkPlan:
+    links = (RecordLink.objects.filter(contact_id__in=[survivor_id, other_id])
+             .select_related("connection").order_by("pk"))
+    survivor_links = {link.connection_id: link for link in links if link.contact_id == survivor_id}
+    moved, dropped, both_live = [], [], []
+    for link in links:
+        if link.contact_id != other_id:
+            continue
+        kept = survivor_links.get(link.connection_id)
+        if kept is None:
+            moved.append(link)
+        elif _is_live(kept) and _is_live(link):
+            both_live.append((kept, link))
+        elif _is_live(link):
+            moved.append(link)
+            dropped.append(kept)
+        else:
+            dropped.append(link)
+    return LinkPlan(moved=moved, dropped=dropped, both_live=both_live)
+
+
+def _remote_records_merge(both_live: list[tuple[RecordLink, RecordLink]]) -> list[RemoteMerge]:
+    """Merge each system's second record into the survivor's, or archive it where merging is not offered."""
+    done = []
+    for kept, merged in both_live:
+        connection = kept.connection
+        try:
+            kept_id, how = _records_merge(provider_for(connection), kept.external_id, merged.external_id)
+        except ProviderError as error:
+            raise RemoteMergeFailed(f"{connection.name} refused to merge its records: {error}") from error
+        done.append(RemoteMerge(connection.pk, connection.name, kept_id, merged.external_id, how))
+    return done
+
+
+def _records_merge(provider, kept_id: str, merged_id: str) -> tuple[str, str]:
+    """Return (the survivor's record id, "merged" or "archived") once `merged_id` is gone from the system."""
+    try:
+        return str(provider.merge_records(kept_id, merged_id)), "merged"
+    except MergeNotSupported:
+        provider.archive(merged_id)
+        return kept_id, "archived"
+    except ProviderError as error:
+        # An earlier attempt merged these records and then failed in another system,
+        # leaving the hub as it was: the other record gone while the survivor's is there
+        # is this merge done, and the retry goes on.
+        if error.status == 404:
+            found = {record.external_id for record in provider.read_by_ids([kept_id, merged_id])}
+            if found == {kept_id}:
+                return kept_id, "merged"
+        raise
+
+
+def _is_empty(value) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _values_take(survivor: Contact, other: Contact) -> dict[str, list]:
+    """Fill the survivor's empty hub values from the other's; return {field: [old, new]} taken."""
+    taken = {}
+    for name in VALUE_FIELDS:
+        ours, theirs = getattr(survivor, name), getattr(other, name)
+        if _is_empty(ours) and not _is_empty(theirs):
+            taken[name] = [ours, theirs]
+            setattr(survivor, name, theirs)
+    attributes = dict(survivor.attributes or {})
+    for key, theirs in (other.attributes or {}).items():
+        if _is_empty(attributes.get(key)) and not _is_empty(theirs):
+            taken[f"attributes.{key}"] = [attributes.get(key), theirs]
+            attributes[key] = theirs
+    survivor.attributes = attributes
+    return taken
+
+
+def _consent_join(survivor: Contact, other: Contact, *, user, now) -> dict[str, list]:
+    """Give the survivor the most restrictive consent of the two, per channel, in its ledger."""
+    changes = {}
+    for column, channel in CONSENT_CHANNELS.items():
+        ours, theirs = getattr(survivor, column), getattr(other, column)
+        joined = most_restrictive(ours, theirs)
+        if joined == ours:
+            continue
+        changes[column] = [ours, joined]
+        setattr(survivor, column, joined)
+        ConsentEvent.objects.create(
+            contact=survivor, channel=channel, state=theirs, previous_state=ours, hub_state=joined,
+            system=HUB_SYSTEM, evidence=ConsentEvent.Evidence.USER, occurred_at=now, actor=user,
+            note=f"Merged with contact #{other.pk}, whose state this was.",
+        )
+    # An explicit opt-in stands behind a subscription only: the newest of the two is kept
+    # when the merged state is subscribed, and a restriction either contact held ends it.
+    opt_ins = [c.email_opt_in_at for c in (survivor, other) if c.email_consent == SUBSCRIBED and c.email_opt_in_at]
+    survivor.email_opt_in_at = max(opt_ins, default=None) if survivor.email_consent == SUBSCRIBED else None
+    return changes
+
+
+def _conflicts_move(survivor: Contact, other: Contact, *, user, now) -> None:
+    """Give the other's conflicts to the survivor, closing those the survivor already has open."""
+    open_here = dict(
+        ((sync_id, hub_field), pk)
+        for pk, sync_id, hub_field in Conflict.objects.filter(contact=survivor, status=Conflict.Status.OPEN)
+        .values_list("pk", "sync_id", "hub_field")
+    )
+    for conflict in Conflict.objects.filter(contact=other, status=Conflict.Status.OPEN):
+        kept_pk = open_here.get((conflict.sync_id, conflict.hub_field))
+        if kept_pk is None:
+            continue
+        # Two open conflicts on one field of one contact cannot stand (one_open_conflict_per_field):
+        # the survivor's stays for the reviewer, this one is closed as its duplicate.
+        conflict.status = Conflict.Status.SETTLED
+        conflict.resolution = Conflict.Resolution.SETTLED
+        conflict.reason = f"Contact #{other.pk} was merged into #{survivor.pk}, whose conflict #{kept_pk} stays open."
+        conflict.resolved_by = user
+        conflict.resolved_at = now
+        conflict.save(update_fields=["status", "resolution", "reason", "resolved_by", "resolved_at", "updated_at"])
+    Conflict.objects.filter(contact=other).update(contact=survivor, updated_at=now)
+
+
+def _pairs_move(survivor: Contact, other: Contact, *, merged_pair: DuplicatePair) -> None:
+    """Re-point the other's pairs to the survivor, dropping those the survivor already has."""
+    pairs = DuplicatePair.objects.filter(Q(contact_a=other) | Q(contact_b=other)).exclude(pk=merged_pair.pk)
+    for pair in pairs:
+        partner_id = pair.contact_b_id if pair.contact_a_id == other.pk else pair.contact_a_id
+        contact_a_id, contact_b_id = sorted((partner_id, survivor.pk))
+        if DuplicatePair.objects.filter(contact_a_id=contact_a_id, contact_b_id=contact_b_id).exists():
+            pair.delete()
+            continue
+        pair.contact_a_id, pair.contact_b_id = contact_a_id, contact_b_id
+        pair.save(update_fields=["contact_a", "contact_b"])
+
+
+def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str = "") -> Contact:
+    """Merge the pair's two contacts into `survivor` and return it.
+
+    The survivor keeps its values and takes the other's where it has none; consent per
+    channel becomes the most restrictive of the two; links, consent ledger, conflicts
+    and pairs move to it; every link of it is marked pending so each system gets the
+    merged values on the next run; the other contact is deleted.
+
+    Raises ValueError when `survivor` is not in the pair, PairClosed when the pair is no
+    longer open, RemoteMergeFailed when a system refuses to merge its two records, and
+    PairChanged when a run linked either contact anew meanwhile; the hub is then as it was.
+    """
+    if survivor.pk not in (pair.contact_a_id, pair.contact_b_id):
+        raise ValueError(f"Contact #{survivor.pk} is not one of the pair's two contacts.")
+    if not DuplicatePair.objects.filter(pk=pair.pk, status=DuplicatePair.Status.OPEN).exists():
+        raise PairClosed
+    other_id = pair.contact_b_id if survivor.pk == pair.contact_a_id else pair.contact_a_id
+    # The systems' two records are merged first, before the transaction: a refusal then
+    # leaves the hub as it was and the pair open, to be tried again, and no lock is held
+    # while a remote API answers (on SQLite a write transaction locks the whole
+    # database, and a sync run would wait on it). The other way round, a failure after
+    # the commit would leave a system holding the person twice with one record unlinked.
+    # With two such systems, the first may have merged when the second refuses: trying
+    # again finds that merge done (_records_merge).
+    remote = _remote_records_merge(_link_plan(survivor.pk, other_id).both_live)
+    now = timezone.now()
+    with transaction.atomic():
+        pair = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
+        if pair.status != DuplicatePair.Status.OPEN:
+            raise PairClosed
+        contacts = {c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=[survivor.pk, other_id])}
+        survivor, other = contacts[survivor.pk], contacts[other_id]
+        plan = _link_plan(survivor.pk, other_id)
+        # A run may have linked another record in between: its two records were not merged.
+        if {(kept.connection_id, merged.external_id) for kept, merged in plan.both_live} != {
+            (merge.connection_id, merge.merged_id) for merge in remote
+        }:
+            raise PairChanged
+        changes = {**_values_take(survivor, other), **_consent_join(survivor, other, user=user, now=now)}
+        survivor.save()
+
+        gone = [link.pk for link in plan.dropped] + [merged.pk for _, merged in plan.both_live]
+        RecordLink.objects.filter(pk__in=gone).delete()
+        for merge in remote:
+            # A system may give the merged record a new id.
+            RecordLink.objects.filter(contact=survivor, connection_id=merge.connection_id).update(
+                external_id=merge.kept_id
+            )
+        RecordLink.objects.filter(pk__in=[link.pk for link in plan.moved]).update(contact=survivor)
+        # Archived records are left alone, as the engine does.
+        RecordLink.objects.filter(contact=survivor, archived=False).update(pending_push=True, updated_at=now)
+        ConsentEvent.objects.filter(contact=other).update(contact=survivor)
+        _conflicts_move(survivor, other, user=user, now=now)
+        _pairs_move(survivor, other, merged_pair=pair)
+
+        pair.status = DuplicatePair.Status.MERGED
+        pair.decided_by = user
+        pair.decided_at = now
+        pair.save(update_fields=["status", "decided_by", "decided_at"])
+        audit_record(
+            action="contact.merged", obj=survivor, actor=user, contact_id=survivor.pk,
+            changes={
+                **changes,
+                "merged_contact_id": [None, other.pk],
+                "duplicate_pair_id": [None, pair.pk],
+                "links_moved": [None, sorted(link.connection.name for link in plan.moved)],
+                "records_merged": [None, [merge.as_json() for merge in remote]],
+                "reason": [None, reason],
+            },
+        )
+        other.delete()
+    return survivor
+
+
+def duplicate_dismiss(*, pair: DuplicatePair, user, reason: str = "") -> DuplicatePair:
+    """Record that the pair's two contacts are different people; the pair stays, closed.
+
+    The closed pair is what keeps the engine from proposing the same two contacts again.
+    Raises PairClosed when the pair is no longer open.
+    """
+    with transaction.atomic():
+        pair = DuplicatePair.objects.select_for_update().get(pk=pair.pk)
+        if pair.status != DuplicatePair.Status.OPEN:
+            raise PairClosed
+        pair.status = DuplicatePair.Status.DISMISSED
+        pair.decided_by = user
+        pair.decided_at = timezone.now()
+        pair.save(update_fields=["status", "decided_by", "decided_at"])
+        audit_record(
+            action="duplicate.dismissed", obj=pair, actor=user,
+            changes={
+                "status": [DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
+                "contacts": [None, [pair.contact_a_id, pair.contact_b_id]],
+                "reason": [None, reason],
+            },
+        )
+    return pair
