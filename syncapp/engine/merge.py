@@ -71,6 +71,12 @@ def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+def same(a: Any, b: Any) -> bool:
+    """Return whether two values are the same for the merge: two spellings of "nothing"
+    (None, "", [], {}) are; a system reading back "" as None has not changed anything."""
+    return a == b or (is_empty(a) and is_empty(b))
+
+
 def merge_field(
     *,
     base: Any,
@@ -85,14 +91,13 @@ def merge_field(
     `base` is NO_BASE when nothing was ever agreed with that system for this field.
     The change times serve the most-recent policy; an unknown time never wins.
     """
-    if base is not NO_BASE and theirs == base:
+    if base is not NO_BASE and same(theirs, base):
         return FieldDecision(Outcome.UNCHANGED, ours, "unchanged in the system, or an echo of Syncapp's own write")
-    if theirs == ours or (is_empty(theirs) and is_empty(ours)):
-        # Two spellings of "nothing" (None, "") agree as well.
+    if same(theirs, ours):
         return FieldDecision(Outcome.UNCHANGED, ours, "the system and the hub already agree")
     if is_empty(theirs) and rule.never_overwrite_with_empty and not is_empty(ours):
         return FieldDecision(Outcome.KEEP_OURS, ours, "an empty value never overwrites the hub's")
-    if base is not NO_BASE and ours == base:
+    if base is not NO_BASE and same(ours, base):
         return FieldDecision(Outcome.TAKE_THEIRS, theirs, "changed only in the system")
     if base is NO_BASE and is_empty(ours):
         return FieldDecision(Outcome.TAKE_THEIRS, theirs, "the hub had no value")

@@ -59,6 +59,7 @@ class PendingLink:
     pk: int
     contact_id: int
     external_id: str | None
+    stable_id: str
     merge_base: dict[str, Any]
     email_consent_base: str
     rejected_payload_hash: str
@@ -69,9 +70,9 @@ class PendingLink:
     updated_at: datetime | None = None
 
 
-LINK_COLUMNS = ("pk", "contact_id", "external_id", "merge_base", "email_consent_base", "rejected_payload_hash",
-                "archived")
-WRITTEN_COLUMNS = ["external_id", "merge_base", "email_consent_base", "pending_push", "rejected_payload_hash",
+LINK_COLUMNS = ("pk", "contact_id", "external_id", "stable_id", "merge_base", "email_consent_base",
+                "rejected_payload_hash", "archived")
+WRITTEN_COLUMNS = ["external_id", "stable_id", "merge_base", "email_consent_base", "pending_push", "rejected_payload_hash",
                    "last_pushed_at", "updated_at"]
 
 
@@ -368,6 +369,9 @@ def _accept(item: Outgoing, result: RecordResult, now: datetime) -> dict[str, li
     if payload.email_consent is not None and payload.email_consent != link.email_consent_base:
         changes["email_consent"] = [link.email_consent_base or None, payload.email_consent]
     link.external_id = result.external_id or link.external_id
+    # Known from the write, so that an email changed there before the next read still
+    # finds this link (Mailchimp's member id follows the address).
+    link.stable_id = result.stable_id or link.stable_id
     link.merge_base = {**link.merge_base, **payload.fields}
     link.email_consent_base = payload.email_consent or link.email_consent_base
     link.pending_push = False

@@ -1,4 +1,9 @@
-"""The email consent rule: the most restrictive state wins, and sync never re-subscribes."""
+"""The email consent rule: the most restrictive state wins, and sync never re-subscribes.
+
+A re-subscribe crosses systems only as an explicit opt-in newer than the opt-out it lifts.
+"""
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,9 +16,12 @@ from syncapp.engine.consent import (
     TRANSACTIONAL,
     UNKNOWN,
     UNSUBSCRIBED,
+    ConsentDecision,
     UnknownConsentState,
+    merge_consent,
     merge_email_consent,
     most_restrictive,
+    outgoing_consent,
     outgoing_email_consent,
 )
 from syncapp.models.hub import ConsentState
@@ -106,3 +114,125 @@ class TestOutgoingEmailConsent:
         sent = outgoing_email_consent(hub, remote)
         if sent is not None and remote is not None:
             assert RESTRICTIVENESS[sent] >= RESTRICTIVENESS[remote]
+
+
+OPTED_OUT = datetime(2026, 3, 1, tzinfo=timezone.utc)
+BEFORE, AFTER = OPTED_OUT - timedelta(days=1), OPTED_OUT + timedelta(days=1)
+
+
+class TestMergeConsent:
+    """merge_consent: the ledger's rule with explicit opt-ins (a system's own opt-in time)."""
+
+    # (case, base, theirs, ours, opted_in_at, opted_out_at, expected state, explicit opt-in)
+    CASES = [
+        ("an unsubscribe from a system wins", SUBSCRIBED, UNSUBSCRIBED, SUBSCRIBED, None, None, UNSUBSCRIBED, False),
+        ("a hard bounce wins over everything", SUBSCRIBED, CLEANED, UNSUBSCRIBED, None, None, CLEANED, False),
+        ("pending restricts a subscription", None, PENDING, SUBSCRIBED, None, None, PENDING, False),
+        ("transactional restricts a subscription", SUBSCRIBED, TRANSACTIONAL, SUBSCRIBED, None, None,
+         TRANSACTIONAL, False),
+        ("a first statement fills an unknown hub", None, SUBSCRIBED, UNKNOWN, None, None, SUBSCRIBED, False),
+        ("no statement changes nothing", SUBSCRIBED, None, UNSUBSCRIBED, AFTER, OPTED_OUT, UNSUBSCRIBED, False),
+        ("'unknown' is no statement", SUBSCRIBED, UNKNOWN, SUBSCRIBED, None, None, SUBSCRIBED, False),
+        ("a double opt-in confirmation is taken", PENDING, SUBSCRIBED, PENDING, None, None, SUBSCRIBED, False),
+        # Re-subscribes.
+        ("an opt-in newer than the opt-out lifts an unsubscribe", UNSUBSCRIBED, SUBSCRIBED, UNSUBSCRIBED,
+         AFTER, OPTED_OUT, SUBSCRIBED, True),
+        ("a system still holding its old subscribed state lifts nothing", SUBSCRIBED, SUBSCRIBED, UNSUBSCRIBED,
+         AFTER, OPTED_OUT, UNSUBSCRIBED, False),
+        ("an opt-in newer than the opt-out lifts pending", None, SUBSCRIBED, PENDING, AFTER, OPTED_OUT,
+         SUBSCRIBED, True),
+        ("an opt-in newer than the opt-out lifts transactional", TRANSACTIONAL, SUBSCRIBED, TRANSACTIONAL,
+         AFTER, OPTED_OUT, SUBSCRIBED, True),
+        ("an opt-in older than the opt-out does not", UNSUBSCRIBED, SUBSCRIBED, UNSUBSCRIBED, BEFORE, OPTED_OUT,
+         UNSUBSCRIBED, False),
+        ("an opt-in at the very instant of the opt-out does not", UNSUBSCRIBED, SUBSCRIBED, UNSUBSCRIBED,
+         OPTED_OUT, OPTED_OUT, UNSUBSCRIBED, False),
+        ("a subscribed without an opt-in time does not", UNSUBSCRIBED, SUBSCRIBED, UNSUBSCRIBED, None, OPTED_OUT,
+         UNSUBSCRIBED, False),
+        ("an opt-in with no recorded opt-out to compare does not", UNSUBSCRIBED, SUBSCRIBED, UNSUBSCRIBED, AFTER,
+         None, UNSUBSCRIBED, False),
+        ("nothing lifts a hard bounce", UNSUBSCRIBED, SUBSCRIBED, CLEANED, AFTER, OPTED_OUT, CLEANED, False),
+        ("an opt-in is not a restriction's statement", UNSUBSCRIBED, PENDING, UNSUBSCRIBED, AFTER, OPTED_OUT,
+         UNSUBSCRIBED, False),
+    ]
+
+    @pytest.mark.parametrize(("case", "base", "theirs", "ours", "opted_in_at", "opted_out_at", "state", "explicit"),
+                             CASES, ids=[row[0] for row in CASES])
+    def test_cases(self, case, base, theirs, ours, opted_in_at, opted_out_at, state, explicit):
+        decision = merge_consent(base=base, theirs=theirs, ours=ours, opted_in_at=opted_in_at,
+                                 opted_out_at=opted_out_at)
+        assert decision == ConsentDecision(state, explicit_opt_in=explicit)
+
+    @given(base=st.one_of(st.none(), states), theirs=st.one_of(st.none(), states), ours=states,
+           opted_in_at=st.one_of(st.none(), st.sampled_from([BEFORE, OPTED_OUT, AFTER])),
+           opted_out_at=st.one_of(st.none(), st.just(OPTED_OUT)))
+    def test_only_a_newer_explicit_opt_in_ever_loosens(self, base, theirs, ours, opted_in_at, opted_out_at):
+        decision = merge_consent(base=base, theirs=theirs, ours=ours, opted_in_at=opted_in_at,
+                                 opted_out_at=opted_out_at)
+        assert decision.state in (ours, theirs)
+        loosened = RESTRICTIVENESS[decision.state] < RESTRICTIVENESS[ours] and ours != UNKNOWN
+        is_confirmation = (base, theirs, ours) == (PENDING, SUBSCRIBED, PENDING)
+        if loosened and not is_confirmation:
+            assert decision.explicit_opt_in
+        if decision.explicit_opt_in:
+            assert decision.state == SUBSCRIBED and ours != CLEANED
+            assert opted_in_at is not None and opted_out_at is not None and opted_in_at > opted_out_at
+
+
+# Mailchimp can be told "unsubscribed" and "cleaned" about an existing member; HubSpot's
+# opt-out flag only "unsubscribed".
+AUDIENCE = frozenset({UNSUBSCRIBED, CLEANED})
+OPT_OUT_FLAG = frozenset({UNSUBSCRIBED})
+
+
+class TestOutgoingConsent:
+    """outgoing_consent: what a system is told, given what it holds and what it can hold."""
+
+    # (case, hub state, remote state, writable, explicit opt-in, sent)
+    CASES = [
+        ("no statement in the hub: nothing is sent", UNKNOWN, SUBSCRIBED, None, False, None),
+        ("a new record gets the hub's state", SUBSCRIBED, None, None, False, SUBSCRIBED),
+        ("a new record may be created pending", PENDING, None, None, False, PENDING),
+        ("a new record may be created unsubscribed", UNSUBSCRIBED, None, None, False, UNSUBSCRIBED),
+        ("an opt-out reaches a subscribed member", UNSUBSCRIBED, SUBSCRIBED, AUDIENCE, False, UNSUBSCRIBED),
+        ("a hard bounce reaches a subscribed member", CLEANED, SUBSCRIBED, AUDIENCE, False, CLEANED),
+        ("a hard bounce outranks an unsubscribe there", CLEANED, UNSUBSCRIBED, AUDIENCE, False, CLEANED),
+        ("a hard bounce reaches a CRM as its opt-out", CLEANED, None, OPT_OUT_FLAG, False, UNSUBSCRIBED),
+        ("an opt-out reaches a CRM", UNSUBSCRIBED, None, OPT_OUT_FLAG, False, UNSUBSCRIBED),
+        ("an opt-out already held is stated again (the base tells it is not news)", UNSUBSCRIBED, UNSUBSCRIBED,
+         AUDIENCE, False, UNSUBSCRIBED),
+        ("subscribed cannot be written to an existing record", SUBSCRIBED, None, AUDIENCE, False, None),
+        ("pending cannot be approached by a writable state", PENDING, SUBSCRIBED, AUDIENCE, False, None),
+        ("transactional neither", TRANSACTIONAL, SUBSCRIBED, OPT_OUT_FLAG, False, None),
+        ("never loosens a remote opt-out", SUBSCRIBED, UNSUBSCRIBED, None, False, None),
+        ("never loosens a remote hard bounce", UNSUBSCRIBED, CLEANED, AUDIENCE, False, None),
+        ("never confirms a remote pending", SUBSCRIBED, PENDING, None, False, None),
+        ("'unknown' remote is no state", SUBSCRIBED, UNKNOWN, None, False, SUBSCRIBED),
+        # Explicit opt-ins.
+        ("an explicit opt-in lifts a remote opt-out", SUBSCRIBED, UNSUBSCRIBED, AUDIENCE, True, SUBSCRIBED),
+        ("an explicit opt-in lifts a remote pending", SUBSCRIBED, PENDING, AUDIENCE, True, SUBSCRIBED),
+        ("an explicit opt-in lifts a remote transactional", SUBSCRIBED, TRANSACTIONAL, None, True, SUBSCRIBED),
+        ("an explicit opt-in never lifts a hard bounce", SUBSCRIBED, CLEANED, AUDIENCE, True, None),
+        ("an explicit opt-in goes as subscribed to a new record", SUBSCRIBED, None, None, True, SUBSCRIBED),
+        ("an explicit opt-in is not sent where subscribed cannot be written", SUBSCRIBED, SUBSCRIBED, AUDIENCE,
+         True, None),
+    ]
+
+    @pytest.mark.parametrize(("case", "hub", "remote", "writable", "explicit", "sent"), CASES,
+                             ids=[row[0] for row in CASES])
+    def test_cases(self, case, hub, remote, writable, explicit, sent):
+        assert outgoing_consent(hub, remote, writable=writable, explicit_opt_in=explicit) == sent
+
+    @given(hub=states, remote=st.one_of(st.none(), states),
+           writable=st.sampled_from([None, AUDIENCE, OPT_OUT_FLAG]), explicit=st.booleans())
+    def test_what_is_sent(self, hub, remote, writable, explicit):
+        sent = outgoing_consent(hub, remote, writable=writable, explicit_opt_in=explicit)
+        if sent is None:
+            return
+        # Never looser than what the system holds, unless an explicit opt-in lifts it.
+        if remote not in (None, UNKNOWN) and RESTRICTIVENESS[sent] < RESTRICTIVENESS[remote]:
+            assert explicit and sent == SUBSCRIBED and remote != CLEANED
+        else:
+            # Never looser than the hub's state either, and never a state the system cannot hold.
+            assert RESTRICTIVENESS[sent] <= RESTRICTIVENESS[hub] or sent == hub
+            assert writable is None or sent in writable or explicit

@@ -10,6 +10,7 @@ from syncapp.engine.identity import (
     InvalidPhone,
     KnownContact,
     MatchKind,
+    likely_duplicate_pairs,
     match,
     match_page,
     normalize_email,
@@ -304,3 +305,81 @@ class TestMatchPage:
         assert len(claimed) == len(set(claimed))
         new_emails = [k.email for k, r in zip(keys, results) if r.kind is MatchKind.NEW and k.email]
         assert len(new_emails) == len(set(new_emails))
+
+
+class TestMatchOrder:
+    """Link, then normalized email, then E.164 phone."""
+
+    def test_email_wins_over_phone(self):
+        idx = index(contacts=[KnownContact(1, "ann@example.com"), KnownContact(2, None, "+14155550100")])
+        result = match(IncomingKeys("h1", email="ann@example.com", phone="+14155550100"), idx)
+        assert (result.kind, result.contact_id) == (MatchKind.EMAIL, 1)
+
+    def test_link_wins_over_phone(self):
+        idx = index({"h1": 1}, [KnownContact(1, None, "+14155550199", linked_external_id="h1"),
+                                KnownContact(2, None, "+14155550100")])
+        result = match(IncomingKeys("h1", phone="+14155550100"), idx)
+        assert (result.kind, result.contact_id) == (MatchKind.LINK, 1)
+
+    def test_a_contact_listed_as_a_duplicate_keeps_its_own_record(self):
+        # Two contacts share an email until a reviewer merges them; the second one's own
+        # record is not a new duplicate each time it is read.
+        idx = index({"h2": 2}, [KnownContact(1, "dup@example.com", linked_external_id="h1"),
+                                KnownContact(2, "dup@example.com", linked_external_id="h2")])
+        result = match(IncomingKeys("h2", email="dup@example.com"), idx)
+        assert (result.kind, result.contact_id) == (MatchKind.LINK, 2)
+
+
+class TestEmailChanges:
+    """An email changed in either system updates the same contact and keeps its links."""
+
+    def test_a_new_email_on_a_linked_record_stays_with_its_contact(self):
+        idx = index({"h1": 1}, [KnownContact(1, "old@example.com", linked_external_id="h1")])
+        result = match(IncomingKeys("h1", email="new@example.com"), idx)
+        assert (result.kind, result.contact_id) == (MatchKind.LINK, 1)
+
+    def test_a_record_whose_id_follows_its_email_is_found_by_its_stable_link(self):
+        # Mailchimp's member id is the MD5 of the address: after a change the record comes
+        # back under a new id, which the pull links through the stable contact_id.
+        idx = index({"md5-of-new": 1}, [KnownContact(1, "old@example.com", linked_external_id="md5-of-old")])
+        result = match(IncomingKeys("md5-of-new", email="new@example.com"), idx)
+        assert (result.kind, result.contact_id) == (MatchKind.LINK, 1)
+
+    def test_the_old_address_then_belongs_to_nobody(self):
+        idx = index({"h1": 1}, [KnownContact(1, "old@example.com", linked_external_id="h1")])
+        results = match_page([IncomingKeys("h1", email="new@example.com"),
+                              IncomingKeys("h2", email="old@example.com")], idx)
+        assert [(r.kind, r.contact_id) for r in results] == [(MatchKind.LINK, 1), (MatchKind.NEW, None)]
+
+    def test_the_new_address_is_known_for_the_rest_of_the_page(self):
+        idx = index({"h1": 1}, [KnownContact(1, "old@example.com", linked_external_id="h1")])
+        results = match_page([IncomingKeys("h2", email="new@example.com"),
+                              IncomingKeys("h1", email="new@example.com")], idx)
+        assert [r.kind for r in results] == [MatchKind.DUPLICATE, MatchKind.LINK]
+
+
+class TestLikelyDuplicatePairs:
+    def test_same_phone_under_two_emails_is_a_pair(self):
+        rows = [(2, "+14155550100", "b@example.com"), (1, "+14155550100", "a@example.com")]
+        assert likely_duplicate_pairs(rows) == [(1, 2, "+14155550100", "a@example.com", "b@example.com")]
+
+    def test_same_phone_and_same_email_is_no_pair(self):
+        rows = [(1, "+14155550100", "a@example.com"), (2, "+14155550100", "a@example.com")]
+        assert likely_duplicate_pairs(rows) == []
+
+    def test_different_phones_are_no_pair(self):
+        assert likely_duplicate_pairs([(1, "+14155550100", "a@x.io"), (2, "+14155550101", "b@x.io")]) == []
+
+    def test_three_people_on_one_line_make_three_pairs(self):
+        rows = [(3, "+14155550100", "c@x.io"), (1, "+14155550100", "a@x.io"), (2, "+14155550100", "b@x.io")]
+        assert [(a, b) for a, b, *_ in likely_duplicate_pairs(rows)] == [(1, 2), (1, 3), (2, 3)]
+
+    @given(st.lists(st.tuples(st.integers(1, 30), st.sampled_from(["+14155550100", "+14155550101"]),
+                              st.sampled_from(["a@x.io", "b@x.io", "c@x.io"])), unique_by=lambda row: row[0]))
+    def test_each_pair_once_lower_id_first(self, rows):
+        pairs = likely_duplicate_pairs(rows)
+        assert all(a < b for a, b, *_ in pairs)
+        assert len({(a, b) for a, b, *_ in pairs}) == len(pairs)
+        by_id = {contact_id: (phone, email) for contact_id, phone, email in rows}
+        for a, b, phone, email_a, email_b in pairs:
+            assert by_id[a] == (phone, email_a) and by_id[b] == (phone, email_b) and email_a != email_b
