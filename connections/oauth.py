@@ -32,9 +32,12 @@ from connections.providers.base import ProviderError
 from connections.registry import provider_class
 
 # The scopes each provider's sync needs, and nothing more: HubSpot's contacts read and
-# write (`oauth` is required by HubSpot for every app); Mailchimp has no scopes.
+# write, and communication preferences write (an opt-out reaches HubSpot only through
+# its subscriptions API); `oauth` is required by HubSpot for every app. Mailchimp has no
+# scopes.
 SCOPES: dict[str, tuple[str, ...]] = {
-    "hubspot": ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write"),
+    "hubspot": ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
+                "communication_preferences.write"),
     "mailchimp": (),
 }
 # The sandbox's paths for each provider's OAuth endpoints (see sandbox.oauth).

@@ -40,6 +40,11 @@ POST   /_sandbox/hubspot/bulk-edit
     live contact). Set the properties in one instant, as HubSpot's bulk edits, imports
     and workflows can: every contact changed gets the same `lastmodifieddate`. Replies
     `{"edited": n, "lastmodifieddate": "...Z" | null}`.
+POST   /_sandbox/hubspot/restore
+    `{"ids": ["101", ...]}`: bring archived contacts back from HubSpot's recycle bin (a
+    step of HubSpot's pages, not of its API). Each gets a new `lastmodifieddate`, so
+    delta reads see it again. Replies `{"restored": n}`; 400 when a live contact holds
+    one's address meanwhile.
 GET    /_sandbox/hubspot/contacts
     `{"contacts": [{id, properties (all), createdAt, updatedAt, archived, archivedAt?}],
     "gdpr_deleted": [{email, id, deletedAt}]}`
@@ -52,9 +57,14 @@ POST   /_sandbox/oauth
 POST   /_sandbox/oauth/revoke
     `{"provider": "hubspot"|"mailchimp"}` (left out: both). Revoke every grant: refreshes
     get BAD_REFRESH_TOKEN, API calls with their access tokens get 401.
+POST   /_sandbox/mailchimp/confirm
+    `{"email": "..."}`: the person clicks the confirmation link Mailchimp emailed to a
+    pending member: it becomes subscribed, with a new `timestamp_opt`. Replies the
+    member as `GET /_sandbox/mailchimp/members` shows it; 400 when no such member is
+    pending.
 GET    /_sandbox/mailchimp/members
     `{"members": [{id, email_address, status, merge_fields, tags (names), last_changed,
-    archived, ...}], "forgotten": [subscriber hashes]}`
+    archived, contact_id, ...}], "forgotten": [subscriber hashes]}`
 """
 from __future__ import annotations
 
@@ -97,6 +107,8 @@ class Control:
             ("POST", "/limits"): self.set_limits,
             ("POST", "/reset"): self.reset,
             ("POST", "/hubspot/bulk-edit"): self.hubspot_bulk_edit,
+            ("POST", "/hubspot/restore"): self.hubspot_restore,
+            ("POST", "/mailchimp/confirm"): self.mailchimp_confirm,
             ("GET", "/hubspot/contacts"): self.hubspot_contacts,
             ("GET", "/mailchimp/members"): self.mailchimp_members,
             ("GET", "/oauth"): self.get_oauth,
@@ -245,6 +257,33 @@ class Control:
             raise ControlError(error.message) from None
         return {"edited": len(changed), "lastmodifieddate": iso_ms(changed[0].modified_ms) if changed else None}
 
+    def hubspot_restore(self, request: Request) -> dict[str, Any]:
+        body = self._body(request)
+        unknown = sorted(set(body) - {"ids"})
+        if unknown:
+            raise ControlError(f"unknown keys: {', '.join(unknown)}")
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ControlError("ids must be a non-empty list of contact ids (strings)")
+        try:
+            restored = self.app.hubspot.restore(ids)
+        except HubSpotError as error:
+            raise ControlError(error.message) from None
+        return {"restored": len(restored)}
+
+    def mailchimp_confirm(self, request: Request) -> dict[str, Any]:
+        body = self._body(request)
+        unknown = sorted(set(body) - {"email"})
+        if unknown:
+            raise ControlError(f"unknown keys: {', '.join(unknown)}")
+        if not isinstance(body.get("email"), str) or not body["email"].strip():
+            raise ControlError("email must name a member")
+        try:
+            member = self.app.mailchimp.confirm(body["email"])
+        except ValueError as error:
+            raise ControlError(str(error)) from None
+        return self._member_json(member)
+
     def hubspot_contacts(self, request: Request) -> dict[str, Any]:
         with self.app.store.read() as db:
             rows = db.execute("SELECT id, email_key, properties, created_ms, modified_ms, archived, archived_ms "
@@ -263,23 +302,24 @@ class Control:
                               "ORDER BY seq", (LIST_ID,)).fetchall()
             forgotten = [row[0] for row in db.execute(
                 "SELECT id FROM mailchimp_forgotten WHERE list_id = ? ORDER BY id", (LIST_ID,))]
-        members = []
-        for row in rows:
-            member = Member(row)
-            members.append({
-                "id": member.id,
-                "email_address": member.email_address,
-                "status": member.status,
-                "archived": member.status == "archived",
-                "merge_fields": member.merge_fields,
-                "tags": [tag["name"] for tag in member.tags],
-                "last_changed": iso_seconds(member.last_changed),
-                "unique_email_id": member.unique_email_id,
-                "email_type": member.email_type,
-                "language": member.language,
-                "vip": member.vip,
-                "timestamp_opt": member.timestamp_opt,
-                "source": member.source,
-            })
-        return {"members": members, "forgotten": forgotten}
+        return {"members": [self._member_json(Member(row)) for row in rows], "forgotten": forgotten}
+
+    @staticmethod
+    def _member_json(member: Member) -> dict[str, Any]:
+        return {
+            "id": member.id,
+            "email_address": member.email_address,
+            "status": member.status,
+            "archived": member.status == "archived",
+            "merge_fields": member.merge_fields,
+            "tags": [tag["name"] for tag in member.tags],
+            "last_changed": iso_seconds(member.last_changed),
+            "unique_email_id": member.unique_email_id,
+            "contact_id": member.contact_id,
+            "email_type": member.email_type,
+            "language": member.language,
+            "vip": member.vip,
+            "timestamp_opt": member.timestamp_opt,
+            "source": member.source,
+        }
 

@@ -2,8 +2,10 @@
 
 Behaviour follows HubSpot's public documentation, and where that is silent the emulator
 is strict:
-- Property values are strings. `hs_object_id`, `createdate` and `lastmodifieddate` are
-  kept by the server and refused on writes; unknown properties are refused.
+- Property values are strings. `hs_object_id`, `createdate`, `lastmodifieddate`,
+  `hs_email_optout`, `hs_merged_object_ids` and `hs_additional_emails` are kept by the
+  server and refused on writes (READ_ONLY_VALUE); unknown properties are refused. An
+  update naming no property is refused ("No properties found to update").
 - Emails are trimmed and lowercased on write and unique among live contacts, ignoring
   case: creating a second contact with an existing email is a 409 CONFLICT. Seeded
   legacy records may break these rules, as real portals holding old imports do.
@@ -18,11 +20,24 @@ is strict:
 - Search: at most 5 filter groups, 6 filters per group and 18 in all; one sort; pages
   of up to 200; results stop at 10,000 (`after` at or past 10,000 is a 400).
 - List: `after` is the id of the next contact to list and pages go by id, so contacts
-  edited during a listing move nothing.
+  edited during a listing move nothing. With `archived=true` it lists the archived
+  contacts instead, each with `archived: true` and `archivedAt`; archiving moves
+  `lastmodifieddate` too. Search, reads by id and updates see live contacts only.
 - GDPR delete removes the contact for good and blocklists its email: creating a
   contact with that email again is refused.
-- `hs_email_optout` is writable here (HubSpot sets it through its subscription API,
-  which the sandbox does not emulate).
+- Merge (`POST /crm/v3/objects/contacts/merge`): the primary keeps its values and its
+  email, takes the other's values for its empty properties and the further lifecycle
+  stage, lists the other's id in `hs_merged_object_ids` and its email in
+  `hs_additional_emails`, and gets a new `lastmodifieddate`. The other contact is gone
+  from every read and lookup; its address is free for a new contact. The reply is the
+  merged contact. (HubSpot documents primary-wins with those exceptions; whether a
+  merged contact keeps the primary's id is not documented: clients take the id from
+  the reply.)
+- `hs_email_optout` ("Unsubscribed from all email") is set by the v4 subscriptions API,
+  `POST /communication-preferences/v4/statuses/{email}/unsubscribe-all?channel=EMAIL`.
+  The opt-out belongs to the address: every contact with it reads "true" (with a new
+  `lastmodifieddate`), and so does a contact created with it later. Nothing in the
+  emulated API subscribes an address again.
 - Each token may make `rate_limit` requests in any 10 seconds (190 by default) and
   650,000 a day; every reply carries the `X-HubSpot-RateLimit-*` headers, and a request
   over the limit gets a 429 naming the policy. The per-second headers are informational.
@@ -66,6 +81,8 @@ DEFAULT_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastm
 # Search replies always carry these, whatever was asked for.
 SEARCH_BASE_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")
 NOT_FOUND_MESSAGE = "Object not found.  objectId are usually numeric."
+NO_PROPERTIES_MESSAGE = "No properties found to update, please provide at least one."
+OPTOUT = "hs_email_optout"
 
 
 @dataclass(frozen=True)
@@ -104,8 +121,14 @@ PROPERTIES = (
     PropertyDefinition("lifecyclestage", "Lifecycle Stage", type="enumeration", field_type="radio",
                        options=LIFECYCLE_STAGES, description="The qualification of contacts to sales readiness"),
     PropertyDefinition("hs_email_optout", "Unsubscribed from all email", type="bool", field_type="booleancheckbox",
-                       group="emailinformation", options=("true", "false"),
+                       group="emailinformation", options=("true", "false"), read_only=True,
                        description="Indicates that the contact has opted out of all email"),
+    PropertyDefinition("hs_additional_emails", "Additional email addresses", type="enumeration",
+                       field_type="checkbox", read_only=True,
+                       description="A set of additional email addresses for a contact"),
+    PropertyDefinition("hs_merged_object_ids", "Merged Contact IDs", type="enumeration", field_type="checkbox",
+                       read_only=True, description="The list of Contact record IDs that have been merged into this "
+                                                   "Contact"),
     PropertyDefinition("createdate", "Create Date", type="datetime", field_type="date", read_only=True,
                        description="The date that a contact entered the system"),
     PropertyDefinition("lastmodifieddate", "Last Modified Date", type="datetime", field_type="date",
@@ -185,6 +208,11 @@ def property_definition_json(definition: PropertyDefinition) -> dict[str, Any]:
     }
 
 
+def _listed(value: str | None) -> list[str]:
+    """Return the options of a multiple-value property ("a;b")."""
+    return [part for part in (value or "").split(";") if part]
+
+
 def validation_error(problems: list[dict[str, Any]]) -> HubSpotError:
     """Return HubSpot's 400 for property values it refuses."""
     listed = [{"isValid": False, "message": p["message"], "error": p["error"], "name": p["name"]} for p in problems]
@@ -255,6 +283,9 @@ class HubSpotAPI(EmulatedAPI):
         Route("POST", f"{CONTACTS}/batch/upsert", "batch_upsert", write=True),
         Route("POST", f"{CONTACTS}/batch/archive", "batch_archive", write=True),
         Route("POST", f"{CONTACTS}/gdpr-delete", "gdpr_delete", write=True),
+        Route("POST", f"{CONTACTS}/merge", "merge_contacts", write=True),
+        Route("POST", "/communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all",
+              "unsubscribe_all", write=True),
         Route("GET", "/crm/v3/properties/contacts", "list_properties"),
         Route("GET", "/crm/v3/properties/contacts/{propertyName}", "get_property"),
     )
@@ -448,6 +479,8 @@ class HubSpotAPI(EmulatedAPI):
     def update_contact(self, request: Request, contactId: str) -> Response:
         body = self.json_body(request)
         properties = self._clean_properties(body.get("properties"), creating=False)
+        if not properties:
+            raise bad_request(NO_PROPERTIES_MESSAGE)
         with self.store.write() as db:
             contact = self._find(db, contactId, request.args.get("idProperty"), archived=False)
             if contact is None:
@@ -482,6 +515,8 @@ class HubSpotAPI(EmulatedAPI):
         ids = [self._input_id(item) for item in inputs]
         self._refuse_duplicates([self._key(identifier, id_property) for identifier in ids])
         cleaned = [self._clean_properties(item.get("properties"), creating=False) for item in inputs]
+        if not all(cleaned):
+            raise bad_request(NO_PROPERTIES_MESSAGE)
         with self.store.write() as db:
             found = self._find_many(db, ids, id_property, archived=False)
             changes, missing = [], []
@@ -579,7 +614,88 @@ class HubSpotAPI(EmulatedAPI):
                 )
         return Response(status=204)
 
+    def merge_contacts(self, request: Request) -> Response:
+        body = self.json_body(request)
+        primary_id, other_id = body.get("primaryObjectId"), body.get("objectIdToMerge")
+        for name, value in (("primaryObjectId", primary_id), ("objectIdToMerge", other_id)):
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if not isinstance(value, str) or not value.strip().isdigit():
+                raise bad_request(f"{name} must be a contact id", **{name: [str(value)]})
+        primary_id, other_id = str(primary_id).strip(), str(other_id).strip()
+        if primary_id == other_id:
+            raise bad_request("A contact cannot be merged with itself", objectIdToMerge=[other_id])
+        with self.store.write() as db:
+            found = self._find_many(db, [primary_id, other_id], None, archived=False)
+            missing = [identifier for identifier in (primary_id, other_id) if identifier not in found]
+            if missing:
+                raise HubSpotError(404, NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND", context={"id": missing})
+            primary, other = found[primary_id], found[other_id]
+            db.execute("DELETE FROM hubspot_contact WHERE id = ?", (other.id,))
+            self._apply(db, [(primary, self._merged_properties(primary, other))])
+        return json_response(primary.to_json())
+
+    @staticmethod
+    def _merged_properties(primary: Contact, other: Contact) -> dict[str, str | None]:
+        """Return what merging `other` into `primary` changes on the primary."""
+        changes: dict[str, str | None] = {
+            name: value for name, value in other.properties.items()
+            if value not in (None, "") and primary.properties.get(name) in (None, "")
+            and name not in ("hs_merged_object_ids", "hs_additional_emails")
+        }
+        stages = [contact.properties.get("lifecyclestage") for contact in (primary, other)]
+        known = [stage for stage in stages if stage in LIFECYCLE_STAGES]
+        if known:
+            changes["lifecyclestage"] = max(known, key=LIFECYCLE_STAGES.index)
+        merged_ids = [*_listed(primary.properties.get("hs_merged_object_ids")), str(other.id),
+                      *_listed(other.properties.get("hs_merged_object_ids"))]
+        changes["hs_merged_object_ids"] = ";".join(dict.fromkeys(merged_ids))
+        emails = [*_listed(primary.properties.get("hs_additional_emails")), other.properties.get("email"),
+                  *_listed(other.properties.get("hs_additional_emails"))]
+        kept = changes.get("email") or primary.properties.get("email")
+        additional = [email for email in dict.fromkeys(emails) if email and email != kept]
+        if additional:
+            changes["hs_additional_emails"] = ";".join(additional)
+        return changes
+
+    def unsubscribe_all(self, request: Request, subscriberIdString: str) -> Response:
+        if request.args.get("channel") != "EMAIL":
+            raise bad_request("channel is required: EMAIL is the only channel",
+                              channel=[request.args.get("channel", "")])
+        email = subscriberIdString.strip().lower()
+        if email_problem(email):
+            raise bad_request(f"{subscriberIdString} is not a valid email address", subscriberIdString=[email])
+        started = iso_ms(int(datetime.now(UTC).timestamp() * 1000))
+        with self.store.write() as db:
+            now_ms = self.store.clock.tick()
+            db.execute("INSERT OR IGNORE INTO hubspot_email_optout (email_key, opted_out_ms) VALUES (?, ?)",
+                       (email, now_ms))
+            rows = db.execute(f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE email_key = ?", (email,)).fetchall()
+            self._apply(db, [(Contact(row), {OPTOUT: "true"}) for row in rows], at_ms=now_ms)
+        # The per-subscription details come only with `verbose=true`; they are not emulated.
+        return json_response({"status": "COMPLETE", "results": [], "requestedAt": started, "startedAt": started,
+                              "completedAt": iso_ms(int(datetime.now(UTC).timestamp() * 1000))})
+
     # Sandbox control.
+
+    def restore(self, ids: list[str]) -> list[Contact]:
+        """Bring archived contacts back, as HubSpot's recycle bin does; return them.
+
+        Restoring is a change: each contact gets a new `lastmodifieddate`. Raise HubSpot's
+        409 when a live contact holds the address meanwhile.
+        """
+        with self.store.write() as db:
+            found = self._find_many(db, ids, None, archived=True)
+            contacts = sorted(found.values(), key=lambda contact: contact.id)
+            for contact in contacts:
+                self._refuse_taken_emails(db, [contact.email_key])
+            if contacts:
+                now_ms = self.store.clock.tick()
+                db.executemany("UPDATE hubspot_contact SET archived = 0, archived_ms = NULL, modified_ms = ? "
+                               "WHERE id = ?", [(now_ms, contact.id) for contact in contacts])
+                for contact in contacts:
+                    contact.archived, contact.archived_ms, contact.modified_ms = False, None, now_ms
+            return contacts
 
     def bulk_edit(self, ids: list[str] | None, properties: Any) -> list[Contact]:
         """Set `properties` on these live contacts (every live one when None) in one instant.
@@ -899,9 +1015,11 @@ class HubSpotAPI(EmulatedAPI):
                 raise HubSpotError(409, f"Contact already exists. Existing ID: {contact_id}", "CONFLICT")
 
     def _insert(self, db: sqlite3.Connection, properties: dict[str, str | None], now_ms: int) -> Contact:
+        email_key = properties.get("email")
+        if self._opted_out(db, email_key):
+            properties = {**properties, OPTOUT: "true"}
         stored = json.dumps({name: value for name, value in properties.items() if value is not None},
                             ensure_ascii=False)
-        email_key = properties.get("email")
         (contact_id,) = db.execute(
             "INSERT INTO hubspot_contact (email_key, properties, created_ms, modified_ms) VALUES (?, ?, ?, ?) "
             "RETURNING id",
@@ -917,6 +1035,9 @@ class HubSpotAPI(EmulatedAPI):
         """
         changed = []
         for contact, properties in changes:
+            if properties.get("email") and self._opted_out(db, properties["email"]):
+                # The new address was unsubscribed from all email: the contact reads so.
+                properties = {**properties, OPTOUT: "true"}
             updated = dict(contact.properties)
             for name, value in properties.items():
                 if value is None:
@@ -939,6 +1060,11 @@ class HubSpotAPI(EmulatedAPI):
              for contact in changed],
         )
         return changed
+
+    @staticmethod
+    def _opted_out(db: sqlite3.Connection, email_key: str | None) -> bool:
+        return bool(email_key) and db.execute(
+            "SELECT 1 FROM hubspot_email_optout WHERE email_key = ?", (email_key,)).fetchone() is not None
 
     def _archive(self, db: sqlite3.Connection, contact_ids: list[int]) -> None:
         if not contact_ids:

@@ -135,6 +135,14 @@ class SandboxProcess:
     def hubspot_gdpr_deleted(self) -> list[dict]:
         return self._call("GET", "hubspot/contacts")["gdpr_deleted"]
 
+    def hubspot_restore(self, ids: list[str]) -> int:
+        """Restore archived contacts, as HubSpot's recycle bin does; return how many came back."""
+        return self._call("POST", "hubspot/restore", {"ids": ids})["restored"]
+
+    def mailchimp_confirm(self, email: str) -> dict:
+        """Confirm a pending member's opt-in, as the person does from Mailchimp's email; return the member."""
+        return self._call("POST", "mailchimp/confirm", {"email": email})
+
     def mailchimp_members(self) -> list[dict]:
         """Every stored Mailchimp member, archived ones included."""
         return self._call("GET", "mailchimp/members")["members"]

@@ -29,8 +29,20 @@ emulator is strict:
   member is an `ERROR_CONTACT_EXISTS` error and is left untouched; with it, the
   member's `status` is applied to existing members too, re-subscribing those who opted
   out, as Mailchimp documents ("update_existing: Whether this batch operation will
-  change existing members' subscription status"). With `sync_tags` a member's `tags`
-  replace its tags, otherwise they are added.
+  change existing members' subscription status"), except where the member is in a
+  compliance state (below): that member gets its own error. With `sync_tags` a member's
+  `tags` replace its tags, otherwise they are added.
+- Compliance state: a member who unsubscribed or was cleaned cannot be set back to
+  `subscribed` by `PUT`, `PATCH` or a batch (400 "Member In Compliance State": the
+  address "is in a compliance state due to unsubscribe, bounce, or compliance review
+  and cannot be subscribed", as Mailchimp answers). An unsubscribed member may be set
+  to `pending`, which in Mailchimp emails the person a confirmation link; a cleaned one
+  may not (strict: Mailchimp's documentation does not say). Sources disagree on what a
+  batch with `update_existing` does there (refuse, or ignore the status): the emulator
+  refuses, member by member. A control endpoint stands for the person confirming.
+- `timestamp_opt` is set when a member becomes subscribed (unless the request gives
+  one). `contact_id` and `unique_email_id` stay when the address changes; `id` (the
+  hash of the address) changes with it.
 - At most 10 requests per API key may be in flight at once; more get a 429.
 """
 from __future__ import annotations
@@ -780,6 +792,22 @@ class MailchimpAPI(EmulatedAPI):
             )
         return json_response(merge_field.to_json(list_id))
 
+    # Sandbox control.
+
+    def confirm(self, email: str) -> Member:
+        """Confirm a pending member's opt-in, as the person does by clicking Mailchimp's confirmation link.
+
+        Raise ValueError when no such member is pending.
+        """
+        with self.store.write() as db:
+            member = self._member(db, LIST_ID, self._hash(email))
+            if member is None or member.status != "pending":
+                raise ValueError(f"{email} is not a pending member of the audience")
+            member.status = "subscribed"
+            member.timestamp_opt = iso_seconds(int(time.time()))
+            self._save(db, LIST_ID, [], changed=[member])
+            return member
+
     # The member write path shared by POST, PUT, PATCH and batch subscribe.
 
     def _write_members(self, db: sqlite3.Connection, list_id: str, planned: list[tuple[str, MemberInput]], *,
@@ -854,6 +882,7 @@ class MailchimpAPI(EmulatedAPI):
         else:
             member = self._copy(current)
             if member_input.status is not None:
+                self._refuse_compliance_state(current, member_input.status)
                 member.status = member_input.status
         if member_input.email is not None and member_input.email.lower() != member.email_address.lower():
             new_hash = hash_email(member_input.email)
@@ -871,7 +900,9 @@ class MailchimpAPI(EmulatedAPI):
             value = getattr(member_input, name)
             if value is not None:
                 setattr(member, name, value)
-        if member.status == "subscribed" and not member.timestamp_opt:
+        if member.status == "subscribed" and (current is None or current.status != "subscribed") \
+                and member_input.timestamp_opt is None:
+            # The opt-in the person (or the account, for them) just made.
             member.timestamp_opt = iso_seconds(now)
         if member_input.tags is not None:
             if sync_tags:
@@ -879,6 +910,19 @@ class MailchimpAPI(EmulatedAPI):
             for name in member_input.tags:
                 self._set_tag(db, list_id, member, name, True, tag_cache)
         return member, returning
+
+    @staticmethod
+    def _refuse_compliance_state(current: Member, status: str) -> None:
+        """Refuse to subscribe a member who unsubscribed or bounced: only the person can come back.
+
+        An unsubscribed member may be set to pending (Mailchimp then asks them to
+        confirm); a cleaned (bouncing) one may not be offered even that.
+        """
+        refused = {"unsubscribed": ("subscribed",), "cleaned": ("subscribed", "pending")}.get(current.status, ())
+        if status in refused:
+            raise MailchimpError(400, "Member In Compliance State",
+                                 f"{current.email_address} is in a compliance state due to unsubscribe, bounce, or "
+                                 "compliance review and cannot be subscribed.")
 
     @staticmethod
     def _apply_merge_fields(member: Member, given: dict[str, Any] | None, definitions: dict[str, MergeField], *,

@@ -199,6 +199,12 @@ class Seeder:
               changed - rng.randrange(0, YEAR_MS // 2), changed)
              for properties, changed in zip(rows, modified, strict=True)],
         )
+        # Seeded opt-outs hold for their addresses, as the subscriptions API's do.
+        db.executemany(
+            "INSERT OR IGNORE INTO hubspot_email_optout (email_key, opted_out_ms) VALUES (?, ?)",
+            [(properties["email"].strip().lower(), changed) for properties, changed in zip(rows, modified, strict=True)
+             if properties.get("hs_email_optout") == "true" and properties.get("email")],
+        )
         self.store.clock.advance_to(max(modified))
 
     def _write_mailchimp(self, db, rng: random.Random, people: list[Person]) -> int:

@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS hubspot_gdpr_deleted (
     deleted_ms INTEGER NOT NULL
 );
 
+-- Addresses unsubscribed from all email: HubSpot ties the status to the address, so
+-- a contact created with it later is opted out too.
+CREATE TABLE IF NOT EXISTS hubspot_email_optout (
+    email_key TEXT PRIMARY KEY,
+    opted_out_ms INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS mailchimp_member (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     list_id TEXT NOT NULL,
@@ -90,6 +97,7 @@ CREATE TABLE IF NOT EXISTS mailchimp_tag (
 DATA_TABLES = (
     "hubspot_contact",
     "hubspot_gdpr_deleted",
+    "hubspot_email_optout",
     "mailchimp_member",
     "mailchimp_forgotten",
     "mailchimp_merge_field",

@@ -40,8 +40,15 @@ class FieldInfo:
 class RemoteRecord:
     external_id: str
     fields: Mapping[str, Any]
+    # For an archived record, when it was archived.
     modified_at: datetime | None = None
     archived: bool = False
+    # An id that survives an email change where `external_id` does not (Mailchimp's
+    # contact_id, while its member id is the MD5 of the address); "" when the
+    # external id itself is stable.
+    stable_id: str = ""
+    # When the person opted in there, as the system reports it (Mailchimp's timestamp_opt).
+    opted_in_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,12 @@ class OutgoingRecord:
     external_id: str | None = None
     # The email consent state to apply, already decided by the engine's consent rule:
     # None leaves the remote state alone (new records get the connection's default).
+    # Existing records take only the states in the provider's `writable_consent_states`.
     email_consent: str | None = None
+    # The engine found the person's explicit opt-in newer than their opt-out: a
+    # "subscribed" may then reach an opted-out record, as the provider's
+    # `explicit_opt_in_state` (Mailchimp: pending, which sends a confirmation email).
+    explicit_opt_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,11 @@ class RecordResult:
     external_id: str | None = None
     # Values as the provider now holds them, when its reply says (the new merge base).
     fields: Mapping[str, Any] | None = None
+    # The record's stable id, when the reply gives it (see RemoteRecord.stable_id).
+    stable_id: str = ""
+    # The email consent state the record holds after the write, when the reply says:
+    # a new record may take the connection's default, which is then no news on reading.
+    email_consent: str | None = None
     error_class: str = ""
     message: str = ""
     retriable: bool = False
@@ -107,6 +124,10 @@ class RecordRejected(ProviderError):
     """The provider refused one record (4xx other than auth and rate limits)."""
 
 
+class MergeNotSupported(ProviderError):
+    """The provider's API cannot merge two records into one."""
+
+
 class Provider(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
@@ -122,6 +143,14 @@ class Provider(ABC):
     max_concurrency: ClassVar[int | None] = None
     # Seconds to wait for a reply: the provider's own call timeout where it has one.
     read_timeout: ClassVar[float] = 30.0
+    # The email consent states `upsert_batch` can give an existing record, and read back
+    # as given. The engine sends no other (see syncapp.engine.consent.outgoing_consent):
+    # a state the system cannot hold would differ again after every run, and be sent
+    # again forever.
+    writable_consent_states: ClassVar[frozenset[str]] = frozenset()
+    # What a "subscribed" with `explicit_opt_in` turns an opted-out record into (None:
+    # the provider cannot re-subscribe anyone; the record stays opted out).
+    explicit_opt_in_state: ClassVar[str | None] = None
 
     def __init__(self, config: ProviderConfig, http, *, fields: Sequence[str] = ()):
         self.config = config
@@ -163,3 +192,10 @@ class Provider(ABC):
     @abstractmethod
     def erase(self, external_id: str) -> None:
         """Permanently delete one record and everything the provider keeps about it."""
+
+    def merge_records(self, primary_id: str, other_id: str) -> str:
+        """Merge the record `other_id` into `primary_id`; return the surviving record's id.
+
+        The other record is gone afterwards. Raise MergeNotSupported where the API has no merge.
+        """
+        raise MergeNotSupported(f"{self.label} cannot merge two records through its API.")

@@ -1,49 +1,55 @@
 """Delta-read bookkeeping: watermarks, the overlap window and (id, modified) de-duplication.
 
-Two ways of reading what changed, both knowing no provider and no HTTP. Times are
-integers in milliseconds since the epoch; providers convert.
+Knows no provider and no HTTP. Times are integers in milliseconds since the epoch;
+providers convert. Every read is made of fresh queries sorted by modification time,
+oldest first (`KeysetWindow`): nothing is paged by a plain offset into a list that
+changes under it, so a record edited during a read shifts nothing else.
 
-Keyset reads (`ScanWindow`, then `KeysetWindow`), for providers with a search sorted by
-modification time and filterable on the time and on a numeric record id (HubSpot):
-
-- A full read lists every record by id (`ScanWindow`): the list's `after` is an id
-  keyset, so edits during the scan shift nothing. Its cursor holds when the scan started
-  and where it stands, so a scan cut short resumes where it stopped. When it ends, the
-  cursor becomes a delta cursor whose watermark is the scan's start: whatever was
-  edited during the scan is read again by the next delta.
-- A delta read (`KeysetWindow`) sends a fresh query for every page: the records
-  modified at or after the watermark, oldest first. Nothing is paged by offset, so a
-  record edited during the read moves nothing else, and no query comes near a result
-  cap. The next query starts at the newest time of the page; the records of that
-  instant already delivered come back and are dropped by (id, modified). When a whole
-  page shares one instant (bulk changes stamp many records with the same millisecond)
-  the read pages within that instant by id, `id > last id`, then goes on strictly after
-  it. Every query moves forward, so a read always ends.
+- A delta read sends a fresh query for every page: the records modified at or after
+  the watermark. The next query starts at the newest time of the page; the records of
+  that instant already delivered come back and are dropped by (id, modified). When a
+  whole page shares one instant (bulk changes, imports), a query from it would return
+  the same page: the read pages within that instant, then goes on strictly after it.
+  Every query moves forward, so a read always ends.
+- Within one instant, a provider whose search filters on a numeric id (HubSpot) pages
+  by id, `id > last id` (`Ties.BY_ID`): edits move nothing. A provider that can only
+  narrow a list to one instant and page it by offset (Mailchimp, whose times are whole
+  seconds) pages by position (`Ties.BY_OFFSET`), and watches the instant's count in
+  every reply. A record edited again leaves the instant for a later time; if it had
+  been read already, everything after it moves up one place and the next offset would
+  skip a record. The count dropping by d says that up to d records moved up: the read
+  steps back d places, and the records read again are dropped as duplicates. Records
+  only leave an instant in the past (a change is stamped with the present), so the
+  count drops exactly as often as records leave. An instant still under way can gain
+  records too, which can hide a loss in the count; the next read reaches that instant
+  again inside its overlap (the watermark is never later than the time the read
+  began, see below), and delivers what this one skipped. The order within an instant
+  must be the same from one request to the next.
 - A cursor can be saved after any page: the watermark, the (id, modified) pairs
-  delivered within the overlap before it, and where a read within one instant stands.
-  A read resumed from it delivers every record changed since it was saved, and repeats
-  none of the deliveries it records.
-- The watermark saved is never later than the time the read (or the scan) began, by
-  the reader's clock: a change made while a read is under way may become searchable
-  only after the read went past its time, and the next read must reach it.
+  delivered within the overlap before it, and where a read within one instant stands
+  (the last id; or the offset and the instant's count). A read resumed from it
+  delivers every record changed since it was saved, and repeats none of the deliveries
+  it records.
+- The watermark saved is never later than the time the read began, by the reader's
+  clock: a change made while a read is under way may become visible only after the
+  read went past its time, and the next read must reach it.
+- Late commits and clock skew: the next read starts `overlap` before the watermark,
+  and the de-duplication drops what was delivered already, so the overlap costs no
+  repeated deliveries. The overlap must exceed the provider's indexing delay plus the
+  difference between its clock and the reader's.
 
-Offset reads (`DeltaWindow`), for providers that page a time-sorted list only by offset
-(Mailchimp's members):
+A provider whose search is rate-limited more tightly than its list (HubSpot) makes its
+first read a full scan (`ScanWindow`): the list by id, whose `after` is an id keyset,
+so edits during the scan shift nothing. Its cursor holds when the scan started and
+where it stands; when it ends, the cursor becomes a delta cursor whose watermark is
+the scan's start: whatever was edited during the scan is read again by the next delta.
 
-- A record read earlier and modified since jumps to the end of the ordering, moving
-  every later record one place down, so the record at the next offset would be
-  skipped. When a record comes back in the same read with a newer modification time,
-  the read rewinds to where the record stood before and re-reads from there (the
-  re-read records are de-duplicated, not delivered again). The limit: if the process
-  dies after such an edit but before the edited record comes back, the record skipped
-  by the shift is not re-read until it changes again or a full resync runs.
-- Result caps: when a query reaches the cap the read restarts from the newest time seen;
-  the records re-read at that exact time are dropped as duplicates.
-
-Both guard against late commits and clock skew the same way: the next read starts
-`overlap` before the watermark, and the de-duplication drops what was delivered already,
-so the overlap costs no repeated deliveries. The overlap must exceed the provider's
-indexing delay plus the difference between its clock and the reader's.
+A provider whose search leaves archived records out (HubSpot) ends each delta read
+with a pass over its archived list (`KeysetWindow.next_archived_page`), which pages by id
+and cannot filter on the time of archiving: every archived record is listed, and those
+archived since the previous pass began (less the overlap) are delivered, once. The
+pass's start is saved with its position, so a pass cut short resumes where it stopped
+and still reaches back to the previous pass.
 """
 from __future__ import annotations
 
@@ -54,11 +60,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-# The format `DeltaWindow` saves; `KeysetWindow` reads it too, as a delta cursor.
-CURSOR_VERSION = 1
+# Saved by the offset reader Syncapp used for Mailchimp before keyset reads: read as a
+# delta cursor (a watermark and its de-duplication), which is what it means.
+OFFSET_CURSOR_VERSION = 1
 KEYSET_CURSOR_VERSION = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MALFORMED = "The saved cursor is malformed; run a full resync to reset it."
+_UNKNOWN = "The saved cursor has an unknown format; run a full resync to reset it."
 
 
 class InvalidCursor(ValueError):
@@ -66,15 +74,14 @@ class InvalidCursor(ValueError):
 
 
 class CursorStuck(RuntimeError):
-    """The provider's replies do not let the read move on (e.g. more ties than a query returns)."""
+    """The provider's replies do not let the read move on (e.g. a page that repeats the last)."""
 
 
-class Step(enum.Enum):
-    """What the reader does after a page."""
+class Ties(enum.Enum):
+    """How a read pages through more records of one instant than a page holds."""
 
-    NEXT_PAGE = "next_page"
-    NEW_QUERY = "new_query"
-    DONE = "done"
+    BY_ID = "id"
+    BY_OFFSET = "offset"
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -90,28 +97,13 @@ def from_epoch_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def load_cursor(text: str | None) -> tuple[int | None, dict[str, int]]:
-    """Return (since, seen) from a saved cursor; (None, {}) for no cursor."""
-    if not text:
-        return None, {}
-    data = _parse(text)
-    if data.get("v") != CURSOR_VERSION:
-        raise InvalidCursor("The saved cursor has an unknown format; run a full resync to reset it.")
-    return _since(data.get("since")), _read_seen(data.get("seen", {}))
-
-
-def dump_cursor(since: int | None, seen: dict[str, int]) -> str:
-    """Return the cursor text for `since` and the (id, modified) pairs to de-duplicate."""
-    return _dump({"v": CURSOR_VERSION, "since": since, "seen": _group_seen(seen)})
-
-
 def _parse(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError:
         raise InvalidCursor("The saved cursor is not JSON; run a full resync to reset it.") from None
-    if not isinstance(data, dict):
-        raise InvalidCursor("The saved cursor has an unknown format; run a full resync to reset it.")
+    if not isinstance(data, dict) or data.get("v") not in (OFFSET_CURSOR_VERSION, KEYSET_CURSOR_VERSION):
+        raise InvalidCursor(_UNKNOWN)
     return data
 
 
@@ -123,7 +115,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _since(value: Any) -> int | None:
+def _optional_int(value: Any) -> int | None:
     if value is not None and not _is_int(value):
         raise InvalidCursor(_MALFORMED)
     return value
@@ -150,150 +142,108 @@ def _group_seen(seen: dict[str, int]) -> dict[str, list[str]]:
     return {str(modified): sorted(ids) for modified, ids in sorted(by_time.items())}
 
 
-class DeltaWindow:
-    """Track one delta read across queries and pages.
-
-    The reader calls `start_query()` for the inclusive lower bound of each query (None:
-    from the beginning), `admit()` for every record of a page in order, then
-    `page_done()` to learn whether to fetch the next page, start a new query, or stop.
-    `cursor()` after any page is a safe point to resume from.
-
-    The position is the time from which a fresh query misses nothing this read has not
-    delivered: the newest time read so far, or the rewind point after a shift.
-    """
-
-    def __init__(self, cursor: str | None, *, overlap_ms: int, result_cap: int | None = None):
-        if overlap_ms < 0:
-            raise ValueError("overlap_ms must not be negative")
-        self.overlap_ms = overlap_ms
-        self.result_cap = result_cap
-        saved_since, self._delivered = load_cursor(cursor)
-        self._position: int | None = saved_since
-        self._first_query = True
-        self._query_start: int | None = None
-        self._query_newest: int | None = None
-        self._query_returned = 0
-        # id -> modified time for every record this read returned, delivered or not: a
-        # record returned again with a newer time proves the offsets may have shifted.
-        self._returned: dict[str, int] = {}
-        self._rewind_to: int | None = None
-
-    def start_query(self) -> int | None:
-        """Begin a query and return its inclusive lower bound (None: from the beginning)."""
-        if self._first_query:
-            self._first_query = False
-            start = None if self._position is None else self._position - self.overlap_ms
-        elif self._rewind_to is not None:
-            start = self._position = self._rewind_to
-        else:
-            # Restarting after a cap: from the newest time this query reached (which may
-            # still lie inside the overlap, before the position).
-            start = self._query_newest
-        self._rewind_to = None
-        self._query_start = start
-        self._query_newest = None
-        self._query_returned = 0
-        return start
-
-    def admit(self, record_id: str, modified: int | None) -> bool:
-        """Return whether to deliver this record, and remember it."""
-        if modified is None:
-            # Without a time the record cannot be placed in the ordering: deliver it,
-            # and leave the position alone.
-            return True
-        record_id = str(record_id)
-        returned_before = self._returned.get(record_id)
-        if returned_before is not None and returned_before < modified:
-            # Modified while this read was under way: it moved to the end of the
-            # ordering and every record after its old place moved one offset down.
-            self._rewind_to = returned_before if self._rewind_to is None else min(self._rewind_to, returned_before)
-        if returned_before is None or modified > returned_before:
-            self._returned[record_id] = modified
-        if self._query_newest is None or modified > self._query_newest:
-            self._query_newest = modified
-        if self._position is None or modified > self._position:
-            self._position = modified
-        delivered = self._delivered.get(record_id)
-        if delivered is not None and modified <= delivered:
-            return False
-        self._delivered[record_id] = modified
-        return True
-
-    def page_done(self, *, returned: int, has_more: bool) -> Step:
-        """Record that a page of `returned` results was read; return what to do next."""
-        self._query_returned += returned
-        if self._rewind_to is not None:
-            return Step.NEW_QUERY
-        if self.result_cap is not None and self._query_returned >= self.result_cap:
-            if self._query_newest is None or self._query_newest == self._query_start:
-                raise CursorStuck(
-                    f"More than {self.result_cap} records share the modification time "
-                    f"{self._query_start} ms; a query cannot page past them."
-                )
-            return Step.NEW_QUERY
-        return Step.NEXT_PAGE if has_more else Step.DONE
-
-    def cursor(self) -> str:
-        """Return the cursor to resume from: the position and the overlap's deliveries."""
-        position = self._position
-        if self._rewind_to is not None:
-            position = self._rewind_to if position is None else min(position, self._rewind_to)
-        if position is None:
-            return dump_cursor(None, {})
-        floor = position - self.overlap_ms
-        return dump_cursor(position, {rid: m for rid, m in self._delivered.items() if m >= floor})
-
-
 @dataclass(frozen=True)
 class KeysetQuery:
     """One fresh query of a keyset read.
 
     By time (`at` None): the records modified at or after `since` (strictly after when
     `strict`; every record when `since` is None), oldest first.
-    Within one instant (`at` set): the records modified exactly at `at` whose numeric id
-    is above `after_id` (every one when None), by id ascending.
+    Within one instant (`at` set): the records modified exactly at `at`, by id
+    ascending from above `after_id` (every one when None) with `Ties.BY_ID`, or in the
+    provider's order from position `offset` with `Ties.BY_OFFSET`.
     """
 
     since: int | None = None
     strict: bool = False
     at: int | None = None
     after_id: int | None = None
+    offset: int | None = None
 
 
-def open_keyset_read(cursor: str | None, *, overlap_ms: int, now_ms: int) -> ScanWindow | KeysetWindow:
-    """Return the window a keyset read from `cursor` goes on in.
+@dataclass
+class _ArchivedPass:
+    """Where the pass over archived records stands: its lower bound, and its position while under way."""
+
+    since: int | None
+    started: int | None = None
+    after: str | None = None
+    done: bool = False
+
+
+def open_keyset_read(
+    cursor: str | None, *, overlap_ms: int, now_ms: int, archived: bool = False
+) -> ScanWindow | KeysetWindow:
+    """Return the window a keyset read from `cursor` goes on in (ties by id).
 
     No cursor starts a full scan at `now_ms`; a scan's cursor resumes it; a delta cursor
-    (or one saved by `DeltaWindow`, which means the same) starts a delta read.
+    starts a delta read, which ends with a pass over the archived records when `archived`.
     """
     if overlap_ms < 0:
         raise ValueError("overlap_ms must not be negative")
     if not cursor:
         return ScanWindow(started=now_ms, overlap_ms=overlap_ms)
     data = _parse(cursor)
-    if data.get("v") == CURSOR_VERSION:
-        since, seen = load_cursor(cursor)
-        return KeysetWindow(since=since, seen=seen, overlap_ms=overlap_ms, now_ms=now_ms)
-    if data.get("v") != KEYSET_CURSOR_VERSION:
-        raise InvalidCursor("The saved cursor has an unknown format; run a full resync to reset it.")
-    seen = _read_seen(data.get("seen", {}))
     scan = data.get("scan")
-    if scan is not None:
+    if scan is not None and data["v"] == KEYSET_CURSOR_VERSION:
         if not isinstance(scan, dict) or not _is_int(scan.get("started")):
             raise InvalidCursor(_MALFORMED)
         after = scan.get("after")
         if after is not None and not isinstance(after, str):
             raise InvalidCursor(_MALFORMED)
+        seen = _read_seen(data.get("seen", {}))
         return ScanWindow(started=scan["started"], after=after, seen=seen, overlap_ms=overlap_ms)
-    since = _since(data.get("since"))
-    tie = data.get("tie")
-    if tie is not None:
-        if not isinstance(tie, dict) or not _is_int(tie.get("at")) or not (
-            tie.get("after") is None or _is_int(tie.get("after"))
-        ):
-            raise InvalidCursor(_MALFORMED)
-        tie = (tie["at"], tie.get("after"))
-    return KeysetWindow(since=since, seen=seen, tie=tie, overlap_ms=overlap_ms, now_ms=now_ms)
+    return _delta_window(data, overlap_ms=overlap_ms, now_ms=now_ms, ties=Ties.BY_ID, archived=archived)
+
+
+def open_time_sorted_read(cursor: str | None, *, overlap_ms: int, now_ms: int) -> KeysetWindow:
+    """Return the window a read of a time-sorted list goes on in (ties by offset); no cursor reads everything."""
+    if overlap_ms < 0:
+        raise ValueError("overlap_ms must not be negative")
+    if not cursor:
+        return KeysetWindow(since=None, overlap_ms=overlap_ms, now_ms=now_ms, ties=Ties.BY_OFFSET)
+    data = _parse(cursor)
+    if "scan" in data:
+        raise InvalidCursor(_UNKNOWN)
+    return _delta_window(data, overlap_ms=overlap_ms, now_ms=now_ms, ties=Ties.BY_OFFSET, archived=False)
+
+
+def _delta_window(data: dict[str, Any], *, overlap_ms: int, now_ms: int, ties: Ties, archived: bool) -> KeysetWindow:
+    since = _optional_int(data.get("since"))
+    seen = _read_seen(data.get("seen", {}))
+    tie, tie_total = _read_tie(data.get("tie"), ties)
+    archived_pass = _read_archived(data.get("archived"), since) if archived else None
+    return KeysetWindow(
+        since=since, seen=seen, tie=tie, tie_total=tie_total, overlap_ms=overlap_ms, now_ms=now_ms, ties=ties,
+        archived_pass=archived_pass,
+    )
+
+
+def _read_tie(tie: Any, ties: Ties) -> tuple[KeysetQuery | None, int | None]:
+    if tie is None:
+        return None, None
+    if not isinstance(tie, dict) or not _is_int(tie.get("at")):
+        raise InvalidCursor(_MALFORMED)
+    if ties is Ties.BY_ID:
+        if "offset" in tie:
+            raise InvalidCursor(_UNKNOWN)
+        return KeysetQuery(at=tie["at"], after_id=_optional_int(tie.get("after"))), None
+    if "after" in tie or not _is_int(tie.get("offset")) or tie["offset"] < 0:
+        raise InvalidCursor(_MALFORMED)
+    return KeysetQuery(at=tie["at"], offset=tie["offset"]), _optional_int(tie.get("total"))
+
+
+def _read_archived(archived: Any, since: int | None) -> _ArchivedPass:
+    if archived is None:
+        # Saved before archived records were read: they are read from the watermark on.
+        return _ArchivedPass(since=since)
+    if not isinstance(archived, dict):
+        raise InvalidCursor(_MALFORMED)
+    after = archived.get("after")
+    if after is not None and not isinstance(after, str):
+        raise InvalidCursor(_MALFORMED)
+    return _ArchivedPass(
+        since=_optional_int(archived.get("since")), started=_optional_int(archived.get("started")), after=after
+    )
 
 
 class ScanWindow:
@@ -341,15 +291,18 @@ class ScanWindow:
 class KeysetWindow:
     """Track a delta read made of fresh keyset queries.
 
-    The reader sends `query()` (None: the read is over), calls `admit()` for every record
-    of the reply in order, then `page_done()` saying whether the query matched more
-    records than the page held. `cursor()` after any page is a safe point to resume from.
+    The reader sends `query()` (None: the search is over), calls `admit()` for every
+    record of the reply in order, then `page_done()` saying whether the query matched
+    more records than the page held (and, with `Ties.BY_OFFSET`, how many it matched).
+    When the window tracks archived records, the reader then lists them while
+    `next_archived_page()`: the page at `archived_after`, `admit_archived()` for each
+    record, then `archived_page_done()`. `cursor()` after any page is a safe point to resume from.
 
     The saved watermark is the newest modification time read, but never later than the
     time the read began (`now_ms`, the reader's clock): a record modified while the read
-    is under way may show up in the search only after the read went past its time (a
-    late commit, or a search index that trails writes), and the next read, starting
-    `overlap` before the watermark, must reach it.
+    is under way may show up only after the read went past its time (a late commit, or
+    a search index that trails writes), and the next read, starting `overlap` before
+    the watermark, must reach it.
     """
 
     def __init__(
@@ -359,25 +312,33 @@ class KeysetWindow:
         overlap_ms: int,
         now_ms: int,
         seen: dict[str, int] | None = None,
-        tie: tuple[int, int | None] | None = None,
+        tie: KeysetQuery | None = None,
+        tie_total: int | None = None,
+        ties: Ties = Ties.BY_ID,
+        archived_pass: _ArchivedPass | None = None,
     ):
         self.overlap_ms = overlap_ms
+        self.ties = ties
+        self._now_ms = now_ms
         self._newest = since
         self._seen = dict(seen or {})
         # (modified, id) in the order delivered, to forget what falls below the overlap.
         self._order = deque(sorted((modified, record_id) for record_id, modified in self._seen.items()))
+        self._tie_total = tie_total
+        self._archived = archived_pass
         if tie is not None:
-            # Resumed within one instant: go on from the last id read there, skipping the
-            # overlap, so the watermark the interrupted read saved still bounds this one.
+            # Resumed within one instant: go on from where the interrupted read stood,
+            # skipping the overlap, so the watermark it saved still bounds this read.
             # Records modified since carry later times, which the read reaches after it.
-            at, after_id = tie
             self._began = now_ms if since is None else min(now_ms, since)
-            self._query: KeysetQuery | None = KeysetQuery(at=at, after_id=after_id)
+            self._query: KeysetQuery | None = tie
         else:
             self._began = now_ms
             self._query = KeysetQuery(since=None if since is None else since - overlap_ms)
         self._page_newest: int | None = None
+        self._page_oldest: int | None = None
         self._page_last_id: int | None = None
+        self._page_returned = 0
 
     @property
     def watermark(self) -> int | None:
@@ -385,13 +346,14 @@ class KeysetWindow:
         return None if self._newest is None else min(self._newest, self._began)
 
     def query(self) -> KeysetQuery | None:
-        """Return the query for the next page; None when the read is over."""
+        """Return the query for the next page; None when the search is over."""
         return self._query
 
     def admit(self, record_id: str, modified: int | None) -> bool:
         """Return whether to deliver this record (not delivered before at this time), and remember it."""
         record_id = str(record_id)
-        if self._query is not None and self._query.at is not None:
+        self._page_returned += 1
+        if self._query is not None and self._query.at is not None and self.ties is Ties.BY_ID:
             number = _numeric_id(record_id)
             if self._page_last_id is None or number > self._page_last_id:
                 self._page_last_id = number
@@ -401,6 +363,137 @@ class KeysetWindow:
             return True
         if self._page_newest is None or modified > self._page_newest:
             self._page_newest = modified
+        if self._page_oldest is None or modified < self._page_oldest:
+            self._page_oldest = modified
+        return self._deliver(record_id, modified)
+
+    def page_done(self, *, has_more: bool, total: int | None = None) -> None:
+        """Record that the current query's page was read; choose the next query.
+
+        `total` is how many records the query matched, where the reply says.
+        """
+        query, newest, oldest = self._query, self._page_newest, self._page_oldest
+        last_id, returned = self._page_last_id, self._page_returned
+        self._page_newest = self._page_oldest = self._page_last_id = None
+        self._page_returned = 0
+        if query is None:
+            raise RuntimeError("The search is over: there is no page to finish.")
+        if query.at is not None:
+            if self.ties is Ties.BY_ID:
+                self._query = self._next_by_id(query, has_more, last_id)
+            else:
+                self._query = self._next_by_offset(query, has_more, returned, total)
+            return
+        if newest is not None:
+            self._newest = newest if self._newest is None else max(self._newest, newest)
+            self._forget_below(self._floor())
+        if not has_more:
+            self._query = None
+        elif newest is None:
+            raise CursorStuck("A full page carried no modification times; the read cannot move on.")
+        elif query.since is not None and (newest < query.since or (query.strict and newest == query.since)):
+            raise CursorStuck(f"A query from {query.since} ms returned records modified before it.")
+        elif oldest == newest:
+            # A full page of records all modified at one instant: a query from that
+            # instant would return the same page again. Page within it.
+            self._tie_total = None
+            self._query = KeysetQuery(at=newest) if self.ties is Ties.BY_ID else KeysetQuery(at=newest, offset=0)
+        else:
+            self._query = KeysetQuery(since=newest)
+
+    def _next_by_id(self, query: KeysetQuery, has_more: bool, last_id: int | None) -> KeysetQuery:
+        if not has_more:
+            # The instant is exhausted: carry on strictly after it.
+            return KeysetQuery(since=query.at, strict=True)
+        if last_id is None or (query.after_id is not None and last_id <= query.after_id):
+            raise CursorStuck(
+                f"A query within the instant {query.at} ms returned no record past id {query.after_id}; "
+                "the read cannot move on."
+            )
+        return KeysetQuery(at=query.at, after_id=last_id)
+
+    def _next_by_offset(self, query: KeysetQuery, has_more: bool, returned: int, total: int | None) -> KeysetQuery:
+        left = 0
+        if total is not None:
+            if self._tie_total is not None and total < self._tie_total:
+                left = self._tie_total - total
+            self._tie_total = total
+        if left:
+            # Records left the instant since the last page (edited again, so they come
+            # later). Those read already moved the rest up: step back as many places.
+            return KeysetQuery(at=query.at, offset=max(0, query.offset - left))
+        if has_more:
+            if not returned:
+                raise CursorStuck(
+                    f"A query within the instant {query.at} ms at offset {query.offset} returned nothing though "
+                    "more records match; the read cannot move on."
+                )
+            return KeysetQuery(at=query.at, offset=query.offset + returned)
+        self._tie_total = None
+        return KeysetQuery(since=query.at, strict=True)
+
+    def next_archived_page(self) -> bool:
+        """Return whether a page of archived records is to be listed next, from `archived_after`.
+
+        The pass begins once the search is over, and runs at most once per read.
+        """
+        archived = self._archived
+        if archived is None or archived.done or self._query is not None:
+            return False
+        if archived.started is None:
+            archived.started = self._now_ms
+        return True
+
+    @property
+    def archived_after(self) -> str | None:
+        """Where the next page of archived records starts (None: the first page)."""
+        return None if self._archived is None else self._archived.after
+
+    def admit_archived(self, record_id: str, archived_ms: int | None) -> bool:
+        """Return whether to deliver an archived record: archived since the last pass, and not delivered yet."""
+        archived = self._archived
+        if archived is None or archived_ms is None:
+            # Without a time it cannot be told from one delivered before: leave it.
+            return False
+        if archived.since is not None and archived_ms < archived.since - self.overlap_ms:
+            return False
+        return self._deliver(str(record_id), archived_ms)
+
+    def archived_page_done(self, *, next_after: str | None) -> None:
+        """Record that a page of archived records was read; `next_after` is where the next starts (None: the end)."""
+        archived = self._archived
+        if archived is None or archived.started is None or archived.done:
+            raise RuntimeError("No pass over archived records is under way.")
+        if next_after is not None and next_after == archived.after:
+            raise CursorStuck(
+                f"The archived list answered page {next_after!r} with the same page again; it cannot move on."
+            )
+        if next_after is None:
+            # The next pass reaches back to when this one began: a record archived since,
+            # behind this pass's position, is delivered then.
+            archived.since, archived.started, archived.done = archived.started, None, True
+            self._forget_below(self._floor())
+        archived.after = next_after
+
+    def cursor(self) -> str:
+        """Return the cursor to resume from: the watermark, the overlap's deliveries, any instant or pass under way."""
+        floor = self._floor()
+        seen = {rid: modified for rid, modified in self._seen.items() if floor is None or modified >= floor}
+        data: dict[str, Any] = {"v": KEYSET_CURSOR_VERSION, "since": self.watermark, "seen": _group_seen(seen)}
+        query = self._query
+        if query is not None and query.at is not None:
+            if self.ties is Ties.BY_ID:
+                data["tie"] = {"at": query.at, "after": query.after_id}
+            else:
+                data["tie"] = {"at": query.at, "offset": query.offset, "total": self._tie_total}
+        archived = self._archived
+        if archived is not None:
+            data["archived"] = {"since": archived.since}
+            if archived.started is not None:
+                data["archived"].update(started=archived.started, after=archived.after)
+        return _dump(data)
+
+    def _deliver(self, record_id: str, modified: int) -> bool:
         delivered = self._seen.get(record_id)
         if delivered is not None and modified <= delivered:
             return False
@@ -408,52 +501,21 @@ class KeysetWindow:
         self._order.append((modified, record_id))
         return True
 
-    def page_done(self, *, has_more: bool) -> None:
-        """Record that the current query's page was read; choose the next query."""
-        query, newest, last_id = self._query, self._page_newest, self._page_last_id
-        self._page_newest = self._page_last_id = None
-        if query is None:
-            raise RuntimeError("The read is over: there is no page to finish.")
-        if query.at is not None:
-            if not has_more:
-                # The instant is exhausted: carry on strictly after it.
-                self._query = KeysetQuery(since=query.at, strict=True)
-            elif last_id is None or (query.after_id is not None and last_id <= query.after_id):
-                raise CursorStuck(
-                    f"A query within the instant {query.at} ms returned no record past id {query.after_id}; "
-                    "the read cannot move on."
-                )
-            else:
-                self._query = KeysetQuery(at=query.at, after_id=last_id)
-            return
-        if newest is not None:
-            self._newest = newest if self._newest is None else max(self._newest, newest)
-            self._forget_below(self.watermark - self.overlap_ms)
-        if not has_more:
-            self._query = None
-        elif newest is None:
-            raise CursorStuck("A full page carried no modification times; the read cannot move on.")
-        elif query.since is not None and newest < query.since:
-            raise CursorStuck(f"A query from {query.since} ms returned records modified before it.")
-        elif newest == query.since and not query.strict:
-            # A full page of records all modified at the instant the query started from:
-            # a query from that instant again would return the same page. Page by id.
-            self._query = KeysetQuery(at=newest)
-        else:
-            self._query = KeysetQuery(since=newest)
+    def _floor(self) -> int | None:
+        """Return the oldest time a query of this read or the next can reach (None: any)."""
+        watermark = self.watermark
+        if watermark is None:
+            return None
+        if self._archived is not None:
+            if self._archived.since is None:
+                return None
+            watermark = min(watermark, self._archived.since)
+        return watermark - self.overlap_ms
 
-    def cursor(self) -> str:
-        """Return the cursor to resume from: the watermark, the overlap's deliveries, any instant under way."""
-        since = self.watermark
-        floor = None if since is None else since - self.overlap_ms
-        seen = {rid: modified for rid, modified in self._seen.items() if floor is None or modified >= floor}
-        data: dict[str, Any] = {"v": KEYSET_CURSOR_VERSION, "since": since, "seen": _group_seen(seen)}
-        if self._query is not None and self._query.at is not None:
-            data["tie"] = {"at": self._query.at, "after": self._query.after_id}
-        return _dump(data)
-
-    def _forget_below(self, floor: int) -> None:
+    def _forget_below(self, floor: int | None) -> None:
         """Drop deliveries older than `floor`: no query of this read or the next reaches them."""
+        if floor is None:
+            return
         order, seen = self._order, self._seen
         while order and order[0][0] < floor:
             modified, record_id = order.popleft()

@@ -1,4 +1,4 @@
-"""HubSpot CRM v3 contacts: properties, full and delta reads, batch read, upsert, archive, GDPR delete.
+"""HubSpot CRM v3 contacts: properties, full and delta reads, batch read, upsert, merge, archive, GDPR delete.
 
 Field names are HubSpot property names. The properties read are, in order of
 precedence: the `fields` the caller passes (the sync's mappings), the connection's
@@ -13,6 +13,25 @@ search on `lastmodifieddate` with a fresh query per page. Search calls wait for 
 search rate as well as the account's (`settings["search_rate_limit"]` requests per
 second, 5 unless set; 0 leaves the pacing to the server's 429s).
 
+The search never returns archived contacts, so a delta read ends by listing them
+(`GET /crm/v3/objects/contacts?archived=true`, 100 a page) and delivers those archived
+since the previous read as `RemoteRecord(archived=True)`, `modified_at` their
+`archivedAt`. The list cannot filter on that time: a delta read costs one list call
+per 100 contacts in the recycle bin (HubSpot keeps archived contacts there for 90
+days), one call when few are archived. A restored contact comes back through the
+search like any change.
+
+Consent: `hs_email_optout` ("Unsubscribed from all email") is read-only through the CRM
+API ("... is a read only property; its value cannot be set"); HubSpot sets it through
+its subscription preferences. An unsubscribe (an `OutgoingRecord.email_consent` of
+"unsubscribed" or "cleaned", or an `hs_email_optout` of "true" among its fields) is
+written after the contact with the v4 subscriptions API,
+`POST /communication-preferences/v4/statuses/{email}/unsubscribe-all?channel=EMAIL`
+(scope `communication_preferences.write`), one call per contact unsubscribed; the v3
+API unsubscribes from one subscription type at a time and refuses the portal-wide
+opt-out. `hs_email_optout` is never sent with the contact's properties, and nothing
+subscribes a contact again: HubSpot's own pages and forms do that, with the person.
+
 Connection settings read here: `properties`, `overlap_seconds` (how far before the
 watermark a delta read starts again: HubSpot's search index trails writes by a few
 seconds, and clocks differ) and `search_rate_limit`.
@@ -22,6 +41,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -61,6 +81,10 @@ SEARCH_RATE_LIMIT = 5
 SEARCH_WINDOW_MARGIN_SECONDS = 0.1
 # The list endpoint's largest page.
 MAX_LIST_PAGE = 100
+# "Unsubscribed from all email": read here, written only through the subscriptions API.
+OPTOUT_PROPERTY = "hs_email_optout"
+# The consent states that take a contact off all email.
+OPT_OUT_STATES = frozenset({"unsubscribed", "cleaned"})
 
 
 class HubSpotProvider(Provider):
@@ -73,6 +97,9 @@ class HubSpotProvider(Provider):
     # Private apps on Professional and Enterprise: 190 requests per 10 seconds.
     rate_limit = (190, 10)
     read_timeout = 30.0
+    # HubSpot holds one email opt-out, "unsubscribed from all email", which reads back as
+    # "unsubscribed" through the optout_flag transform; a cleaned address is sent as it.
+    writable_consent_states = frozenset({"unsubscribed"})
 
     def __init__(
         self, config: ProviderConfig, http, *, fields: Sequence[str] = (), clock: Callable[[], float] = time.time
@@ -116,7 +143,7 @@ class HubSpotProvider(Provider):
         """
         overlap_ms = int(_setting_number(self.config.settings, "overlap_seconds", DEFAULT_OVERLAP_SECONDS) * 1000)
         try:
-            window = open_keyset_read(cursor, overlap_ms=overlap_ms, now_ms=int(self.clock() * 1000))
+            window = open_keyset_read(cursor, overlap_ms=overlap_ms, now_ms=int(self.clock() * 1000), archived=True)
         except InvalidCursor as error:
             raise ProviderError(str(error)) from None
         try:
@@ -124,6 +151,7 @@ class HubSpotProvider(Provider):
                 yield from self._scan(window)
             else:
                 yield from self._delta(window)
+                yield from self._archived(window)
         except CursorStuck as error:
             raise ProviderError(str(error)) from None
 
@@ -164,6 +192,19 @@ class HubSpotProvider(Provider):
             window.page_done(has_more=_next_after(reply) is not None)
             yield ChangePage(records=fresh, cursor=window.cursor(), total=total)
 
+    def _archived(self, window: KeysetWindow) -> Iterator[ChangePage]:
+        """List the archived contacts; deliver those archived since the previous read."""
+        while window.next_archived_page():
+            params = {"limit": MAX_LIST_PAGE, "archived": "true", "properties": ",".join(self.properties)}
+            if window.archived_after is not None:
+                params["after"] = window.archived_after
+            reply = self.http.json("GET", CONTACTS, params=params) or {}
+            records = [self._record(item) for item in reply.get("results") or []]
+            fresh = [record for record in records if record.archived and window.admit_archived(
+                record.external_id, _ms(record))]
+            window.archived_page_done(next_after=_next_after(reply))
+            yield ChangePage(records=fresh, cursor=window.cursor())
+
     def _search(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.http.json("POST", SEARCH, json=body, endpoint_budget=self.search_budget) or {}
 
@@ -203,22 +244,91 @@ class HubSpotProvider(Provider):
         return records
 
     def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
-        """Update linked contacts by id and upsert the others by email; one result each.
+        """Update linked contacts by id and upsert the others by email, then unsubscribe those opting out.
 
         A contact whose id is no longer found is upserted by email instead. Refused
         records get their own failed result; authentication failures and exhausted
-        retries raise.
+        retries raise. An unsubscribe costs one call per contact not yet opted out.
         """
         if len(records) > self.max_batch:
             raise ValueError(f"HubSpot takes at most {self.max_batch} records per batch, got {len(records)}.")
         results: dict[int, RecordResult] = {}
         by_id = [(index, record) for index, record in enumerate(records) if record.external_id]
         by_email = [(index, record) for index, record in enumerate(records) if not record.external_id]
+        # HubSpot refuses an update without properties ("No properties found to
+        # update"): a linked record with none (an unsubscribe alone) is only looked up.
+        empty = {index for index, record in by_id if not _input(record, by_email=False)["properties"]}
+        by_email += self._look_up([entry for entry in by_id if entry[0] in empty], results)
+        by_id = [entry for entry in by_id if entry[0] not in empty]
         for batch in split_repeats(by_id, key=lambda entry: _record_key(entry[1], by_email=False)):
             by_email += self._write(batch, results, by_email=False)
         for batch in split_repeats(by_email, key=lambda entry: _record_key(entry[1], by_email=True)):
             self._write(batch, results, by_email=True)
+        for index, record in enumerate(records):
+            if results[index].ok and _unsubscribes(record):
+                results[index] = self._unsubscribe(record, results[index])
         return [results[index] for index in range(len(records))]
+
+    def _look_up(
+        self, entries: list[tuple[int, OutgoingRecord]], results: dict[int, RecordResult]
+    ) -> list[tuple[int, OutgoingRecord]]:
+        """Fill `results` for linked records with nothing to write; return the ones whose id was not found."""
+        if not entries:
+            return []
+        ids = [str(record.external_id) for _, record in entries]
+        found = {contact.external_id: contact for contact in self.read_by_ids(ids)}
+        not_found = []
+        for index, record in entries:
+            contact = found.get(str(record.external_id))
+            if contact is None:
+                not_found.append((index, record))
+                continue
+            results[index] = RecordResult(
+                key=record.key,
+                ok=True,
+                external_id=contact.external_id,
+                fields={name: contact.fields.get(name) for name in dict.fromkeys([*record.fields, "email"])},
+            )
+        return not_found
+
+    def _unsubscribe(self, record: OutgoingRecord, written: RecordResult) -> RecordResult:
+        """Unsubscribe a written contact's address from all email, unless HubSpot's reply shows it is already."""
+        fields = dict(written.fields or {})
+        if fields.get(OPTOUT_PROPERTY) != "true":
+            email = _normal_email(fields.get("email") or record.email)
+            try:
+                self.http.request(
+                    "POST",
+                    f"/communication-preferences/v4/statuses/{quote(email, safe='@')}/unsubscribe-all",
+                    params={"channel": "EMAIL"},
+                )
+            except AuthenticationError:
+                raise
+            except ProviderError as error:
+                return RecordResult(
+                    key=record.key,
+                    ok=False,
+                    external_id=written.external_id,
+                    error_class=_error_class(error, record),
+                    message=f"HubSpot did not unsubscribe {email}: {error}",
+                    retriable=error.retriable,
+                )
+        if OPTOUT_PROPERTY in record.fields:
+            fields[OPTOUT_PROPERTY] = "true"
+        return replace(written, fields=fields)
+
+    def merge_records(self, primary_id: str, other_id: str) -> str:
+        """Merge contact `other_id` into `primary_id`; return the merged contact's id, as HubSpot's reply gives it.
+
+        HubSpot keeps the primary's values and fills its empty properties from the other
+        contact, which is gone afterwards.
+        """
+        reply = self.http.json(
+            "POST", f"{CONTACTS}/merge", json={"primaryObjectId": str(primary_id), "objectIdToMerge": str(other_id)}
+        ) or {}
+        if not reply.get("id"):
+            raise ProviderError("HubSpot's reply to the merge named no contact.")
+        return str(reply["id"])
 
     def _write(self, batch: list[tuple[int, OutgoingRecord]], results: dict[int, RecordResult], *, by_email: bool):
         """Send one round of inputs; fill `results`; return the ones whose id was not found."""
@@ -284,6 +394,8 @@ class HubSpotProvider(Provider):
     def _record(item: Mapping[str, Any]) -> RemoteRecord:
         properties = dict(item.get("properties") or {})
         stamp = properties.get("lastmodifieddate") or item.get("updatedAt")
+        if item.get("archived"):
+            stamp = item.get("archivedAt") or stamp
         return RemoteRecord(
             external_id=str(item["id"]),
             fields=properties,
@@ -342,8 +454,16 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def _unsubscribes(record: OutgoingRecord) -> bool:
+    """Return whether writing `record` takes its contact off all email."""
+    flag = record.fields.get(OPTOUT_PROPERTY)
+    return record.email_consent in OPT_OUT_STATES or flag is True or str(flag).strip().lower() == "true"
+
+
 def _input(record: OutgoingRecord, by_email: bool) -> dict[str, Any]:
-    properties = {name: _value(value) for name, value in record.fields.items() if name != "email"}
+    properties = {
+        name: _value(value) for name, value in record.fields.items() if name not in ("email", OPTOUT_PROPERTY)
+    }
     if by_email:
         return {"id": _normal_email(record.email), "idProperty": "email", "properties": properties}
     # By id the email is written like any other field, only when the caller maps it out:

@@ -8,13 +8,27 @@ lowercased email.
 Consent is never a field: `status` is written only from `OutgoingRecord.email_consent`.
 New members get it (or the connection's default); existing members only when it
 restricts, so that no sync re-subscribes a person who opted out (see `upsert_batch`).
+The one way back is the person's own: a "subscribed" marked `explicit_opt_in` turns an
+unsubscribed member into `pending`, and Mailchimp emails them a confirmation link. A
+direct re-subscribe is refused by Mailchimp ("Member In Compliance State": the address
+"is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be
+subscribed"), and a cleaned (bouncing) address stays cleaned.
+
+Delta reads list the members sorted by `last_changed`, archived ones included, with a
+fresh query per page (`cursors.KeysetWindow`, ties by offset): Mailchimp's list filters
+on `since_last_changed` and `before_last_changed` (exclusive, in whole seconds) but on
+no id, so more members changed in one second than a page holds (a bulk import) are
+paged by offset within that second. Connection settings read here: `list_id`,
+`status_if_new` (the status of new members without a consent decision) and
+`overlap_seconds`.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -32,7 +46,14 @@ from connections.providers.base import (
     RemoteRecord,
 )
 from connections.providers.batches import isolate_rejections, mentions_email, split_repeats
-from connections.providers.cursors import DeltaWindow, InvalidCursor, Step, epoch_ms, from_epoch_ms
+from connections.providers.cursors import (
+    CursorStuck,
+    InvalidCursor,
+    KeysetQuery,
+    epoch_ms,
+    from_epoch_ms,
+    open_time_sorted_read,
+)
 
 # Fields every audience has besides its merge fields.
 FIXED_FIELDS = (
@@ -42,6 +63,9 @@ FIXED_FIELDS = (
 )
 # Statuses that take a person off the list: the only ones written to existing members.
 RESTRICTIVE_STATUSES = frozenset({"unsubscribed", "cleaned"})
+# What an explicit opt-in makes of an unsubscribed member: Mailchimp then sends the
+# person a confirmation email, and they become subscribed when they confirm.
+OPT_IN_STATUS = "pending"
 # The batch error for a member who already exists (sent without update_existing).
 MEMBER_EXISTS = "ERROR_CONTACT_EXISTS"
 # Existing members updated at once by one batch. Mailchimp allows 10 simultaneous
@@ -51,6 +75,8 @@ UPDATE_WORKERS = 4
 # Mailchimp stamps changes to the second; overlap a little for late commits.
 DEFAULT_OVERLAP_SECONDS = 5
 # Reply parts Syncapp never reads: leaving them out keeps pages small.
+# Member statuses that are consent states (the hub's names); "archived" is not one.
+CONSENT_STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
 EXCLUDED_FIELDS = "_links,members._links,members.stats,members.location"
 
 
@@ -71,6 +97,15 @@ class MailchimpProvider(Provider):
     max_concurrency = 10
     # Mailchimp's own call timeout.
     read_timeout = 120.0
+    writable_consent_states = RESTRICTIVE_STATUSES
+    explicit_opt_in_state = OPT_IN_STATUS
+
+    def __init__(
+        self, config: ProviderConfig, http, *, fields: Sequence[str] = (), clock: Callable[[], float] = time.time
+    ):
+        super().__init__(config, http, fields=fields)
+        # The reader's clock: a delta watermark is never later than when its read began.
+        self.clock = clock
 
     @classmethod
     def base_url_for(cls, config: ProviderConfig) -> str:
@@ -111,44 +146,51 @@ class MailchimpProvider(Provider):
         return [*FIXED_FIELDS, *merge_fields]
 
     def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
-        """List members by `last_changed` ascending, archived ones included."""
+        """List the members changed since `cursor` (every member when None), oldest change first.
+
+        Each page is a fresh query from the second the previous page ended in (its
+        members come back, and are dropped as duplicates), so a read costs a little more
+        than one call per 1,000 members changed. The cursor after any page is safe to
+        resume from (see `cursors`).
+        """
         overlap_ms = int(float(self.config.settings.get("overlap_seconds", DEFAULT_OVERLAP_SECONDS)) * 1000)
         try:
-            window = DeltaWindow(cursor, overlap_ms=overlap_ms)
+            window = open_time_sorted_read(cursor, overlap_ms=overlap_ms, now_ms=int(self.clock() * 1000))
         except InvalidCursor as error:
             raise ProviderError(str(error)) from None
         total = None
-        step = Step.NEW_QUERY
-        while step is not Step.DONE:
-            if step is Step.NEW_QUERY:
-                since, offset = window.start_query(), 0
-            reply = self.http.json("GET", f"/lists/{self.list_id}/members", params=self._page_params(since, offset))
-            members = reply.get("members") or []
-            if total is None:
-                total = reply.get("total_items")
-            records = [self._record(member) for member in members]
-            fresh = [
-                record
-                for record in records
-                if window.admit(record.external_id, epoch_ms(record.modified_at) if record.modified_at else None)
-            ]
-            offset += len(members)
-            has_more = bool(members) and offset < int(reply.get("total_items") or 0)
-            step = window.page_done(returned=len(members), has_more=has_more)
-            yield ChangePage(records=fresh, cursor=window.cursor(), total=total)
+        try:
+            while (query := window.query()) is not None:
+                reply = self.http.json("GET", f"/lists/{self.list_id}/members", params=self._page_params(query))
+                members = reply.get("members") or []
+                matched = _count(reply.get("total_items"))
+                if total is None:
+                    # The first query counts every change this read has to go through.
+                    total = matched
+                records = [self._record(member) for member in members]
+                fresh = [record for record in records if window.admit(record.external_id, _ms(record))]
+                has_more = bool(members) and (query.offset or 0) + len(members) < (matched or 0)
+                window.page_done(has_more=has_more, total=matched)
+                yield ChangePage(records=fresh, cursor=window.cursor(), total=total)
+        except CursorStuck as error:
+            raise ProviderError(str(error)) from None
 
-    def _page_params(self, since: int | None, offset: int) -> dict[str, Any]:
+    def _page_params(self, query: KeysetQuery) -> dict[str, Any]:
         params: dict[str, Any] = {
             "count": self.max_page,
-            "offset": offset,
+            "offset": query.offset or 0,
             "sort_field": "last_changed",
             "sort_dir": "ASC",
             "exclude_fields": EXCLUDED_FIELDS,
         }
-        if since is not None:
-            # Mailchimp's bound is exclusive and in whole seconds: one second earlier
-            # makes it include the second `since` falls in.
-            params["since_last_changed"] = _iso_seconds(since // 1000 - 1)
+        # Mailchimp's bounds are exclusive and in whole seconds, and so are its times.
+        if query.at is not None:
+            second = query.at // 1000
+            params["since_last_changed"] = _iso_seconds(second - 1)
+            params["before_last_changed"] = _iso_seconds(second + 1)
+        elif query.since is not None:
+            first_second = query.since // 1000 + 1 if query.strict else -(-query.since // 1000)
+            params["since_last_changed"] = _iso_seconds(first_second - 1)
         return params
 
     def read_by_ids(self, external_ids: Sequence[str]) -> list[RemoteRecord]:
@@ -191,8 +233,8 @@ class MailchimpProvider(Provider):
         #    only to restrict it (unsubscribed, cleaned), never to subscribe.
         # Reading the statuses first would cost a call per member too. This costs one
         # call per batch plus one per existing member that changed (a second to
-        # unsubscribe it, one more to add a tag it lacks), and nothing extra on a first
-        # sync into an empty audience.
+        # unsubscribe it or to ask an opted-out person to confirm an opt-in, one more to
+        # add a tag it lacks), and nothing extra on a first sync into an empty audience.
         if len(records) > self.max_batch:
             raise ValueError(f"Mailchimp takes at most {self.max_batch} members per batch, got {len(records)}.")
         results: dict[int, RecordResult] = {}
@@ -281,7 +323,8 @@ class MailchimpProvider(Provider):
         is sent only to restrict: "cleaned" outranks everything, so it goes with the
         fields; "unsubscribed" is sent only when the reply shows the member is not
         already opted out, since it would turn a cleaned (bouncing) address into a
-        merely unsubscribed one.
+        merely unsubscribed one. An explicit opt-in reaches an unsubscribed member as
+        "pending", the confirmation Mailchimp sends; never as "subscribed".
         """
         member_id = _member_id(record.external_id) if moved else subscriber_hash(record.email)
         body: dict[str, Any] = {"merge_fields": self._merge_fields(record)}
@@ -292,9 +335,14 @@ class MailchimpProvider(Provider):
         try:
             member = self.http.json("PATCH", f"/lists/{self.list_id}/members/{member_id}", json=body) or {}
             member_id = _member_id(str(member.get("id") or subscriber_hash(record.email)))
+            status = None
             if record.email_consent == "unsubscribed" and member.get("status") not in RESTRICTIVE_STATUSES:
+                status = "unsubscribed"
+            elif _opts_in_again(record, member):
+                status = OPT_IN_STATUS
+            if status is not None:
                 member = self.http.json(
-                    "PATCH", f"/lists/{self.list_id}/members/{member_id}", json={"status": "unsubscribed"}
+                    "PATCH", f"/lists/{self.list_id}/members/{member_id}", json={"status": status}
                 ) or member
             member = self._add_tags(record, member_id, member)
         except AuthenticationError:
@@ -366,6 +414,8 @@ class MailchimpProvider(Provider):
             ok=True,
             external_id=str(member.get("id") or subscriber_hash(record.email)),
             fields={name: fields.get(name) for name in sent},
+            stable_id=str(member.get("contact_id") or ""),
+            email_consent=member.get("status") if member.get("status") in CONSENT_STATUSES else None,
         )
 
     def archive(self, external_id: str) -> None:
@@ -388,8 +438,12 @@ class MailchimpProvider(Provider):
         return RemoteRecord(
             external_id=str(member.get("id") or subscriber_hash(member.get("email_address", ""))),
             fields=_flatten(member),
+            # Archiving is a change like any other: it moves last_changed.
             modified_at=_parse_time(member.get("last_changed")),
             archived=member.get("status") == "archived",
+            # The member id is the MD5 of the address and changes with it; contact_id stays.
+            stable_id=str(member.get("contact_id") or ""),
+            opted_in_at=_parse_time(member.get("timestamp_opt")),
         )
 
 
@@ -423,6 +477,11 @@ def _problem_title(error: ProviderError) -> str:
     return str(body.get("title") or f"HTTP {error.status}")
 
 
+def _opts_in_again(record: OutgoingRecord, member: Mapping[str, Any]) -> bool:
+    """Return whether `record` is an explicit opt-in for a member who unsubscribed."""
+    return record.email_consent == "subscribed" and record.explicit_opt_in and member.get("status") == "unsubscribed"
+
+
 def _moved(record: OutgoingRecord) -> bool:
     """Return whether a linked member's address changed since it was linked."""
     return bool(record.external_id) and record.external_id != subscriber_hash(record.email)
@@ -435,6 +494,17 @@ def _member_id(external_id: str) -> str:
 
 def _normal_email(email: str) -> str:
     return (email or "").strip().lower()
+
+
+def _ms(record: RemoteRecord) -> int | None:
+    return epoch_ms(record.modified_at) if record.modified_at else None
+
+
+def _count(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _iso_seconds(seconds: int) -> str:

@@ -145,11 +145,24 @@ class EndpointPlan:
         consent, explicit = None, False
         if EMAIL_CONSENT not in held:
             hub_state = contact.hub_value(EMAIL_CONSENT)
-            explicit = hub_state == "subscribed" and contact.hub_value(EMAIL_OPT_IN_AT) is not None
-            writable = self.provider.writable_consent_states if link.external_id else None
-            consent = outgoing_consent(hub_state, link.email_consent_base or None, writable=writable,
-                                       explicit_opt_in=explicit)
-            explicit = explicit and consent == "subscribed" and link.email_consent_base not in ("", "subscribed")
+            remote = link.email_consent_base or None
+            asked = self.provider.explicit_opt_in_state
+            # Only a system that can carry an opt-in to an opted-out record gets one
+            # (Mailchimp, as a confirmation request); the others keep their opt-out.
+            explicit = (asked is not None and hub_state == "subscribed"
+                        and contact.hub_value(EMAIL_OPT_IN_AT) is not None)
+            if explicit and remote == asked:
+                # Already asked there: the person confirms in that system.
+                explicit = False
+            else:
+                writable = self.provider.writable_consent_states if link.external_id else None
+                consent = outgoing_consent(hub_state, remote, writable=writable, explicit_opt_in=explicit)
+                explicit = explicit and consent == "subscribed" and remote not in (None, "subscribed")
+            if (consent is None and link.external_id is None and link.email_consent_base
+                    and RESTRICTIVENESS[link.email_consent_base] > RESTRICTIVENESS["subscribed"]):
+                # A record created again (restored after a delete) keeps the opt-out it
+                # had there: the provider's default for new records would drop it.
+                consent = link.email_consent_base
         return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, errors=errors,
                        explicit_opt_in=explicit)
 

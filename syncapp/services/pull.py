@@ -241,6 +241,8 @@ class _PageApplier:
         # the external id of the record they duplicate: listed for review.
         self.duplicates: list[tuple[Contact, str]] = []
         self.book: ConflictBook | None = None
+        # Contacts whose record here came back after being archived.
+        self.restored: list[int] = []
 
     def apply(self, incoming: list[Incoming], errors: list[ErrorItem], archived: list[RemoteRecord]) -> None:
         self.errors.extend(errors)
@@ -275,6 +277,7 @@ class _PageApplier:
             else:
                 self.clean_ids.append(item.record.external_id)
         self._archive(archived, contacts, links, linked)
+        self._restore()
         self._write(touched)
 
     def _load(
@@ -464,6 +467,7 @@ class _PageApplier:
             # The record is back (restored there): it is synced again.
             link.archived = False
             columns.add("archived")
+            self.restored.append(contact.pk)
             self.audits.append((contact, "contact.restored", {"system": [None, self.connection.name]}))
         if columns:
             self._link_changed(link, columns)
@@ -502,6 +506,22 @@ class _PageApplier:
             other.archived = True
             other.pending_push = other.external_id is not None
             self._link_changed(other, {"archived", "pending_push"})
+
+    def _restore(self) -> None:
+        """Under "mirror" delete handling, bring back the records a delete had archived elsewhere.
+
+        The records are created again (a provider cannot be trusted to un-archive in
+        place); the consent they are created with is never looser than what each system
+        held before (EndpointPlan.payload).
+        """
+        if not self.restored or self.plan.sync.delete_handling != self.plan.sync.DeleteHandling.MIRROR:
+            return
+        writers = [writer.connection.pk for writer in self.plan.writers if writer.connection.pk != self.connection.pk]
+        for other in RecordLink.objects.filter(contact_id__in=self.restored, connection_id__in=writers, archived=True):
+            other.archived = False
+            other.external_id = None
+            other.pending_push = True
+            self._link_changed(other, {"archived", "external_id", "pending_push"})
 
     def _write(self, touched: list[Contact]) -> None:
         bulk_insert_rows(self.new_contacts, set_ids=True)

@@ -294,14 +294,18 @@ def _apply(
                 errors.append(error)
                 continue
             consent_before = item.link.email_consent_base
-            changes = _accept(item, by_key[item.link.pk], now)
-            if item.payload.email_consent and item.payload.email_consent != consent_before:
+            changes = _accept(item, by_key[item.link.pk], now, asked_state=writer.provider.explicit_opt_in_state)
+            if item.link.email_consent_base and item.link.email_consent_base != consent_before:
+                # Syncapp's own write changed the person's state there (a state sent, or
+                # the connection's default for a new record): the ledger says so.
+                defaulted = item.payload.email_consent is None and not item.payload.explicit_opt_in
                 ledger.append(ConsentEvent(
                     contact_id=item.link.contact_id, channel=ConsentEvent.Channel.EMAIL,
-                    state=item.payload.email_consent, previous_state=consent_before,
+                    state=item.link.email_consent_base, previous_state=consent_before,
                     hub_state=item.link.contact.hub_value("email_consent"), system=writer.name,
                     connection_id=writer.connection.pk, evidence=ConsentEvent.Evidence.SYNC_WRITE, occurred_at=now,
                     explicit_opt_in=item.payload.explicit_opt_in, run_id=tracker.run.pk,
+                    note="The connection's status for new records." if defaulted else "",
                 ))
             if item.link.external_id:
                 taken[item.link.external_id] = item.link.contact_id
@@ -357,7 +361,9 @@ def _refusal(item: Outgoing, result: RecordResult | None, taken: dict[str, int])
     return None
 
 
-def _accept(item: Outgoing, result: RecordResult, now: datetime) -> dict[str, list[Any]]:
+def _accept(
+    item: Outgoing, result: RecordResult, now: datetime, *, asked_state: str | None = None
+) -> dict[str, list[Any]]:
     """Make what was sent the link's new base and clear its mark; return what changed there.
 
     The base is the values sent, not the provider's echo of them: comparing the next
@@ -373,7 +379,10 @@ def _accept(item: Outgoing, result: RecordResult, now: datetime) -> dict[str, li
     # finds this link (Mailchimp's member id follows the address).
     link.stable_id = result.stable_id or link.stable_id
     link.merge_base = {**link.merge_base, **payload.fields}
-    link.email_consent_base = payload.email_consent or link.email_consent_base
+    # An explicit opt-in sent to an opted-out record leaves it in the provider's
+    # confirmation state (Mailchimp: pending), which is what it will read back as.
+    sent_consent = asked_state if payload.explicit_opt_in and asked_state else payload.email_consent
+    link.email_consent_base = sent_consent or result.email_consent or link.email_consent_base
     link.pending_push = False
     link.rejected_payload_hash = ""
     link.last_pushed_at = now

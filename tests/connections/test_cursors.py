@@ -1,7 +1,8 @@
-"""Delta reads: nothing missed, nothing repeated, across edits, ties, caps and crashes.
+"""Delta reads: nothing missed, nothing repeated, across edits, ties, archives and crashes.
 
-The keyset reads (a full scan by id, then fresh time-sorted queries) are HubSpot's; the
-offset window (`DeltaWindow`) is for providers that page only by offset (Mailchimp).
+The keyset reads (a full scan by id, fresh time-sorted searches, ties paged by id, a
+pass over archived records) are HubSpot's; the time-sorted list read (ties paged by
+offset, watching the instant's count) is Mailchimp's.
 """
 import json
 import random
@@ -13,279 +14,16 @@ from hypothesis import strategies as st
 
 from connections.providers.cursors import (
     CursorStuck,
-    DeltaWindow,
     InvalidCursor,
     KeysetQuery,
     KeysetWindow,
     ScanWindow,
-    Step,
-    dump_cursor,
+    Ties,
     epoch_ms,
     from_epoch_ms,
-    load_cursor,
     open_keyset_read,
+    open_time_sorted_read,
 )
-
-
-class FakeSearch:
-    """A provider's ascending, offset-paged search over id -> modified time."""
-
-    def __init__(self, records: dict[str, int], *, page_size: int, cap: int | None = None):
-        self.records = dict(records)
-        self.page_size = page_size
-        self.cap = cap
-        self.requests = 0
-
-    def page(self, start: int | None, offset: int) -> tuple[list[tuple[str, int]], bool]:
-        if self.cap is not None:
-            assert offset < self.cap, "asked for a page past the result cap"
-        self.requests += 1
-        matching = sorted(
-            ((modified, rid) for rid, modified in self.records.items() if start is None or modified >= start)
-        )
-        window = matching[offset : offset + self.page_size]
-        return [(rid, modified) for modified, rid in window], offset + self.page_size < len(matching)
-
-
-def read(cursor, *, overlap_ms, search: FakeSearch, between_pages=None, stop_after_pages=None):
-    """Drive a window from `cursor` like a provider does; return the deliveries and the last cursor."""
-    window = DeltaWindow(cursor, overlap_ms=overlap_ms, result_cap=search.cap)
-    delivered: list[tuple[str, int]] = []
-    cursor = None
-    pages = 0
-    step = Step.NEW_QUERY
-    while step is not Step.DONE:
-        if step is Step.NEW_QUERY:
-            start, offset = window.start_query(), 0
-        results, has_more = search.page(start, offset)
-        offset += len(results)
-        delivered += [(rid, modified) for rid, modified in results if window.admit(rid, modified)]
-        step = window.page_done(returned=len(results), has_more=has_more)
-        cursor = window.cursor()
-        pages += 1
-        if stop_after_pages is not None and pages >= stop_after_pages:
-            break
-        if between_pages is not None and step is not Step.DONE:
-            between_pages(pages, search)
-    return delivered, cursor
-
-
-def test_a_first_read_delivers_every_record_once_in_order():
-    search = FakeSearch({f"r{i}": 1000 + i for i in range(25)}, page_size=10)
-    delivered, cursor = read(None, overlap_ms=0, search=search)
-    assert delivered == [(f"r{i}", 1000 + i) for i in range(25)]
-    assert search.requests == 3
-    assert load_cursor(cursor)[0] == 1024
-
-
-def test_an_empty_source_gives_a_cursor_that_reads_everything_next_time():
-    delivered, cursor = read(None, overlap_ms=5, search=FakeSearch({}, page_size=10))
-    assert delivered == []
-    assert load_cursor(cursor) == (None, {})
-
-
-def test_a_delta_read_delivers_only_what_changed_since_the_cursor():
-    records = {f"r{i}": 1000 + i for i in range(10)}
-    search = FakeSearch(records, page_size=4)
-    _, cursor = read(None, overlap_ms=3, search=search)
-    search.records.update({"r2": 2000, "new": 2001})
-    delivered, _ = read(cursor, overlap_ms=3, search=search)
-    assert delivered == [("r2", 2000), ("new", 2001)]
-
-
-def test_a_second_read_without_changes_delivers_nothing_despite_the_overlap():
-    search = FakeSearch({f"r{i}": 1000 + i for i in range(10)}, page_size=4)
-    _, cursor = read(None, overlap_ms=5, search=search)
-    delivered, cursor_after = read(cursor, overlap_ms=5, search=search)
-    assert delivered == []
-    assert load_cursor(cursor_after)[0] == 1009
-
-
-def test_the_overlap_catches_a_late_commit_older_than_the_watermark():
-    search = FakeSearch({"a": 1000, "b": 1010}, page_size=10)
-    _, cursor = read(None, overlap_ms=5, search=search)
-    # Committed after the read, stamped before the newest time the read saw.
-    search.records["late"] = 1007
-    delivered, _ = read(cursor, overlap_ms=5, search=search)
-    assert delivered == [("late", 1007)]
-
-
-def test_a_late_commit_older_than_the_overlap_is_out_of_reach():
-    search = FakeSearch({"a": 1000, "b": 1010}, page_size=10)
-    _, cursor = read(None, overlap_ms=5, search=search)
-    search.records["too_late"] = 1004
-    assert read(cursor, overlap_ms=5, search=search)[0] == []
-
-
-def test_the_cursor_keeps_only_the_deliveries_inside_the_overlap():
-    search = FakeSearch({"old": 1000, "near": 1096, "edge": 1095, "top": 1100}, page_size=10)
-    _, cursor = read(None, overlap_ms=5, search=search)
-    since, seen = load_cursor(cursor)
-    assert since == 1100
-    assert seen == {"near": 1096, "edge": 1095, "top": 1100}
-
-
-def test_a_record_modified_again_is_delivered_again():
-    search = FakeSearch({"a": 1000}, page_size=10)
-    _, cursor = read(None, overlap_ms=10, search=search)
-    search.records["a"] = 1003
-    assert read(cursor, overlap_ms=10, search=search)[0] == [("a", 1003)]
-
-
-def test_an_older_copy_of_a_delivered_record_is_not_delivered():
-    window = DeltaWindow(dump_cursor(1000, {"a": 1000}), overlap_ms=10)
-    window.start_query()
-    assert window.admit("a", 995) is False
-    assert window.admit("a", 1000) is False
-    assert window.admit("a", 1001) is True
-
-
-def test_the_result_cap_restarts_the_query_from_the_newest_time_seen():
-    search = FakeSearch({f"r{i:02}": 1000 + i for i in range(25)}, page_size=4, cap=8)
-    delivered, cursor = read(None, overlap_ms=0, search=search)
-    assert delivered == [(f"r{i:02}", 1000 + i) for i in range(25)]
-    assert load_cursor(cursor)[0] == 1024
-
-
-def test_ties_across_the_cap_are_neither_missed_nor_repeated():
-    # Five records share the time at which the cap falls.
-    records = {f"a{i}": 1000 + i for i in range(6)} | {f"t{i}": 2000 for i in range(5)} | {"z": 3000}
-    search = FakeSearch(records, page_size=4, cap=8)
-    delivered, _ = read(None, overlap_ms=0, search=search)
-    assert sorted(delivered) == sorted(records.items())
-    assert len(delivered) == len(records)
-
-
-def test_more_ties_than_the_cap_stop_the_read_with_a_clear_error():
-    search = FakeSearch({f"t{i}": 2000 for i in range(10)}, page_size=4, cap=8)
-    with pytest.raises(CursorStuck, match="share the modification time"):
-        read(dump_cursor(2000, {}), overlap_ms=0, search=search)
-
-
-def test_a_cap_reached_inside_the_overlap_restarts_inside_it():
-    # The overlap holds more late commits than one query returns.
-    records = {"a": 1000} | {f"late{i}": 1090 + i for i in range(6)}
-    search = FakeSearch({"a": 1000}, page_size=2, cap=4)
-    _, cursor = read(None, overlap_ms=0, search=search)
-    search.records = records | {"top": 1100}
-    delivered, _ = read(dump_cursor(1100, {"top": 1100}), overlap_ms=20, search=search)
-    assert sorted(delivered) == sorted((rid, m) for rid, m in records.items() if m >= 1080)
-
-
-def test_a_record_edited_during_the_read_causes_a_rewind_so_none_is_skipped():
-    records = {f"r{i}": 1000 + i for i in range(12)}
-    search = FakeSearch(records, page_size=4)
-
-    def edit_first_record(pages, search):
-        if pages == 1:
-            # r0 was read on page 1; editing it moves it to the end of the ordering and
-            # shifts r4 into page 1's range, where plain offset paging would skip it.
-            search.records["r0"] = 5000
-
-    delivered, _ = read(None, overlap_ms=0, search=search, between_pages=edit_first_record)
-    assert set(delivered) == set(records.items()) | {("r0", 5000)}
-    assert len(delivered) == len(set(delivered))
-
-
-def test_a_record_edited_before_the_read_reached_it_causes_no_rewind():
-    search = FakeSearch({f"r{i}": 1000 + i for i in range(12)}, page_size=4)
-
-    def edit_unread_record(pages, search):
-        if pages == 1:
-            search.records["r9"] = 5000
-
-    delivered, _ = read(None, overlap_ms=0, search=search, between_pages=edit_unread_record)
-    assert [rid for rid, _ in delivered] == [f"r{i}" for i in range(12) if i != 9] + ["r9"]
-    assert search.requests == 3
-
-
-def test_the_cursor_saved_while_a_rewind_is_pending_resumes_from_the_rewind_point():
-    window = DeltaWindow(None, overlap_ms=0)
-    window.start_query()
-    for rid, modified in [("a", 1000), ("b", 1001), ("c", 1002)]:
-        window.admit(rid, modified)
-    window.admit("a", 2000)
-    assert window.page_done(returned=4, has_more=True) is Step.NEW_QUERY
-    since, seen = load_cursor(window.cursor())
-    assert since == 1000
-    assert seen == {"a": 2000, "b": 1001, "c": 1002}
-    assert window.start_query() == 1000
-
-
-def test_a_read_resumed_from_any_page_cursor_delivers_the_rest_exactly_once():
-    records = {f"r{i:02}": 1000 + i // 3 for i in range(30)}
-    for stop in range(1, 8):
-        search = FakeSearch(records, page_size=4, cap=12)
-        first, cursor = read(None, overlap_ms=2, search=search, stop_after_pages=stop)
-        rest, _ = read(cursor, overlap_ms=2, search=search)
-        assert sorted(first + rest) == sorted(records.items()), stop
-
-
-def test_an_invalid_cursor_is_refused_with_a_clear_message():
-    for text in ["not json", "[]", '{"v": 99}', '{"v": 1, "since": "x"}', '{"v": 1, "since": 1, "seen": {"x": [1]}}']:
-        with pytest.raises(InvalidCursor, match="full resync"):
-            load_cursor(text)
-
-
-def test_the_cursor_groups_ids_by_time_and_round_trips():
-    text = dump_cursor(1005, {"a": 1005, "b": 1005, "c": 1001})
-    assert json.loads(text) == {"v": 1, "since": 1005, "seen": {"1001": ["c"], "1005": ["a", "b"]}}
-    assert load_cursor(text) == (1005, {"a": 1005, "b": 1005, "c": 1001})
-
-
-def test_records_without_a_time_are_delivered_and_leave_the_position_alone():
-    window = DeltaWindow(dump_cursor(1000, {}), overlap_ms=0)
-    window.start_query()
-    assert window.admit("x", None) is True
-    assert load_cursor(window.cursor())[0] == 1000
-
-
-def test_a_negative_overlap_is_refused():
-    with pytest.raises(ValueError):
-        DeltaWindow(None, overlap_ms=-1)
-
-
-edits = st.lists(st.tuples(st.integers(0, 14), st.integers(0, 29), st.integers(1, 40)), max_size=8)
-record_times = st.lists(st.integers(0, 40), max_size=30)
-caps = st.sampled_from([None, 6, 12])
-
-
-def more_ties_than_the_cap(times, cap) -> bool:
-    return cap is not None and max((times.count(t) for t in set(times)), default=0) >= cap
-
-
-@settings(max_examples=300, deadline=None)
-@given(times=record_times, page_size=st.integers(1, 6), cap=caps, edits=edits)
-def test_edits_during_a_read_lose_no_change_and_repeat_none(times, page_size, cap, edits):
-    """Edits between pages (moving forward in time, as clocks do): every record's final
-    version is delivered, and no (id, modified) pair twice."""
-    if more_ties_than_the_cap(times, cap):
-        return
-    search = FakeSearch({f"r{i:02}": 1000 + t for i, t in enumerate(times)}, page_size=page_size, cap=cap)
-    clock = [1000 + max(times, default=0)]
-
-    def apply_edits(pages, search):
-        for at_page, index, delta in edits:
-            rid = f"r{index:02}"
-            if at_page == pages and rid in search.records:
-                clock[0] += delta
-                search.records[rid] = clock[0]
-
-    delivered, _ = read(None, overlap_ms=0, search=search, between_pages=apply_edits)
-    assert len(delivered) == len(set(delivered)), "an (id, modified) pair was delivered twice"
-    assert set(search.records.items()) <= set(delivered), "a record's final version was missed"
-
-
-@settings(max_examples=300, deadline=None)
-@given(times=record_times, page_size=st.integers(1, 6), cap=caps, overlap=st.integers(0, 10), crash_after=st.integers(1, 12))
-def test_a_read_resumed_after_a_crash_delivers_the_rest_exactly_once(times, page_size, cap, overlap, crash_after):
-    if more_ties_than_the_cap(times, cap):
-        return
-    records = {f"r{i:02}": 1000 + t for i, t in enumerate(times)}
-    search = FakeSearch(records, page_size=page_size, cap=cap)
-    first, cursor = read(None, overlap_ms=overlap, search=search, stop_after_pages=crash_after)
-    rest, _ = read(cursor, overlap_ms=overlap, search=search)
-    assert sorted(first + rest) == sorted(records.items())
 
 
 def test_times_convert_to_milliseconds_exactly_and_back():
@@ -294,6 +32,264 @@ def test_times_convert_to_milliseconds_exactly_and_back():
     assert from_epoch_ms(1714566600123) == moment
     assert epoch_ms(datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))) == 1714566600000
     assert epoch_ms(datetime(2024, 5, 1, 12, 30)) == 1714566600000
+
+
+def test_a_negative_overlap_is_refused():
+    with pytest.raises(ValueError):
+        open_time_sorted_read(None, overlap_ms=-1, now_ms=0)
+    with pytest.raises(ValueError):
+        open_keyset_read(None, overlap_ms=-1, now_ms=0)
+
+
+# Time-sorted list reads.
+
+
+class FakeAudience:
+    """A list sorted by modification time, narrowed by a time range and paged by offset.
+
+    Like Mailchimp's members: no id filter; records sharing a time come back in the
+    order they were created, the same from one request to the next; every reply counts
+    the records the query matches. A change takes the present time (several changes may
+    share it, and records keep joining the present instant); a late change (a late
+    commit) shows up stamped up to `late` before the present.
+    """
+
+    def __init__(self, times: list[int], *, page_size: int):
+        # id -> (modified, creation order)
+        self.records = {f"m{order:03}": (1000 + offset, order) for order, offset in enumerate(times)}
+        self.clock = max((modified for modified, _ in self.records.values()), default=1000)
+        self.next_order = len(times)
+        self.page_size = page_size
+        self.queries: list[KeysetQuery] = []
+
+    def change(self, ids, *, created: int = 0, gap: int = 0, late: int = 0) -> None:
+        self.clock += gap
+        stamp = self.clock - late
+        for rid in ids:
+            # A record's new version is never stamped before its old one.
+            if rid in self.records and self.records[rid][0] < stamp:
+                self.records[rid] = (stamp, self.records[rid][1])
+        for _ in range(created):
+            self.records[f"m{self.next_order:03}"] = (stamp, self.next_order)
+            self.next_order += 1
+
+    def query(self, query: KeysetQuery) -> tuple[list[tuple[str, int]], bool, int]:
+        """Return (page, has more, how many match) as the Mailchimp client reads a reply."""
+        self.queries.append(query)
+        if query.at is not None:
+            matching = sorted((order, rid) for rid, (modified, order) in self.records.items() if modified == query.at)
+            found = [(rid, query.at) for _, rid in matching]
+        else:
+            def included(modified):
+                if query.since is None:
+                    return True
+                return modified > query.since if query.strict else modified >= query.since
+
+            matching = sorted((modified, order, rid) for rid, (modified, order) in self.records.items()
+                              if included(modified))
+            found = [(rid, modified) for modified, _, rid in matching]
+        offset = query.offset or 0
+        page = found[offset: offset + self.page_size]
+        return page, bool(page) and offset + len(page) < len(found), len(found)
+
+    def versions(self) -> set[tuple[str, int]]:
+        return {(rid, modified) for rid, (modified, _) in self.records.items()}
+
+
+def sorted_pages(audience: FakeAudience, cursor, *, overlap_ms: int, skew_ms: int = 0):
+    """Read like the Mailchimp client does; yield (deliveries, cursor) per page."""
+    window = open_time_sorted_read(cursor, overlap_ms=overlap_ms, now_ms=audience.clock + skew_ms)
+    while (query := window.query()) is not None:
+        records, has_more, total = audience.query(query)
+        delivered = [(rid, m) for rid, m in records if window.admit(rid, m)]
+        window.page_done(has_more=has_more, total=total)
+        yield delivered, window.cursor()
+
+
+def sorted_read(audience, cursor=None, *, overlap_ms=0, skew_ms=0):
+    delivered = []
+    for page, cursor in sorted_pages(audience, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms):
+        delivered += page
+    return delivered, cursor
+
+
+def test_a_first_read_of_a_sorted_list_delivers_every_record_once_oldest_first():
+    audience = FakeAudience(list(range(25)), page_size=10)
+    delivered, cursor = sorted_read(audience)
+    assert delivered == [(f"m{i:03}", 1000 + i) for i in range(25)]
+    assert audience.queries == [KeysetQuery(), KeysetQuery(since=1009), KeysetQuery(since=1018)]
+    assert json.loads(cursor)["since"] == 1024
+
+
+def test_a_sorted_read_without_changes_delivers_nothing_in_one_query_despite_the_overlap():
+    audience = FakeAudience(list(range(10)), page_size=10)
+    _, cursor = sorted_read(audience, overlap_ms=5)
+    audience.queries.clear()
+    delivered, after = sorted_read(audience, cursor, overlap_ms=5)
+    assert delivered == []
+    assert audience.queries == [KeysetQuery(since=1004)]
+    assert json.loads(after)["since"] == 1009
+
+
+def test_a_record_edited_during_a_sorted_read_shifts_nothing_and_comes_back_once_more():
+    audience = FakeAudience(list(range(12)), page_size=4)
+    pages = sorted_pages(audience, None, overlap_ms=0)
+    delivered, _ = next(pages)
+    # The plain offset paging this replaces would skip m004 after this edit.
+    audience.change(["m000"], gap=10)
+    for page, _ in pages:
+        delivered += page
+    assert sorted(delivered) == sorted([(f"m{i:03}", 1000 + i) for i in range(12)] + [("m000", 1021)])
+    assert len(delivered) == len(set(delivered))
+
+
+def test_a_bulk_import_in_one_second_is_paged_by_offset_within_it():
+    audience = FakeAudience([0] * 9 + [1], page_size=4)
+    delivered, cursor = sorted_read(audience)
+    assert sorted(delivered) == sorted(audience.versions()) and len(delivered) == 10
+    assert audience.queries == [
+        KeysetQuery(),
+        KeysetQuery(at=1000, offset=0),
+        KeysetQuery(at=1000, offset=4),
+        KeysetQuery(at=1000, offset=8),
+        KeysetQuery(since=1000, strict=True),
+    ]
+    assert "tie" not in json.loads(cursor)
+
+
+def test_records_leaving_the_second_being_paged_make_the_read_step_back_so_none_is_skipped():
+    audience = FakeAudience([0] * 10, page_size=3)
+    pages = sorted_pages(audience, None, overlap_ms=0)
+    delivered = []
+    for page, cursor in pages:
+        delivered += page
+        if json.loads(cursor).get("tie", {}).get("offset") == 3:
+            break
+    # Two records already read are edited again: every later one moves up two places.
+    audience.change(["m000", "m002"], gap=5)
+    for page, _ in pages:
+        delivered += page
+    assert sorted(delivered) == sorted([(f"m{i:03}", 1000) for i in range(10)] + [("m000", 1005), ("m002", 1005)])
+    assert len(delivered) == len(set(delivered))
+    assert KeysetQuery(at=1000, offset=1) in audience.queries
+
+
+def test_a_read_cut_short_within_a_second_resumes_from_its_offset_and_count():
+    audience = FakeAudience([0] * 8, page_size=3)
+    pages = sorted_pages(audience, None, overlap_ms=5)
+    first = []
+    for page, cursor in pages:
+        first += page
+        if json.loads(cursor).get("tie", {}).get("offset"):
+            break
+    pages.close()
+    assert json.loads(cursor)["tie"] == {"at": 1000, "offset": 3, "total": 8}
+    # While the process was down, a record already read left the second.
+    audience.change(["m001"], gap=3)
+    rest, _ = sorted_read(audience, cursor, overlap_ms=5)
+    assert sorted(first + rest) == sorted([(f"m{i:03}", 1000) for i in range(8)] + [("m001", 1003)])
+    assert len(first + rest) == len(set(first + rest))
+
+
+def test_a_cursor_saved_by_the_former_offset_reader_goes_on_as_a_sorted_read():
+    window = open_time_sorted_read('{"v":1,"since":1005,"seen":{"1005":["a"]}}', overlap_ms=3, now_ms=2000)
+    assert window.query() == KeysetQuery(since=1002)
+    assert window.admit("a", 1005) is False
+
+
+def test_the_sorted_read_cursor_round_trips():
+    text = '{"v":2,"since":1005,"seen":{"1005":["a","b"]},"tie":{"at":1005,"offset":1000,"total":2400}}'
+    assert open_time_sorted_read(text, overlap_ms=10, now_ms=2000).cursor() == text
+
+
+@pytest.mark.parametrize("text", [
+    '{"v": 2, "scan": {"started": 1, "after": "5"}}',
+    '{"v": 2, "since": 1, "tie": {"at": 1, "after": 7}}',
+    '{"v": 2, "since": 1, "tie": {"at": 1, "offset": -1}}',
+    '{"v": 2, "since": 1, "tie": {"at": 1, "offset": 3, "total": "x"}}',
+])
+def test_a_cursor_a_sorted_read_cannot_resume_is_refused_with_a_clear_message(text):
+    with pytest.raises(InvalidCursor, match="full resync"):
+        open_time_sorted_read(text, overlap_ms=0, now_ms=0)
+
+
+def test_a_reply_that_returns_nothing_where_more_match_stops_the_read_instead_of_looping():
+    window = KeysetWindow(since=None, overlap_ms=0, now_ms=2000, ties=Ties.BY_OFFSET,
+                          tie=KeysetQuery(at=1000, offset=5))
+    with pytest.raises(CursorStuck, match="offset 5"):
+        window.page_done(has_more=True, total=9)
+
+
+def test_a_strict_query_answered_with_its_own_instant_stops_the_read():
+    window = KeysetWindow(since=None, overlap_ms=0, now_ms=2000, ties=Ties.BY_OFFSET,
+                          tie=KeysetQuery(at=1000, offset=0))
+    window.admit("a", 1000)
+    window.page_done(has_more=False, total=1)
+    assert window.query() == KeysetQuery(since=1000, strict=True)
+    window.admit("a", 1000)
+    window.admit("b", 1000)
+    with pytest.raises(CursorStuck):
+        window.page_done(has_more=True, total=5)
+
+
+changes = st.lists(
+    st.tuples(
+        st.integers(1, 25),  # after which page (counted over every read)
+        st.lists(st.integers(0, 45), max_size=3),  # records changed, in one instant
+        st.booleans(),  # and every record the page just delivered (they leave their instant)
+        st.integers(0, 3),  # records created in that instant
+        st.integers(0, 3),  # how far the clock moved (0: the present instant again)
+        st.floats(0, 1),  # how late the change shows, as a share of the delay allowed
+    ),
+    max_size=8,
+)
+# Bulk imports: many records in each of a few instants further apart than any overlap
+# (later changes add instants of every spacing).
+list_times = st.lists(st.integers(0, 3).map(lambda step: step * 10), max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    times=list_times,
+    page_size=st.integers(1, 5),
+    overlap=st.integers(0, 4),
+    skew_share=st.floats(-1, 1),
+    edits=changes,
+    crashes=st.lists(st.integers(1, 12), max_size=4),
+)
+def test_sorted_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
+    times, page_size, overlap, skew_share, edits, crashes
+):
+    """Reads of a time-sorted list, with changes between pages and crashes anywhere.
+
+    Many records share a time (bulk imports) and keep joining the present one; records
+    read within an instant leave it when changed again. A crash keeps the deliveries of
+    the pages read and the cursor of the last one; the next read resumes from it. Every
+    record's final version is delivered, and no (id, modified) pair twice.
+    """
+    audience = FakeAudience(times, page_size=page_size)
+    skew = round(skew_share * overlap)
+    committed: list[tuple[str, int]] = []
+    cursor = None
+    pages_read = 0
+    for stop_after in [*crashes, None, None]:
+        for count, (page, page_cursor) in enumerate(
+            sorted_pages(audience, cursor, overlap_ms=overlap, skew_ms=skew), 1
+        ):
+            committed += page
+            cursor = page_cursor
+            pages_read += 1
+            assert pages_read < 400, "the reads do not end"
+            for at_page, numbers, page_too, created, gap, late_share in edits:
+                if at_page == pages_read:
+                    late = int(late_share * (overlap - abs(skew)))
+                    ids = [f"m{n:03}" for n in numbers] + ([rid for rid, _ in page] if page_too else [])
+                    audience.change(ids, created=created, gap=gap, late=late)
+            if stop_after is not None and count >= stop_after:
+                break
+    committed += sorted_read(audience, cursor, overlap_ms=overlap, skew_ms=skew)[0]
+    assert len(committed) == len(set(committed)), "an (id, modified) pair was delivered twice"
+    assert audience.versions() <= set(committed), "a record's latest version was missed"
 
 
 # Keyset reads.
@@ -311,6 +307,9 @@ class FakeCrm:
 
     def __init__(self, times: list[int], *, page_size: int, list_size: int, tie_seed: int = 0):
         self.records = {number: 1000 + offset for number, offset in enumerate(times, start=1)}
+        # Archived records (numeric id -> when archived): out of the search and the list,
+        # listed on their own.
+        self.archived: dict[int, int] = {}
         self.clock = max(self.records.values(), default=1000)
         self.next_id = len(times) + 1
         self.page_size = page_size
@@ -333,10 +332,26 @@ class FakeCrm:
             self.records[self.next_id] = stamp
             self.next_id += 1
 
-    def list_page(self, after: str | None) -> tuple[list[tuple[str, int]], str | None]:
+    def archive(self, ids, *, gap: int = 1) -> None:
+        """Archive these live records (a restore when `restore`), each change in one new instant."""
+        self.clock += gap
+        for number in ids:
+            if number in self.records:
+                del self.records[number]
+                self.archived[number] = self.clock
+
+    def restore(self, ids, *, gap: int = 1) -> None:
+        self.clock += gap
+        for number in ids:
+            if number in self.archived:
+                del self.archived[number]
+                self.records[number] = self.clock
+
+    def list_page(self, after: str | None, *, archived: bool = False) -> tuple[list[tuple[str, int]], str | None]:
         self.lists += 1
-        ids = sorted(number for number in self.records if number >= int(after or 0))
-        page = [(str(number), self.records[number]) for number in ids[: self.list_size]]
+        listed = self.archived if archived else self.records
+        ids = sorted(number for number in listed if number >= int(after or 0))
+        page = [(str(number), listed[number]) for number in ids[: self.list_size]]
         return page, str(ids[self.list_size]) if len(ids) > self.list_size else None
 
     def search(self, query: KeysetQuery) -> tuple[list[tuple[str, int]], bool]:
@@ -356,9 +371,12 @@ class FakeCrm:
         return matching[: self.page_size], len(matching) > self.page_size
 
 
-def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0):
-    """Read like the HubSpot client does; yield (deliveries, cursor) per page."""
-    window = open_keyset_read(cursor, overlap_ms=overlap_ms, now_ms=crm.clock + skew_ms)
+def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0, archived: bool = False):
+    """Read like the HubSpot client does; yield (deliveries, cursor) per page.
+
+    Archived records are delivered as ("archived", id, when archived).
+    """
+    window = open_keyset_read(cursor, overlap_ms=overlap_ms, now_ms=crm.clock + skew_ms, archived=archived)
     if isinstance(window, ScanWindow):
         while not window.finished:
             records, next_after = crm.list_page(window.after)
@@ -372,12 +390,17 @@ def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0):
         delivered = [(rid, m) for rid, m in records if window.admit(rid, m)]
         window.page_done(has_more=has_more)
         yield delivered, window.cursor()
+    while window.next_archived_page():
+        records, next_after = crm.list_page(window.archived_after, archived=True)
+        delivered = [("archived", rid, at) for rid, at in records if window.admit_archived(rid, at)]
+        window.archived_page_done(next_after=next_after)
+        yield delivered, window.cursor()
 
 
-def keyset_read(crm, cursor=None, *, overlap_ms=0, skew_ms=0):
+def keyset_read(crm, cursor=None, *, overlap_ms=0, skew_ms=0, archived=False):
     """Return (deliveries, last cursor) of one whole read."""
     delivered = []
-    for page, cursor in keyset_pages(crm, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms):
+    for page, cursor in keyset_pages(crm, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms, archived=archived):
         delivered += page
     return delivered, cursor
 
@@ -536,7 +559,7 @@ def test_a_read_resumed_within_an_instant_keeps_the_interrupted_reads_watermark(
 
 
 def test_a_reply_that_does_not_move_past_the_last_id_stops_the_read_instead_of_looping():
-    window = KeysetWindow(since=1000, overlap_ms=0, now_ms=2000, tie=(1000, 7))
+    window = KeysetWindow(since=1000, overlap_ms=0, now_ms=2000, tie=KeysetQuery(at=1000, after_id=7))
     window.admit("5", 1000)
     window.admit("7", 1000)
     with pytest.raises(CursorStuck, match="past id 7"):
@@ -556,8 +579,8 @@ def test_a_list_that_answers_the_same_page_again_stops_the_scan():
         window.page_done(next_after="40")
 
 
-def test_a_cursor_saved_by_the_offset_window_is_read_as_a_delta_cursor():
-    window = open_keyset_read(dump_cursor(1005, {"a": 1005}), overlap_ms=3, now_ms=2000)
+def test_a_cursor_saved_by_the_former_offset_reader_is_read_as_a_delta_cursor():
+    window = open_keyset_read('{"v":1,"since":1005,"seen":{"1005":["a"]}}', overlap_ms=3, now_ms=2000)
     assert isinstance(window, KeysetWindow)
     assert window.query() == KeysetQuery(since=1002)
     assert window.admit("a", 1005) is False
@@ -567,16 +590,21 @@ def test_a_cursor_saved_by_the_offset_window_is_read_as_a_delta_cursor():
     "not json",
     "[]",
     '{"v": 3}',
+    '{"v": 1, "since": "x"}',
+    '{"v": 1, "since": 1, "seen": {"x": [1]}}',
     '{"v": 2, "since": "x"}',
     '{"v": 2, "since": 1, "seen": {"x": ["a"]}}',
     '{"v": 2, "since": 1, "tie": {"at": "1"}}',
     '{"v": 2, "since": 1, "tie": {"at": 1, "after": "7"}}',
     '{"v": 2, "scan": {"after": "1"}}',
     '{"v": 2, "scan": {"started": 1, "after": 5}}',
+    '{"v": 2, "since": 1, "tie": {"at": 1, "offset": 0, "total": 3}}',
+    '{"v": 2, "since": 1, "archived": {"since": "x"}}',
+    '{"v": 2, "since": 1, "archived": {"since": 1, "started": 2, "after": 7}}',
 ])
 def test_an_invalid_keyset_cursor_is_refused_with_a_clear_message(text):
     with pytest.raises(InvalidCursor, match="full resync"):
-        open_keyset_read(text, overlap_ms=0, now_ms=0)
+        open_keyset_read(text, overlap_ms=0, now_ms=0, archived=True)
 
 
 def test_the_keyset_cursors_round_trip():
@@ -586,6 +614,11 @@ def test_the_keyset_cursors_round_trip():
         '{"v":2,"scan":{"started":1005,"after":"301"},"seen":{"1003":["9"]}}',
     ]:
         assert open_keyset_read(text, overlap_ms=10, now_ms=2000).cursor() == text
+    for text in [
+        '{"v":2,"since":1005,"seen":{"1005":["7"]},"archived":{"since":990}}',
+        '{"v":2,"since":1005,"seen":{"1005":["7"]},"archived":{"since":990,"started":1100,"after":"42"}}',
+    ]:
+        assert open_keyset_read(text, overlap_ms=10, now_ms=2000, archived=True).cursor() == text
 
 
 bulk_edits = st.lists(
@@ -644,3 +677,123 @@ def test_keyset_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
     committed += final
     assert len(committed) == len(set(committed)), "an (id, modified) pair was delivered twice"
     assert {(str(n), m) for n, m in crm.records.items()} <= set(committed), "a record's latest version was missed"
+
+
+# Archived records: the pass that ends a HubSpot delta read.
+
+
+def archives(delivered) -> list[tuple[str, int]]:
+    return [(rid, at) for kind, rid, at in (d for d in delivered if len(d) == 3)]
+
+
+def test_a_delta_read_ends_with_one_pass_delivering_what_was_archived_since_the_last():
+    crm = FakeCrm(list(range(6)), page_size=10, list_size=10)
+    crm.archive([1], gap=1)
+    _, cursor = keyset_read(crm, archived=True)
+    crm.clock += 100
+    cursor = keyset_read(crm, cursor, archived=True)[1]
+    crm.archive([2, 3], gap=1)
+    crm.lists = 0
+    delivered, cursor = keyset_read(crm, cursor, archived=True)
+    # Record 1 was archived before the previous pass: it is not delivered again.
+    assert archives(delivered) == [("2", crm.clock), ("3", crm.clock)]
+    assert crm.lists == 1
+    assert json.loads(cursor)["archived"] == {"since": crm.clock}
+    assert keyset_read(crm, cursor, archived=True)[0] == []
+
+
+def test_an_archived_pass_cut_short_resumes_where_it_stopped_and_still_reaches_back():
+    crm = FakeCrm(list(range(9)), page_size=10, list_size=2)
+    cursor = full_then_delta(crm)
+    crm.archive([1, 2, 3, 4, 5])
+    pages = keyset_pages(crm, cursor, overlap_ms=0, archived=True)
+    first = []
+    for page, cursor in pages:
+        first += page
+        if json.loads(cursor).get("archived", {}).get("after"):
+            break
+    pages.close()
+    assert json.loads(cursor)["archived"] == {"since": 1008, "started": 1009, "after": "3"}
+    # While the process is down: one record ahead of the pass, and one behind it
+    # (restored, then archived again).
+    crm.archive([6])
+    crm.restore([1])
+    crm.archive([1])
+    rest, cursor = keyset_read(crm, cursor, archived=True)
+    assert sorted(archives(first + rest)) == [*((str(n), 1009) for n in range(1, 6)), ("6", 1010)]
+    assert json.loads(cursor)["archived"] == {"since": 1009}
+    assert archives(keyset_read(crm, cursor, archived=True)[0]) == [("1", 1012)]
+
+
+def test_a_restored_record_comes_back_through_the_search():
+    crm = FakeCrm(list(range(3)), page_size=10, list_size=10)
+    cursor = full_then_delta(crm)
+    crm.archive([2])
+    delivered, cursor = keyset_read(crm, cursor, archived=True)
+    assert delivered == [("archived", "2", 1003)]
+    crm.restore([2])
+    assert keyset_read(crm, cursor, archived=True)[0] == [("2", 1004)]
+
+
+def test_an_archived_list_that_answers_the_same_page_again_stops_the_pass():
+    window = open_keyset_read('{"v":2,"since":1000,"seen":{},"archived":{"since":900,"started":1000,"after":"4"}}',
+                              overlap_ms=0, now_ms=2000, archived=True)
+    window.page_done(has_more=False)
+    assert window.next_archived_page() and window.archived_after == "4"
+    with pytest.raises(CursorStuck, match="same page"):
+        window.archived_page_done(next_after="4")
+
+
+archive_events = st.lists(
+    st.tuples(
+        st.integers(1, 25),  # after which page (counted over every read)
+        st.sampled_from(["archive", "restore", "edit"]),
+        st.lists(st.integers(1, 30), max_size=4),  # the records
+        st.integers(1, 3),  # how far the clock moved
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    times=st.lists(st.integers(0, 6), max_size=30),
+    page_size=st.integers(1, 5),
+    list_size=st.integers(1, 5),
+    overlap=st.integers(0, 4),
+    skew_share=st.floats(-1, 1),
+    events=archive_events,
+    crashes=st.lists(st.integers(1, 12), max_size=4),
+)
+def test_archives_and_restores_between_pages_and_crashes_are_each_delivered_once(
+    times, page_size, list_size, overlap, skew_share, events, crashes
+):
+    """Records archived, restored and edited between pages of reads cut short anywhere.
+
+    Every record's final state is delivered (its live version, or when it was
+    archived), and nothing twice.
+    """
+    crm = FakeCrm(times, page_size=page_size, list_size=list_size)
+    skew = round(skew_share * overlap)
+    committed: list = []
+    cursor = None
+    pages_read = 0
+    for stop_after in [*crashes, None, None]:
+        pages = keyset_pages(crm, cursor, overlap_ms=overlap, skew_ms=skew, archived=True)
+        for count, (page, page_cursor) in enumerate(pages, 1):
+            committed += page
+            cursor = page_cursor
+            pages_read += 1
+            assert pages_read < 400, "the reads do not end"
+            for at_page, kind, numbers, gap in events:
+                if at_page == pages_read:
+                    if kind == "edit":
+                        crm.bulk_edit(numbers, gap=gap)
+                    else:
+                        getattr(crm, kind)(numbers, gap=gap)
+            if stop_after is not None and count >= stop_after:
+                break
+    committed += keyset_read(crm, cursor, overlap_ms=overlap, skew_ms=skew, archived=True)[0]
+    assert len(committed) == len(set(committed)), "a version or an archive was delivered twice"
+    final = {(str(n), m) for n, m in crm.records.items()} | {("archived", str(n), at) for n, at in crm.archived.items()}
+    assert final <= set(committed), "a record's final state was missed"

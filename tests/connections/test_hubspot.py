@@ -9,13 +9,16 @@ import requests
 
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderConfig, ProviderError
 from connections.providers.cursors import epoch_ms
-from connections.providers.hubspot import HubSpotProvider
+from connections.providers.hubspot import HubSpotProvider, parse_hubspot_time
 from connections.registry import build_provider
 
 pytestmark = pytest.mark.integration
 
 SEARCH = "POST /crm/v3/objects/contacts/search"
 LIST = "GET /crm/v3/objects/contacts"
+BATCH_READ = "POST /crm/v3/objects/contacts/batch/read"
+BATCH_UPDATE = "POST /crm/v3/objects/contacts/batch/update"
+UNSUBSCRIBE_ALL = "POST /communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all"
 INVALID_EMAILS = {"a..b@example.com", "nodomain@", "a@b@example.com", "user@bücher.example", "josé@example.com"}
 
 
@@ -55,8 +58,6 @@ def versions(records) -> list[tuple[str, int]]:
 
 def latest_versions(sandbox) -> set[tuple[str, int]]:
     """(id, lastmodifieddate in ms) of every live contact, as the sandbox holds them."""
-    from connections.providers.hubspot import parse_hubspot_time
-
     return {
         (contact["id"], epoch_ms(parse_hubspot_time(contact["properties"]["lastmodifieddate"])))
         for contact in sandbox.hubspot_contacts()
@@ -117,14 +118,14 @@ def test_a_delta_read_after_edits_returns_only_the_edited_contacts(sandbox):
     assert {record.fields["firstname"] for record in delta} == {"Edited"}
 
 
-def test_a_delta_read_without_changes_returns_nothing_in_one_call(sandbox):
+def test_a_delta_read_without_changes_returns_nothing_in_one_search_and_one_archived_list_call(sandbox):
     sandbox.seed(hubspot_contacts=250, random_seed=1)
     provider = hubspot(sandbox, overlap_seconds=0)
     _, cursor, _ = read(provider)
     sandbox.reset_stats()
     delta, next_cursor, _ = read(provider, cursor)
     assert delta == []
-    assert calls(sandbox, SEARCH) == 1 and calls(sandbox, LIST) == 0
+    assert calls(sandbox, SEARCH) == 1 and calls(sandbox, LIST) == 1
     assert saved(next_cursor)["since"] == saved(cursor)["since"]
 
 
@@ -211,9 +212,9 @@ def test_more_contacts_stamped_in_one_instant_than_a_page_are_read_by_id_within_
     assert {record.fields.get("email") for record in records} == {
         contact["properties"].get("email") for contact in sandbox.hubspot_contacts()
     }
-    # From the watermark; again from the instant (a full page of it); by id within the
-    # instant, 200 at a time; then strictly after it.
-    assert calls(sandbox, SEARCH) == 1 + 1 + math.ceil(450 / 200) + 1
+    # From the watermark (a full page of one instant); by id within the instant, 200 at
+    # a time; then strictly after it.
+    assert calls(sandbox, SEARCH) == 1 + math.ceil(450 / 200) + 1
     assert "tie" not in saved(after)
 
 
@@ -390,3 +391,165 @@ def test_an_expired_token_raises_an_authentication_error(sandbox):
     sandbox.faults(provider="hubspot", expire_tokens=True)
     with pytest.raises(AuthenticationError, match="expired"):
         hubspot(sandbox).discover_fields()
+
+
+def unsubscribe_in_hubspot(sandbox, email) -> None:
+    """Opt an address out of all email the way HubSpot's own pages do: through the subscriptions API."""
+    response = requests.post(f"{sandbox.hubspot_url}/communication-preferences/v4/statuses/{email}/unsubscribe-all",
+                             params={"channel": "EMAIL"}, timeout=10,
+                             headers={"Authorization": f"Bearer {sandbox.hubspot_token}"})
+    assert response.status_code == 200, response.text
+
+
+def test_a_delta_read_reports_contacts_archived_since_its_cursor_once_with_their_archive_time(sandbox):
+    provider = hubspot(sandbox, overlap_seconds=0)
+    kept, gone, earlier = provider.upsert_batch(
+        [OutgoingRecord(key=i, email=f"a{i}@example.com", fields={"firstname": f"A{i}"}) for i in range(3)])
+    provider.archive(earlier.external_id)
+    # Bounds are inclusive: a read starting in the millisecond of the archive would report it.
+    time.sleep(0.01)
+    _, cursor, _ = read(provider)
+    provider.archive(gone.external_id)
+    delta, cursor, _ = read(provider, cursor)
+    (archived,) = delta
+    stored = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}
+    assert (archived.external_id, archived.archived) == (gone.external_id, True)
+    assert archived.modified_at == parse_hubspot_time(stored[gone.external_id]["archivedAt"])
+    assert archived.fields["email"] == "a1@example.com"
+    # Reported once; the contact archived before the first read never is.
+    assert read(provider, cursor)[0] == []
+
+
+def test_a_restored_contact_comes_back_through_the_search_as_live(sandbox):
+    provider = hubspot(sandbox)
+    (contact,) = provider.upsert_batch([OutgoingRecord(key=1, email="back@example.com", fields={"firstname": "B"})])
+    _, cursor, _ = read(provider)
+    provider.archive(contact.external_id)
+    archived, cursor, _ = read(provider, cursor)
+    assert [(r.external_id, r.archived) for r in archived] == [(contact.external_id, True)]
+    assert sandbox.hubspot_restore([contact.external_id]) == 1
+    restored, _, _ = read(provider, cursor)
+    assert [(r.external_id, r.archived, r.fields["firstname"]) for r in restored] == [(contact.external_id, False, "B")]
+    assert restored[0].modified_at > archived[0].modified_at
+
+
+def test_archived_contacts_cost_one_list_call_per_100_in_the_recycle_bin(sandbox):
+    sandbox.seed(hubspot_contacts=250, random_seed=6)
+    provider = hubspot(sandbox, overlap_seconds=0)
+    ids = [contact["id"] for contact in sandbox.hubspot_contacts()]
+    _, cursor, _ = read(provider)
+    response = requests.post(f"{sandbox.hubspot_url}/crm/v3/objects/contacts/batch/archive", timeout=30,
+                             json={"inputs": [{"id": contact_id} for contact_id in ids[:100]]},
+                             headers={"Authorization": f"Bearer {sandbox.hubspot_token}"})
+    assert response.status_code == 204
+    for contact_id in ids[100:150]:
+        provider.archive(contact_id)
+    sandbox.reset_stats()
+    delta, cursor, pages = read(provider, cursor)
+    assert sorted(r.external_id for r in delta) == sorted(ids[:150]) and all(r.archived for r in delta)
+    assert calls(sandbox, LIST) == math.ceil(150 / 100)
+    assert "started" not in saved(cursor)["archived"]
+    sandbox.reset_stats()
+    assert read(provider, cursor)[0] == []
+    assert calls(sandbox, LIST) == math.ceil(150 / 100)
+
+
+def test_an_archived_pass_cut_short_resumes_without_missing_or_repeating_a_contact(sandbox):
+    sandbox.seed(hubspot_contacts=250, random_seed=7)
+    provider = hubspot(sandbox)
+    ids = sorted((contact["id"] for contact in sandbox.hubspot_contacts()), key=int)
+    _, cursor, _ = read(provider)
+    for contact_id in ids[:150]:
+        provider.archive(contact_id)
+    pages = provider.read_changed(cursor)
+    committed = []
+    for page in pages:
+        committed += page.records
+        if saved(page.cursor)["archived"].get("after"):
+            break
+    pages.close()
+    # Archived behind where the cut-short pass stood.
+    provider.archive(ids[200])
+    rest, cursor, _ = read(provider, page.cursor)
+    reported = [r.external_id for r in committed + rest]
+    assert len(reported) == len(set(reported))
+    delivered = set(reported) | {r.external_id for r in read(provider, cursor)[0]}
+    assert delivered == {*ids[:150], ids[200]}
+
+
+def test_merging_keeps_the_primary_and_the_other_contact_is_gone(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname", "lastname"))
+    primary, other = provider.upsert_batch([
+        OutgoingRecord(key=1, email="keep@example.com", fields={"firstname": "Keep"}),
+        OutgoingRecord(key=2, email="dup@example.com", fields={"firstname": "Dup", "lastname": "Filled"}),
+    ])
+    _, cursor, _ = read(provider)
+    survivor = provider.merge_records(primary.external_id, other.external_id)
+    assert survivor == primary.external_id
+    (merged,) = provider.read_by_ids([primary.external_id, other.external_id])
+    assert (merged.fields["email"], merged.fields["firstname"], merged.fields["lastname"]) == (
+        "keep@example.com", "Keep", "Filled")
+    # The merge is a change of the primary; the other contact is not reported archived.
+    assert [(r.external_id, r.archived) for r in read(provider, cursor)[0]] == [(primary.external_id, False)]
+    with pytest.raises(ProviderError) as missing:
+        provider.merge_records(primary.external_id, other.external_id)
+    assert missing.value.status == 404
+
+
+def test_an_unsubscribe_reaches_hubspot_through_the_subscriptions_api(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname", "hs_email_optout"))
+    (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="leave@example.com", fields={"firstname": "L"})])
+    _, cursor, _ = read(provider)
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([OutgoingRecord(
+        key=1, email="leave@example.com", fields={"hs_email_optout": "true"}, external_id=created.external_id,
+        email_consent="unsubscribed")])
+    assert result.ok and result.fields["hs_email_optout"] == "true"
+    # Nothing for the CRM itself: a lookup, then the opt-out from all email.
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_READ: 1, UNSUBSCRIBE_ALL: 1}
+    (changed,) = read(provider, cursor)[0]
+    assert changed.fields["hs_email_optout"] == "true"
+    sandbox.reset_stats()
+    (again,) = provider.upsert_batch([OutgoingRecord(
+        key=1, email="leave@example.com", fields={"hs_email_optout": "true"}, external_id=created.external_id)])
+    assert again.ok
+    assert UNSUBSCRIBE_ALL not in sandbox.stats()["requests"]["hubspot"]
+
+
+@pytest.mark.parametrize("consent", ["unsubscribed", "cleaned"])
+def test_a_new_contact_that_opted_out_elsewhere_is_created_opted_out(sandbox, consent):
+    provider = hubspot(sandbox, fields=("email", "hs_email_optout"))
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="New@Example.com", fields={"firstname": "N"},
+                                                      email_consent=consent)])
+    assert result.ok
+    (contact,) = sandbox.hubspot_contacts()
+    assert contact["properties"]["hs_email_optout"] == "true"
+    assert contact["properties"]["firstname"] == "N"
+
+
+def test_fields_and_consent_together_cost_one_write_and_one_unsubscribe(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname", "hs_email_optout"))
+    (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="both@example.com", fields={"firstname": "A"})])
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([OutgoingRecord(
+        key=1, email="both@example.com", fields={"firstname": "B", "hs_email_optout": "true"},
+        external_id=created.external_id)])
+    assert result.ok and result.fields == {"firstname": "B", "hs_email_optout": "true", "email": "both@example.com"}
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_UPDATE: 1, UNSUBSCRIBE_ALL: 1}
+
+
+def test_nothing_resubscribes_a_contact_who_opted_out_in_hubspot(sandbox):
+    provider = hubspot(sandbox, fields=("email", "hs_email_optout"))
+    (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={"firstname": "O"})])
+    unsubscribe_in_hubspot(sandbox, "out@example.com")
+    (result,) = provider.upsert_batch([OutgoingRecord(
+        key=1, email="out@example.com", fields={"firstname": "P", "hs_email_optout": "false"},
+        external_id=created.external_id, email_consent="subscribed", explicit_opt_in=True)])
+    assert result.ok
+    (contact,) = sandbox.hubspot_contacts()
+    assert (contact["properties"]["hs_email_optout"], contact["properties"]["firstname"]) == ("true", "P")
+
+
+def test_hubspot_can_hold_one_email_opt_out_and_no_explicit_opt_in():
+    assert HubSpotProvider.writable_consent_states == frozenset({"unsubscribed"})
+    assert HubSpotProvider.explicit_opt_in_state is None

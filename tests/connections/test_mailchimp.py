@@ -1,12 +1,15 @@
 """Mailchimp: the member body's consent rules, then the client against the sandbox process."""
+import json
 import math
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 import requests
 
-from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderConfig
+from connections.providers.base import AuthenticationError, MergeNotSupported, OutgoingRecord, ProviderConfig
 from connections.providers.mailchimp import MailchimpProvider, subscriber_hash
 from connections.registry import build_provider
 
@@ -392,3 +395,155 @@ def test_a_refused_key_raises_an_authentication_error_without_the_key(sandbox):
     with pytest.raises(AuthenticationError, match="API Key Invalid") as caught:
         read(mailchimp(sandbox, key="wrong-key-us1"))
     assert "wrong-key-us1" not in str(caught.value)
+
+
+def patch_member(sandbox, email, **body) -> dict:
+    """Change a member the way a person or Mailchimp itself does: through the API."""
+    response = requests.patch(
+        f"{sandbox.mailchimp_url}/lists/{sandbox.list_id}/members/{subscriber_hash(email)}",
+        json=body, auth=("someone", sandbox.mailchimp_key), timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.integration
+def test_records_carry_the_members_contact_id_and_opt_in_time(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([
+        OutgoingRecord(key=1, email="in@example.com", fields={}),
+        OutgoingRecord(key=2, email="wait@example.com", fields={}, email_consent="pending"),
+    ])
+    records = {record.fields["email_address"]: record for record in read(provider)[0]}
+    stored = {member["email_address"]: member for member in sandbox.mailchimp_members()}
+    assert records["in@example.com"].stable_id == stored["in@example.com"]["contact_id"] != ""
+    assert records["in@example.com"].opted_in_at == datetime.fromisoformat(stored["in@example.com"]["timestamp_opt"])
+    assert records["wait@example.com"].opted_in_at is None
+    assert read_member_stable_id(provider, "wait@example.com") == stored["wait@example.com"]["contact_id"]
+
+
+def read_member_stable_id(provider, email) -> str:
+    (record,) = provider.read_by_ids([email])
+    return record.stable_id
+
+
+@pytest.mark.integration
+def test_an_address_changed_in_mailchimp_comes_back_under_a_new_id_with_the_same_stable_id(sandbox):
+    provider = mailchimp(sandbox)
+    (written,) = provider.upsert_batch([OutgoingRecord(key=1, email="old@example.com", fields={"FNAME": "Ann"})])
+    records, cursor, _ = read(provider)
+    assert written.stable_id == records[0].stable_id != ""
+    patch_member(sandbox, "old@example.com", email_address="new@example.com")
+    (moved,) = read(provider, cursor)[0]
+    assert moved.external_id == subscriber_hash("new@example.com") != written.external_id
+    assert moved.stable_id == written.stable_id
+
+
+@pytest.mark.integration
+def test_a_member_archived_in_mailchimp_comes_in_the_delta_as_archived(sandbox):
+    provider = mailchimp(sandbox, overlap_seconds=0)
+    provider.upsert_batch([OutgoingRecord(key=i, email=f"a{i}@example.com", fields={}) for i in range(2)])
+    _, cursor, _ = read(provider)
+    time.sleep(1.1)
+    provider.archive(subscriber_hash("a1@example.com"))
+    (archived,) = read(provider, cursor)[0]
+    assert (archived.external_id, archived.archived) == (subscriber_hash("a1@example.com"), True)
+    assert archived.modified_at == datetime.fromisoformat(stored(sandbox, "a1@example.com")["last_changed"])
+
+
+def bulk_import(sandbox, emails) -> None:
+    """Add members in one batch call: Mailchimp stamps them all with the same second."""
+    response = requests.post(f"{sandbox.mailchimp_url}/lists/{sandbox.list_id}", timeout=60,
+                             json={"members": [{"email_address": email, "status": "subscribed"} for email in emails]},
+                             auth=("someone", sandbox.mailchimp_key))
+    assert response.status_code == 200 and response.json()["total_created"] == len(emails), response.text
+
+
+@pytest.mark.integration
+def test_more_members_changed_in_one_second_than_a_page_are_paged_by_offset_within_it(sandbox):
+    bulk_import(sandbox, [f"bulk{i}@example.com" for i in range(450)])
+    assert len({member["last_changed"] for member in sandbox.mailchimp_members()}) == 1
+    provider = mailchimp(sandbox, overlap_seconds=0)
+    provider.max_page = 100
+    records, cursor, pages = read(provider)
+    assert len(records) == len({record.external_id for record in records}) == 450
+    assert pages[0].total == 450
+    # From the beginning (a full page of one second); by offset within it, 100 at a
+    # time; then strictly after it.
+    assert member_calls(sandbox) == 1 + math.ceil(450 / 100) + 1
+    assert "tie" not in json.loads(cursor)
+
+
+@pytest.mark.integration
+def test_a_read_cut_short_within_one_second_while_members_leave_it_misses_and_repeats_nothing(sandbox):
+    emails = [f"bulk{i:03}@example.com" for i in range(450)]
+    bulk_import(sandbox, emails)
+    provider = mailchimp(sandbox, overlap_seconds=0)
+    provider.max_page = 100
+    pages = provider.read_changed(None)
+    committed = []
+    for page in pages:
+        committed += page.records
+        if json.loads(page.cursor).get("tie", {}).get("offset") == 200:
+            break
+    pages.close()
+    # Members read already are changed again, leaving the second: the rest move up.
+    read_emails = [record.fields["email_address"] for record in committed[:20]]
+    results = provider.upsert_batch([OutgoingRecord(key=email, email=email, fields={"FNAME": "Again"})
+                                     for email in read_emails])
+    assert all(result.ok for result in results)
+    rest, _, _ = read(provider, page.cursor)
+    delivered = [(record.external_id, record.modified_at) for record in committed + rest]
+    assert len(delivered) == len(set(delivered))
+    latest = {(member["id"], datetime.fromisoformat(member["last_changed"])) for member in sandbox.mailchimp_members()}
+    assert latest <= set(delivered)
+
+
+@pytest.mark.integration
+def test_an_explicit_opt_in_asks_an_unsubscribed_member_to_confirm(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="back@example.com", fields={})])
+    set_status_in_mailchimp(sandbox, "back@example.com", "unsubscribed")
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="back@example.com", fields={"FNAME": "B"},
+                                                      email_consent="subscribed", explicit_opt_in=True)])
+    assert result.ok
+    assert statuses(sandbox) == {"back@example.com": "pending"}
+    assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 2}
+    # The person confirms from Mailchimp's email: subscribed, with the time of the opt-in.
+    sandbox.mailchimp_confirm("back@example.com")
+    (record,) = provider.read_by_ids(["back@example.com"])
+    assert record.fields["status"] == "subscribed"
+    assert record.opted_in_at == datetime.fromisoformat(stored(sandbox, "back@example.com")["timestamp_opt"])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("status, explicit", [("unsubscribed", False), ("cleaned", True), ("cleaned", False)])
+def test_without_an_explicit_opt_in_or_for_a_bounced_address_nothing_loosens(sandbox, status, explicit):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={})])
+    set_status_in_mailchimp(sandbox, "out@example.com", status)
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={"FNAME": "O"},
+                                                      email_consent="subscribed", explicit_opt_in=explicit)])
+    assert result.ok
+    assert statuses(sandbox) == {"out@example.com": status}
+
+
+@pytest.mark.integration
+def test_an_explicit_opt_in_costs_nothing_for_a_member_already_subscribed_and_creates_new_ones_subscribed(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([OutgoingRecord(key=1, email="in@example.com", fields={})])
+    sandbox.reset_stats()
+    records = [OutgoingRecord(key=email, email=email, fields={"FNAME": "X"}, email_consent="subscribed",
+                              explicit_opt_in=True) for email in ("in@example.com", "new@example.com")]
+    assert all(result.ok for result in provider.upsert_batch(records))
+    assert statuses(sandbox) == {"in@example.com": "subscribed", "new@example.com": "subscribed"}
+    assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 1}
+
+
+def test_mailchimp_writes_only_opt_outs_and_confirms_explicit_opt_ins_and_cannot_merge():
+    assert MailchimpProvider.writable_consent_states == frozenset({"unsubscribed", "cleaned"})
+    assert MailchimpProvider.explicit_opt_in_state == "pending"
+    provider = MailchimpProvider(ProviderConfig(base_url="http://mc.invalid/3.0", api_key="k-us1"), http=None)
+    with pytest.raises(MergeNotSupported):
+        provider.merge_records("a", "b")

@@ -395,3 +395,77 @@ def test_a_contact_archived_in_hubspot_is_archived_in_mailchimp(sandbox, workspa
     assert RecordLink.objects.filter(contact=ann, pending_push=True).count() == 0
     assert Contact.objects.count() == len(PEOPLE)
     assert_next_run_writes_nothing(sandbox, workspace)
+
+
+@pytest.mark.parametrize(("handling", "restored_in_hubspot"), [
+    (Sync.DeleteHandling.MIRROR, True),
+    (Sync.DeleteHandling.ARCHIVE, False),
+])
+def test_a_restored_member_comes_back_in_hubspot_only_when_deletes_are_mirrored(
+    sandbox, workspace, hubspot_ids, handling, restored_in_hubspot
+):
+    Sync.objects.filter(pk=workspace.sync.pk).update(delete_handling=handling)
+    mailchimp_archive(sandbox, "bob@example.com")
+    run(workspace)
+    assert hubspot_by_id(sandbox, hubspot_ids["bob@example.com"])["archived"] is True
+
+    mailchimp_add(sandbox, "bob@example.com", FNAME="Bob")
+    run(workspace)
+
+    bob = Contact.objects.get(email="bob@example.com")
+    assert not bob.links.get(connection=workspace.mailchimp).archived
+    live = {properties["email"] for properties in hubspot_live(sandbox).values()}
+    assert ("bob@example.com" in live) is restored_in_hubspot
+    assert bob.links.get(connection=workspace.hubspot).archived is not restored_in_hubspot
+    assert Contact.objects.count() == len(PEOPLE)
+    assert_next_run_writes_nothing(sandbox, workspace)
+
+
+def test_an_explicit_opt_in_asks_mailchimp_to_confirm_and_never_loops(sandbox, workspace, hubspot_ids):
+    from syncapp.services.consent_ledger import consent_statement_record
+
+    bob_id = hubspot_ids["bob@example.com"]
+    mailchimp_status(sandbox, "bob@example.com", "unsubscribed")
+    run(workspace)
+    assert hubspot_by_id(sandbox, bob_id)["properties"].get("hs_email_optout") == "true"
+
+    # Bob asks again, on a signed form: a user records the explicit opt-in.
+    bob = Contact.objects.get(email="bob@example.com")
+    reviewer = user_with_role("rita", REVIEWER)
+    consent_statement_record(contact=bob, channel="email", state="subscribed", user=reviewer,
+                             note="Signed form at the fair", explicit_opt_in=True)
+    run(workspace)
+
+    bob.refresh_from_db()
+    assert bob.email_consent == "subscribed" and bob.email_opt_in_at is not None
+    # Mailchimp will not re-subscribe an opted-out member directly: it is asked to
+    # confirm (pending). HubSpot's opt-out cannot be lifted through its API and stays.
+    assert mailchimp_by_email(sandbox, "bob@example.com")["status"] == "pending"
+    assert hubspot_by_id(sandbox, bob_id)["properties"].get("hs_email_optout") == "true"
+    assert_next_run_writes_nothing(sandbox, workspace)
+
+    # Bob clicks the confirmation link.
+    sandbox.mailchimp_confirm("bob@example.com")
+    run(workspace)
+    bob.refresh_from_db()
+    assert bob.email_consent == "subscribed"
+    assert mailchimp_by_email(sandbox, "bob@example.com")["status"] == "subscribed"
+    states = list(ConsentEvent.objects.filter(contact=bob).order_by("pk").values_list("system", "state", "evidence"))
+    assert ("Syncapp", "subscribed", ConsentEvent.Evidence.USER) in states
+    assert states[-1] == (workspace.mailchimp.name, "subscribed", ConsentEvent.Evidence.API_READ)
+    assert_next_run_writes_nothing(sandbox, workspace)
+
+
+def test_a_crm_edit_never_resubscribes_and_a_plain_subscribed_does_not_lift_an_opt_out(
+    sandbox, workspace, hubspot_ids
+):
+    mailchimp_status(sandbox, "cy@example.com", "unsubscribed")
+    run(workspace)
+    # Someone sets the member back to subscribed without any opt-in from Cy: Mailchimp
+    # refuses it (compliance state), so the status stays; and a CRM edit says nothing.
+    hubspot_edit(sandbox, hubspot_ids["cy@example.com"], firstname="Cyrus")
+    run(workspace)
+    cy = Contact.objects.get(email="cy@example.com")
+    assert cy.email_consent == "unsubscribed" and cy.first_name == "Cyrus"
+    assert mailchimp_by_email(sandbox, "cy@example.com")["status"] == "unsubscribed"
+    assert_next_run_writes_nothing(sandbox, workspace)

@@ -1,6 +1,7 @@
 """Contract tests: HubSpot's official SDK (hubspot-api-client), pointed at the sandbox, works
 against every endpoint the sandbox serves."""
 import pytest
+import requests
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
     ApiException,
@@ -10,6 +11,7 @@ from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectId,
     BatchReadInputSimplePublicObjectId,
     PublicGdprDeleteInput,
+    PublicMergeInput,
     PublicObjectSearchRequest,
     SimplePublicObjectInput,
     SimplePublicObjectInputForCreate,
@@ -80,6 +82,23 @@ def test_the_sdk_drives_every_contacts_endpoint(client, sandbox):
     contacts.batch_api.archive(BatchInputSimplePublicObjectId(inputs=[{"id": batch_ids[1]}]))
     archived = contacts.basic_api.get_page(archived=True, limit=10)
     assert sorted(result.id for result in archived.results) == sorted(batch_ids[:2])
+    assert all(result.archived and result.archived_at for result in archived.results)
+
+    merged = contacts.basic_api.merge(PublicMergeInput(primary_object_id=batch_ids[2], object_id_to_merge=created.id))
+    assert merged.id == batch_ids[2]
+    assert merged.properties["firstname"] == "B2" and merged.properties["lastname"] == "Upserted"
+    with pytest.raises(ApiException) as merged_away:
+        contacts.basic_api.get_by_id(created.id)
+    assert merged_away.value.status == 404
+
+    # hubspot-api-client 12 speaks only the v3 subscription preferences API, which cannot
+    # opt an address out of all email; the v4 endpoint is called directly.
+    optout = requests.post(f"{sandbox.hubspot_url}/communication-preferences/v4/statuses/batch2@example.com/"
+                           "unsubscribe-all", params={"channel": "EMAIL"}, timeout=10,
+                           headers={"Authorization": f"Bearer {sandbox.hubspot_token}"})
+    assert optout.status_code == 200
+    assert contacts.basic_api.get_by_id(batch_ids[2], properties=["hs_email_optout"]).properties[
+        "hs_email_optout"] == "true"
 
     contacts.basic_api.purge(PublicGdprDeleteInput(object_id="fresh@example.com", id_property="email"))
     assert "fresh@example.com" not in [c["properties"].get("email") for c in sandbox.hubspot_contacts()]

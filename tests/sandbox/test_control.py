@@ -204,6 +204,22 @@ def test_reset_wipes_both_providers(sandbox, hubspot, mailchimp):
     assert sandbox.mailchimp_members() == [] and sandbox.mailchimp_forgotten() == []
 
 
+def test_email_opt_outs_outlive_their_contacts_but_not_a_reset(sandbox, hubspot):
+    sandbox.seed(hubspot_contacts=300, random_seed=4)
+    contacts = sandbox.hubspot_contacts()
+    emails = [(c["properties"].get("email") or "").lower() for c in contacts]
+    opted_out = next(c for c, email in zip(contacts, emails, strict=True)
+                     if c["properties"].get("hs_email_optout") == "true" and not email_problem(email)
+                     and emails.count(email) == 1)
+    email = opted_out["properties"]["email"]
+    hubspot.delete(f"{CONTACTS}/{opted_out['id']}")
+    again = hubspot.post(CONTACTS, json={"properties": {"email": email}}).json()
+    assert again["properties"]["hs_email_optout"] == "true"
+    sandbox.reset()
+    fresh = hubspot.post(CONTACTS, json={"properties": {"email": email}}).json()
+    assert "hs_email_optout" not in fresh["properties"]
+
+
 def test_dumps_include_archived_records(sandbox, hubspot, mailchimp):
     contact = hubspot.post(CONTACTS, json={"properties": {"email": "a@example.com", "phone": "+1 555"}}).json()
     hubspot.delete(f"{CONTACTS}/{contact['id']}")

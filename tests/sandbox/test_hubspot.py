@@ -76,7 +76,9 @@ def test_invalid_emails_are_refused_with_the_property_named(hubspot, email):
     ({"lastmodifieddate": "2020-01-01T00:00:00Z"}, "READ_ONLY_VALUE"),
     ({"hs_object_id": "7"}, "READ_ONLY_VALUE"),
     ({"lifecyclestage": "prospect"}, "INVALID_OPTION"),
-    ({"hs_email_optout": "maybe"}, "INVALID_OPTION"),
+    # Set by HubSpot's subscriptions API only.
+    ({"hs_email_optout": "true"}, "READ_ONLY_VALUE"),
+    ({"hs_merged_object_ids": "7"}, "READ_ONLY_VALUE"),
     ({"firstname": {"nested": "object"}}, "INVALID_TYPE"),
 ])
 def test_properties_hubspot_would_refuse_are_refused(hubspot, properties, code):
@@ -85,9 +87,9 @@ def test_properties_hubspot_would_refuse_are_refused(hubspot, properties, code):
 
 
 def test_values_are_stored_as_strings(hubspot):
-    contact = create(hubspot, firstname=42, hs_email_optout=True)
+    contact = create(hubspot, firstname=42, lastname=True)
     assert contact["properties"]["firstname"] == "42"
-    assert contact["properties"]["hs_email_optout"] == "true"
+    assert contact["properties"]["lastname"] == "true"
 
 
 def test_list_pages_through_live_contacts_and_archived_ones_separately(hubspot, sandbox):
@@ -335,7 +337,9 @@ def test_batch_read_and_update_report_missing_records_in_a_207(hubspot):
     assert body["errors"][0]["category"] == "OBJECT_NOT_FOUND"
     assert body["errors"][0]["context"] == {"ids": ["424242"]}
     update = hubspot.post(f"{CONTACTS}/batch/update", json={"inputs": [
-        {"id": contact["id"], "properties": {"firstname": "Here"}}, {"id": "424242", "properties": {}}]})
+        {"id": contact["id"], "properties": {"firstname": "Here"}},
+        {"id": "424242", "properties": {"firstname": "Nobody"}},
+    ]})
     assert update.status_code == 207
     assert update.json()["results"][0]["properties"]["firstname"] == "Here"
     by_email = hubspot.post(f"{CONTACTS}/batch/read", json={"idProperty": "email", "properties": ["email"],
@@ -499,3 +503,117 @@ def test_hostile_records_come_back_through_the_api_unchanged(hubspot, sandbox, h
     twins = search(hubspot, filterGroups=[{"filters": [
         {"propertyName": "email", "operator": "EQ", "value": "dup@example.com"}]}])
     assert twins["total"] == 2
+
+
+def test_an_update_naming_no_property_is_refused(hubspot):
+    contact = create(hubspot, email="still@example.com")
+    body = assert_hubspot_error(hubspot.patch(f"{CONTACTS}/{contact['id']}", json={"properties": {}}),
+                                400, "VALIDATION_ERROR")
+    assert body["message"] == "No properties found to update, please provide at least one."
+    assert_hubspot_error(hubspot.post(f"{CONTACTS}/batch/update", json={"inputs": [
+        {"id": contact["id"], "properties": {}}]}), 400, "VALIDATION_ERROR")
+
+
+def test_archiving_moves_lastmodifieddate_and_a_restore_brings_the_contact_back_as_a_change(hubspot, sandbox):
+    contact = create(hubspot, email="bin@example.com", firstname="Bin")
+    assert hubspot.delete(f"{CONTACTS}/{contact['id']}").status_code == 204
+    (archived,) = hubspot.get(CONTACTS, params={"archived": "true", "properties": "email"}).json()["results"]
+    assert archived["archived"] is True
+    assert archived["archivedAt"] == archived["updatedAt"] > contact["updatedAt"]
+    assert hubspot.get(f"{CONTACTS}/{contact['id']}").status_code == 404
+    assert sandbox.hubspot_restore([contact["id"], "999999"]) == 1
+    restored = hubspot.get(f"{CONTACTS}/{contact['id']}").json()
+    assert (restored["archived"], restored["properties"]["firstname"]) == (False, "Bin")
+    assert restored["updatedAt"] > archived["archivedAt"]
+    assert "archivedAt" not in restored
+    assert hubspot.get(CONTACTS, params={"archived": "true"}).json()["results"] == []
+
+
+def test_a_contact_whose_address_was_taken_meanwhile_is_not_restored(hubspot, sandbox):
+    contact = create(hubspot, email="taken@example.com")
+    hubspot.delete(f"{CONTACTS}/{contact['id']}")
+    create(hubspot, email="taken@example.com")
+    response = requests.post(f"{sandbox.url}/_sandbox/hubspot/restore", json={"ids": [contact["id"]]}, timeout=10)
+    assert response.status_code == 400
+    assert "already exists" in response.json()["error"]
+
+
+def test_a_merge_keeps_the_primarys_values_fills_its_empty_ones_and_removes_the_other(hubspot, sandbox):
+    primary = create(hubspot, email="primary@example.com", firstname="Prima", lifecyclestage="lead")
+    other = create(hubspot, email="other@example.com", firstname="Other", lastname="Filled", phone="+14155550100",
+                   lifecyclestage="customer")
+    response = hubspot.post(f"{CONTACTS}/merge", json={"primaryObjectId": primary["id"],
+                                                       "objectIdToMerge": other["id"]})
+    assert response.status_code == 200, response.text
+    merged = response.json()
+    assert merged["id"] == primary["id"]
+    properties = merged["properties"]
+    assert (properties["email"], properties["firstname"], properties["lastname"], properties["phone"]) == (
+        "primary@example.com", "Prima", "Filled", "+14155550100")
+    # HubSpot keeps the lifecycle stage furthest down the funnel.
+    assert properties["lifecyclestage"] == "customer"
+    assert properties["hs_merged_object_ids"] == other["id"]
+    assert properties["hs_additional_emails"] == "other@example.com"
+    assert merged["updatedAt"] > primary["updatedAt"]
+    # The other contact is gone from every read, and its address is free again.
+    assert hubspot.get(f"{CONTACTS}/{other['id']}").status_code == 404
+    assert hubspot.get(f"{CONTACTS}/other@example.com", params={"idProperty": "email"}).status_code == 404
+    assert [c["id"] for c in sandbox.hubspot_contacts()] == [primary["id"]]
+    assert search(hubspot)["total"] == 1
+    read = hubspot.post(f"{CONTACTS}/batch/read", json={"inputs": [{"id": other["id"]}], "properties": ["email"]})
+    assert read.status_code == 207
+    assert create(hubspot, email="other@example.com")["id"] not in (primary["id"], other["id"])
+
+
+@pytest.mark.parametrize("body, status, category", [
+    ({"primaryObjectId": "SELF", "objectIdToMerge": "SELF"}, 400, "VALIDATION_ERROR"),
+    ({"primaryObjectId": "SELF", "objectIdToMerge": "999999"}, 404, "OBJECT_NOT_FOUND"),
+    ({"primaryObjectId": "SELF", "objectIdToMerge": "ARCHIVED"}, 404, "OBJECT_NOT_FOUND"),
+    ({"primaryObjectId": "SELF"}, 400, "VALIDATION_ERROR"),
+    ({"primaryObjectId": "SELF", "objectIdToMerge": "abc"}, 400, "VALIDATION_ERROR"),
+])
+def test_merges_hubspot_cannot_make_are_refused(hubspot, sandbox, body, status, category):
+    ids = {"SELF": create(hubspot, email="self@example.com")["id"],
+           "ARCHIVED": create(hubspot, email="archived@example.com")["id"]}
+    hubspot.delete(f"{CONTACTS}/{ids['ARCHIVED']}")
+    body = {name: ids.get(value, value) for name, value in body.items()}
+    assert_hubspot_error(hubspot.post(f"{CONTACTS}/merge", json=body), status, category)
+    assert len(sandbox.hubspot_contacts()) == 2
+
+
+UNSUBSCRIBE_ALL = "/communication-preferences/v4/statuses/{}/unsubscribe-all"
+
+
+def test_unsubscribing_an_address_from_all_email_shows_on_its_contacts_as_a_change(hubspot, sandbox):
+    contact = create(hubspot, email="leaving@example.com")
+    response = hubspot.post(UNSUBSCRIBE_ALL.format("Leaving@Example.com"), params={"channel": "EMAIL"})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "COMPLETE"
+    after = hubspot.get(f"{CONTACTS}/{contact['id']}", params={"properties": "hs_email_optout"}).json()
+    assert after["properties"]["hs_email_optout"] == "true"
+    assert after["updatedAt"] > contact["updatedAt"]
+    # Once is enough: the second changes nothing, so lastmodifieddate stays.
+    hubspot.post(UNSUBSCRIBE_ALL.format("leaving@example.com"), params={"channel": "EMAIL"})
+    again = hubspot.get(f"{CONTACTS}/{contact['id']}").json()
+    assert again["updatedAt"] == after["updatedAt"]
+
+
+def test_the_opt_out_belongs_to_the_address_so_later_contacts_with_it_are_opted_out(hubspot):
+    assert hubspot.post(UNSUBSCRIBE_ALL.format("early@example.com"), params={"channel": "EMAIL"}).status_code == 200
+    created = create(hubspot, email="early@example.com")
+    assert created["properties"]["hs_email_optout"] == "true"
+    other = create(hubspot, email="someone@example.com")
+    moved = hubspot.patch(f"{CONTACTS}/{other['id']}", json={"properties": {"email": "gone@example.com"}}).json()
+    assert "hs_email_optout" not in moved["properties"]
+    hubspot.post(UNSUBSCRIBE_ALL.format("optedout@example.com"), params={"channel": "EMAIL"})
+    moved = hubspot.patch(f"{CONTACTS}/{other['id']}", json={"properties": {"email": "optedout@example.com"}}).json()
+    assert moved["properties"]["hs_email_optout"] == "true"
+
+
+@pytest.mark.parametrize("address, params", [
+    ("someone@example.com", {}),
+    ("someone@example.com", {"channel": "SMS"}),
+    ("not-an-address", {"channel": "EMAIL"}),
+])
+def test_unsubscribe_all_needs_the_email_channel_and_an_address(hubspot, address, params):
+    assert_hubspot_error(hubspot.post(UNSUBSCRIBE_ALL.format(address), params=params), 400, "VALIDATION_ERROR")

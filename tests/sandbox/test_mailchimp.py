@@ -278,9 +278,11 @@ def test_batch_subscribe_without_update_existing_leaves_existing_members_untouch
     assert {email: after[email] for email in before} == before
 
 
-def test_with_update_existing_the_batch_status_reaches_existing_members(mailchimp, sandbox, members):
+def test_with_update_existing_the_batch_status_reaches_existing_members_but_resubscribes_nobody(
+        mailchimp, sandbox, members):
     # Mailchimp documents update_existing as "Whether this batch operation will change
-    # existing members' subscription status": it re-subscribes people who opted out.
+    # existing members' subscription status"; a member who unsubscribed or bounced is in
+    # a compliance state, and only the person can subscribe again.
     put(mailchimp, members, "out@example.com", status_if_new="unsubscribed")
     put(mailchimp, members, "bounced@example.com", status_if_new="cleaned")
     put(mailchimp, members, "in@example.com", status_if_new="subscribed")
@@ -291,10 +293,13 @@ def test_with_update_existing_the_batch_status_reaches_existing_members(mailchim
         {"email_address": "brand-new@example.com", "status": "pending"},
     ], update_existing=True)
     statuses = {m["email_address"]: m["status"] for m in reply["new_members"] + reply["updated_members"]}
-    assert statuses == {"out@example.com": "subscribed", "bounced@example.com": "subscribed",
-                        "in@example.com": "unsubscribed", "brand-new@example.com": "pending"}
-    assert (reply["total_created"], reply["total_updated"]) == (1, 3)
-    assert mailchimp.get(f"{members}/out@example.com").json()["merge_fields"]["FNAME"] == "O"
+    assert statuses == {"in@example.com": "unsubscribed", "brand-new@example.com": "pending"}
+    assert (reply["total_created"], reply["total_updated"], reply["error_count"]) == (1, 1, 2)
+    errors = {error["email_address"]: error for error in reply["errors"]}
+    assert set(errors) == {"out@example.com", "bounced@example.com"}
+    assert all("compliance state" in error["error"] for error in errors.values())
+    out = mailchimp.get(f"{members}/out@example.com").json()
+    assert (out["status"], out["merge_fields"]["FNAME"]) == ("unsubscribed", "")
 
 
 def test_patch_changes_a_status_only_when_given_one(mailchimp, members):
@@ -425,3 +430,70 @@ def test_put_ignores_status_for_a_new_member(mailchimp, members):
     body = assert_problem(mailchimp.put(f"{members}/{subscriber_hash('s@example.com')}", json={
         "email_address": "s@example.com", "status": "subscribed"}), 400, "Invalid Resource")
     assert body["errors"][0]["field"] == "status_if_new"
+
+
+def test_an_address_change_keeps_the_members_contact_id_and_unique_email_id(mailchimp, members, sandbox):
+    before = put(mailchimp, members, "first@example.com", status_if_new="subscribed")
+    moved = mailchimp.patch(f"{members}/{before['id']}", json={"email_address": "second@example.com"}).json()
+    assert moved["id"] == subscriber_hash("second@example.com") != before["id"]
+    assert (moved["contact_id"], moved["unique_email_id"]) == (before["contact_id"], before["unique_email_id"])
+    assert moved["last_changed"] > before["last_changed"]
+    assert [m["contact_id"] for m in sandbox.mailchimp_members()] == [before["contact_id"]]
+
+
+def test_last_changed_moves_on_status_changes_and_archiving_too(mailchimp, members):
+    stamps = [put(mailchimp, members, "moves@example.com", status_if_new="subscribed")["last_changed"]]
+    for status in ("unsubscribed", "pending"):
+        stamps.append(mailchimp.patch(f"{members}/moves@example.com", json={"status": status}).json()["last_changed"])
+    assert mailchimp.delete(f"{members}/moves@example.com").status_code == 204
+    stamps.append(mailchimp.get(f"{members}/moves@example.com").json()["last_changed"])
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # A delta from the last change before the archive finds the archived member.
+    since = mailchimp.get(members, params={"since_last_changed": stamps[-2]}).json()["members"]
+    assert [(m["email_address"], m["status"]) for m in since] == [("moves@example.com", "archived")]
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+@pytest.mark.parametrize("opted_out", ["unsubscribed", "cleaned"])
+def test_nobody_who_opted_out_or_bounced_can_be_subscribed_again_by_the_account(mailchimp, members, method,
+                                                                                 opted_out):
+    put(mailchimp, members, "out@example.com", status_if_new=opted_out)
+    body = {"status": "subscribed", **({"email_address": "out@example.com"} if method == "put" else {})}
+    refused = assert_problem(getattr(mailchimp, method)(f"{members}/out@example.com", json=body), 400,
+                             "Member In Compliance State")
+    assert refused["detail"] == ("out@example.com is in a compliance state due to unsubscribe, bounce, or compliance "
+                                 "review and cannot be subscribed.")
+    assert mailchimp.get(f"{members}/out@example.com").json()["status"] == opted_out
+
+
+def test_an_unsubscribed_member_can_be_asked_to_confirm_and_confirming_subscribes_them(mailchimp, members, sandbox):
+    subscribed = put(mailchimp, members, "back@example.com", status_if_new="subscribed")
+    time.sleep(1.1)
+    put(mailchimp, members, "back@example.com", status="unsubscribed")
+    pending = mailchimp.patch(f"{members}/back@example.com", json={"status": "pending"}).json()
+    assert pending["status"] == "pending"
+    assert pending["timestamp_opt"] == subscribed["timestamp_opt"]
+    confirmed = sandbox.mailchimp_confirm("Back@Example.com")
+    assert confirmed["status"] == "subscribed"
+    member = mailchimp.get(f"{members}/back@example.com").json()
+    assert member["timestamp_opt"] > subscribed["timestamp_opt"]
+    assert member["last_changed"] > pending["last_changed"]
+
+
+def test_a_cleaned_member_cannot_even_be_asked_to_confirm(mailchimp, members):
+    put(mailchimp, members, "bounce@example.com", status_if_new="cleaned")
+    assert_problem(mailchimp.patch(f"{members}/bounce@example.com", json={"status": "pending"}), 400,
+                   "Member In Compliance State")
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ({"email": "nobody@example.com"}, "not a pending member"),
+    ({"email": "in@example.com"}, "not a pending member"),
+    ({}, "email must name a member"),
+    ({"email": "in@example.com", "when": "now"}, "unknown keys: when"),
+])
+def test_confirming_needs_a_pending_member(mailchimp, members, sandbox, body, complaint):
+    put(mailchimp, members, "in@example.com", status_if_new="subscribed")
+    response = requests.post(f"{sandbox.url}/_sandbox/mailchimp/confirm", json=body, timeout=10)
+    assert response.status_code == 400
+    assert complaint in response.json()["error"]
