@@ -48,7 +48,7 @@ def test_another_api_root_is_the_sandbox_with_its_own_client(settings):
 
 def test_the_hubspot_scopes_are_what_the_sync_needs():
     assert oauth_endpoints("hubspot", "http://127.0.0.1:1/hubspot").scopes == (
-        "oauth", "crm.objects.contacts.read", "crm.objects.contacts.write")
+        "oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "communication_preferences.write")
 
 
 def test_a_provider_without_a_configured_app_is_a_clear_error(settings):
@@ -68,7 +68,8 @@ def test_the_authorize_url_carries_client_scopes_state_and_a_pkce_challenge():
     query = {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
     assert query["client_id"] == endpoints.client_id
     assert query["redirect_uri"] == REDIRECT
-    assert query["scope"] == "oauth crm.objects.contacts.read crm.objects.contacts.write"
+    assert query["scope"] == ("oauth crm.objects.contacts.read crm.objects.contacts.write "
+                              "communication_preferences.write")
     assert query["state"] == flow["state"] and len(flow["state"]) >= 32
     assert query["code_challenge_method"] == "S256" and query["code_challenge"]
     assert flow["code_verifier"] not in url
@@ -149,7 +150,8 @@ def test_connecting_stores_the_tokens_encrypted_marks_connected_and_audits_witho
     assert response.status_code == 302 and response.url == reverse("connections:detail", args=[connection.pk])
     assert connection.status == Connection.Status.CONNECTED
     assert connection.access_token and connection.refresh_token and connection.token_expires_at
-    assert connection.scopes == "oauth crm.objects.contacts.read crm.objects.contacts.write"
+    assert connection.scopes == ("oauth crm.objects.contacts.read crm.objects.contacts.write "
+                                 "communication_preferences.write")
     event = AuditEvent.objects.get(action="connection.created", object_id=str(connection.pk))
     assert connection.access_token not in str(event.changes)
     assert connection.refresh_token not in str(event.changes)
