@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from audit.services import audit_record
-from syncapp.models import Conflict, Contact, RecordError, SyncRun
+from syncapp.models import Conflict, Contact, DuplicatePair, RecordError, SyncRun
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from tests.workspace import run_make, user_with_role, workspace_make
 
@@ -46,6 +46,7 @@ COMPLIANCE_READS = (302, 403, 403, 200, 200)
 SUPERUSERS_ONLY = (302, 403, 403, 403, 200)
 NOBODY = (302, 403, 403, 403, 403)
 EVERY_ROLE = (302, 200, 200, 200, 200)
+REVIEWERS_ONLY = (302, 403, 200, 403, 200)
 
 TABLE = [
     # The app's pages.
@@ -66,6 +67,15 @@ TABLE = [
     pages("resolve a conflict", "conflict_resolve", ("conflict",), (302, 403, 400, 403, 400), method="POST"),
     pages("resolve a conflict by GET", "conflict_resolve", ("conflict",), (405, 405, 405, 405, 405)),
     pages("resolve in bulk", "conflicts_resolve_bulk", (), (302, 403, 302, 403, 302), method="POST"),
+    pages("contact list", "contact_list", (), EVERY_ROLE),
+    pages("contact page", "contact_detail", ("contact",), EVERY_ROLE),
+    # Those who may change contacts get past the check to the form, which refuses an empty statement.
+    pages("record a consent statement", "contact_consent_record", ("contact",), (302, 400, 400, 403, 400),
+          method="POST"),
+    pages("duplicates list", "duplicate_list", (), REVIEWERS_ONLY),
+    pages("duplicate pair", "duplicate_detail", ("pair",), REVIEWERS_ONLY),
+    pages("merge a pair", "duplicate_merge", ("pair",), (302, 403, 400, 403, 400), method="POST"),
+    pages("dismiss a pair", "duplicate_dismiss", ("pair",), (302, 403, 302, 403, 302), method="POST"),
     # The admin.
     pages("admin index", "admin:index", (), (302, 200, 200, 200, 200)),
     pages("connection list", "admin:connections_connection_changelist", (), MARKETERS_ONLY),
@@ -114,7 +124,11 @@ def workspace() -> dict[str, int]:
     contact = Contact.objects.create(email="ann@example.com", first_name="Ann")
     conflict = Conflict.objects.create(sync=sync, contact=contact, hub_field="first_name", base_value="Ann",
                                        hub_value="Ann", sides=[])
+    pair = DuplicatePair.objects.create(contact_a=contact, contact_b=Contact.objects.create(email="ann2@example.com"),
+                                        reason=DuplicatePair.Reason.SAME_PHONE)
     return {
+        "contact": contact.pk,
+        "pair": pair.pk,
         "sync": sync.pk,
         "run": run.pk,
         "connection": connection.pk,
