@@ -116,10 +116,19 @@ class ConflictBook:
         base): the hub's value came from one of them.
         """
         now = timezone.now()
+        decided = set()
         for conflict in self.changed.values():
-            conflict.updated_at = now
-            conflict.save(update_fields=["sides", "status", "resolution", "chosen_value", "resolved_at", "updated_at"])
+            # Only while still open: a reviewer may have resolved it since the page was
+            # loaded, and the reviewer's decision stands.
+            updated = Conflict.objects.filter(pk=conflict.pk, status=Conflict.Status.OPEN).update(
+                sides=conflict.sides, status=conflict.status, resolution=conflict.resolution,
+                chosen_value=conflict.chosen_value, resolved_at=conflict.resolved_at, updated_at=now,
+            )
+            if not updated:
+                decided.add(conflict.pk)
         for conflict in self.settled:
+            if conflict.pk in decided:
+                continue
             audits.append(audit_row_build(
                 action="conflict.settled", object_type="conflict", object_id=str(conflict.pk),
                 object_repr=str(conflict), system="hub", contact_id=conflict.contact_id, run_id=self.run_id,
