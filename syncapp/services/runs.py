@@ -203,8 +203,20 @@ def _finish(tracker: RunTracker, status: str, error: str) -> SyncRun:
     return run
 
 
+# A run keeps its endpoints' cursors for the record; a cursor holding the ids seen at its
+# boundary (thousands after a bulk write) is kept shortened, with its size.
+CURSOR_RECORD_LIMIT = 1000
+
+
 def _cursors(sync: Sync) -> dict[str, str]:
-    return {endpoint.connection.name: endpoint.cursor for endpoint in sync.endpoints.select_related("connection")}
+    return {endpoint.connection.name: _cursor_for_record(endpoint.cursor)
+            for endpoint in sync.endpoints.select_related("connection")}
+
+
+def _cursor_for_record(cursor: str) -> str:
+    if len(cursor) <= CURSOR_RECORD_LIMIT:
+        return cursor
+    return f"{cursor[:CURSOR_RECORD_LIMIT]}... ({len(cursor):,} characters in all)"
 
 
 def _describe(exc: BaseException, connection: Connection | None, *, unexpected: bool = False) -> str:

@@ -185,3 +185,13 @@ class TestRunExecute:
         run_interrupt(run_id=run.pk, reason="stopped from the terminal.")
         run.refresh_from_db()
         assert run.status == SyncRun.Status.FAILED and run.error.startswith("Interrupted")
+
+
+def test_a_run_records_a_long_cursor_shortened_with_its_size():
+    from syncapp.services.runs import CURSOR_RECORD_LIMIT, _cursor_for_record
+
+    assert _cursor_for_record("7") == "7"
+    long = '{"seen": [' + ",".join(f'"{n:032x}"' for n in range(500)) + "]}"
+    recorded = _cursor_for_record(long)
+    assert recorded.startswith(long[:CURSOR_RECORD_LIMIT]) and f"({len(long):,} characters in all)" in recorded
+    assert len(recorded) < CURSOR_RECORD_LIMIT + 50
