@@ -5,7 +5,9 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from connections.providers.base import ChangePage, RemoteRecord
-from syncapp.models import Contact, DuplicatePair, RecordError, RecordLink, SyncRun
+from connections.models import Connection
+from mappings.models import FieldMapping
+from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordError, RecordLink, SyncRun
 from syncapp.services.plan import sync_plan_build
 from syncapp.services.pull import apply_page, prepare_page
 from syncapp.services.runs import run_execute, run_request
@@ -141,6 +143,39 @@ class TestConsent:
         world.add("1", email="ann@example.com", hs_email_optout="false")
         execute(sync, world)
         assert crm_link("1").contact.email_consent == "unknown"
+
+
+class TestSmsConsent:
+    @pytest.fixture
+    def sync(self):
+        sync = fake_workspace()
+        sms_states = {"name": "value_map", "map": {"opted_in": "subscribed", "STOP": "unsubscribed"}}
+        for connection, field, direction in (("CRM", "sms_status", "in"), ("Audience", "SMS", "out")):
+            FieldMapping.objects.create(sync=sync, connection=Connection.objects.get(name=connection),
+                                        hub_field="sms_consent", external_field=field, direction=direction,
+                                        transforms=[sms_states])
+        return sync
+
+    def test_a_stop_is_recorded_in_the_ledger_and_reaches_the_audience(self, sync, world):
+        world.add("1", email="ann@example.com", sms_status="STOP")
+        run = execute(sync, world)
+        ann = crm_link("1").contact
+        assert ann.sms_consent == "unsubscribed"
+        event = ConsentEvent.objects.get(contact=ann, channel="sms")
+        assert (event.state, event.hub_state, event.system, event.evidence) == (
+            "unsubscribed", "unsubscribed", "CRM", ConsentEvent.Evidence.API_READ)
+        assert event.run_id == run.pk
+        assert world.members["ann@example.com"]["SMS"] == "STOP"
+
+    def test_a_later_opt_in_without_evidence_does_not_lift_the_stop(self, sync, world):
+        world.add("1", email="ann@example.com", sms_status="STOP")
+        execute(sync, world)
+        world.add("1", sms_status="opted_in")
+        execute(sync, world)
+        assert crm_link("1").contact.sms_consent == "unsubscribed"
+        assert world.members["ann@example.com"]["SMS"] == "STOP"
+        states = list(ConsentEvent.objects.filter(channel="sms").order_by("pk").values_list("state", "hub_state"))
+        assert states == [("unsubscribed", "unsubscribed"), ("subscribed", "unsubscribed")]
 
 
 class TestRecordsThatCannotBeImported:
