@@ -31,6 +31,9 @@ ROLE_ACTIONS = {
 # reviewers.
 MODEL_ACTIONS = {
     (MARKETER, "conflict"): ("view",),
+    # Marketers see contacts; what a person consented to is recorded by reviewers, not
+    # by the team that wants to send to them.
+    (MARKETER, "contact"): ("view",),
     (REVIEWER, "conflict"): ("view", "change"),
     (REVIEWER, "duplicatepair"): ("view", "change"),
     # Recording a consent statement a person gave outside any system (contact page).

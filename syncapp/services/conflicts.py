@@ -212,7 +212,7 @@ def _links_rebase(conflict: Conflict, contact: Contact) -> None:
         link.merge_base = {**link.merge_base, side["external_field"]: side["raw"]}
         link.save(update_fields=["merge_base", "updated_at"])
     writers = conflict.sync.endpoints.filter(write=True).values("connection_id")
-    RecordLink.objects.filter(contact=contact, connection_id__in=writers).update(
+    RecordLink.objects.filter(contact=contact, connection_id__in=writers, archived=False).update(
         pending_push=True, updated_at=timezone.now()
     )
 

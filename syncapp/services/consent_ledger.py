@@ -42,7 +42,9 @@ def consent_statement_record(
 
     A restriction always applies (the most restrictive state wins). A subscription
     applies over a restriction only when `explicit_opt_in` says the person asked for it;
-    it then reaches every system, the ones holding an opt-out included. The contact's
+    it then reaches the systems that can carry an opt-in to an opted-out record
+    (Provider.explicit_opt_in_state: Mailchimp asks the person to confirm); the others
+    keep their opt-out, as their APIs cannot lift it. The contact's
     links are marked pending so the next run carries the new state out.
     """
     if channel not in CHANNEL_FIELDS:

@@ -20,6 +20,7 @@ from connections.registry import provider_for
 from syncapp.engine.consent import SUBSCRIBED, most_restrictive
 from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink
 from syncapp.models.hub import HUB_FIELDS
+from syncapp.services.plan import plain
 
 CONSENT_CHANNELS = {"email_consent": ConsentEvent.Channel.EMAIL, "sms_consent": ConsentEvent.Channel.SMS}
 VALUE_FIELDS = [name for name in HUB_FIELDS if name not in CONSENT_CHANNELS]
@@ -182,7 +183,11 @@ def _conflicts_move(survivor: Contact, other: Contact, *, user, now) -> None:
         conflict.resolved_by = user
         conflict.resolved_at = now
         conflict.save(update_fields=["status", "resolution", "reason", "resolved_by", "resolved_at", "updated_at"])
-    Conflict.objects.filter(contact=other).update(contact=survivor, updated_at=now)
+    # The conflicts that move now hold the survivor's field: "the hub's value" is its.
+    for conflict in Conflict.objects.filter(contact=other):
+        conflict.contact = survivor
+        conflict.hub_value = plain(survivor.hub_value(conflict.hub_field))
+        conflict.save(update_fields=["contact", "hub_value", "updated_at"])
 
 
 def _pairs_move(survivor: Contact, other: Contact, *, merged_pair: DuplicatePair) -> None:

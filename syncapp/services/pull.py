@@ -611,11 +611,13 @@ class _PageApplier:
                 for link in RecordLink.objects.filter(connection__in=others, contact_id__in=[c.pk for c in touched])
             }
         waiting = {id(contact) for contact, _ in self.duplicates}
-        # The later contact of an open same-email pair waits for the merge: pushing it
-        # would land on the record of the first one.
+        # The later contact of a same-email pair is not pushed while the pair is open, nor
+        # after "not the same person": systems keyed by email would land it on the
+        # record of the first one. Only a merge ends the hold.
         waiting_ids = set(
             DuplicatePair.objects.filter(
-                status=DuplicatePair.Status.OPEN, reason=DuplicatePair.Reason.SAME_EMAIL,
+                status__in=[DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
+                reason=DuplicatePair.Reason.SAME_EMAIL,
                 contact_b_id__in=[contact.pk for contact in touched if contact.pk is not None],
             ).values_list("contact_b_id", flat=True)
         ) if touched else set()

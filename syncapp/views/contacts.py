@@ -60,7 +60,8 @@ class ConsentStatementForm(forms.Form):
                                        if value != ConsentState.UNKNOWN])
     explicit_opt_in = forms.BooleanField(
         required=False, label="The person explicitly opted in",
-        help_text="Only an explicit opt-in re-subscribes someone who opted out; it reaches every system.",
+        help_text=("Only an explicit opt-in re-subscribes someone who opted out. It reaches the systems that "
+                   "can take one (Mailchimp asks the person to confirm); the others keep their opt-out."),
     )
     note = forms.CharField(
         required=False, max_length=NOTE_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}),

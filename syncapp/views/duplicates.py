@@ -80,6 +80,9 @@ def duplicate_detail(request, pair_id: int):
 @permission_needed("syncapp.change_duplicatepair")
 def duplicate_merge(request, pair_id: int):
     pair = get_object_or_404(_pairs(), pk=pair_id)
+    if pair.status != DuplicatePair.Status.OPEN:
+        messages.warning(request, "This pair was already decided by someone else.")
+        return redirect("duplicate_list")
     form = MergeForm(request.POST, pair=pair)
     if not form.is_valid():
         return _detail(request, pair, form, DismissForm(), status=400)

@@ -70,7 +70,7 @@ TABLE = [
     pages("contact list", "contact_list", (), EVERY_ROLE),
     pages("contact page", "contact_detail", ("contact",), EVERY_ROLE),
     # Those who may change contacts get past the check to the form, which refuses an empty statement.
-    pages("record a consent statement", "contact_consent_record", ("contact",), (302, 400, 400, 403, 400),
+    pages("record a consent statement", "contact_consent_record", ("contact",), (302, 403, 400, 403, 400),
           method="POST"),
     pages("duplicates list", "duplicate_list", (), REVIEWERS_ONLY),
     pages("duplicate pair", "duplicate_detail", ("pair",), REVIEWERS_ONLY),

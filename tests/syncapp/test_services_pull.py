@@ -219,6 +219,16 @@ class TestRecordsThatCannotBeImported:
         assert list(world.members) == ["dup@example.com"] and world.members["dup@example.com"]["FNAME"] == "Dup"
         assert run.created_count == 2 and not RecordError.objects.exists()
 
+    def test_not_the_same_person_still_keeps_the_second_out_of_email_keyed_systems(self, sync, world):
+        world.add("1", email="dup@example.com", firstname="Dup")
+        world.add("2", email="dup@example.com", firstname="Twin")
+        execute(sync, world)
+        DuplicatePair.objects.update(status=DuplicatePair.Status.DISMISSED)
+        world.add("2", email="dup@example.com", firstname="Twin2")
+        execute(sync, world)
+        assert world.members["dup@example.com"]["FNAME"] == "Dup"
+        assert not RecordLink.objects.filter(contact=crm_link("2").contact, connection__name="Audience").exists()
+
     def test_a_second_run_keeps_the_duplicates_apart_without_errors(self, sync, world):
         world.add("1", email="dup@example.com", firstname="Dup")
         world.add("2", email="dup@example.com", firstname="Twin")

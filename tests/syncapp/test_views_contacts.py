@@ -224,12 +224,19 @@ def test_a_reviewer_records_an_opt_out_and_sees_it_in_the_ledger(contact):
 
 def test_a_subscription_without_explicit_opt_in_is_recorded_but_does_not_lift_an_opt_out(contact):
     Contact.objects.filter(pk=contact.pk).update(email_consent="unsubscribed")
-    client = client_as(MARKETER)
+    client = client_as(REVIEWER)
     response = record(client, contact, channel="email", state="subscribed", note="Said so on a call")
     html = client.get(response.url).content.decode()
     assert "stays unsubscribed" in html
     contact.refresh_from_db()
     assert contact.email_consent == "unsubscribed"
+
+
+def test_marketers_cannot_record_consent(contact):
+    response = record(client_as(MARKETER), contact, channel="email", state="subscribed", explicit_opt_in="on",
+                      note="Signed form")
+    assert response.status_code == 403
+    assert not ConsentEvent.objects.exists()
 
 
 def test_an_explicit_opt_in_re_subscribes(contact):

@@ -171,6 +171,17 @@ def test_a_pair_someone_else_decided_meanwhile_is_not_merged(pair):
     assert Contact.objects.count() == 2
 
 
+def test_a_merged_pair_still_opens_and_a_second_merge_of_it_is_refused(pair):
+    client = client_as(REVIEWER)
+    merge(client, pair, survivor=pair.contact_a_id, reason="Same person")
+    page = client.get(reverse("duplicate_detail", args=[pair.pk]))
+    assert page.status_code == 200 and "Merged into the other contact" in page.content.decode()
+    # A stale page posting the other choice.
+    response = merge(client, pair, survivor=pair.contact_b_id or 0, reason="Same person")
+    assert response.status_code == 302 and response.url == reverse("duplicate_list")
+    assert Contact.objects.count() == 1
+
+
 # Dismissing
 
 
