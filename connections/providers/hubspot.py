@@ -195,7 +195,8 @@ class HubSpotProvider(Provider):
     def _archived(self, window: KeysetWindow) -> Iterator[ChangePage]:
         """List the archived contacts; deliver those archived since the previous read."""
         while window.next_archived_page():
-            params = {"limit": MAX_LIST_PAGE, "archived": "true", "properties": ",".join(self.properties)}
+            # Only ids and archive times are used: no properties to carry.
+            params = {"limit": MAX_LIST_PAGE, "archived": "true", "properties": "hs_object_id"}
             if window.archived_after is not None:
                 params["after"] = window.archived_after
             reply = self.http.json("GET", CONTACTS, params=params) or {}
@@ -302,16 +303,20 @@ class HubSpotProvider(Provider):
                     f"/communication-preferences/v4/statuses/{quote(email, safe='@')}/unsubscribe-all",
                     params={"channel": "EMAIL"},
                 )
-            except AuthenticationError:
-                raise
             except ProviderError as error:
+                # A 403 here is most likely a grant made before Syncapp asked for the
+                # communication preferences scope: the contact's record was written, so
+                # the opt-out alone fails, named, rather than the whole batch.
+                missing_scope = isinstance(error, AuthenticationError)
+                hint = (" (the connection lacks the communication_preferences.write scope: reconnect it)"
+                        if missing_scope else "")
                 return RecordResult(
                     key=record.key,
                     ok=False,
                     external_id=written.external_id,
-                    error_class=_error_class(error, record),
-                    message=f"HubSpot did not unsubscribe {email}: {error}",
-                    retriable=error.retriable,
+                    error_class="missing_scope" if missing_scope else _error_class(error, record),
+                    message=f"HubSpot did not unsubscribe {email}: {error}{hint}",
+                    retriable=error.retriable or missing_scope,
                 )
         if OPTOUT_PROPERTY in record.fields:
             fields[OPTOUT_PROPERTY] = "true"

@@ -169,7 +169,11 @@ class MailchimpProvider(Provider):
                     total = matched
                 records = [self._record(member) for member in members]
                 fresh = [record for record in records if window.admit(record.external_id, _ms(record))]
-                has_more = bool(members) and (query.offset or 0) + len(members) < (matched or 0)
+                if matched is None:
+                    # No count in the reply: a full page may have more behind it.
+                    has_more = len(members) == self.max_page
+                else:
+                    has_more = bool(members) and (query.offset or 0) + len(members) < matched
                 window.page_done(has_more=has_more, total=matched)
                 yield ChangePage(records=fresh, cursor=window.cursor(), total=total)
         except CursorStuck as error:

@@ -147,17 +147,14 @@ class EndpointPlan:
             hub_state = contact.hub_value(EMAIL_CONSENT)
             remote = link.email_consent_base or None
             asked = self.provider.explicit_opt_in_state
-            # Only a system that can carry an opt-in to an opted-out record gets one
-            # (Mailchimp, as a confirmation request); the others keep their opt-out.
-            explicit = (asked is not None and hub_state == "subscribed"
+            # An explicit opt-in goes only over an opt-out, and only to a system that can
+            # carry one to an opted-out record (Mailchimp, as a confirmation request);
+            # the others keep their opt-out.
+            explicit = (asked is not None and hub_state == "subscribed" and remote == "unsubscribed"
                         and contact.hub_value(EMAIL_OPT_IN_AT) is not None)
-            if explicit and remote == asked:
-                # Already asked there: the person confirms in that system.
-                explicit = False
-            else:
-                writable = self.provider.writable_consent_states if link.external_id else None
-                consent = outgoing_consent(hub_state, remote, writable=writable, explicit_opt_in=explicit)
-                explicit = explicit and consent == "subscribed" and remote not in (None, "subscribed")
+            writable = self.provider.writable_consent_states if link.external_id else None
+            consent = outgoing_consent(hub_state, remote, writable=writable, explicit_opt_in=explicit)
+            explicit = explicit and consent == "subscribed"
             if (consent is None and link.external_id is None and link.email_consent_base
                     and RESTRICTIVENESS[link.email_consent_base] > RESTRICTIVENESS["subscribed"]):
                 # A record created again (restored after a delete) keeps the opt-out it

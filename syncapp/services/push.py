@@ -382,7 +382,9 @@ def _accept(
     # An explicit opt-in sent to an opted-out record leaves it in the provider's
     # confirmation state (Mailchimp: pending), which is what it will read back as.
     sent_consent = asked_state if payload.explicit_opt_in and asked_state else payload.email_consent
-    link.email_consent_base = sent_consent or result.email_consent or link.email_consent_base
+    # What the system reports holding wins over what was asked (Mailchimp leaves a
+    # cleaned member cleaned, whatever it is sent).
+    link.email_consent_base = result.email_consent or sent_consent or link.email_consent_base
     link.pending_push = False
     link.rejected_payload_hash = ""
     link.last_pushed_at = now

@@ -5,6 +5,7 @@ import time
 import uuid
 
 import pytest
+import responses
 import requests
 
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderConfig, ProviderError
@@ -415,7 +416,8 @@ def test_a_delta_read_reports_contacts_archived_since_its_cursor_once_with_their
     stored = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}
     assert (archived.external_id, archived.archived) == (gone.external_id, True)
     assert archived.modified_at == parse_hubspot_time(stored[gone.external_id]["archivedAt"])
-    assert archived.fields["email"] == "a1@example.com"
+    # The pass asks for no properties: an archived record is known by its id.
+    assert "email" not in archived.fields
     # Reported once; the contact archived before the first read never is.
     assert read(provider, cursor)[0] == []
 
@@ -553,3 +555,20 @@ def test_nothing_resubscribes_a_contact_who_opted_out_in_hubspot(sandbox):
 def test_hubspot_can_hold_one_email_opt_out_and_no_explicit_opt_in():
     assert HubSpotProvider.writable_consent_states == frozenset({"unsubscribed"})
     assert HubSpotProvider.explicit_opt_in_state is None
+
+
+@responses.activate
+def test_a_grant_without_the_preferences_scope_fails_the_opt_out_alone_and_says_why():
+    """Error path: a connection authorized before Syncapp asked for the scope."""
+    base = "https://hubspot.test"
+    responses.post(f"{base}/crm/v3/objects/contacts/batch/read", json={"status": "COMPLETE", "results": [
+        {"id": "7", "properties": {"email": "leave@example.com", "hs_email_optout": "false"}}]})
+    responses.post(f"{base}/communication-preferences/v4/statuses/leave@example.com/unsubscribe-all", status=403,
+                   json={"status": "error", "message": "This app hasn't been granted all required scopes",
+                         "category": "MISSING_SCOPES"})
+    provider = build_provider("hubspot", ProviderConfig(base_url=base, access_token="t", budget_key=str(uuid.uuid4())),
+                              fields=("email", "hs_email_optout"))
+    (result,) = provider.upsert_batch([OutgoingRecord(
+        key=1, email="leave@example.com", fields={}, external_id="7", email_consent="unsubscribed")])
+    assert not result.ok and result.retriable and result.error_class == "missing_scope"
+    assert "communication_preferences.write" in result.message and "reconnect" in result.message
