@@ -74,9 +74,9 @@ MEMBER_EXISTS = "ERROR_CONTACT_EXISTS"
 UPDATE_WORKERS = 4
 # Mailchimp stamps changes to the second; overlap a little for late commits.
 DEFAULT_OVERLAP_SECONDS = 5
-# Reply parts Syncapp never reads: leaving them out keeps pages small.
 # Member statuses that are consent states (the hub's names); "archived" is not one.
 CONSENT_STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
+# Reply parts Syncapp never reads: leaving them out keeps pages small.
 EXCLUDED_FIELDS = "_links,members._links,members.stats,members.location"
 
 

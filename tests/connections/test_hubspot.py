@@ -5,8 +5,8 @@ import time
 import uuid
 
 import pytest
-import responses
 import requests
+import responses
 
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderConfig, ProviderError
 from connections.providers.cursors import epoch_ms
