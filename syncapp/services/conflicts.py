@@ -19,10 +19,10 @@ from audit.services import audit_record
 from connections.models import Connection
 from mappings.transforms import TransformError
 from syncapp.engine.text import clean_text
-from syncapp.models import Conflict, Contact, RecordLink, Sync, SyncRun
+from syncapp.models import Conflict, Contact, RecordLink
 from syncapp.models.hub import HUB_FIELDS
 from syncapp.services.plan import hub_column, hub_value_check, plain, set_hub_value
-from syncapp.services.runs import SyncPaused, run_request
+from syncapp.services.runs import runs_request_for
 
 KEEP_SIDE = "side"
 KEEP_HUB = "hub"
@@ -108,7 +108,7 @@ def conflict_resolve(*, conflict: Conflict, value: Any, resolution: str, user, r
     the conflict is no longer open, InvalidResolution if `value` cannot resolve it.
     """
     resolved = _resolve(conflict_id=conflict.pk, pick=lambda _locked: (value, resolution), user=user, reason=reason)
-    _runs_request(syncs=[resolved.sync], user=user)
+    runs_request_for(syncs=[resolved.sync], user=user)
     return resolved
 
 
@@ -129,7 +129,7 @@ def conflicts_resolve_many(*, conflicts: Iterable[Conflict], choice: Choice, use
             outcome.refused.append((conflict, str(error)))
         else:
             outcome.resolved.append(resolved)
-    _runs_request(syncs=[conflict.sync for conflict in outcome.resolved], user=user)
+    runs_request_for(syncs=[conflict.sync for conflict in outcome.resolved], user=user)
     return outcome
 
 
@@ -215,15 +215,6 @@ def _links_rebase(conflict: Conflict, contact: Contact) -> None:
     RecordLink.objects.filter(contact=contact, connection_id__in=writers, archived=False).update(
         pending_push=True, updated_at=timezone.now()
     )
-
-
-def _runs_request(*, syncs: Iterable[Sync], user) -> None:
-    """Request one run per sync; a paused sync sends the value when it is resumed."""
-    for sync in {sync.pk: sync for sync in syncs}.values():
-        try:
-            run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, user=user)
-        except SyncPaused:
-            pass
 
 
 def _field_label(conflict: Conflict) -> str:

@@ -18,9 +18,10 @@ from audit.services import audit_record
 from connections.providers.base import MergeNotSupported, ProviderError
 from connections.registry import provider_for
 from syncapp.engine.consent import SUBSCRIBED, most_restrictive
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink
+from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync
 from syncapp.models.hub import HUB_FIELDS
 from syncapp.services.plan import plain
+from syncapp.services.runs import runs_request_for
 
 CONSENT_CHANNELS = {"email_consent": ConsentEvent.Channel.EMAIL, "sms_consent": ConsentEvent.Channel.SMS}
 VALUE_FIELDS = [name for name in HUB_FIELDS if name not in CONSENT_CHANNELS]
@@ -208,8 +209,9 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
 
     The survivor keeps its values and takes the other's where it has none; consent per
     channel becomes the most restrictive of the two; links, consent ledger, conflicts
-    and pairs move to it; every link of it is marked pending so each system gets the
-    merged values on the next run; the other contact is deleted.
+    and pairs move to it; every link of it is marked pending, and a run of each sync
+    writing to its systems is requested, so each system gets the merged values; the
+    other contact is deleted.
 
     Raises ValueError when `survivor` is not in the pair, PairClosed when the pair is no
     longer open, RemoteMergeFailed when a system refuses to merge its two records, and
@@ -274,6 +276,9 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
             },
         )
         other.delete()
+    # The merged values reach every system now rather than at the next scheduled run.
+    runs_request_for(syncs=Sync.objects.filter(
+        endpoints__write=True, endpoints__connection__links__contact=survivor).distinct(), user=user)
     return survivor
 
 

@@ -71,6 +71,18 @@ def run_request(*, sync: Sync, trigger: str, user=None, enqueue: bool = True) ->
     return run, True
 
 
+def runs_request_for(*, syncs, user) -> None:
+    """Request one run of each sync, to carry a user's decision to every system.
+
+    A paused sync is skipped: it carries the decision out when it is resumed.
+    """
+    for sync in {sync.pk: sync for sync in syncs}.values():
+        try:
+            run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, user=user)
+        except SyncPaused:
+            pass
+
+
 def _is_user(user) -> bool:
     return user is not None and getattr(user, "is_authenticated", False)
 

@@ -97,7 +97,7 @@ def duplicate_merge(request, pair_id: int):
         form.add_error(None, _refusal(error))
         return _detail(request, pair, form, DismissForm(), status=409)
     messages.success(request, f"Contact #{merged_id} was merged into contact #{survivor.pk}. "
-                              "The merged values reach every system on the sync's next run.")
+                              "A run was requested to write the merged values to every system.")
     return redirect("contact_detail", survivor.pk)
 
 

@@ -14,6 +14,7 @@ from connections.models import Connection
 from connections.providers.mailchimp import subscriber_hash
 from syncapp.demo import DemoWorkspace, demo_workspace_build
 from syncapp.models import SyncRun
+from syncapp.services.runs import run_execute
 from tests.integration.workspace import run_now
 from tests.workspace import user_with_role
 
@@ -33,8 +34,12 @@ def two_way_workspace(sandbox) -> DemoWorkspace:
 
 
 def run(workspace: DemoWorkspace) -> SyncRun:
-    """Run the sync once in this process and check that it finished."""
-    finished = run_now(workspace.sync)
+    """Run the sync once in this process and check that it finished.
+
+    A run a page requested (a merge, a resolution) and left for a worker is the one run.
+    """
+    queued = SyncRun.objects.filter(sync=workspace.sync, status=SyncRun.Status.QUEUED).first()
+    finished = run_execute(run_id=queued.pk) if queued is not None else run_now(workspace.sync)
     assert finished.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), finished.error
     return finished
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from connections.models import Connection
 from connections.providers.base import MergeNotSupported, ProviderError, RemoteRecord, TransientError
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink
+from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.duplicates import PairClosed, RemoteMergeFailed, contacts_merge, duplicate_dismiss
 from tests.workspace import user_with_role, workspace_make
@@ -240,6 +240,19 @@ def test_links_to_systems_the_survivor_lacks_move_to_it_and_every_link_is_marked
     assert links[moved.pk].stable_id == "mc-77"
     assert merged_event().changes["links_moved"] == [None, ["Mailchimp"]]
     assert remote.calls == []
+
+
+def test_a_run_of_each_sync_writing_to_the_survivors_systems_is_requested(remote, reviewer, sync, mailchimp):
+    survivor = Contact.objects.create(email="a@example.com")
+    other = Contact.objects.create(email="b@example.com")
+    link(other, mailchimp, "md5-of-b")
+    unrelated = Sync.objects.create(name="Elsewhere", schedule_minutes=0)
+
+    contacts_merge(pair=pair_of(survivor, other), survivor=survivor, user=reviewer)
+
+    run = SyncRun.objects.get()
+    assert (run.sync, run.status, run.requested_by) == (sync, SyncRun.Status.QUEUED, reviewer)
+    assert not unrelated.runs.exists()
 
 
 def test_two_records_in_a_system_that_merges_are_merged_there_into_the_survivors(remote, reviewer, hubspot):
