@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from connections.models import Connection
 from syncapp.models import Conflict, Sync
-from syncapp.models.hub import HUB_FIELDS
+from syncapp.models.hub import hub_field_label
 
 # Age choice -> how old a conflict must be at least.
 AGES = {
@@ -18,12 +18,6 @@ AGES = {
     "7d": ("Older than a week", timedelta(days=7)),
     "30d": ("Older than 30 days", timedelta(days=30)),
 }
-
-
-def hub_field_label(hub_field: str) -> str:
-    if hub_field.startswith("attributes."):
-        return f"{hub_field.removeprefix('attributes.')} (custom attribute)"
-    return HUB_FIELDS.get(hub_field, hub_field)
 
 
 class ConflictFilter(django_filters.FilterSet):

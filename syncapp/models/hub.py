@@ -25,6 +25,13 @@ HUB_FIELDS = {
 }
 
 
+def hub_field_label(hub_field: str) -> str:
+    """Return a hub field's label for people; custom attributes say so."""
+    if hub_field.startswith("attributes."):
+        return f"{hub_field.removeprefix('attributes.')} (custom attribute)"
+    return HUB_FIELDS.get(hub_field, hub_field)
+
+
 class Contact(models.Model):
     email = models.CharField(max_length=320, null=True, blank=True, db_index=True, help_text="Trimmed and lowercased.")
     phone = models.CharField(max_length=20, null=True, blank=True, db_index=True, help_text="E.164.")

@@ -20,7 +20,7 @@ from connections.models import Connection
 from mappings.transforms import TransformError
 from syncapp.engine.text import clean_text
 from syncapp.models import Conflict, Contact, RecordLink
-from syncapp.models.hub import HUB_FIELDS
+from syncapp.models.hub import hub_field_label
 from syncapp.services.plan import hub_column, hub_value_check, plain, set_hub_value
 from syncapp.services.runs import runs_request_for
 
@@ -189,7 +189,7 @@ def _checked_value(conflict: Conflict, value: Any, resolution: str) -> Any:
     try:
         return hub_value_check(conflict.hub_field, value, phone_region=_phone_region(conflict))
     except TransformError as error:
-        raise InvalidResolution(f"The typed value does not fit {_field_label(conflict)}: {error}.") from None
+        raise InvalidResolution(f"The typed value does not fit {hub_field_label(conflict.hub_field)}: {error}.") from None
 
 
 def _phone_region(conflict: Conflict) -> str | None:
@@ -215,7 +215,3 @@ def _links_rebase(conflict: Conflict, contact: Contact) -> None:
     RecordLink.objects.filter(contact=contact, connection_id__in=writers, archived=False).update(
         pending_push=True, updated_at=timezone.now()
     )
-
-
-def _field_label(conflict: Conflict) -> str:
-    return HUB_FIELDS.get(conflict.hub_field, conflict.hub_field)

@@ -18,6 +18,7 @@ from audit.services import audit_record
 from connections.providers.base import MergeNotSupported, ProviderError
 from connections.registry import provider_for
 from syncapp.engine.consent import SUBSCRIBED, most_restrictive
+from syncapp.engine.merge import is_empty
 from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync
 from syncapp.models.hub import HUB_FIELDS
 from syncapp.services.plan import plain
@@ -122,21 +123,17 @@ def _records_merge(provider, kept_id: str, merged_id: str) -> tuple[str, str]:
         raise
 
 
-def _is_empty(value) -> bool:
-    return value is None or value == "" or value == [] or value == {}
-
-
 def _values_take(survivor: Contact, other: Contact) -> dict[str, list]:
     """Fill the survivor's empty hub values from the other's; return {field: [old, new]} taken."""
     taken = {}
     for name in VALUE_FIELDS:
         ours, theirs = getattr(survivor, name), getattr(other, name)
-        if _is_empty(ours) and not _is_empty(theirs):
+        if is_empty(ours) and not is_empty(theirs):
             taken[name] = [ours, theirs]
             setattr(survivor, name, theirs)
     attributes = dict(survivor.attributes or {})
     for key, theirs in (other.attributes or {}).items():
-        if _is_empty(attributes.get(key)) and not _is_empty(theirs):
+        if is_empty(attributes.get(key)) and not is_empty(theirs):
             taken[f"attributes.{key}"] = [attributes.get(key), theirs]
             attributes[key] = theirs
     survivor.attributes = attributes

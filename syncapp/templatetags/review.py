@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 from django.utils.dateparse import parse_datetime
 
-from syncapp.filters import hub_field_label as _hub_field_label
+from syncapp.models.hub import hub_field_label as _hub_field_label
 from syncapp.selectors import open_conflict_count
 
 register = template.Library()

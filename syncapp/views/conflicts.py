@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from syncapp.filters import ConflictFilter, hub_field_label
+from syncapp.filters import ConflictFilter
 from syncapp.models import Conflict, Sync
+from syncapp.models.hub import hub_field_label
 from syncapp.selectors import conflict_list, contact_recent_events
 from syncapp.services.conflicts import (
     KEEP_HUB,
