@@ -10,21 +10,35 @@ credential.
 With a token source (`TokenSource`, for OAuth connections) each request carries the
 source's current access token, and a 401 is answered once by a refresh and a retry; a
 second 401 tells the source the grant no longer works.
+
+Every outbound request Syncapp makes (provider clients, OAuth code exchange, token
+refresh, Mailchimp's metadata call) goes through `GuardedSession`: it connects only to
+addresses that `connections.addresses` allows, resolved and checked when the
+connection is opened and then used as checked; it speaks plain http only to
+allowlisted hosts, ignores proxies from the environment and follows no redirect.
 """
 from __future__ import annotations
 
 import email.utils
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import create_connection
 
+from connections.addresses import AddressRefused, allowlisted, checked_addresses
 from connections.providers.base import AuthenticationError, ProviderError, TransientError
 from connections.ratelimit import RateBudget
 from connections.redaction import redact
@@ -36,6 +50,116 @@ USER_AGENT = "Syncapp/0.1 (+self-hosted contact sync)"
 _DETAIL_LIMIT = 500
 # Client errors that say "not now" rather than "never": request timeout, rate limit.
 _RETRIED_4XX = (408, 429)
+
+
+class RequestRefused(ProviderError):
+    """The guard would not send a request, or follow where its reply points."""
+
+    retriable = False
+
+
+class _PinnedConnection:
+    """Open the socket to an address `checked_addresses` passed, and to no other.
+
+    urllib3 would resolve the name once more inside `create_connection`, and a name that
+    resolved to a public address for the check can resolve to 169.254.169.254 a moment
+    later (DNS rebinding). So the name is resolved once, here, when the connection is
+    opened, every address is checked, and the socket goes to one of exactly those.
+    TLS still sends the host name (SNI) and verifies the certificate against it:
+    `HTTPSConnection.connect` wraps this socket using `self.host`, not the address.
+    """
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            addresses = checked_addresses(self._dns_host, self.port)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error
+        failure: OSError | None = None
+        for address in addresses:
+            try:
+                # A numeric address: create_connection's getaddrinfo does no lookup.
+                return create_connection(
+                    (address, self.port), self.timeout,
+                    source_address=self.source_address, socket_options=self.socket_options,
+                )
+            except OSError as error:
+                failure = error
+        if isinstance(failure, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from failure
+        raise NewConnectionError(self, f"Failed to establish a new connection: {failure}") from failure
+
+
+class _GuardedHTTPConnection(_PinnedConnection, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_PinnedConnection, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """A requests adapter whose connections are pinned to checked addresses."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPConnectionPool,
+            "https": _GuardedHTTPSConnectionPool,
+        }
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any):
+        # Through a proxy, the address checked would be the proxy's and the proxy would
+        # reach the target, wherever it is.
+        raise RequestRefused("Requests through a proxy are not sent: the address check would not cover the target.")
+
+
+class GuardedSession(requests.Session):
+    """A requests session that sends only what the address policy allows, and follows no redirect.
+
+    Redirects are refused rather than checked hop by hop: no API or token endpoint
+    Syncapp calls answers with one, a redirect to another host would carry the
+    credential headers there, and a refusal names the status so that a wrong base URL
+    (http for https, a moved API root) is fixed where it is configured.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Proxies from the environment would carry requests past the address check, and
+        # ~/.netrc credentials would be added for whatever host a URL names.
+        self.trust_env = False
+        adapter = GuardedAdapter()
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        if parts.scheme != "https" and not (parts.scheme == "http" and allowlisted(parts.hostname or "")):
+            raise RequestRefused(
+                f"Plain {parts.scheme or 'scheme-less'} requests to {parts.hostname or 'this address'} are not sent: "
+                "use https (plain http is only for hosts in CONNECTION_URL_ALLOWLIST)."
+            )
+        kwargs["allow_redirects"] = False
+        response = super().send(request, **kwargs)
+        if 300 <= response.status_code < 400:
+            target = urlsplit(response.headers.get("Location", "")).hostname
+            response.close()
+            raise RequestRefused(
+                f"HTTP {response.status_code}: the reply redirects"
+                + (f" to {target}" if target else "")
+                + "; redirects are not followed. Check the base URL.",
+                status=response.status_code,
+            )
+        return response
 
 
 class TokenSource(Protocol):
@@ -93,7 +217,7 @@ class HttpClient:
         # Every HTTP request sent, retries included: the run reports its API calls.
         self.request_count = 0
         self._count_lock = threading.Lock()
-        self.session = requests.Session()
+        self.session = GuardedSession()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         if isinstance(auth, Mapping):
             self.session.headers.update(auth)
@@ -139,6 +263,10 @@ class HttpClient:
                 headers = {"Authorization": f"{self.tokens.scheme} {token}"}
             try:
                 response = self._send(method, url, endpoint_budget, params=params, json=json, headers=headers)
+            except (AddressRefused, RequestRefused) as refusal:
+                raise type(refusal)(
+                    self._describe(method, path, refusal.status, str(refusal)), status=refusal.status
+                ) from None
             except (requests.Timeout, requests.ConnectionError) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
                 delay = self._backoff(attempt)

@@ -1,4 +1,4 @@
-"""OAuth 2.0 authorization code flow for HubSpot and Mailchimp, with requests-oauthlib.
+"""OAuth 2.0 authorization code flow for HubSpot and Mailchimp, with oauthlib.
 
 A flow has two halves. `authorization_start` returns the provider's authorize URL
 and the facts to keep in the user's session (a random `state` and a PKCE verifier);
@@ -10,12 +10,18 @@ Endpoints and the OAuth app's credentials come from settings (`OAUTH_ENDPOINTS`,
 `OAUTH_CLIENTS`). A connection whose API root is not the provider's real one points at
 the sandbox: its OAuth pages are at the same origin, in the sandbox's layout, and it
 uses `OAUTH_SANDBOX_CLIENT`.
+
+Every request goes through `connections.http.GuardedSession`, like the provider
+clients' requests. The token requests are built with oauthlib's client helpers and
+sent through it, rather than with `OAuth2Session.fetch_token`: that refuses plain http
+unless `OAUTHLIB_INSECURE_TRANSPORT` is set in the process's environment, which would
+let every flow in the process speak plain http. The guarded session allows plain http
+to allowlisted hosts (the sandbox on loopback) and to nothing else.
 """
 from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -24,12 +30,17 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
+from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
-from requests_oauthlib import OAuth2Session
+from oauthlib.oauth2.rfc6749.utils import list_to_scope
 
+from connections.addresses import AddressRefused, allowlisted
+from connections.http import USER_AGENT, GuardedSession, RequestRefused
 from connections.providers.base import ProviderError
 from connections.registry import provider_class
+from connections.validators import validate_public_base_url
 
 # The scopes each provider's sync needs, and nothing more: HubSpot's contacts read and
 # write, and communication preferences write (an opt-out reaches HubSpot only through
@@ -110,9 +121,11 @@ def oauth_endpoints(provider: str, base_url: str = "") -> OAuthEndpoints:
         origin = f"{parts.scheme}://{parts.netloc}"
         urls = {name: origin + path for name, path in SANDBOX_PATHS[provider].items()}
         client = settings.OAUTH_SANDBOX_CLIENT
-        if parts.scheme == "http" and parts.hostname in settings.CONNECTION_URL_ALLOWLIST:
-            # oauthlib refuses plain HTTP unless told; the sandbox on loopback speaks it.
-            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+        if parts.scheme != "https" and not allowlisted(parts.hostname or ""):
+            raise OAuthError(
+                f"{base_url} uses plain {parts.scheme}: use https (plain http is only for the sandbox "
+                "and other hosts in CONNECTION_URL_ALLOWLIST)."
+            )
     else:
         urls = settings.OAUTH_ENDPOINTS[provider]
         client = settings.OAUTH_CLIENTS[provider]
@@ -134,15 +147,19 @@ def authorization_start(endpoints: OAuthEndpoints, redirect_uri: str) -> tuple[s
     """Return the authorize URL to send the user to, and the flow facts to keep in their session."""
     client = WebApplicationClient(endpoints.client_id)
     verifier = client.create_code_verifier(64)
-    session = OAuth2Session(
-        client=client, redirect_uri=redirect_uri, scope=list(endpoints.scopes) or None,
-        state=secrets.token_urlsafe(32),
-    )
-    url, state = session.authorization_url(
-        endpoints.authorize_url,
-        code_challenge=client.create_code_challenge(verifier, "S256"),
-        code_challenge_method="S256",
-    )
+    state = secrets.token_urlsafe(32)
+    # The parameters oauthlib's prepare_grant_uri sends (RFC 6749 4.1.1 and RFC 7636
+    # 4.3); built here because it refuses a plain-http sandbox without the process-wide
+    # OAUTHLIB_INSECURE_TRANSPORT.
+    params = [("response_type", "code"), ("client_id", endpoints.client_id), ("redirect_uri", redirect_uri)]
+    if endpoints.scopes:
+        params.append(("scope", list_to_scope(list(endpoints.scopes))))
+    params += [
+        ("state", state),
+        ("code_challenge", client.create_code_challenge(verifier, "S256")),
+        ("code_challenge_method", "S256"),
+    ]
+    url = add_params_to_uri(endpoints.authorize_url, params)
     return url, {"state": state, "code_verifier": verifier, "redirect_uri": redirect_uri}
 
 
@@ -161,18 +178,20 @@ def authorization_finish(endpoints: OAuthEndpoints, flow: dict[str, str], params
     code = params.get("code")
     if not code:
         raise OAuthError(f"{_label(endpoints)} sent no authorization code.")
-    session = OAuth2Session(client=WebApplicationClient(endpoints.client_id), redirect_uri=flow["redirect_uri"])
+    client = WebApplicationClient(endpoints.client_id)
+    body = client.prepare_request_body(
+        code=code,
+        redirect_uri=flow["redirect_uri"],
+        include_client_id=True,
+        client_secret=endpoints.client_secret,
+        code_verifier=flow["code_verifier"],
+    )
     try:
-        token = session.fetch_token(
-            endpoints.token_url,
-            code=code,
-            client_secret=endpoints.client_secret,
-            include_client_id=True,
-            code_verifier=flow["code_verifier"],
-            timeout=TIMEOUT,
-        )
+        token = client.parse_request_body_response(_token_post(endpoints.token_url, body).text)
     except (OAuth2Error, ValueError) as error:
         raise OAuthError(f"{_label(endpoints)} refused the authorization code: {_describe(error)}") from None
+    except (AddressRefused, RequestRefused) as refusal:
+        raise OAuthError(f"{_label(endpoints)}'s token request was refused: {refusal}") from None
     except requests.RequestException as error:
         raise OAuthError(
             f"{_label(endpoints)}'s token endpoint could not be reached ({type(error).__name__})."
@@ -188,21 +207,23 @@ def authorization_finish(endpoints: OAuthEndpoints, flow: dict[str, str], params
 
 def token_refresh(endpoints: OAuthEndpoints, refresh_token: str) -> TokenGrant:
     """Trade `refresh_token` for new tokens; raise GrantRevoked when the provider refuses it."""
-    session = OAuth2Session(client=WebApplicationClient(endpoints.client_id))
-    session.register_compliance_hook("refresh_token_response", _standard_error)
+    client = WebApplicationClient(endpoints.client_id)
+    body = client.prepare_refresh_body(
+        refresh_token=refresh_token, client_id=endpoints.client_id, client_secret=endpoints.client_secret
+    )
     try:
-        token = session.refresh_token(
-            endpoints.token_url,
-            refresh_token=refresh_token,
-            client_id=endpoints.client_id,
-            client_secret=endpoints.client_secret,
-            timeout=TIMEOUT,
-        )
+        token = client.parse_request_body_response(_standard_error(_token_post(endpoints.token_url, body)).text)
     except OAuth2Error as error:
         if error.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
             raise GrantRevoked(f"{_label(endpoints)} refused the refresh token: {_describe(error)}") from None
         raise ProviderError(
             f"{_label(endpoints)} token refresh failed: {_describe(error)}", status=error.status_code
+        ) from None
+    except ValueError:
+        raise ProviderError(f"{_label(endpoints)} token refresh failed: the reply is not a token.") from None
+    except (AddressRefused, RequestRefused) as refusal:
+        raise type(refusal)(
+            f"{_label(endpoints)} token refresh was refused: {refusal}", status=refusal.status
         ) from None
     except requests.RequestException as error:
         raise ProviderError(f"{_label(endpoints)} token refresh failed ({type(error).__name__}).") from None
@@ -211,6 +232,21 @@ def token_refresh(endpoints: OAuthEndpoints, refresh_token: str) -> TokenGrant:
         # Without rotation a provider may leave the refresh token out: it stays valid.
         grant = replace(grant, refresh_token=refresh_token)
     return grant
+
+
+def _token_post(token_url: str, body: str) -> requests.Response:
+    """POST a form-encoded token request (RFC 6749 4.1.3, 6) through the guarded session."""
+    with GuardedSession() as session:
+        return session.post(
+            token_url,
+            data=body,
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            timeout=TIMEOUT,
+        )
 
 
 def _standard_error(response: requests.Response) -> requests.Response:
@@ -250,16 +286,30 @@ def _grant(token: dict[str, Any]) -> TokenGrant:
 def _with_mailchimp_metadata(endpoints: OAuthEndpoints, grant: TokenGrant) -> TokenGrant:
     """Ask Mailchimp which data center the account lives in: the API root depends on it."""
     try:
-        response = requests.get(
-            endpoints.metadata_url, headers={"Authorization": f"OAuth {grant.access_token}"}, timeout=TIMEOUT
-        )
+        with GuardedSession() as session:
+            response = session.get(
+                endpoints.metadata_url,
+                headers={"User-Agent": USER_AGENT, "Authorization": f"OAuth {grant.access_token}"},
+                timeout=TIMEOUT,
+            )
         response.raise_for_status()
         metadata = response.json()
         api_endpoint = metadata["api_endpoint"].rstrip("/")
         dc = str(metadata["dc"])
+    except (AddressRefused, RequestRefused) as refusal:
+        raise OAuthError(f"Mailchimp's metadata call was refused: {refusal}") from None
     except (requests.RequestException, ValueError, KeyError, AttributeError) as error:
         raise OAuthError(f"Mailchimp's metadata call failed ({type(error).__name__}).") from None
-    return replace(grant, base_url=f"{api_endpoint}/3.0",
+    base_url = f"{api_endpoint}/3.0"
+    try:
+        # The same check as a typed base URL: the metadata comes from whichever host the
+        # flow's token endpoint is on, which for the sandbox layout is the one typed.
+        validate_public_base_url(base_url)
+    except ValidationError as error:
+        raise OAuthError(
+            f"Mailchimp's metadata names an API root Syncapp will not call: {' '.join(error.messages)}"
+        ) from None
+    return replace(grant, base_url=base_url,
                    settings={"dc": dc, "accountname": str(metadata.get("accountname", ""))[:200]})
 
 

@@ -180,8 +180,9 @@ else:
 # A run whose heartbeat is older than this is taken as abandoned by a dead worker.
 SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=120)
 
-# Hosts that user-entered connection base URLs may point at even though they are
-# loopback or private: the sandbox in development and tests.
+# Hosts that outbound requests (connections.http) may reach even though they resolve to
+# loopback or private addresses, and the only hosts spoken to over plain http: the
+# sandbox in development and tests. Compared with the URL's host name as written.
 CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=["127.0.0.1", "localhost"])
 
 SANDBOX_URL = env.str("SANDBOX_URL", default="http://127.0.0.1:8765")
@@ -244,8 +245,7 @@ LOGGING = {
         # redaction: its records reach the console through the root logger instead.
         "django": {"handlers": ["mail_admins"], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
-        # Their DEBUG lines print token requests and replies in full.
+        # Its DEBUG lines print token requests and replies in full.
         "oauthlib": {"level": "INFO"},
-        "requests_oauthlib": {"level": "INFO"},
     },
 }

@@ -125,6 +125,17 @@ def test_a_private_base_url_is_refused(marketer_client, connection):
     assert "private or local network" in response.content.decode()
 
 
+def test_a_plain_http_base_url_outside_the_allowlist_asks_for_https(marketer_client, connection, settings, resolver):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    resolver.answer("us1.api.example.test", ["93.184.216.34"])
+    response = marketer_client.post(change_url(connection),
+                                    form_data(connection, base_url="http://us1.api.example.test/3.0"))
+    assert response.status_code == 200
+    assert "Use https" in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.base_url != "http://us1.api.example.test/3.0"
+
+
 def test_adding_a_connection_goes_through_the_audited_service(marketer_client):
     data = form_data(
         Connection(name="HubSpot", provider="hubspot", base_url="http://127.0.0.1:8765/hubspot", settings={}),

@@ -1,5 +1,6 @@
 """The HTTP client: timeouts on every call, bounded retries, Retry-After, error classes, no secrets."""
 import logging
+import socket
 import uuid
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -10,9 +11,12 @@ import responses
 from django.test import override_settings
 from requests.auth import HTTPBasicAuth
 
-from connections.http import HttpClient, parse_retry_after
+from connections.addresses import AddressRefused
+from connections.http import GuardedSession, HttpClient, RequestRefused, parse_retry_after
 from connections.providers.base import AuthenticationError, ProviderError, TransientError
 from connections.ratelimit import RateBudget
+from connections.validators import validate_public_base_url
+from tests.connections.loopback import LoopbackServer, Reply
 
 BASE = "https://api.example.test"
 TOKEN = "pat-na1-0123456789abcdef"
@@ -285,3 +289,119 @@ def test_negative_retries_are_refused():
 )
 def test_retry_after_values(header, expected):
     assert parse_retry_after(header) == expected
+
+
+# The guard: every connection is opened to an address checked at that moment, and no
+# redirect is followed. Servers run on loopback; other names come from the stub resolver,
+# and the autouse `only_loopback` fixture fails a test that tries to leave the machine.
+
+METADATA = "http://169.254.169.254/latest/meta-data/"
+
+
+def test_a_name_that_rebinds_to_the_metadata_service_after_the_save_check_is_refused_at_connect(resolver, settings):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    resolver.answer("api.example.test", ["93.184.216.34"], ["169.254.169.254"])
+    validate_public_base_url(f"{BASE}/hubspot")
+    http = client()
+    with pytest.raises(AddressRefused, match="api.example.test resolves to a link-local address") as refused:
+        http.json("GET", "/things")
+    assert str(refused.value).startswith("Example GET /things failed: Not connecting")
+    assert not refused.value.retriable
+    # Asked once at save and once at connect: a refusal is not retried.
+    assert resolver.asked == ["api.example.test", "api.example.test"]
+
+
+def test_a_name_resolving_to_public_and_private_addresses_is_refused(resolver, settings):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    resolver.answer("api.example.test", ["93.184.216.34", "10.0.0.5"])
+    with pytest.raises(AddressRefused, match="private address"):
+        client().json("GET", "/things")
+
+
+@pytest.mark.parametrize("host", ["[64:ff9b::a9fe:a9fe]", "[::169.254.169.254]", "[::ffff:a9fe:a9fe]",
+                                  "[2002:a9fe:a9fe::1]", "[2001:0:4136:e378:8000:63bf:3fff:fdd2]"])
+def test_an_ipv6_literal_embedding_an_ipv4_address_is_refused_at_connect(host, resolver, settings):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    with pytest.raises(AddressRefused, match="embeds an IPv4 address"):
+        HttpClient(f"https://{host}/3.0", provider="Example").json("GET", "/ping")
+    assert resolver.asked == []
+
+
+def test_the_connection_goes_to_exactly_the_address_that_was_checked(resolver, settings, monkeypatch):
+    settings.CONNECTION_URL_ALLOWLIST = ["pinned.test"]
+    resolver.answer("pinned.test", ["127.0.0.1"])
+    looked_up = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        looked_up.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with LoopbackServer({("GET", "/things"): Reply(body={"ok": True})}) as server:
+        reply = HttpClient(f"http://pinned.test:{server.port}", provider="Example").json("GET", "/things")
+    assert reply == {"ok": True}
+    assert resolver.asked == ["pinned.test"]
+    # The socket was opened to the checked address; the name was never looked up again.
+    assert looked_up == ["127.0.0.1"]
+    # The request still names the host it is for.
+    assert server.requests[0].headers["Host"] == f"pinned.test:{server.port}"
+
+
+@pytest.mark.parametrize(("method", "status"), [("GET", 301), ("GET", 302), ("POST", 303), ("POST", 307),
+                                                ("PUT", 308)])
+def test_a_redirect_is_a_provider_error_and_is_not_followed(method, status, settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    routes = {(method, "/things"): Reply(status, {}, {"Location": METADATA})}
+    with LoopbackServer(routes) as server:
+        http = HttpClient(server.url, provider="Example", sleep=Sleeps())
+        with pytest.raises(RequestRefused) as refused:
+            http.request(method, "/things")
+    assert isinstance(refused.value, ProviderError) and not refused.value.retriable
+    assert refused.value.status == status
+    assert f"HTTP {status}" in str(refused.value)
+    assert "redirects to 169.254.169.254; redirects are not followed" in str(refused.value)
+    assert len(server.requests) == 1 and http.request_count == 1
+
+
+def test_the_guarded_session_follows_no_redirect_even_when_asked_to(settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    with LoopbackServer({("GET", "/token"): Reply(302, {}, {"Location": METADATA})}) as server:
+        with GuardedSession() as session, pytest.raises(RequestRefused, match="HTTP 302"):
+            session.get(f"{server.url}/token", allow_redirects=True, timeout=5)
+    assert len(server.requests) == 1
+
+
+def test_plain_http_to_a_host_outside_the_allowlist_is_not_sent(resolver, settings):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    resolver.answer("api.example.test", ["93.184.216.34"])
+    with pytest.raises(RequestRefused, match="use https"):
+        HttpClient("http://api.example.test", provider="Example").json("GET", "/things")
+    assert resolver.asked == []
+
+
+def test_proxies_from_the_environment_are_ignored(settings, monkeypatch):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    # Nothing listens on port 9: a request sent through this proxy would fail.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    with LoopbackServer({("GET", "/things"): Reply(body={"ok": True})}) as server:
+        assert HttpClient(server.url).json("GET", "/things") == {"ok": True}
+
+
+def test_an_explicit_proxy_is_refused(settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    with GuardedSession() as session, pytest.raises(RequestRefused, match="proxy"):
+        session.get("http://127.0.0.1:9/things", proxies={"http": "http://127.0.0.1:9"}, timeout=5)
+
+
+def test_a_checked_address_that_refuses_the_connection_is_a_transient_failure(settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    sleeps = Sleeps()
+    http = HttpClient(f"http://127.0.0.1:{closed_port}", provider="Example", max_retries=1, sleep=sleeps)
+    with pytest.raises(TransientError, match="gave up after 2 attempts; last: ConnectionError"):
+        http.json("GET", "/things")
+    assert len(sleeps) == 1

@@ -1,12 +1,15 @@
 """The OAuth connect flow: endpoints, the start and finish of a flow, and the connect pages."""
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from connections.addresses import AddressRefused
+from connections.http import RequestRefused
 from connections.models import Connection
 from connections.oauth import (
     GrantRevoked,
@@ -19,6 +22,7 @@ from connections.oauth import (
 )
 from connections.views import FLOW_KEY
 from syncapp.roles import MARKETER
+from tests.connections.loopback import LoopbackServer, Reply
 from tests.connections.oauth_sandbox import REDIRECT, approve_at, grant_from_sandbox
 from tests.workspace import user_with_role
 
@@ -211,3 +215,131 @@ def test_the_connect_form_refuses_a_taken_name_and_a_private_address(marketer_cl
 def test_the_connection_pages_are_for_marketers(client, url_name):
     client.force_login(user_with_role("rita", "Reviewer"))
     assert client.get(reverse(url_name)).status_code == 403
+
+
+# Every OAuth request goes through the guarded HTTP layer, and plain http is allowed
+# only for allowlisted hosts, without ever switching oauthlib's transport check off for
+# the whole process.
+
+INSECURE = "OAUTHLIB_INSECURE_TRANSPORT"
+METADATA = "http://169.254.169.254/latest/meta-data/"
+MAILCHIMP_TOKEN = ("POST", "/mailchimp-login/oauth2/token")
+MAILCHIMP_METADATA = ("GET", "/mailchimp-login/oauth2/metadata")
+HUBSPOT_TOKEN = ("POST", "/hubspot/oauth/v1/token")
+
+
+def mailchimp_server(api_endpoint: str) -> LoopbackServer:
+    """An OAuth server in the sandbox's layout whose metadata names `api_endpoint`."""
+    return LoopbackServer({
+        MAILCHIMP_TOKEN: Reply(body={"access_token": "mc-token-1", "token_type": "bearer", "expires_in": 0}),
+        MAILCHIMP_METADATA: Reply(body={"dc": "us9", "api_endpoint": api_endpoint, "accountname": "Acme"}),
+    })
+
+
+def finish_against(provider: str, base_url: str):
+    endpoints = oauth_endpoints(provider, base_url)
+    _, flow = authorization_start(endpoints, REDIRECT)
+    return authorization_finish(endpoints, flow, {"state": flow["state"], "code": "code-1"})
+
+
+def test_no_flow_sets_oauthlib_insecure_transport_for_the_process(sandbox, monkeypatch):
+    monkeypatch.delenv(INSECURE, raising=False)
+    grant = grant_from_sandbox("hubspot", sandbox.hubspot_url)
+    token_refresh(oauth_endpoints("hubspot", sandbox.hubspot_url), grant.refresh_token)
+    grant_from_sandbox("mailchimp", sandbox.mailchimp_url)
+    assert INSECURE not in os.environ
+
+
+def test_a_sandbox_on_a_plain_http_host_outside_the_allowlist_is_refused(settings):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    with pytest.raises(OAuthError, match="use https"):
+        oauth_endpoints("hubspot", "http://api.example.test/hubspot")
+
+
+@pytest.mark.parametrize("api_endpoint", ["http://169.254.169.254", "https://[64:ff9b::a9fe:a9fe]",
+                                          "https://10.0.0.5/"])
+def test_a_mailchimp_api_root_off_the_public_internet_is_refused(api_endpoint, settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    with mailchimp_server(api_endpoint) as server:
+        with pytest.raises(OAuthError, match="names an API root Syncapp will not call.*private or local network"):
+            finish_against("mailchimp", f"{server.url}/mailchimp/3.0")
+
+
+def test_a_mailchimp_api_root_on_plain_http_is_refused(settings, resolver):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    resolver.answer("us9.api.example.test", ["93.184.216.34"])
+    with mailchimp_server("http://us9.api.example.test") as server:
+        with pytest.raises(OAuthError, match="Use https"):
+            finish_against("mailchimp", f"{server.url}/mailchimp/3.0")
+
+
+def test_a_public_mailchimp_api_root_is_taken(settings, resolver):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    resolver.answer("us9.api.example.test", ["93.184.216.34"])
+    with mailchimp_server("https://us9.api.example.test/") as server:
+        grant = finish_against("mailchimp", f"{server.url}/mailchimp/3.0")
+    assert grant.base_url == "https://us9.api.example.test/3.0"
+    assert grant.settings == {"dc": "us9", "accountname": "Acme"}
+    assert [seen.headers["Authorization"] for seen in server.requests[1:]] == ["OAuth mc-token-1"]
+
+
+def test_a_token_endpoint_that_redirects_is_not_followed(settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    with LoopbackServer({HUBSPOT_TOKEN: Reply(307, {}, {"Location": METADATA})}) as server:
+        with pytest.raises(OAuthError, match="token request was refused: HTTP 307.*redirects are not followed"):
+            finish_against("hubspot", f"{server.url}/hubspot")
+        with pytest.raises(RequestRefused, match="HubSpot token refresh was refused: HTTP 307"):
+            token_refresh(oauth_endpoints("hubspot", f"{server.url}/hubspot"), "refresh-1")
+    assert len(server.requests) == 2
+
+
+def test_a_token_endpoint_resolving_to_the_metadata_service_is_not_called(settings, resolver):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    resolver.answer("api.example.test", ["169.254.169.254"])
+    with pytest.raises(OAuthError, match="api.example.test resolves to a link-local address"):
+        finish_against("hubspot", "https://api.example.test/hubspot")
+    with pytest.raises(AddressRefused, match="HubSpot token refresh was refused: Not connecting"):
+        token_refresh(oauth_endpoints("hubspot", "https://api.example.test/hubspot"), "refresh-1")
+
+
+@pytest.mark.django_db
+def test_the_connect_form_asks_for_https_instead_of_failing(marketer_client, settings, resolver, monkeypatch):
+    monkeypatch.delenv(INSECURE, raising=False)
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    resolver.answer("api.example.test", ["93.184.216.34"])
+    response = marketer_client.post(reverse("connections:connect"), {
+        "provider": "hubspot", "name": "HubSpot (plain)", "base_url": "http://api.example.test/hubspot"})
+    assert response.status_code == 200
+    assert "Use https" in response.content.decode()
+    assert FLOW_KEY not in marketer_client.session
+
+
+@pytest.mark.django_db
+def test_reconnecting_a_connection_stored_with_plain_http_explains_instead_of_failing(marketer_client, settings):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    connection = Connection.objects.create(name="Old", provider="hubspot", base_url="http://api.example.test/hubspot",
+                                           settings={"oauth": {}})
+    response = marketer_client.post(reverse("connections:reconnect", args=[connection.pk]), follow=True)
+    assert response.status_code == 200
+    assert "use https" in response.content.decode()
+    assert FLOW_KEY not in marketer_client.session
+
+
+@pytest.mark.django_db
+def test_a_reconnect_whose_metadata_names_the_metadata_service_keeps_the_old_root(marketer_client, settings):
+    settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
+    with mailchimp_server("http://169.254.169.254") as server:
+        base_url = f"{server.url}/mailchimp/3.0"
+        connection = Connection.objects.create(name="Mailchimp", provider="mailchimp", base_url=base_url,
+                                               access_token="old-token", settings={"oauth": {}, "dc": "us1"})
+        marketer_client.post(reverse("connections:reconnect", args=[connection.pk]))
+        flow = marketer_client.session[FLOW_KEY]
+        response = marketer_client.get(reverse("connections:oauth_callback"),
+                                       {"state": flow["state"], "code": "code-1"}, follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "names an API root Syncapp will not call" in page and "link-local" in page
+    connection.refresh_from_db()
+    assert connection.base_url == base_url
+    assert connection.access_token == "old-token"
+    assert connection.settings["dc"] == "us1"

@@ -8,6 +8,7 @@ from django.core import mail
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from connections.addresses import AddressRefused
 from connections.models import Connection
 from connections.providers.base import AuthenticationError
 from connections.reauth import connection_reauthorized
@@ -153,3 +154,19 @@ def test_reconnecting_resumes_exactly_the_paused_syncs_and_keeps_cursors(sandbox
     assert set(SyncConnection.objects.values_list("cursor", flat=True)) == {"cursor-of-Running",
                                                                           "cursor-of-Paused by hand"}
     assert access_token_fresh(connection.pk) == connection.access_token
+
+
+def test_a_refresh_goes_through_the_address_guard_and_a_refusal_is_no_revocation(settings, resolver):
+    settings.CONNECTION_URL_ALLOWLIST = []
+    # Public when the connection was saved; the metadata service by the time it refreshes.
+    resolver.answer("api.example.test", ["169.254.169.254"])
+    connection = Connection.objects.create(
+        name="HubSpot (rebound)", provider="hubspot", base_url="https://api.example.test/hubspot",
+        access_token="old-access", refresh_token="old-refresh",
+        token_expires_at=timezone.now() - timedelta(minutes=1), settings={"oauth": {}},
+    )
+    with pytest.raises(AddressRefused, match="api.example.test resolves to a link-local address"):
+        access_token_fresh(connection.pk)
+    connection.refresh_from_db()
+    assert connection.status == Connection.Status.CONNECTED
+    assert connection.refresh_token == "old-refresh"
