@@ -17,6 +17,7 @@ import requests
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 
+from connections.http import GuardedSession, RequestRefused
 from connections.models import Connection
 from connections.providers.base import OutgoingRecord, ProviderError
 from connections.registry import provider_for
@@ -96,12 +97,14 @@ class SandboxControl:
 
     def __init__(self, base_url: str):
         self.base_url = base_url.rstrip("/")
+        # The seed is an outbound request like any other: through the one guarded layer.
+        self.session = GuardedSession()
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.base_url}/_sandbox{path}"
         try:
-            response = requests.request(method, url, json=body, timeout=CONTROL_TIMEOUT)
-        except requests.RequestException as error:
+            response = self.session.request(method, url, json=body, timeout=CONTROL_TIMEOUT)
+        except (requests.RequestException, RequestRefused) as error:
             raise SandboxError(f"Cannot reach the sandbox at {self.base_url}: {error}") from None
         try:
             reply = response.json()
