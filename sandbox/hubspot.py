@@ -7,15 +7,18 @@ is strict:
   server and refused on writes (READ_ONLY_VALUE); unknown properties are refused. An
   update naming no property is refused ("No properties found to update").
 - Emails are trimmed and lowercased on write and unique among live contacts, ignoring
-  case: creating a second contact with an existing email is a 409 CONFLICT. Seeded
-  legacy records may break these rules, as real portals holding old imports do.
+  case: creating a second contact with an existing email, or changing a contact's email
+  into one another contact holds, is a 409 CONFLICT ("Contact already exists. Existing
+  ID: N"); so is a batch giving one address to two of its inputs (HubSpot's message
+  there is not documented; this one names the address). Seeded legacy records may be
+  untidy (malformed emails, other letter cases), but never hold an address twice.
 - Every change gives the contact a `lastmodifieddate` later than any before it, in
   milliseconds; a write that changes nothing leaves it alone. All the contacts one
   request changes share one millisecond, as HubSpot's batch writes can: delta readers
   must cope with many records at one instant. A bulk edit (a control endpoint standing
   in for HubSpot's bulk edits, imports and workflows) does the same for any number.
 - Batch writes validate every input first and refuse the whole batch (400, or 409 for
-  an existing email on create) when one input is invalid, as HubSpot does. Missing
+  an email another contact holds) when one input is invalid, as HubSpot does. Missing
   records in batch read and update are reported per input in a 207 reply.
 - Search: at most 5 filter groups, 6 filters per group and 18 in all; one sort; pages
   of up to 200; results stop at 10,000 (`after` at or past 10,000 is a 400).
@@ -35,8 +38,9 @@ is strict:
   the reply.)
 - `hs_email_optout` ("Unsubscribed from all email") is set by the v4 subscriptions API,
   `POST /communication-preferences/v4/statuses/{email}/unsubscribe-all?channel=EMAIL`.
-  The opt-out belongs to the address: every contact with it reads "true" (with a new
-  `lastmodifieddate`), and so does a contact created with it later. Nothing in the
+  The opt-out belongs to the address, in any letter case: every contact with it reads
+  "true" (with a new `lastmodifieddate`), and so does a contact created with it later
+  or given it by an update, and a contact seeded with it. Nothing in the
   emulated API subscribes an address again.
 - Each token may make `rate_limit` requests in any 10 seconds (190 by default) and
   650,000 a day; every reply carries the `X-HubSpot-RateLimit-*` headers, and a request
@@ -501,7 +505,7 @@ class HubSpotAPI(EmulatedAPI):
         inputs = self._inputs(body)
         cleaned = [self._clean_properties(item.get("properties"), creating=True) for item in inputs]
         emails = [properties.get("email") for properties in cleaned]
-        self._refuse_duplicates([email for email in emails if email])
+        self._refuse_shared_emails(emails)
         with self.store.write() as db:
             self._refuse_taken_emails(db, emails)
             now_ms = self.store.clock.tick()
@@ -526,7 +530,7 @@ class HubSpotAPI(EmulatedAPI):
                     missing.append(identifier)
                 else:
                     changes.append((contact, properties))
-            self._refuse_duplicates([p["email"] for _, p in changes if p.get("email")])
+            self._refuse_shared_emails([properties.get("email") for _, properties in changes])
             for contact, properties in changes:
                 self._refuse_taken_emails(db, [properties.get("email")], ignore_ids={contact.id})
             self._apply(db, changes)
@@ -571,6 +575,9 @@ class HubSpotAPI(EmulatedAPI):
                     order.append((len(inserts) - 1, True))
                 else:
                     missing.append(identifier)
+            # Emails trimmed and lowercased; an update and an insert may not meet on one.
+            self._refuse_shared_emails([properties.get("email") for _, properties in updates]
+                                       + [properties["email"] for properties in inserts])
             for contact, properties in updates:
                 self._refuse_taken_emails(db, [properties.get("email")], ignore_ids={contact.id})
             now_ms = self.store.clock.tick()
@@ -774,6 +781,17 @@ class HubSpotAPI(EmulatedAPI):
             seen.add(key)
         if duplicates:
             raise bad_request(f"Duplicate IDs found in batch input: {sorted(set(map(str, duplicates)))}")
+
+    @staticmethod
+    def _refuse_shared_emails(emails: list[str | None]) -> None:
+        """Refuse a batch that would give one address (already lowercased) to two contacts."""
+        seen, shared = set(), set()
+        for email in emails:
+            if email:
+                (shared if email in seen else seen).add(email)
+        if shared:
+            raise HubSpotError(409, f"Contact already exists: more than one input holds {', '.join(sorted(shared))}",
+                               "CONFLICT")
 
     @staticmethod
     def _email_problem(email: str) -> dict[str, str] | None:

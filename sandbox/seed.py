@@ -3,11 +3,15 @@
 Seeded HubSpot contacts stand for a portal with years of imports behind it, so some
 break the rules the API enforces on writes, on purpose:
 - about 1% have a malformed email and 0.5% none at all;
-- about 0.5% are "duplicates by case": a second contact whose email differs from an
-  earlier one only in letter case (the API refuses to create these today);
-- about 0.5% are the same person again under another email, with the same name and phone;
+- about 1% are the same person again under another email, with the same name and phone;
 - phones come in many national and international shapes, about 1% of them garbage;
 - names are drawn from many scripts; about 5% opted out of email (`hs_email_optout`).
+What no portal holds, however old, is one address twice: HubSpot refuses a second
+contact whose email differs from another's only in letter case, and an opt-out belongs
+to the address. So a seeded contact whose address a live contact already holds (a twin
+by case in the hostile records, or an address created through the API before the seed)
+is refused as the API would refuse it, and listed in the reply; a contact seeded with an
+address unsubscribed before reads opted out.
 Mailchimp members overlap half of the HubSpot contacts (same addresses, 5% in other
 letter case) and carry every member status, merge fields and tags. Mailchimp only ever
 holds valid addresses, so none are malformed there.
@@ -78,6 +82,24 @@ HOSTILE_PROPERTY = {"birthday": "date_of_birth"}
 PHONE_FIELD = MergeField(merge_id=0, tag="PHONE", name="Phone Number", type="phone")
 
 
+# Addresses looked up per query: SQLite allows 32,766 parameters.
+KEYS_PER_QUERY = 10_000
+
+
+def _email_key(properties: dict[str, str]) -> str | None:
+    """Return HubSpot's key for a contact's address: trimmed and lowercased, None without one."""
+    return (properties.get("email") or "").strip().lower() or None
+
+
+def _lookup(db, query: str, keys: list[str]) -> list[tuple]:
+    """Run `query` over `keys` a chunk at a time ("{marks}" stands for a chunk's placeholders)."""
+    rows: list[tuple] = []
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        chunk = keys[start:start + KEYS_PER_QUERY]
+        rows += db.execute(query.format(marks=", ".join("?" * len(chunk))), chunk).fetchall()
+    return rows
+
+
 @dataclass
 class Person:
     firstname: str
@@ -104,10 +126,13 @@ class Seeder:
             people = [self._person(rng, first_number + index)
                       for index in range(max(hubspot_contacts, overlap_start + mailchimp_members))]
             hubspot_rows = self._hubspot_rows(rng, people[:hubspot_contacts])
-            hubspot_rows += [self._hostile_row(record) for record in hostile_records]
-            self._write_hubspot(db, rng, hubspot_rows)
+            hostile_rows = [self._hostile_row(record) for record in hostile_records]
+            refused = self._write_hubspot(db, rng, hubspot_rows + hostile_rows)
             members_created = self._write_mailchimp(db, rng, people[overlap_start:overlap_start + mailchimp_members])
-        return {"hubspot_contacts": hubspot_contacts, "hostile_contacts": len(hostile_records),
+        refused_rows = {id(row) for row, _ in refused}
+        return {"hubspot_contacts": sum(1 for row in hubspot_rows if id(row) not in refused_rows),
+                "hostile_contacts": sum(1 for row in hostile_rows if id(row) not in refused_rows),
+                "hubspot_refused": [{"email": _email_key(row), "message": message} for row, message in refused],
                 "mailchimp_members": members_created}
 
     def _hostile_records(self) -> list[dict[str, Any]]:
@@ -152,9 +177,6 @@ class Seeder:
                 ))
             elif roll < 0.015:
                 del properties["email"]
-            elif roll < 0.02 and index:
-                # Legacy duplicate by case of the previous contact.
-                properties["email"] = rows[-1].get("email", person.email).upper()
             elif roll < 0.025 and index:
                 previous = people[index - 1]
                 properties.update(firstname=previous.firstname, lastname=previous.lastname)
@@ -183,9 +205,15 @@ class Seeder:
         return {HOSTILE_PROPERTY.get(name, name): str(value) for name, value in record.items()
                 if name not in HUBSPOT_ONLY_KEYS and value is not None}
 
-    def _write_hubspot(self, db, rng: random.Random, rows: list[dict[str, str]]) -> None:
+    def _write_hubspot(self, db, rng: random.Random, rows: list[dict[str, str]]) -> list[tuple[dict[str, str], str]]:
+        """Insert `rows` as HubSpot contacts, each address once; return the rows refused, with HubSpot's reason."""
+        rows, refused = self._one_per_address(db, rows)
         if not rows:
-            return
+            return refused
+        opted_out = self._opted_out(db, rows)
+        for properties in rows:
+            if _email_key(properties) in opted_out:
+                properties["hs_email_optout"] = "true"
         now_ms = int(time.time() * 1000)
         # Seeded changes happened in the past year, but never before a change the sandbox
         # already handed out: a delta cursor must not miss them.
@@ -195,17 +223,59 @@ class Seeder:
         rng.shuffle(modified)
         db.executemany(
             "INSERT INTO hubspot_contact (email_key, properties, created_ms, modified_ms) VALUES (?, ?, ?, ?)",
-            [((properties.get("email") or "").strip().lower() or None, json.dumps(properties, ensure_ascii=False),
+            [(_email_key(properties), json.dumps(properties, ensure_ascii=False),
               changed - rng.randrange(0, YEAR_MS // 2), changed)
              for properties, changed in zip(rows, modified, strict=True)],
         )
         # Seeded opt-outs hold for their addresses, as the subscriptions API's do.
         db.executemany(
             "INSERT OR IGNORE INTO hubspot_email_optout (email_key, opted_out_ms) VALUES (?, ?)",
-            [(properties["email"].strip().lower(), changed) for properties, changed in zip(rows, modified, strict=True)
-             if properties.get("hs_email_optout") == "true" and properties.get("email")],
+            [(_email_key(properties), changed) for properties, changed in zip(rows, modified, strict=True)
+             if properties.get("hs_email_optout") == "true" and _email_key(properties)],
         )
         self.store.clock.advance_to(max(modified))
+        if refused:
+            # A twin within the seed names the contact seeded first, known only now.
+            holders = self._holders(db, [_email_key(row) for row, _ in refused])
+            refused = [(row, message or f"Contact already exists. Existing ID: {holders[_email_key(row)]}")
+                       for row, message in refused]
+        return refused
+
+    @staticmethod
+    def _one_per_address(db, rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[tuple[dict, str]]]:
+        """Split `rows` into those HubSpot would take and those it refuses, with the reason ("" when
+        the address goes to an earlier row of this seed): an address held already, or blocklisted."""
+        keys = sorted({key for key in map(_email_key, rows) if key})
+        holders = Seeder._holders(db, keys)
+        blocklisted = {key for (key,) in _lookup(
+            db, "SELECT email_key FROM hubspot_gdpr_deleted WHERE email_key IN ({marks})", keys)}
+        kept, refused, seen = [], [], set()
+        for row in rows:
+            key = _email_key(row)
+            if key in holders:
+                refused.append((row, f"Contact already exists. Existing ID: {holders[key]}"))
+            elif key in blocklisted:
+                refused.append((row, f"Email address {key} was permanently deleted and is blocklisted"))
+            elif key in seen:
+                refused.append((row, ""))
+            else:
+                kept.append(row)
+                if key:
+                    seen.add(key)
+        return kept, refused
+
+    @staticmethod
+    def _holders(db, keys: list[str]) -> dict[str, int]:
+        """Return the id of the live contact holding each of these addresses, where one does."""
+        return dict(_lookup(db, "SELECT email_key, MIN(id) FROM hubspot_contact WHERE archived = 0 "
+                                "AND email_key IN ({marks}) GROUP BY email_key", keys))
+
+    @staticmethod
+    def _opted_out(db, rows: list[dict[str, str]]) -> set[str]:
+        """Return the addresses of `rows` that were unsubscribed from all email before the seed."""
+        keys = sorted({key for key in map(_email_key, rows) if key})
+        return {key for (key,) in _lookup(db, "SELECT email_key FROM hubspot_email_optout WHERE email_key IN ({marks})",
+                                          keys)}
 
     def _write_mailchimp(self, db, rng: random.Random, people: list[Person]) -> int:
         if not people:

@@ -1,4 +1,4 @@
-"""The email consent rule: the most restrictive state wins, everywhere.
+"""The consent rule: the most restrictive state wins, everywhere.
 
 An unsubscribe or a hard bounce (cleaned) read from any system becomes the hub's state
 and is pushed to every other system. Field sync never loosens a state: a system saying
@@ -10,11 +10,16 @@ reporting it subscribed.
 A re-subscribe after an opt-out crosses systems only as an explicit opt-in (a system's
 own opt-in time, or a user recording one) newer than the opt-out it overrides.
 
+Consent belongs to the address (email) or the number (SMS), not to a record: a
+restriction stated on any record holding it holds for every contact holding it,
+whatever identity decided (`address_consent`). And a state a system reports in reply
+to a write is a statement of that system, as one read from it is (`reply_statement`).
+
 States are the hub's ConsentState values; "unknown" means no statement at all.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -144,3 +149,62 @@ def outgoing_email_consent(hub_state: str, remote_state: str | None = None) -> s
     if remote_state is not None and _rank(hub_state) < _rank(remote_state):
         return None
     return hub_state
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One contact holding an address (or number), as the address rule sees it.
+
+    `state` is its state on the channel; `opted_in_at` when the explicit opt-in behind
+    its subscription was given, if one was; `opted_out_at` when its restriction was
+    stated, if recorded.
+    """
+
+    state: str
+    opted_in_at: datetime | None = None
+    opted_out_at: datetime | None = None
+
+
+def address_consent(holder: Holder, others: Iterable[Holder]) -> str:
+    """Return the state `holder` must have, given the other contacts holding its address.
+
+    Consent belongs to the address, not to a record: a restriction (pending,
+    transactional, unsubscribed, cleaned) stated on any holder applies to every holder,
+    whether identity made one contact of them, two, or a pair waiting for review. A
+    subscription is not spread: it restricts nothing, and another record's is no opt-in
+    of this one. The one restriction a holder is spared is one its own explicit opt-in
+    is newer than (the person asked again after it); a cleaned address stays cleaned.
+    The result is never looser than the holder's own state.
+    """
+    restrictions = []
+    for other in others:
+        if _rank(other.state) <= _rank(SUBSCRIBED):
+            continue
+        asked_again = (
+            holder.state == SUBSCRIBED
+            and holder.opted_in_at is not None
+            and other.state in LIFTABLE
+            and other.opted_out_at is not None
+            and holder.opted_in_at > other.opted_out_at
+        )
+        if not asked_again:
+            restrictions.append(other.state)
+    return most_restrictive(holder.state, *restrictions)
+
+
+def reply_statement(*, reported: str | None, asked: str | None, agreed: str | None, created: bool) -> str | None:
+    """Return the state a system's reply to a write states as its own, or None when it states nothing new.
+
+    `reported` is the state the reply says the record holds; `asked` what the write
+    asked for (None: nothing); `agreed` the state last agreed with that system; `created`
+    whether the write created the record there (as far as Syncapp knew). The reply
+    echoes the write when it reports what was asked, or, for a record created without a
+    state, a state no looser than the system's default for new records could be (an
+    opt-out or a bounce is never a default). Otherwise it is the system's own state,
+    news unless it is the one already agreed: it counts as a read of it would.
+    """
+    if reported is None or reported == UNKNOWN or reported == asked or reported == agreed:
+        return None
+    if created and asked is None and _rank(reported) < _rank(UNSUBSCRIBED):
+        return None
+    return reported

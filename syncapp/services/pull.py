@@ -37,7 +37,7 @@ from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordLink
 from syncapp.services.background import prefetched
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.conflict_book import ConflictBook, Side
-from syncapp.services.consent_ledger import last_opt_out_at
+from syncapp.services.consent_ledger import consent_by_address_apply, last_opt_out_at
 from syncapp.services.duplicate_detection import duplicate_pairs_flag
 from syncapp.services.plan import (
     EMAIL,
@@ -530,6 +530,8 @@ class _PageApplier:
         bulk_insert_rows(self.new_links, model=RecordLink)
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
         run_id = self.tracker.run.pk
+        # After the links: it marks those of every contact it restricts, the page's included.
+        consent_by_address_apply(contacts=touched, run_id=run_id, now=self.now)
         events = [
             audit_row_build(
                 action=action,

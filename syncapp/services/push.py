@@ -27,8 +27,10 @@ from django.utils import timezone
 from audit.services import audit_record_many, audit_row_build
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
+from syncapp.engine.consent import reply_statement
 from syncapp.models import ConsentEvent, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
+from syncapp.services.consent_ledger import ReportedState, consent_reports_apply
 from syncapp.services.held import held_fields
 from syncapp.services.plan import ATTRIBUTE_PREFIX, EndpointPlan, Payload, SyncPlan, hub_column
 from syncapp.services.record_errors import PULL_ERRORS, ErrorItem, record_errors_resolve, record_errors_save
@@ -287,15 +289,23 @@ def _apply(
         errors: list[ErrorItem] = []
         audits = []
         ledger: list[ConsentEvent] = []
+        reports: list[ReportedState] = []
         pushed: list[int] = []
         for item in batch:
             error = _refusal(item, by_key.get(item.link.pk), taken)
             if error is not None:
                 errors.append(error)
                 continue
-            consent_before = item.link.email_consent_base
-            changes = _accept(item, by_key[item.link.pk], now, asked_state=writer.provider.explicit_opt_in_state)
-            if item.link.email_consent_base and item.link.email_consent_base != consent_before:
+            consent_before, created = item.link.email_consent_base, item.link.external_id is None
+            result = by_key[item.link.pk]
+            changes = _accept(item, result, now, asked_state=writer.provider.explicit_opt_in_state)
+            stated = reply_statement(reported=result.email_consent, created=created, agreed=consent_before or None,
+                                     asked=_asked(item.payload, writer.provider.explicit_opt_in_state))
+            if stated is not None:
+                # The reply tells a state Syncapp did not ask for (the person unsubscribed
+                # there since the read): the system's statement, taken as a read one.
+                reports.append(ReportedState(item.link.contact_id, stated, consent_before))
+            elif item.link.email_consent_base and item.link.email_consent_base != consent_before:
                 # Syncapp's own write changed the person's state there (a state sent, or
                 # the connection's default for a new record): the ledger says so.
                 defaulted = item.payload.email_consent is None and not item.payload.explicit_opt_in
@@ -330,6 +340,8 @@ def _apply(
         bulk_update_rows(RecordLink, [item.link for item in batch], WRITTEN_COLUMNS)
         audit_record_many(audits)
         bulk_insert_rows(ledger)
+        consent_reports_apply(reports=reports, system=writer.name, connection_id=writer.connection.pk,
+                              run_id=tracker.run.pk, now=now)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
         clean = set(pushed) - {error.contact_id for error in errors}
         record_errors_resolve(connection=writer.connection, contact_ids=clean, except_classes=PULL_ERRORS)
@@ -379,13 +391,19 @@ def _accept(
     # finds this link (Mailchimp's member id follows the address).
     link.stable_id = result.stable_id or link.stable_id
     link.merge_base = {**link.merge_base, **payload.fields}
-    # An explicit opt-in sent to an opted-out record leaves it in the provider's
-    # confirmation state (Mailchimp: pending), which is what it will read back as.
-    sent_consent = asked_state if payload.explicit_opt_in and asked_state else payload.email_consent
     # What the system reports holding wins over what was asked (Mailchimp leaves a
     # cleaned member cleaned, whatever it is sent).
-    link.email_consent_base = result.email_consent or sent_consent or link.email_consent_base
+    link.email_consent_base = result.email_consent or _asked(payload, asked_state) or link.email_consent_base
     link.pending_push = False
     link.rejected_payload_hash = ""
     link.last_pushed_at = now
     return changes
+
+
+def _asked(payload: Payload, asked_state: str | None) -> str | None:
+    """Return the consent state a write of `payload` asks the system to hold (None: none).
+
+    An explicit opt-in sent to an opted-out record leaves it in the provider's
+    confirmation state (`asked_state`; Mailchimp: pending), which it reads back as.
+    """
+    return asked_state if payload.explicit_opt_in and asked_state else payload.email_consent

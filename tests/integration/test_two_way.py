@@ -8,9 +8,11 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from connections.registry import provider_for as registry_provider_for
 from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, RecordLink, Sync, SyncRun
 from syncapp.roles import REVIEWER
-from syncapp.services.runs import run_execute
+from syncapp.services.consent_ledger import last_opt_out_at
+from syncapp.services.runs import run_execute, run_request
 from syncapp.views.conflicts import sides_digest
 from tests.integration.two_way import (
     hubspot_archive,
@@ -469,3 +471,92 @@ def test_a_crm_edit_never_resubscribes_and_a_plain_subscribed_does_not_lift_an_o
     assert cy.email_consent == "unsubscribed" and cy.first_name == "Cyrus"
     assert mailchimp_by_email(sandbox, "cy@example.com")["status"] == "unsubscribed"
     assert_next_run_writes_nothing(sandbox, workspace)
+
+
+# A state learned from a write's reply counts as one read.
+
+
+def unsubscribing_after_the_read(sandbox, workspace, email: str):
+    """Return a provider_for whose Mailchimp client has the person unsubscribe right after
+    the run read Mailchimp and before it writes there: the read does not return it."""
+
+    def provider_for(connection, **options):
+        provider = registry_provider_for(connection, **options)
+        if connection.pk == workspace.mailchimp.pk:
+            read_changed = provider.read_changed
+
+            def read_then_unsubscribe(cursor):
+                yield from read_changed(cursor)
+                mailchimp_status(sandbox, email, "unsubscribed")
+
+            provider.read_changed = read_then_unsubscribe
+        return provider
+
+    return provider_for
+
+
+def test_an_unsubscribe_only_a_write_reply_tells_reaches_the_hub_and_then_hubspot(sandbox, workspace, hubspot_ids):
+    bob_id = hubspot_ids["bob@example.com"]
+    hubspot_edit(sandbox, bob_id, lastname="Raymond")
+    queued, _ = run_request(sync=workspace.sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    first = run_execute(run_id=queued.pk,
+                        provider_for=unsubscribing_after_the_read(sandbox, workspace, "bob@example.com"))
+    assert first.status == SyncRun.Status.SUCCEEDED, first.error
+
+    # Mailchimp's reply to the name change said "unsubscribed": the hub takes it in the same run.
+    bob = Contact.objects.get(email="bob@example.com")
+    assert bob.email_consent == "unsubscribed"
+    assert names_in_mailchimp(sandbox, "bob@example.com") == ("Bob", "Raymond")
+    event = ConsentEvent.objects.get(contact=bob, state="unsubscribed")
+    assert (event.system, event.evidence, event.previous_state, event.hub_state, event.run_id) == (
+        workspace.mailchimp.name, ConsentEvent.Evidence.API_READ, "subscribed", "unsubscribed", first.pk)
+    # HubSpot was written before Mailchimp answered: its link waits for the next run.
+    assert RecordLink.objects.get(contact=bob, connection=workspace.hubspot).pending_push
+    assert hubspot_by_id(sandbox, bob_id)["properties"].get("hs_email_optout") != "true"
+
+    run(workspace)
+    assert hubspot_by_id(sandbox, bob_id)["properties"].get("hs_email_optout") == "true"
+    assert mailchimp_by_email(sandbox, "bob@example.com")["status"] == "unsubscribed"
+    assert_next_run_writes_nothing(sandbox, workspace)
+    assert Contact.objects.get(email="bob@example.com").email_consent == "unsubscribed"
+
+
+def test_an_opt_out_met_on_a_member_syncapp_meant_to_create_reaches_hubspot(sandbox, workspace):
+    # The member was on Mailchimp, unsubscribed, before Syncapp ever read it: the run
+    # that brings the HubSpot contact over learns the opt-out from Mailchimp's reply.
+    mailchimp_add(sandbox, "dee@example.com", FNAME="Dee")
+    mailchimp_status(sandbox, "dee@example.com", "unsubscribed")
+    workspace.sync.endpoints.filter(connection=workspace.mailchimp).update(read=False)
+    hubspot_id = hubspot_create(sandbox, email="dee@example.com", firstname="Dee", lastname="Moss")
+
+    run(workspace)
+    dee = Contact.objects.get(email="dee@example.com")
+    assert dee.email_consent == "unsubscribed"
+    assert mailchimp_by_email(sandbox, "dee@example.com")["status"] == "unsubscribed"
+    run(workspace)
+    assert hubspot_by_id(sandbox, hubspot_id)["properties"].get("hs_email_optout") == "true"
+    assert_next_run_writes_nothing(sandbox, workspace)
+
+
+def test_no_address_opted_out_anywhere_is_subscribed_after_a_run_over_a_seeded_portal(sandbox, workspace):
+    sandbox.seed(hubspot_contacts=2000, mailchimp_members=1000, random_seed=8)
+    run(workspace)
+
+    opted_out = {(contact["properties"].get("email") or "").strip().lower()
+                 for contact in sandbox.hubspot_contacts() if contact["properties"].get("hs_email_optout") == "true"}
+    members = mailchimp_live(sandbox)
+    opted_out |= {email for email, member in members.items() if member["status"] in ("unsubscribed", "cleaned")}
+    opted_out.discard("")
+    assert len(opted_out) > 100
+    subscribed = {email for email in opted_out & set(members) if members[email]["status"] == "subscribed"}
+    restricted = {email for email, state in Contact.objects.filter(email__in=opted_out)
+                  .values_list("email", "email_consent") if state not in ("unknown", "subscribed")}
+    # Only Mailchimp's own opt-in time, newer than the opt-out, lifts it (the seed's
+    # members signed up at random times); HubSpot keeps its opt-out.
+    lifted = set()
+    for contact in Contact.objects.filter(email__in=opted_out, email_opt_in_at__isnull=False):
+        opted_out_at = last_opt_out_at(contact.pk)
+        if opted_out_at is not None and contact.email_opt_in_at > opted_out_at:
+            lifted.add(contact.email)
+    assert subscribed <= lifted
+    assert opted_out & set(Contact.objects.values_list("email", flat=True)) == restricted | lifted

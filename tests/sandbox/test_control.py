@@ -23,7 +23,8 @@ def scripts(text):
 
 def test_seeded_data_is_realistic_and_untidy(sandbox):
     counts = sandbox.seed(hubspot_contacts=3000, mailchimp_members=1500, random_seed=11)
-    assert counts == {"hubspot_contacts": 3000, "hostile_contacts": 0, "mailchimp_members": 1500}
+    assert counts == {"hubspot_contacts": 3000, "hostile_contacts": 0, "hubspot_refused": [],
+                      "mailchimp_members": 1500}
     contacts = sandbox.hubspot_contacts()
     assert len(contacts) == 3000
     properties = [contact["properties"] for contact in contacts]
@@ -32,8 +33,9 @@ def test_seeded_data_is_realistic_and_untidy(sandbox):
     assert {"LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "CJK", "HANGUL", "DEVANAGARI", "THAI"} <= scripts(names)
     assert 10 <= sum(1 for email in emails if email and email_problem(email.strip().lower())) <= 60
     assert sum(1 for email in emails if email is None) >= 5
-    lowered = [email.lower() for email in emails if email]
-    assert len(lowered) - len(set(lowered)) >= 5
+    lowered = [email.strip().lower() for email in emails if email]
+    # HubSpot holds an address once, whatever its letter case.
+    assert len(lowered) == len(set(lowered))
     assert 90 <= sum(1 for p in properties if p.get("hs_email_optout") == "true") <= 220
     phones = [p["phone"] for p in properties if "phone" in p]
     assert any(phone.startswith("(") for phone in phones) and any("ext" in phone for phone in phones)
@@ -75,12 +77,35 @@ def test_seeded_changes_are_never_older_than_changes_already_made(sandbox, hubsp
     assert min(seeded) > made["updatedAt"]
 
 
-def test_hostile_seed_loads_the_shared_records_verbatim(sandbox, hostile_contacts):
-    assert sandbox.seed(hostile=True)["hostile_contacts"] == len(hostile_contacts)
+def test_hostile_seed_loads_the_shared_records_verbatim_but_each_address_once(sandbox, hostile_contacts):
+    counts = sandbox.seed(hostile=True)
     stored = [c["properties"] for c in sandbox.hubspot_contacts()]
-    assert [p["email"] for p in stored] == [record["email"] for record in hostile_contacts]
+    # The twin by case is refused, as HubSpot refuses it, and the reply says so.
+    first = next(c for c in sandbox.hubspot_contacts() if c["properties"]["email"] == "DUP@example.com")
+    assert counts["hostile_contacts"] == len(hostile_contacts) - 1
+    assert counts["hubspot_refused"] == [
+        {"email": "dup@example.com", "message": f"Contact already exists. Existing ID: {first['id']}"}]
+    assert [p["email"] for p in stored] == [record["email"] for record in hostile_contacts
+                                            if record["email"] != "dup@example.com"]
     long_value = next(p for p in stored if p["email"] == "long@example.com")["firstname"]
     assert len(long_value) == 10_000
+
+
+def test_seeding_never_gives_a_second_contact_an_address_hubspot_holds(sandbox, hubspot):
+    for seed in range(3):
+        sandbox.seed(hubspot_contacts=5000, random_seed=seed)
+    taken = hubspot.post(CONTACTS, json={"properties": {"email": "xss1@example.com"}}).json()
+    hubspot.post("/communication-preferences/v4/statuses/Mixed.Case@example.com/unsubscribe-all",
+                 params={"channel": "EMAIL"})
+    counts = sandbox.seed(hostile=True)
+    assert {"email": "xss1@example.com", "message": f"Contact already exists. Existing ID: {taken['id']}"} in (
+        counts["hubspot_refused"])
+    live = [c["properties"] for c in sandbox.hubspot_contacts() if not c["archived"]]
+    addresses = [p["email"].strip().lower() for p in live if p.get("email")]
+    assert len(addresses) == len(set(addresses))
+    # An address opted out before the seed stays opted out on the contact seeded with it.
+    mixed = next(p for p in live if (p.get("email") or "").strip() == "Mixed.Case@Example.COM")
+    assert mixed["hs_email_optout"] == "true"
 
 
 @pytest.mark.parametrize("body", [{"hubspot_contacts": -1}, {"hubspot_contacts": "10"}, {"contacts": 5},

@@ -55,6 +55,8 @@ class World:
         self.fail_upsert: Exception | None = None
         # Emails whose presence in a batch makes the whole batch refused.
         self.poison: set[str] = set()
+        # The audience's replies tell each member's status after the write, as Mailchimp's do.
+        self.report_status = False
 
     def add(self, external_id: str, **fields: Any) -> None:
         """Create or edit a CRM record (an edit merges into its fields)."""
@@ -124,6 +126,8 @@ class FakeAudience(Provider):
     default_base_url = "http://fake.invalid"
     email_field = "email_address"
     max_page = 10
+    # As Mailchimp: an existing member can be unsubscribed or cleaned (see _upsert).
+    writable_consent_states = frozenset({"unsubscribed", "cleaned"})
 
     def __init__(self, world: World):
         super().__init__(ProviderConfig(base_url=self.default_base_url), CountingHttp())
@@ -170,7 +174,9 @@ class FakeAudience(Provider):
         elif record.email_consent in ("unsubscribed", "cleaned"):
             member["status"] = record.email_consent
         member.update(record.fields)
-        return RecordResult(record.key, ok=True, external_id=member_id, fields=dict(record.fields))
+        status = member["status"] if self.world.report_status else None
+        return RecordResult(record.key, ok=True, external_id=member_id, fields=dict(record.fields),
+                            email_consent=status)
 
     def archive(self, external_id: str) -> None:
         self.http.request_count += 1

@@ -17,12 +17,15 @@ from syncapp.engine.consent import (
     UNKNOWN,
     UNSUBSCRIBED,
     ConsentDecision,
+    Holder,
     UnknownConsentState,
+    address_consent,
     merge_consent,
     merge_email_consent,
     most_restrictive,
     outgoing_consent,
     outgoing_email_consent,
+    reply_statement,
 )
 from syncapp.models.hub import ConsentState
 
@@ -236,3 +239,85 @@ class TestOutgoingConsent:
             # Never looser than the hub's state either, and never a state the system cannot hold.
             assert RESTRICTIVENESS[sent] <= RESTRICTIVENESS[hub] or sent == hub
             assert writable is None or sent in writable or explicit
+
+
+class TestAddressConsent:
+    """address_consent: a restriction on any record holding an address holds for every holder."""
+
+    # (case, the holder, the others holding its address, the holder's state after)
+    CASES = [
+        ("an opt-out on the other record reaches this one", Holder(UNKNOWN), [Holder(UNSUBSCRIBED)], UNSUBSCRIBED),
+        ("it reaches a subscription too", Holder(SUBSCRIBED), [Holder(UNSUBSCRIBED)], UNSUBSCRIBED),
+        ("a hard bounce is the address's", Holder(UNSUBSCRIBED), [Holder(CLEANED)], CLEANED),
+        ("pending restricts a subscription", Holder(SUBSCRIBED), [Holder(PENDING)], PENDING),
+        ("the most restrictive of several wins", Holder(SUBSCRIBED),
+         [Holder(PENDING), Holder(CLEANED), Holder(UNSUBSCRIBED)], CLEANED),
+        ("a subscription elsewhere is no opt-in here", Holder(UNKNOWN), [Holder(SUBSCRIBED)], UNKNOWN),
+        ("nor does it lift an opt-out here", Holder(UNSUBSCRIBED), [Holder(SUBSCRIBED, opted_in_at=AFTER)],
+         UNSUBSCRIBED),
+        ("alone, a holder keeps its state", Holder(SUBSCRIBED), [], SUBSCRIBED),
+        ("a looser restriction elsewhere changes nothing", Holder(CLEANED), [Holder(UNSUBSCRIBED)], CLEANED),
+        # Explicit opt-ins.
+        ("an explicit opt-in newer than the other's opt-out stands", Holder(SUBSCRIBED, opted_in_at=AFTER),
+         [Holder(UNSUBSCRIBED, opted_out_at=OPTED_OUT)], SUBSCRIBED),
+        ("one older than it does not", Holder(SUBSCRIBED, opted_in_at=BEFORE),
+         [Holder(UNSUBSCRIBED, opted_out_at=OPTED_OUT)], UNSUBSCRIBED),
+        ("nor one at the same instant", Holder(SUBSCRIBED, opted_in_at=OPTED_OUT),
+         [Holder(UNSUBSCRIBED, opted_out_at=OPTED_OUT)], UNSUBSCRIBED),
+        ("nor one facing an opt-out of unknown time", Holder(SUBSCRIBED, opted_in_at=AFTER),
+         [Holder(UNSUBSCRIBED)], UNSUBSCRIBED),
+        ("no opt-in lifts a hard bounce", Holder(SUBSCRIBED, opted_in_at=AFTER),
+         [Holder(CLEANED, opted_out_at=OPTED_OUT)], CLEANED),
+        ("an opt-in time without a subscription lifts nothing", Holder(UNKNOWN, opted_in_at=AFTER),
+         [Holder(UNSUBSCRIBED, opted_out_at=OPTED_OUT)], UNSUBSCRIBED),
+    ]
+
+    @pytest.mark.parametrize(("case", "holder", "others", "state"), CASES, ids=[row[0] for row in CASES])
+    def test_cases(self, case, holder, others, state):
+        assert address_consent(holder, others) == state
+
+    holders = st.builds(Holder, states, st.one_of(st.none(), st.sampled_from([BEFORE, OPTED_OUT, AFTER])),
+                        st.one_of(st.none(), st.just(OPTED_OUT)))
+
+    @given(holder=holders, others=st.lists(holders, max_size=4))
+    def test_never_looser_and_every_restriction_held_unless_asked_again(self, holder, others):
+        state = address_consent(holder, others)
+        assert RESTRICTIVENESS[state] >= RESTRICTIVENESS[holder.state]
+        assert state in {holder.state, *(other.state for other in others)}
+        for other in others:
+            restriction = RESTRICTIVENESS[other.state] > RESTRICTIVENESS[SUBSCRIBED]
+            if restriction and RESTRICTIVENESS[other.state] > RESTRICTIVENESS[state]:
+                assert holder.state == SUBSCRIBED and other.state != CLEANED
+                assert holder.opted_in_at is not None and other.opted_out_at is not None
+                assert holder.opted_in_at > other.opted_out_at
+
+
+class TestReplyStatement:
+    """reply_statement: what a system's reply to a write states as its own."""
+
+    # (case, reported, asked, agreed, created, stated)
+    CASES = [
+        ("an unsubscribe the write did not ask for", UNSUBSCRIBED, None, SUBSCRIBED, False, UNSUBSCRIBED),
+        ("a bounce where an unsubscribe was asked", CLEANED, UNSUBSCRIBED, SUBSCRIBED, False, CLEANED),
+        ("an opt-out found on a record the write meant to create", UNSUBSCRIBED, None, None, True, UNSUBSCRIBED),
+        ("a state never agreed before", SUBSCRIBED, None, None, False, SUBSCRIBED),
+        ("the state asked for is an echo", UNSUBSCRIBED, UNSUBSCRIBED, SUBSCRIBED, False, None),
+        ("the state already agreed is no news", UNSUBSCRIBED, None, UNSUBSCRIBED, False, None),
+        ("the default of a record created without a state", SUBSCRIBED, None, None, True, None),
+        ("a pending default too", PENDING, None, None, True, None),
+        ("no state in the reply", None, UNSUBSCRIBED, SUBSCRIBED, False, None),
+        ("'unknown' is no state", UNKNOWN, None, SUBSCRIBED, False, None),
+    ]
+
+    @pytest.mark.parametrize(("case", "reported", "asked", "agreed", "created", "stated"), CASES,
+                             ids=[row[0] for row in CASES])
+    def test_cases(self, case, reported, asked, agreed, created, stated):
+        assert reply_statement(reported=reported, asked=asked, agreed=agreed, created=created) == stated
+
+    @given(reported=st.one_of(st.none(), states), asked=st.one_of(st.none(), states),
+           agreed=st.one_of(st.none(), states), created=st.booleans())
+    def test_an_opt_out_the_write_did_not_ask_for_is_always_stated(self, reported, asked, agreed, created):
+        stated = reply_statement(reported=reported, asked=asked, agreed=agreed, created=created)
+        assert stated in (None, reported)
+        if reported in (UNSUBSCRIBED, CLEANED) and reported not in (asked, agreed):
+            assert stated == reported

@@ -8,11 +8,14 @@ from connections.providers.base import ChangePage, RemoteRecord
 from connections.models import Connection
 from mappings.models import FieldMapping
 from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordError, RecordLink, SyncRun
+from syncapp.roles import REVIEWER
+from syncapp.services.consent_ledger import consent_statement_record
 from syncapp.services.plan import sync_plan_build
 from syncapp.services.pull import apply_page, prepare_page
 from syncapp.services.runs import run_execute, run_request
 from syncapp.services.tracker import RunTracker
 from tests.syncapp.fake_providers import World, fake_workspace
+from tests.workspace import user_with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -145,6 +148,63 @@ class TestConsent:
         assert crm_link("1").contact.email_consent == "unknown"
 
 
+class TestConsentPerAddress:
+    """An opt-out on any record that holds an address applies to that address everywhere.
+
+    The fake CRM, like a SQL table or an address book, may hold one address on two
+    records; the engine makes two contacts of them and holds the later one for review.
+    """
+
+    def test_an_opt_out_on_the_held_twin_keeps_the_address_unsubscribed(self, sync, world):
+        world.add("1", email="Ana@x.com", firstname="Ana")
+        world.add("2", email="ana@x.com", firstname="Ana", hs_email_optout="true")
+        execute(sync, world)
+        first, second = crm_link("1").contact, crm_link("2").contact
+        assert DuplicatePair.objects.get().contact_b == second
+        assert (first.email_consent, second.email_consent) == ("unsubscribed", "unsubscribed")
+        assert world.members["ana@x.com"]["status"] == "unsubscribed"
+        event = ConsentEvent.objects.get(contact=first, system="Syncapp")
+        assert (event.state, event.previous_state, event.hub_state, event.evidence) == (
+            "unsubscribed", "unknown", "unsubscribed", ConsentEvent.Evidence.SYNC_WRITE)
+        assert f"#{second.pk}" in event.note
+
+    def test_an_opt_out_read_later_on_the_twin_reaches_the_address_already_sent(self, sync, world):
+        world.add("1", email="ana@x.com", firstname="Ana")
+        world.add("2", email="ANA@x.com", firstname="Ana")
+        execute(sync, world)
+        assert world.members["ana@x.com"]["status"] == "subscribed"
+        world.add("2", hs_email_optout="true")
+        execute(sync, world)
+        assert crm_link("1").contact.email_consent == "unsubscribed"
+        assert world.members["ana@x.com"]["status"] == "unsubscribed"
+
+    def test_two_people_sharing_an_address_share_its_opt_out(self, sync, world):
+        world.add("1", email="family@x.com", firstname="Ann")
+        world.add("2", email="family@x.com", firstname="Bo")
+        execute(sync, world)
+        DuplicatePair.objects.update(status=DuplicatePair.Status.DISMISSED)
+        world.add("2", hs_email_optout="true")
+        execute(sync, world)
+        assert world.members["family@x.com"]["status"] == "unsubscribed"
+
+    def test_a_user_recording_an_opt_out_on_one_twin_opts_out_the_address(self, sync, world):
+        world.add("1", email="ana@x.com", firstname="Ana")
+        world.add("2", email="ana@x.com", firstname="Twin")
+        execute(sync, world)
+        consent_statement_record(contact=crm_link("2").contact, channel="email", state="unsubscribed",
+                                 user=user_with_role("rita", REVIEWER), note="Asked by phone")
+        assert crm_link("1").contact.email_consent == "unsubscribed"
+        execute(sync, world)
+        assert world.members["ana@x.com"]["status"] == "unsubscribed"
+
+    def test_a_subscription_is_not_spread_to_a_contact_with_no_statement(self, sync, world):
+        Contact.objects.create(email="ann@x.com", email_consent="subscribed")
+        world.add("1", email="ann@x.com", firstname="Ann")
+        world.add("2", email="ann@x.com", firstname="Twin")
+        execute(sync, world)
+        assert crm_link("2").contact.email_consent == "unknown"
+
+
 class TestSmsConsent:
     @pytest.fixture
     def sync(self):
@@ -176,6 +236,19 @@ class TestSmsConsent:
         assert world.members["ann@example.com"]["SMS"] == "STOP"
         states = list(ConsentEvent.objects.filter(channel="sms").order_by("pk").values_list("state", "hub_state"))
         assert states == [("unsubscribed", "unsubscribed"), ("subscribed", "unsubscribed")]
+
+    def test_a_stop_belongs_to_the_number_whoever_holds_it(self, sync, world):
+        world.add("1", email="ann@example.com", phone="(415) 555-0100", sms_status="opted_in")
+        world.add("2", email="bo@example.com", phone="+1 415 555 0100", sms_status="opted_in")
+        execute(sync, world)
+        assert world.members["bo@example.com"]["SMS"] == "opted_in"
+        world.add("1", sms_status="STOP")
+        execute(sync, world)
+        bo = crm_link("2").contact
+        assert bo.sms_consent == "unsubscribed"
+        assert world.members["bo@example.com"]["SMS"] == "STOP"
+        event = ConsentEvent.objects.get(contact=bo, channel="sms", state="unsubscribed")
+        assert f"#{crm_link('1').contact_id}" in event.note
 
 
 class TestRecordsThatCannotBeImported:

@@ -3,7 +3,7 @@ import pytest
 
 from audit.models import AuditEvent
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderError, TransientError
-from syncapp.models import Contact, RecordError, RecordLink, SyncRun
+from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink, SyncRun
 from syncapp.services.push import upsert_isolating
 from syncapp.services.runs import run_execute, run_request
 from tests.syncapp.fake_providers import FakeAudience, World, fake_workspace
@@ -210,3 +210,67 @@ class TestUpsertIsolating:
         world.poison.add("c@x.io")
         results = upsert_isolating(FakeAudience(world), self.records("a@x.io", "b@x.io", "c@x.io", "d@x.io"))
         assert [(r.key, r.ok) for r in results] == [(0, True), (1, True), (2, False), (3, True)]
+
+
+class TestConsentReportedInReplies:
+    """A state the audience reports in reply to a write is taken in as a read one is."""
+
+    @pytest.fixture
+    def world(self):
+        world = World(page_size=50, max_batch=4)
+        world.report_status = True
+        return world
+
+    def linked(self, sync, world, email="ann@example.com", **fields):
+        world.add("1", email=email, firstname="Ann", **fields)
+        execute(sync, world)
+        return Contact.objects.get(email=email)
+
+    def test_an_unsubscribe_the_write_did_not_ask_for_reaches_the_hub_and_the_other_links(self, sync, world):
+        ann = self.linked(sync, world)
+        assert audience_links().get().email_consent_base == "subscribed"
+        world.members["ann@example.com"]["status"] = "unsubscribed"  # on the audience's own page
+        world.add("1", firstname="Anna")
+        run = execute(sync, world)
+
+        ann.refresh_from_db()
+        assert ann.email_consent == "unsubscribed"
+        event = ConsentEvent.objects.get(contact=ann, state="unsubscribed")
+        assert (event.system, event.evidence, event.previous_state, event.hub_state, event.run_id) == (
+            "Audience", ConsentEvent.Evidence.API_READ, "subscribed", "unsubscribed", run.pk)
+        assert RecordLink.objects.get(contact=ann, connection__name="CRM").pending_push
+        assert not audience_links().get().pending_push
+        assert AuditEvent.objects.get(contact_id=ann.pk, action="contact.updated", system="Audience").changes == {
+            "email_consent": ["unknown", "unsubscribed"]}
+
+    def test_the_default_status_of_a_new_member_is_no_statement(self, sync, world):
+        ann = self.linked(sync, world)
+        assert Contact.objects.get(pk=ann.pk).email_consent == "unknown"
+        event = ConsentEvent.objects.get(contact=ann)
+        assert (event.state, event.evidence, event.hub_state) == (
+            "subscribed", ConsentEvent.Evidence.SYNC_WRITE, "unknown")
+
+    def test_an_opted_out_member_met_when_creating_opts_the_contact_out(self, sync, world):
+        world.members["ann@example.com"] = {"id": "x", "email_address": "ann@example.com", "status": "unsubscribed"}
+        ann = self.linked(sync, world)
+        assert ann.email_consent == "unsubscribed"
+
+    def test_a_reply_never_resubscribes(self, sync, world):
+        ann = self.linked(sync, world, hs_email_optout="true")
+        world.members["ann@example.com"]["status"] = "subscribed"
+        world.add("1", firstname="Anna")
+        execute(sync, world)
+        ann.refresh_from_db()
+        assert ann.email_consent == "unsubscribed"
+
+    def test_the_twin_holding_the_address_takes_it_too(self, sync, world):
+        world.add("1", email="ann@example.com", firstname="Ann")
+        world.add("2", email="ANN@example.com", firstname="Twin")
+        execute(sync, world)
+        ann = RecordLink.objects.get(connection__name="CRM", external_id="1").contact
+        twin = RecordLink.objects.get(connection__name="CRM", external_id="2").contact
+        world.members["ann@example.com"]["status"] = "cleaned"
+        world.add("1", firstname="Anna")
+        execute(sync, world)
+        twin.refresh_from_db()
+        assert twin.email_consent == "cleaned"
