@@ -217,6 +217,10 @@ class HttpClient:
         # Every HTTP request sent, retries included: the run reports its API calls.
         self.request_count = 0
         self._count_lock = threading.Lock()
+        # Called just before each attempt of a request other than GET, once it may leave:
+        # a run's lease fence (syncapp.services.tracker) raises there when the run may no
+        # longer write.
+        self.before_write: Callable[[], None] | None = None
         self.session = GuardedSession()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         if isinstance(auth, Mapping):
@@ -327,6 +331,8 @@ class HttpClient:
             return self._count_and_send(method, url, **kwargs)
 
     def _count_and_send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self.before_write is not None and method.upper() != "GET":
+            self.before_write()
         with self._count_lock:
             self.request_count += 1
         return self.session.request(method, url, timeout=self.timeout, **kwargs)

@@ -4,15 +4,18 @@ from __future__ import annotations
 import logging
 
 from syncapp.models import Sync, SyncRun
-from syncapp.services.runs import SyncPaused, run_execute, run_request
+from syncapp.services.runs import SyncPaused, run_execute, run_execute_delivered, run_request, runs_recover
 
 logger = logging.getLogger(__name__)
 
 
 def run_execute_task(run_id: int) -> str:
-    """Execute a requested run; a run already taken or finished is left alone."""
+    """Execute a requested run, or resume it if this task is delivered again after its worker died.
+
+    A run a live worker holds, or a finished one, is left alone.
+    """
     try:
-        return run_execute(run_id=run_id).status
+        return run_execute_delivered(run_id=run_id).status
     except SyncRun.DoesNotExist:
         # Deleted with its sync while it waited in the queue: nothing to do, nothing to retry.
         logger.warning("Run %s no longer exists; nothing to execute.", run_id)
@@ -33,3 +36,8 @@ def run_scheduled_task(sync_id: int) -> str:
         logger.info("Sync %s already has run %s under way; the schedule skips this turn.", sync.name, run.pk)
         return "skipped"
     return run_execute(run_id=run.pk).status
+
+
+def runs_recover_task() -> str:
+    """The watchdog: resume every run whose worker died, without waiting for its sync's schedule."""
+    return f"{len(runs_recover())} resumed"

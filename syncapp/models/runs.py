@@ -1,5 +1,6 @@
 """Sync runs, their progress and counts, and the record-level errors they met."""
 from django.db import models
+from django.db.models.functions import Now
 
 
 class SyncRun(models.Model):
@@ -49,8 +50,11 @@ class SyncRun(models.Model):
     # Connection name -> number of HTTP requests made, retries included.
     api_calls = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
-    queued_at = models.DateTimeField(auto_now_add=True)
+    # By the database's clock, as the lease is: a queued run no worker took goes stale
+    # from here (services.tracker.lease_expired), whatever the clock of the web process.
+    queued_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)
+    # The run's lease, renewed by its worker by the database's clock (services.tracker).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

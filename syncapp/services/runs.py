@@ -1,13 +1,20 @@
-"""Requesting and executing sync runs: one active run per sync, resumable after a crash."""
+"""Requesting, executing and resuming sync runs: one active run per sync, resumable after a crash.
+
+A run executes under a lease (see tracker.RunLease). A run whose lease expired (its
+worker died, or was paused for too long) is abandoned, and a new run resumes from the
+cursors the old one checkpointed: on the next request for the sync, from the watchdog
+(`runs_recover`, every minute), or when the queue delivers the old run's task again.
+"""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -22,53 +29,90 @@ from syncapp.services.duplicate_detection import duplicates_flag_since
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
 from syncapp.services.push import Pusher
-from syncapp.services.tracker import RunTakenOver, RunTracker
+from syncapp.services.tracker import LeaseLost, RunLease, RunTracker, lease_expired, lease_held
 
 logger = logging.getLogger(__name__)
 
 EXECUTE_TASK = "syncapp.tasks.run_execute_task"
 ERROR_LIMIT = 2000
+# Runs abandoned one after the other, none of them with a page or batch saved, before the
+# watchdog stops resuming the sync: a page that kills its worker every time (memory, a
+# crash in a library) waits for a person, or for the sync's next scheduled or requested
+# run, instead of being retried forever. Runs that save progress are resumed however
+# often their workers die: each one gets further.
+RESUME_LIMIT = 3
 
 
 class SyncPaused(Exception):
     """A paused sync does not run."""
 
 
-def run_is_stale(run: SyncRun, *, now=None) -> bool:
-    """Return whether an active run's worker has not been heard of for too long."""
-    now = now or timezone.now()
-    last_sign_of_life = run.heartbeat_at or run.started_at or run.queued_at
-    return now - last_sign_of_life > timedelta(seconds=settings.SYNC_RUN_STALE_SECONDS)
+def run_is_stale(run: SyncRun) -> bool:
+    """Return whether an active run's lease expired, by the database's clock."""
+    return SyncRun.objects.filter(lease_expired(), pk=run.pk, status__in=SyncRun.ACTIVE).exists()
 
 
 def run_request(*, sync: Sync, trigger: str, user=None, enqueue: bool = True) -> tuple[SyncRun, bool]:
     """Queue a run of `sync`, or return the run already under way with created=False.
 
-    An active run whose worker fell silent for SYNC_RUN_STALE_SECONDS is marked
-    abandoned first; the new run resumes from the cursors the old one checkpointed.
-    With `enqueue` (the default) a worker executes the run once the transaction
-    commits; without it the caller executes it (the runsync command, scheduled tasks).
+    An active run whose lease expired (SYNC_RUN_STALE_SECONDS without a sign of its
+    worker) is marked abandoned first; the new run resumes from the cursors the old one
+    checkpointed. With `enqueue` (the default) a worker executes the run once the
+    transaction commits; without it the caller executes it (the runsync command,
+    scheduled tasks).
     """
     if sync.paused:
         raise SyncPaused(f"The sync {sync.name!r} is paused.")
     with transaction.atomic():
-        active = SyncRun.objects.select_for_update().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+        active = _active_run_locked(sync)
         if active is not None:
-            if not run_is_stale(active):
-                return active, False
-            _abandon(active)
-        try:
-            with transaction.atomic():
-                run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=user if _is_user(user) else None)
-        except IntegrityError:
+            return active, False
+        run = _queue(sync=sync, trigger=trigger, user=user, enqueue=enqueue)
+        if run is None:
             # Another request created the active run between our read and our insert.
             return SyncRun.objects.get(sync=sync, status__in=SyncRun.ACTIVE), False
-        if _is_user(user):
-            audit_record(action="sync.run_requested", obj=sync, actor=user, run_id=run.pk,
-                         changes={"run": [None, run.pk], "trigger": [None, trigger]})
-        if enqueue:
-            transaction.on_commit(lambda: queue.enqueue(EXECUTE_TASK, run.pk, task_name=f"sync {sync.pk} run {run.pk}"))
     return run, True
+
+
+def run_resume(*, sync: Sync, enqueue: bool = True) -> SyncRun | None:
+    """Abandon `sync`'s active run if its lease expired, and request a run that resumes it.
+
+    Return the new run (trigger "retry"), or None: when the sync has no active run, or
+    one whose worker is alive; when the sync is paused (the expired run is abandoned all
+    the same, and the sync resumes from its checkpoint when it runs again); when its last
+    RESUME_LIMIT runs were all abandoned without saving any progress. `enqueue` as for
+    run_request.
+    """
+    with transaction.atomic():
+        active = SyncRun.objects.select_for_update().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+        if active is None or not run_is_stale(active):
+            return None
+        _abandon(active)
+        if Sync.objects.filter(pk=sync.pk, paused=True).exists():
+            return None
+        if _stuck(sync):
+            note = (f" Not resumed automatically: the last {RESUME_LIMIT} runs of this sync were abandoned "
+                    "before saving any progress; the next scheduled or requested run resumes from the checkpoint.")
+            SyncRun.objects.filter(pk=active.pk).update(error=(active.error + note)[:ERROR_LIMIT])
+            logger.error("Sync %s: %s runs abandoned in a row without progress; the watchdog no longer resumes it.",
+                         sync.pk, RESUME_LIMIT)
+            return None
+        return _queue(sync=sync, trigger=SyncRun.Trigger.RETRY, user=None, enqueue=enqueue)
+
+
+def runs_recover() -> list[SyncRun]:
+    """Resume every run whose lease expired, whatever its sync's schedule (the watchdog task).
+
+    Return the runs requested; each is executed by a worker.
+    """
+    expired = SyncRun.objects.filter(lease_expired(), status__in=SyncRun.ACTIVE).values("sync_id")
+    resumed = []
+    for sync in Sync.objects.filter(pk__in=expired):
+        run = run_resume(sync=sync)
+        if run is not None:
+            logger.warning("Run %s resumes sync %s after its last run was abandoned.", run.pk, sync.pk)
+            resumed.append(run)
+    return resumed
 
 
 def runs_request_for(*, syncs, user) -> None:
@@ -87,8 +131,42 @@ def _is_user(user) -> bool:
     return user is not None and getattr(user, "is_authenticated", False)
 
 
+def _stuck(sync: Sync) -> bool:
+    """Return whether the sync's last RESUME_LIMIT runs were abandoned without a page or batch saved."""
+    recent = list(SyncRun.objects.filter(sync=sync).order_by("-pk").values("status", *SyncRun.COUNT_FIELDS)
+                  [:RESUME_LIMIT])
+    return len(recent) == RESUME_LIMIT and all(
+        run["status"] == SyncRun.Status.ABANDONED and not any(run[name] for name in SyncRun.COUNT_FIELDS)
+        for run in recent
+    )
+
+
+def _active_run_locked(sync: Sync) -> SyncRun | None:
+    """Lock and return the sync's active run; if its lease expired, abandon it and return None."""
+    active = SyncRun.objects.select_for_update().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+    if active is None or not run_is_stale(active):
+        return active
+    _abandon(active)
+    return None
+
+
+def _queue(*, sync: Sync, trigger: str, user, enqueue: bool) -> SyncRun | None:
+    """Create a queued run of `sync`; None if another one became active meanwhile."""
+    try:
+        with transaction.atomic():
+            run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=user if _is_user(user) else None)
+    except IntegrityError:
+        return None
+    if _is_user(user):
+        audit_record(action="sync.run_requested", obj=sync, actor=user, run_id=run.pk,
+                     changes={"run": [None, run.pk], "trigger": [None, trigger]})
+    if enqueue:
+        transaction.on_commit(lambda: queue.enqueue(EXECUTE_TASK, run.pk, task_name=f"sync {sync.pk} run {run.pk}"))
+    return run
+
+
 def _abandon(run: SyncRun) -> None:
-    seen = run.heartbeat_at or run.started_at or run.queued_at
+    seen = run.heartbeat_at or run.queued_at
     run.status = SyncRun.Status.ABANDONED
     run.finished_at = timezone.now()
     run.error = (
@@ -109,28 +187,37 @@ def run_execute(
 
     Pushing starts during the pull, one full batch at a time (see push.Pusher).
 
-    A run that is not queued (already taken, finished, abandoned) is returned as is, so
-    a task delivered twice does nothing the second time; a run that does not exist
-    raises SyncRun.DoesNotExist. `provider_for` builds a connection's provider; the
-    registry's by default.
+    The run holds a lease while it executes; once the lease is lost it writes nothing
+    more and is returned as the database has it (see tracker.RunLease). A run that is
+    not queued (taken by another worker, finished, abandoned) is returned as is, so a
+    task delivered twice does nothing the second time (run_execute_delivered resumes a
+    run whose worker died); a run that does not exist raises SyncRun.DoesNotExist.
+    `provider_for` builds a connection's provider; the registry's by default.
     """
-    run = _start(run_id)
-    if run.status != SyncRun.Status.RUNNING:
+    # Read before the lease is taken: the database stamps it later than this.
+    acquired_at = time.monotonic()
+    run, started = _start(run_id)
+    if not started:
         return run
-    tracker = RunTracker(run, on_progress)
+    lease = RunLease(run.pk, acquired_at=acquired_at)
+    lease.start()
+    tracker = RunTracker(run, on_progress, lease)
     plan: SyncPlan | None = None
     status, error = SyncRun.Status.SUCCEEDED, ""
     pushers: list[Pusher] = []
     try:
         build = provider_for or registry_provider_for
 
-        def provider_blamed(connection, **options):
+        def provider_fenced(connection, **options):
             # A connection whose client cannot be built (no token, undecryptable
             # credentials) is the one the error names.
             tracker.current = connection
-            return build(connection, **options)
+            provider = build(connection, **options)
+            # Every write to the system, each retry included, checks the lease first.
+            provider.http.before_write = lease.check
+            return provider
 
-        plan = sync_plan_build(sync=run.sync, provider_for=provider_blamed)
+        plan = sync_plan_build(sync=run.sync, provider_for=provider_fenced)
         tracker.plan = plan
         tracker.current = None
         pushers = [Pusher(tracker=tracker, plan=plan, writer=writer) for writer in plan.writers]
@@ -144,14 +231,15 @@ def run_execute(
                       if pusher.writer is not reader and pusher.writer.connection.pk not in unread]
             pull_endpoint(tracker=tracker, plan=plan, reader=reader, after_page=partial(_send_early, others))
         tracker.current = None
+        tracker.fence()
         duplicates_flag_since(run.started_at)
         for pusher in pushers:
             pusher.finish()
         tracker.current = None
         if run.failed_count:
             status = SyncRun.Status.PARTIAL
-    except RunTakenOver:
-        logger.warning("Run %s stopped: it was declared abandoned and another run took over.", run.pk)
+    except LeaseLost as lost:
+        logger.warning("%s It stopped without writing anything more.", lost)
         return SyncRun.objects.get(pk=run.pk)
     except AuthenticationError as exc:
         status, error = SyncRun.Status.FAILED, _describe(exc, tracker.current)
@@ -166,7 +254,24 @@ def run_execute(
             pusher.close()
         if plan is not None:
             plan.close()
+        lease.stop()
     return _finish(tracker, status, error)
+
+
+def run_execute_delivered(*, run_id: int, provider_for: Callable[..., Provider] | None = None) -> SyncRun:
+    """Execute a run the task queue delivered, for the first time or again.
+
+    A queued run is executed. A run still active whose lease expired (its worker died,
+    and this is its task handed out again) is abandoned, and a run resuming it is
+    executed here at once. A finished run, or one a live worker holds, is returned as is.
+    """
+    run = run_execute(run_id=run_id, provider_for=provider_for)
+    if run.status not in SyncRun.ACTIVE:
+        return run
+    resumed = run_resume(sync=run.sync, enqueue=False)
+    if resumed is None:
+        return SyncRun.objects.get(pk=run.pk)
+    return run_execute(run_id=resumed.pk, provider_for=provider_for)
 
 
 def _send_early(pushers: list[Pusher]) -> None:
@@ -174,25 +279,32 @@ def _send_early(pushers: list[Pusher]) -> None:
         pusher.send_early()
 
 
-def _start(run_id: int) -> SyncRun:
-    """Mark a queued run running (or skipped, if its sync was paused meanwhile)."""
+def _start(run_id: int) -> tuple[SyncRun, bool]:
+    """Take a queued run's lease and mark it running; return it and whether it was started.
+
+    A run that is not queued is left alone; one whose sync was paused meanwhile is
+    marked skipped.
+    """
     with transaction.atomic():
         run = SyncRun.objects.select_for_update().select_related("sync").get(pk=run_id)
         if run.status != SyncRun.Status.QUEUED:
-            return run
+            return run, False
         now = timezone.now()
         if run.sync.paused:
             run.status = SyncRun.Status.SKIPPED
             run.error = "The sync was paused before the run started."
             run.finished_at = now
             run.save(update_fields=["status", "error", "finished_at"])
-            return run
+            return run, False
         run.status = SyncRun.Status.RUNNING
-        run.started_at = run.heartbeat_at = now
+        run.started_at = now
+        # The lease is kept by the database's clock, so that workers' clocks do not matter.
+        run.heartbeat_at = Now()
         run.phase = "Starting"
         run.cursors_before = _cursors(run.sync)
         run.save(update_fields=["status", "started_at", "heartbeat_at", "phase", "cursors_before"])
-        return run
+        run.refresh_from_db(fields=["heartbeat_at"])
+        return run, True
 
 
 def _finish(tracker: RunTracker, status: str, error: str) -> SyncRun:
@@ -204,9 +316,10 @@ def _finish(tracker: RunTracker, status: str, error: str) -> SyncRun:
     run.api_calls = tracker.api_calls()
     run.cursors_after = _cursors(run.sync)
     fields = ["status", "error", "finished_at", "phase", "api_calls", "cursors_after", "progress_done",
-              "progress_total", "heartbeat_at", *SyncRun.COUNT_FIELDS]
-    updated = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
-        **{name: getattr(run, name) for name in fields}
+              "progress_total", *SyncRun.COUNT_FIELDS]
+    # Only while the lease holds: a run that lost it leaves its row to its successor.
+    updated = SyncRun.objects.filter(lease_held(run.pk)).update(
+        heartbeat_at=Now(), **{name: getattr(run, name) for name in fields}
     )
     if not updated:
         return SyncRun.objects.get(pk=run.pk)

@@ -5,6 +5,8 @@ from syncapp import queue
 from syncapp.models import Sync
 
 SCHEDULED_RUN_TASK = "syncapp.tasks.run_scheduled_task"
+WATCHDOG_TASK = "syncapp.tasks.runs_recover_task"
+WATCHDOG_SCHEDULE = "runs:watchdog"
 
 
 def schedule_name(sync_id: int) -> str:
@@ -22,3 +24,11 @@ def sync_schedule_save(*, sync: Sync) -> None:
 
 def sync_schedule_delete(*, sync: Sync) -> None:
     queue.schedule_remove(name=schedule_name(sync.pk))
+
+
+def watchdog_schedule_ensure() -> None:
+    """Run the watchdog every minute: it resumes runs whose worker died (runs.runs_recover).
+
+    Idempotent: an unchanged schedule is left as it is.
+    """
+    queue.schedule_every(name=WATCHDOG_SCHEDULE, func=WATCHDOG_TASK, args=(), minutes=1)

@@ -1,35 +1,161 @@
-"""A run's progress, counts and heartbeat, saved as it goes."""
+"""A run's lease, progress and counts, saved as it goes.
+
+A running run holds a lease on its row: `heartbeat_at`, renewed by the database's clock
+from a thread of the worker (`RunLease`), whatever the run is doing. Once the lease is
+older than SYNC_RUN_STALE_SECONDS, by the database's clock, anyone may declare the run
+abandoned and start another that resumes from its checkpoint.
+
+A worker cannot know at once that it lost its lease (it may have been paused, or cut off
+from the database), so it stops writing well before the lease can expire: it fences
+itself once half the lease has passed since its last successful renewal, by its own
+monotonic clock. Every provider write (each attempt, retries included) and every page's
+commit checks the fence first, and every commit is also a conditional update that holds
+only while the lease does. Two runs of one sync therefore never write at the same time:
+the old one has stopped before the new one can start.
+"""
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from django.utils import timezone
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from syncapp.models import SyncRun
 
 if TYPE_CHECKING:
     from syncapp.services.plan import SyncPlan
 
+logger = logging.getLogger(__name__)
 
-class RunTakenOver(Exception):
-    """The run is no longer running: it was declared abandoned and replaced."""
+
+class LeaseLost(Exception):
+    """The run no longer holds its lease: it must not write anything more."""
+
+
+def lease_expired() -> Q:
+    """Match active runs not heard of for SYNC_RUN_STALE_SECONDS, by the database's clock.
+
+    A queued run no worker has taken yet is judged by the time it was queued.
+    """
+    limit = Now() - timedelta(seconds=settings.SYNC_RUN_STALE_SECONDS)
+    return Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, queued_at__lt=limit)
+
+
+def lease_held(run_id: int) -> Q:
+    """Match the run while it is running and its lease has not expired."""
+    return Q(pk=run_id, status=SyncRun.Status.RUNNING) & ~lease_expired()
+
+
+class RunLease:
+    """Renew a running run's lease from a daemon thread, and fence the run once it is lost.
+
+    `acquired_at` is the monotonic time read just before the statement that took the
+    lease was sent: the database stamped the lease after it, so measuring from it errs
+    on the safe side. The same holds for every renewal.
+    """
+
+    def __init__(self, run_id: int, *, acquired_at: float, clock: Callable[[], float] = time.monotonic):
+        self.run_id = run_id
+        self.clock = clock
+        stale = settings.SYNC_RUN_STALE_SECONDS
+        self.renew_every = stale / 4
+        # Writes stop once half the lease has passed without a renewal. The other half
+        # is the margin for a write already on the wire to land (150 s with the default
+        # lease, more than a Mailchimp batch's 125 s of connect and read timeouts) and
+        # for clocks that tick at slightly different rates.
+        self.valid_for = stale / 2
+        self._renewed_at = acquired_at
+        self._lost = ""
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name=f"syncapp-lease-{run_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop renewing (the run is over); the lease then lapses unless the run's end was saved."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            # A renewal waiting on a lock the caller's own transaction holds (a test
+            # running the run inside one) must not hang the caller; the thread is a
+            # daemon and ends with its statement.
+            self._thread.join(timeout=5)
+
+    def check(self) -> None:
+        """Raise LeaseLost unless the lease is surely still held: the fence before a write."""
+        if not self._lost and self.clock() - self._renewed_at > self.valid_for:
+            self._lost = (f"no renewal of its lease for more than {self.valid_for:g} s "
+                          "(the worker was paused or could not reach the database)")
+        if self._lost:
+            raise LeaseLost(f"Run {self.run_id} lost its lease: {self._lost}.")
+
+    def renew(self) -> bool:
+        """Extend the lease by the database's clock; return whether it was extended.
+
+        A renewal that fails for a database error is tried again soon; the fence stops
+        the run if none succeeds in time. One that finds the lease expired or taken
+        over marks it lost for good.
+        """
+        if self._lost:
+            return False
+        sent = self.clock()
+        try:
+            renewed = SyncRun.objects.filter(lease_held(self.run_id)).update(heartbeat_at=Now())
+        except DatabaseError as error:
+            logger.warning("Run %s could not renew its lease: %s", self.run_id, error)
+            return False
+        if not renewed:
+            self._lost = "it expired, or the run was declared abandoned and taken over"
+            return False
+        self._renewed_at = sent
+        return True
+
+    def _keep(self) -> None:
+        try:
+            wait = self.renew_every
+            while not self._stopping.wait(wait):
+                if self.renew():
+                    wait = self.renew_every
+                elif self._lost:
+                    logger.warning("Run %s lost its lease: %s.", self.run_id, self._lost)
+                    return
+                else:
+                    # Try again soon rather than a whole period later.
+                    wait = min(1.0, self.renew_every)
+        finally:
+            # This thread's own database connection.
+            connections.close_all()
 
 
 class RunTracker:
-    """Keep a running SyncRun's counts and progress, and prove the worker is alive.
+    """Keep a running SyncRun's counts and progress, within its lease.
 
-    Every checkpoint is a conditional update (still running?), so a worker whose run was
-    declared abandoned stops at its next page instead of writing beside its successor;
-    called inside a page's transaction, it rolls that page back too.
+    Every checkpoint checks the fence, then is a conditional update (still running,
+    lease not expired), so a worker that lost its lease stops at its next page instead
+    of writing beside its successor; called inside a page's transaction, it rolls that
+    page back too.
     """
 
-    def __init__(self, run: SyncRun, on_progress: Callable[[SyncRun], None] | None = None):
+    def __init__(self, run: SyncRun, on_progress: Callable[[SyncRun], None] | None = None,
+                 lease: RunLease | None = None):
         self.run = run
         self.plan: SyncPlan | None = None
         self.on_progress = on_progress
+        self.lease = lease
         # The connection being read or written, to blame when a call fails.
         self.current = None
+
+    def fence(self) -> None:
+        """Raise LeaseLost if the run may no longer write (see RunLease.check)."""
+        if self.lease is not None:
+            self.lease.check()
 
     def phase(self, text: str, *, total: int = 0) -> None:
         self.run.phase = text[:100]
@@ -56,12 +182,11 @@ class RunTracker:
         return {plan.name: plan.provider.http.request_count for plan in self.plan.endpoints}
 
     def checkpoint(self) -> None:
+        self.fence()
         run = self.run
-        run.heartbeat_at = timezone.now()
         run.api_calls = self.api_calls()
         values = {name: getattr(run, name) for name in SyncRun.COUNT_FIELDS}
-        updated = SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
-            heartbeat_at=run.heartbeat_at,
+        updated = SyncRun.objects.filter(lease_held(run.pk)).update(
             phase=run.phase,
             progress_done=run.progress_done,
             progress_total=run.progress_total,
@@ -69,6 +194,6 @@ class RunTracker:
             **values,
         )
         if not updated:
-            raise RunTakenOver(f"Run {run.pk} is no longer running; another run took over.")
+            raise LeaseLost(f"Run {run.pk} lost its lease: it expired, or another run took over.")
         if self.on_progress is not None:
             self.on_progress(run)

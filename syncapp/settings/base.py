@@ -139,17 +139,30 @@ LOGOUT_REDIRECT_URL = "login"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 
-# django-q2. `timeout` must stay below `retry`, or a long task is handed to a second
-# worker while the first still runs it; `catch_up` off so a worker that was down does
-# not replay every missed schedule at once; bounded attempts so a poison task stops.
+# django-q2, clear of its known traps:
+# - `timeout` bounds one task. A run still going after 30 minutes (at the benchmark's
+#   rate a first import of a million contacts takes about 15) is stopped there, and the
+#   watchdog resumes it from its checkpoint: it bounds a task, not a sync.
+# - `retry` is when a task taken but never acknowledged (its worker was killed) is
+#   handed out again; the ORM broker does this, Redis does not. It stays above
+#   `timeout`, or a long task would be handed to a second worker while the first still
+#   runs it. Two minutes above is soon enough for the task to be useful when it comes
+#   back, and long after the run's lease (SYNC_RUN_STALE_SECONDS) expired, so it cannot
+#   take a dead worker for a slow one: it resumes the run at once if nothing did yet
+#   (tasks.run_execute_task). The watchdog schedule usually got there first, within the
+#   lease and a minute; the task coming back covers a cluster that runs no scheduler.
+# - `catch_up` off, so a cluster that was down does not replay every missed schedule at
+#   once; bounded attempts, and failures acknowledged, so a poison task stops.
 Q_CLUSTER = {
     "name": "syncapp",
     "workers": env.int("Q_WORKERS", default=2),
-    "timeout": env.int("Q_TIMEOUT", default=3600),
-    "retry": env.int("Q_RETRY", default=3660),
+    "timeout": env.int("Q_TIMEOUT", default=1800),
+    "retry": env.int("Q_RETRY", default=1920),
     "max_attempts": 2,
     "catch_up": False,
     "save_limit": 500,
+    # Per task function: the watchdog's result every minute does not push the runs' out.
+    "save_limit_per": "func",
     "ack_failures": True,
     "poll": 0.5,
     "label": "Task queue",
@@ -177,8 +190,12 @@ else:
         }
     }
 
-# A run whose heartbeat is older than this is taken as abandoned by a dead worker.
-SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=120)
+# A run's lease: a run whose worker has not renewed it for this long, by the database's
+# clock, is taken as abandoned and resumed by another. The worker renews it every
+# quarter of this and stops writing after half of it without a renewal, so half of it
+# must exceed the time a write already sent may take to land: up to the connect and read
+# timeouts of the slowest provider call, 125 s for a Mailchimp batch.
+SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=300)
 
 # Hosts that outbound requests (connections.http) may reach even though they resolve to
 # loopback or private addresses, and the only hosts spoken to over plain http: the

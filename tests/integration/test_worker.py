@@ -85,3 +85,19 @@ def test_a_requested_run_is_executed_by_a_real_qcluster(sandbox, sync, tmp_path)
     assert "syncapp.tasks.run_execute_task" in log
     assert (run.read_count, run.created_count, run.pushed_count) == (40, 40, 40)
     assert_consistent(sandbox)
+
+
+def test_sigterm_stops_an_idle_qcluster_within_seconds(sandbox, tmp_path):
+    log = tmp_path / "qcluster.log"
+    cluster = manage(sandbox, log, "qcluster")
+    try:
+        wait_for(lambda: "running." in log.read_text(), timeout=60, what="the cluster to start")
+        started = time.monotonic()
+        # SIGTERM to the main process alone, as systemd with KillMode=mixed and `docker stop` send it.
+        stop(cluster)
+        took = time.monotonic() - started
+    finally:
+        stop(cluster)
+    assert took < 5, (took, log.read_text()[-2000:])
+    # It stopped its own processes in order; it was not killed.
+    assert "has stopped" in log.read_text() and cluster.returncode == 0

@@ -193,11 +193,20 @@ def kill_hard(process: subprocess.Popen) -> None:
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Ask the process group to stop, and kill it if it does not within ten seconds."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
+    """Ask the process to stop as a process manager does (docs/deployment.md), then end its group.
+
+    SIGTERM goes to the group's leader alone: qcluster stops its own processes in order,
+    and a SIGTERM to each of them leaves it waiting for good. Whatever of the group is
+    still there after the leader exited, or after ten seconds, is killed.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        kill_hard(process)
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(10)

@@ -1,15 +1,26 @@
 """Requesting and executing runs: one at a time per sync, resumable, honest about failure."""
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from connections.models import Connection
 from connections.providers.base import AuthenticationError, TransientError
-from syncapp.models import Contact, RecordLink, SyncRun
-from syncapp.services.runs import SyncPaused, run_execute, run_interrupt, run_is_stale, run_request
+from syncapp.models import Contact, RecordLink, Sync, SyncRun
+from syncapp.services.runs import (
+    RESUME_LIMIT,
+    SyncPaused,
+    run_execute,
+    run_execute_delivered,
+    run_interrupt,
+    run_is_stale,
+    run_request,
+    runs_recover,
+)
 from tests.syncapp.fake_providers import World, fake_workspace
 
 pytestmark = pytest.mark.django_db
@@ -61,8 +72,19 @@ class TestRunRequest:
     def test_a_queued_run_never_picked_up_goes_stale_too(self, sync, settings):
         settings.SYNC_RUN_STALE_SECONDS = 60
         run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
-        assert not run_is_stale(run)
-        assert run_is_stale(run, now=run.queued_at + timedelta(seconds=61))
+        assert run.queued_at is not None and not run_is_stale(run)
+        SyncRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(seconds=61))
+        assert run_is_stale(run)
+
+    @pytest.mark.parametrize("skew", [timedelta(hours=1), -timedelta(hours=1)])
+    def test_staleness_goes_by_the_databases_clock_not_the_workers(self, sync, settings, skew):
+        settings.SYNC_RUN_STALE_SECONDS = 60
+        live, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        SyncRun.objects.filter(pk=live.pk).update(status=SyncRun.Status.RUNNING, heartbeat_at=Now())
+        # This process's clock is an hour off; the database's is right.
+        with mock.patch("django.utils.timezone.now", return_value=timezone.now() + skew):
+            run, created = run_request(sync=sync, trigger=SyncRun.Trigger.SCHEDULE, enqueue=False)
+        assert (run.pk, created) == (live.pk, False)
 
     def test_a_paused_sync_does_not_run(self, sync):
         sync.paused = True
@@ -106,6 +128,20 @@ class TestRunExecute:
         again = run_execute(run_id=run.pk, provider_for=world.provider_for)
         assert again.status == SyncRun.Status.SUCCEEDED
         assert world.upsert_calls == [["a@example.com"]]
+
+    def test_executing_a_run_another_worker_holds_does_nothing(self, sync, world):
+        world.add("1", email="a@example.com")
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING, heartbeat_at=Now())
+        again = run_execute(run_id=run.pk, provider_for=world.provider_for)
+        assert again.status == SyncRun.Status.RUNNING
+        assert world.upsert_calls == [] and not Contact.objects.exists()
+
+    def test_a_run_takes_its_lease_by_the_databases_clock(self, sync, world):
+        with mock.patch("django.utils.timezone.now", return_value=timezone.now() - timedelta(hours=1)):
+            run = execute(sync, world)
+        run.refresh_from_db()
+        assert timezone.now() - run.heartbeat_at < timedelta(minutes=1)
 
     def test_a_sync_paused_after_the_request_is_skipped(self, sync, world):
         run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
@@ -180,6 +216,24 @@ class TestRunExecute:
         assert RecordLink.objects.filter(connection__name="Audience").exclude(external_id=None).count() == 6
         assert len(world.members) == 6
 
+    def test_a_run_whose_lease_expired_stops_before_its_next_page(self, sync, world, settings):
+        settings.SYNC_RUN_STALE_SECONDS = 60
+        for i in range(4):
+            world.add(str(i), email=f"p{i}@example.com")
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        pages = []
+
+        def expire_after_first_page(progress):
+            pages.append(progress.read_count)
+            if progress.read_count == 2:
+                SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+
+        result = run_execute(run_id=run.pk, provider_for=world.provider_for, on_progress=expire_after_first_page)
+        assert result.status == SyncRun.Status.RUNNING, "it leaves its row to whoever takes over"
+        assert Contact.objects.count() == 2
+        assert sync.endpoints.get(connection__name="CRM").cursor == "2"
+        assert world.upsert_calls == []
+
     def test_interrupting_marks_the_run_failed(self, sync):
         run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.COMMAND, enqueue=False)
         run_interrupt(run_id=run.pk, reason="stopped from the terminal.")
@@ -195,3 +249,94 @@ def test_a_run_records_a_long_cursor_shortened_with_its_size():
     recorded = _cursor_for_record(long)
     assert recorded.startswith(long[:CURSOR_RECORD_LIMIT]) and f"({len(long):,} characters in all)" in recorded
     assert len(recorded) < CURSOR_RECORD_LIMIT + 50
+
+
+def stale_run(sync, *, status=SyncRun.Status.RUNNING) -> SyncRun:
+    """An active run whose worker has not been heard of for an hour."""
+    run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    SyncRun.objects.filter(pk=run.pk).update(status=status, heartbeat_at=timezone.now() - timedelta(hours=1))
+    return run
+
+
+class TestRecovery:
+    def test_the_watchdog_abandons_expired_runs_and_queues_their_resumption(
+        self, sync, django_capture_on_commit_callbacks, queued_tasks
+    ):
+        dead = stale_run(sync)
+        live_sync = Sync.objects.create(name="Live", schedule_minutes=0)
+        live, _ = run_request(sync=live_sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        with django_capture_on_commit_callbacks(execute=True):
+            resumed = runs_recover()
+        dead.refresh_from_db()
+        assert dead.status == SyncRun.Status.ABANDONED
+        assert [(run.sync, run.trigger, run.status) for run in resumed] == [
+            (sync, SyncRun.Trigger.RETRY, SyncRun.Status.QUEUED)]
+        assert [(task["func"], task["args"]) for task in queued_tasks()] == [
+            ("syncapp.tasks.run_execute_task", (resumed[0].pk,))]
+        live.refresh_from_db()
+        assert live.status == SyncRun.Status.QUEUED
+        assert runs_recover() == []
+
+    def test_the_watchdog_abandons_the_run_of_a_paused_sync_without_resuming_it(self, sync):
+        dead = stale_run(sync)
+        sync.paused = True
+        sync.save()
+        assert runs_recover() == []
+        dead.refresh_from_db()
+        assert dead.status == SyncRun.Status.ABANDONED
+        assert SyncRun.objects.count() == 1
+
+    def test_the_watchdog_gives_up_on_a_sync_whose_runs_keep_dying_without_progress(self, sync):
+        for _ in range(RESUME_LIMIT - 1):
+            stale_run(sync)
+            (resumed,) = runs_recover()
+            SyncRun.objects.filter(pk=resumed.pk).delete()
+        last = stale_run(sync)
+        assert runs_recover() == []
+        last.refresh_from_db()
+        assert last.status == SyncRun.Status.ABANDONED
+        assert f"the last {RESUME_LIMIT} runs of this sync were abandoned before saving any progress" in last.error
+        # A request still starts a run, resuming from the checkpoint.
+        assert run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)[1]
+
+    def test_the_watchdog_keeps_resuming_runs_that_get_further_each_time(self, sync):
+        for _ in range(RESUME_LIMIT + 1):
+            dead = stale_run(sync)
+            SyncRun.objects.filter(pk=dead.pk).update(read_count=100)
+            (resumed,) = runs_recover()
+            SyncRun.objects.filter(pk=resumed.pk).delete()
+
+
+class TestDeliveredAgain:
+    def test_a_queued_run_is_executed(self, sync, world):
+        world.add("1", email="a@example.com")
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        assert run_execute_delivered(run_id=run.pk, provider_for=world.provider_for).status == "succeeded"
+
+    def test_a_finished_run_is_left_alone(self, sync, world):
+        world.add("1", email="a@example.com")
+        run = execute(sync, world)
+        again = run_execute_delivered(run_id=run.pk, provider_for=world.provider_for)
+        assert (again.pk, again.status) == (run.pk, SyncRun.Status.SUCCEEDED)
+        assert SyncRun.objects.count() == 1 and len(world.upsert_calls) == 1
+
+    def test_a_run_a_live_worker_holds_is_left_alone(self, sync, world):
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING, heartbeat_at=Now())
+        again = run_execute_delivered(run_id=run.pk, provider_for=world.provider_for)
+        assert (again.pk, again.status) == (run.pk, SyncRun.Status.RUNNING)
+        assert SyncRun.objects.count() == 1
+
+    @pytest.mark.parametrize("status", [SyncRun.Status.RUNNING, SyncRun.Status.QUEUED])
+    def test_a_run_whose_worker_died_is_resumed_here_and_now(self, sync, world, status):
+        world.add("1", email="a@example.com")
+        dead = stale_run(sync, status=status)
+        resumed = run_execute_delivered(run_id=dead.pk, provider_for=world.provider_for)
+        dead.refresh_from_db()
+        if status == SyncRun.Status.QUEUED:
+            # Never taken by a worker: this delivery simply executes it.
+            assert (resumed.pk, resumed.status) == (dead.pk, SyncRun.Status.SUCCEEDED)
+        else:
+            assert dead.status == SyncRun.Status.ABANDONED
+            assert (resumed.trigger, resumed.status) == (SyncRun.Trigger.RETRY, SyncRun.Status.SUCCEEDED)
+        assert world.members.keys() == {"a@example.com"}

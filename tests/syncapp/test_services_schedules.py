@@ -1,10 +1,17 @@
 """Each sync's schedule follows its settings; scheduled tasks request and execute runs."""
 import pytest
+from django.core.management import call_command
 from django_q.models import Schedule
 
 from syncapp import queue
 from syncapp.models import SyncRun
-from syncapp.services.schedules import schedule_name, sync_schedule_delete, sync_schedule_save
+from syncapp.services.schedules import (
+    SCHEDULED_RUN_TASK,
+    WATCHDOG_SCHEDULE,
+    schedule_name,
+    sync_schedule_delete,
+    sync_schedule_save,
+)
 from syncapp.tasks import run_execute_task, run_scheduled_task
 from tests.syncapp.fake_providers import World, fake_workspace
 
@@ -34,7 +41,7 @@ class TestScheduleSave:
         sync_schedule_save(sync=sync)
         sync.schedule_minutes = 60
         sync_schedule_save(sync=sync)
-        assert Schedule.objects.count() == 1
+        assert Schedule.objects.filter(func=SCHEDULED_RUN_TASK).count() == 1
         assert schedule_of(sync).minutes == 60
 
     def test_saving_unchanged_settings_keeps_the_next_run(self, sync):
@@ -56,12 +63,26 @@ class TestScheduleSave:
         sync.schedule_minutes = 5
         sync_schedule_save(sync=sync)
         sync_schedule_delete(sync=sync)
-        assert not Schedule.objects.exists()
+        assert not Schedule.objects.filter(func=SCHEDULED_RUN_TASK).exists()
 
     def test_an_interval_the_queue_cannot_hold_is_refused(self, sync):
         sync.schedule_minutes = queue.MAX_SCHEDULE_MINUTES + 1
         with pytest.raises(ValueError, match="between 1 and 32767 minutes"):
             sync_schedule_save(sync=sync)
+
+
+class TestWatchdogSchedule:
+    def test_migrate_schedules_the_watchdog_every_minute_once(self):
+        watchdog = Schedule.objects.get(name=WATCHDOG_SCHEDULE)
+        assert (watchdog.func, watchdog.args, watchdog.schedule_type, watchdog.minutes, watchdog.repeats) == (
+            "syncapp.tasks.runs_recover_task", "()", Schedule.MINUTES, 1, -1)
+        call_command("migrate", verbosity=0)
+        assert Schedule.objects.get(name=WATCHDOG_SCHEDULE).next_run == watchdog.next_run
+
+    def test_a_watchdog_schedule_deleted_by_hand_comes_back_with_the_next_migrate(self):
+        Schedule.objects.filter(name=WATCHDOG_SCHEDULE).delete()
+        call_command("migrate", verbosity=0)
+        assert Schedule.objects.filter(name=WATCHDOG_SCHEDULE).count() == 1
 
 
 class TestTasks:
