@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -100,11 +101,41 @@ def run_resume(*, sync: Sync, enqueue: bool = True) -> SyncRun | None:
         return _queue(sync=sync, trigger=SyncRun.Trigger.RETRY, user=None, enqueue=enqueue)
 
 
-def runs_recover() -> list[SyncRun]:
+def runs_recover(*, sleep: Callable[[float], None] = time.sleep) -> list[SyncRun]:
     """Resume every run whose lease expired, whatever its sync's schedule (the watchdog task).
 
-    Return the runs requested; each is executed by a worker.
+    A running run that missed two renewals of its lease has a dead or stopped worker (a
+    live one fences itself by then, see tracker.RunLease). Rather than leave it to the
+    next tick, a minute or more away, wait here until its lease expires and resume it
+    then: a run is resumed within SYNC_RUN_STALE_SECONDS and one scheduler tick of its
+    worker's death instead of two. Return the runs requested; each is executed by a worker.
     """
+    resumed = _resume_expired()
+    wait = _until_silent_leases_expire()
+    if wait is not None:
+        sleep(wait)
+        resumed += _resume_expired()
+    return resumed
+
+
+def _until_silent_leases_expire() -> float | None:
+    """Return the seconds until every silent run's lease has expired; None when no run is silent.
+
+    Measured by the database's clock, as the lease is kept.
+    """
+    stale = settings.SYNC_RUN_STALE_SECONDS
+    latest = (SyncRun.objects.filter(status=SyncRun.Status.RUNNING,
+                                     heartbeat_at__lt=Now() - timedelta(seconds=stale / 2))
+              .exclude(lease_expired()).annotate(now=Now()).order_by("-heartbeat_at")
+              .values_list("heartbeat_at", "now").first())
+    if latest is None:
+        return None
+    heartbeat, now = latest
+    # A second more, so that the lease has expired by the database's clock when we look again.
+    return max(0.0, stale - (now - heartbeat).total_seconds()) + 1.0
+
+
+def _resume_expired() -> list[SyncRun]:
     expired = SyncRun.objects.filter(lease_expired(), status__in=SyncRun.ACTIVE).values("sync_id")
     resumed = []
     for sync in Sync.objects.filter(pk__in=expired):

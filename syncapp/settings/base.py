@@ -191,11 +191,13 @@ else:
     }
 
 # A run's lease: a run whose worker has not renewed it for this long, by the database's
-# clock, is taken as abandoned and resumed by another. The worker renews it every
-# quarter of this and stops writing after half of it without a renewal, so half of it
-# must exceed the time a write already sent may take to land: up to the connect and read
-# timeouts of the slowest provider call, 125 s for a Mailchimp batch.
-SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=300)
+# clock, is taken as abandoned and resumed by another. The worker renews it from a
+# thread every quarter of this, whatever the run waits for, so a slow write keeps it; a
+# worker that could not renew for half of it (paused, cut off from the database) stops
+# before its next write. The other half is the margin for a write already on the wire
+# then to land. The watchdog resumes an abandoned run within this and one scheduler tick
+# (30 to 90 s): 90 s keeps recovery under two and a half minutes.
+SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=90)
 
 # Hosts that outbound requests (connections.http) may reach even though they resolve to
 # loopback or private addresses, and the only hosts spoken to over plain http: the

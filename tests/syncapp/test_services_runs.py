@@ -1,4 +1,5 @@
 """Requesting and executing runs: one at a time per sync, resumable, honest about failure."""
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -305,6 +306,37 @@ class TestRecovery:
             SyncRun.objects.filter(pk=dead.pk).update(read_count=100)
             (resumed,) = runs_recover()
             SyncRun.objects.filter(pk=resumed.pk).delete()
+
+
+    def test_the_watchdog_waits_for_a_silent_runs_lease_to_expire_and_resumes_it_then(self, sync, settings):
+        settings.SYNC_RUN_STALE_SECONDS = 4
+        silent, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        # Two renewals missed (a live worker renews every second here), the lease not yet expired.
+        SyncRun.objects.filter(pk=silent.pk).update(status=SyncRun.Status.RUNNING,
+                                                    heartbeat_at=Now() - timedelta(seconds=2.5))
+        waits = []
+
+        def sleep(seconds):
+            waits.append(seconds)
+            time.sleep(seconds)
+
+        (resumed,) = runs_recover(sleep=sleep)
+        silent.refresh_from_db()
+        assert silent.status == SyncRun.Status.ABANDONED
+        assert resumed.trigger == SyncRun.Trigger.RETRY
+        # Until the lease expires by the database's clock (1.5 s), and a second more; never a whole lease.
+        assert len(waits) == 1 and 1.0 < waits[0] <= 3.0
+
+    def test_the_watchdog_does_not_wait_for_runs_that_renew_their_lease(self, sync, settings):
+        settings.SYNC_RUN_STALE_SECONDS = 60
+        live, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+        SyncRun.objects.filter(pk=live.pk).update(status=SyncRun.Status.RUNNING,
+                                                  heartbeat_at=Now() - timedelta(seconds=14))
+        waits = []
+        assert runs_recover(sleep=waits.append) == []
+        assert waits == []
+        live.refresh_from_db()
+        assert live.status == SyncRun.Status.RUNNING
 
 
 class TestDeliveredAgain:
