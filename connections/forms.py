@@ -10,6 +10,7 @@ from connections.models import Connection
 from connections.registry import provider_choices
 from connections.services import SECRET_FIELDS
 from connections.validators import validate_public_base_url
+from syncapp.security.inputs import JSONInputField
 
 # As written mid-sentence; capfirst() makes the field labels.
 SECRET_LABELS = {
@@ -70,8 +71,11 @@ class ConnectionForm(forms.ModelForm):
         max_length=300,
         assume_scheme="https",
         widget=forms.URLInput(attrs={"class": "vURLField"}),
-        validators=[validate_public_base_url],
         help_text=Connection._meta.get_field("base_url").help_text,
+    )
+    settings = JSONInputField(
+        required=False,
+        help_text='A JSON object of the provider\'s settings, e.g. {"list_id": "abc123"} for Mailchimp.',
     )
     new_api_key = _secret_input("api_key")
     clear_api_key = _clear_box("api_key")
@@ -91,6 +95,24 @@ class ConnectionForm(forms.ModelForm):
             if field is not None:
                 is_set = bool(self.instance.pk and getattr(self.instance, name))
                 field.help_text = "Set. Leave empty to keep it." if is_set else "Not set."
+
+    def clean_base_url(self) -> str:
+        # Here rather than among the field's validators, which run on input that is not a
+        # URL at all ("[]" takes urlsplit for an IPv6 host and it raises).
+        base_url = self.cleaned_data["base_url"]
+        validate_public_base_url(base_url)
+        return base_url
+
+    def clean_settings(self) -> dict[str, Any]:
+        settings = self.cleaned_data["settings"]
+        if settings is None:
+            # Left empty, or typed as null: no settings.
+            return {}
+        if not isinstance(settings, dict):
+            raise forms.ValidationError(
+                'Enter the settings as a JSON object, e.g. {"list_id": "abc123"}.', code="not_an_object"
+            )
+        return settings
 
     def clean(self):
         cleaned = super().clean()

@@ -5,6 +5,7 @@ from django.contrib import admin
 from mappings.models import FieldMapping
 from mappings.transforms import TRANSFORMS, transform_spec_errors
 from syncapp.models.hub import HUB_FIELDS
+from syncapp.security.admin_input import CheckedInlineMixin
 from syncapp.services.syncs import mapping_delete, mapping_save
 
 ATTRIBUTE_PREFIX = "attributes."
@@ -37,10 +38,12 @@ class FieldMappingForm(forms.ModelForm):
         return transforms
 
 
-class FieldMappingInline(admin.TabularInline):
+class FieldMappingInline(CheckedInlineMixin, admin.TabularInline):
     model = FieldMapping
     form = FieldMappingForm
     extra = 0
+    # Every hub field for each of a few systems, with room for custom attributes.
+    max_num = 200
     fields = [
         "connection",
         "external_field",

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from mappings.admin import FieldMappingInline
 from mappings.models import FieldMapping
 from syncapp.models import RecordError, Sync, SyncConnection, SyncRun
+from syncapp.security.admin_input import CheckedInlineMixin
 from syncapp.services.syncs import (
     endpoint_delete,
     endpoint_save,
@@ -45,9 +46,11 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class SyncConnectionInline(admin.TabularInline):
+class SyncConnectionInline(CheckedInlineMixin, admin.TabularInline):
     model = SyncConnection
     extra = 0
+    # A sync spans a handful of systems.
+    max_num = 20
     fields = ["connection", "read", "write", "cursor", "cursor_updated_at"]
     readonly_fields = ["cursor", "cursor_updated_at"]
     verbose_name = "endpoint"

@@ -7,7 +7,9 @@ handed out.
 """
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +143,26 @@ def sandbox_seed(*, control: SandboxControl, contacts: int, hostile: bool) -> di
     return {"existing": existing, "seeded": reply.get("hubspot_contacts", 0), "hostile": reply.get("hostile_contacts", 0)}
 
 
+class LoginsFileError(Exception):
+    """The logins file cannot be read or written."""
+
+
 def read_logins(path: Path) -> dict[str, str]:
-    """Return username -> password from a logins file written by `write_logins`."""
+    """Return username -> password from a logins file written by `write_logins`.
+
+    Raise LoginsFileError if `path` is there but cannot be read as one.
+    """
     if not path.exists():
         return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise LoginsFileError(_logins_file_problem(path, error)) from None
+    except UnicodeDecodeError:
+        raise LoginsFileError(f"Cannot use {path} as the logins file: it is not a logins file written by "
+                              "seed_demo (not UTF-8 text).") from None
     logins = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         name, separator, password = line.partition("=")
         if separator and not line.startswith("#"):
             logins[name.strip()] = password.strip()
@@ -154,33 +170,58 @@ def read_logins(path: Path) -> dict[str, str]:
 
 
 def write_logins(path: Path, logins: list[DemoLogin]) -> None:
-    """Write the logins as `username=password` lines, readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the logins as `username=password` lines, readable by the owner only.
+
+    The file is replaced whole or not at all. Raise LoginsFileError if it cannot be written.
+    """
     lines = ["# Syncapp demo logins, written by `manage.py seed_demo`. Keep this file private."]
     lines += [f"# {login.username}: {login.role}" for login in logins]
     lines += [f"{login.username}={login.password}" for login in logins]
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp creates the file readable by the owner only.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+        raise LoginsFileError(_logins_file_problem(path, error)) from None
 
 
-def demo_users_ensure(*, known_passwords: Mapping[str, str]) -> list[DemoLogin]:
-    """Create or update one user per role; keep known passwords, generate the others."""
-    logins = []
+def _logins_file_problem(path: Path, error: OSError) -> str:
+    # mkdir says "File exists" of a parent that is a file.
+    reason = "Not a directory" if isinstance(error, FileExistsError) else error.strerror
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+    return f"Cannot use {path} as the logins file: {reason}{where}."
+
+
+def demo_logins_plan(*, known_passwords: Mapping[str, str]) -> list[DemoLogin]:
+    """Return one login per demo user: the known password, or a new one. Changes nothing."""
+    return [
+        DemoLogin(username=username, role=role or "Superuser",
+                  password=known_passwords.get(username) or secrets.token_urlsafe(15))
+        for username, role in DEMO_USERS.items()
+    ]
+
+
+def demo_users_ensure(*, logins: list[DemoLogin]) -> None:
+    """Create or update one user per login, with its password and its role's group."""
     with transaction.atomic():
-        for username, role in DEMO_USERS.items():
-            user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+        for login in logins:
+            role = DEMO_USERS[login.username]
+            user, _ = User.objects.get_or_create(username=login.username,
+                                                 defaults={"email": f"{login.username}@example.com"})
             user.is_active = True
             # Staff so that the admin pages open; what each user may do there comes
             # from the role group's permissions.
             user.is_staff = True
             user.is_superuser = role is None
-            password = known_passwords.get(username) or secrets.token_urlsafe(15)
-            user.set_password(password)
+            user.set_password(login.password)
             user.save()
             user.groups.set([Group.objects.get(name=role)] if role else [])
-            logins.append(DemoLogin(username=username, role=role or "Superuser", password=password))
-    return logins
 
 
 def _connection_ensure(*, name: str, fields: dict[str, Any], user: User) -> Connection:

@@ -1,1 +1,2 @@
-"""Web-facing hardening: the Content Security Policy, login throttling, safe error reports."""
+"""Hardening: the Content Security Policy, login throttling, safe error reports, bad input
+refused without a server error, and private database files."""

@@ -242,6 +242,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "redact_secrets": {"()": "connections.redaction.RedactSecretsFilter"},
+        "client_error_without_traceback": {"()": "syncapp.security.logs.ClientErrorWithoutTraceback"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
     },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -249,13 +250,13 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["redact_secrets"],
+            "filters": ["client_error_without_traceback", "redact_secrets"],
         },
         # Error mails to ADMINS; their body comes from syncapp.security.reporting.
         "mail_admins": {
             "level": "ERROR",
             "class": "django.utils.log.AdminEmailHandler",
-            "filters": ["require_debug_false", "redact_secrets"],
+            "filters": ["require_debug_false", "client_error_without_traceback", "redact_secrets"],
         },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},

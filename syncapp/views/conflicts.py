@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from syncapp.filters import ConflictFilter
 from syncapp.models import Conflict, Sync
 from syncapp.models.hub import hub_field_label
+from syncapp.security.inputs import BoundedModelMultipleChoiceField
 from syncapp.selectors import conflict_list, contact_recent_events
 from syncapp.services.conflicts import (
     KEEP_HUB,
@@ -87,7 +88,7 @@ class ResolveForm(forms.Form):
 class BulkResolveForm(ResolveForm):
     """The same decision for every selected conflict."""
 
-    conflicts = forms.ModelMultipleChoiceField(
+    conflicts = BoundedModelMultipleChoiceField(
         queryset=Conflict.objects.all(),
         error_messages={"required": "Select the conflicts to resolve."},
     )

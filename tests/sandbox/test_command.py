@@ -2,6 +2,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
+from sandbox.app import DATABASE_NAME
 from sandbox.launcher import SandboxProcess, SandboxStartError
 
 
@@ -17,6 +18,23 @@ from sandbox.launcher import SandboxProcess, SandboxStartError
 def test_bad_options_stop_the_command_with_a_clear_error(tmp_path, options, complaint):
     with pytest.raises(CommandError, match=complaint):
         call_command("sandbox", "--data-dir", str(tmp_path), *options)
+
+
+@pytest.mark.parametrize("make_data_dir, complaint", [
+    # A parent that is a file: as unusable as one the user may not write to.
+    (lambda tmp: tmp / "a-file" / "sandbox", "Not a directory"),
+    (lambda tmp: tmp / "a-file", "File exists"),
+    (lambda tmp: tmp / "corrupt", "file is not a database"),
+])
+def test_a_data_dir_that_cannot_hold_the_database_is_a_clear_error(tmp_path, make_data_dir, complaint):
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / DATABASE_NAME).write_bytes(b"not a database" * 100)
+    data_dir = make_data_dir(tmp_path)
+
+    with pytest.raises(CommandError, match=f"cannot use --data-dir {data_dir}: .*{complaint}") as caught:
+        call_command("sandbox", "--data-dir", str(data_dir), "--addr", "127.0.0.1:0")
+    assert "\n" not in str(caught.value)
 
 
 def test_an_address_in_use_is_a_clear_error(tmp_path, sandbox_process):

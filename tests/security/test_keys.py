@@ -3,6 +3,9 @@ every one of them to the current key, so the old key can then be dropped."""
 import base64
 import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -16,6 +19,8 @@ from connections.keys import secret_fields, secrets_rotate
 from connections.models import Connection
 
 pytestmark = pytest.mark.django_db
+
+REPO = Path(__file__).resolve().parent.parent.parent
 
 OLD_SALT, NEW_SALT = "old-salt-4b1f", "new-salt-93ce"
 OLD_KEY, NEW_KEY = "old-secret-key-" + "a" * 40, "new-secret-key-" + "b" * 40
@@ -173,3 +178,27 @@ def test_the_dry_run_flag_of_the_command(old_keys):
     old_keys.SALT_KEY = [NEW_SALT]
     with pytest.raises(DecryptionError):
         Connection.objects.get(name="HubSpot")
+
+
+@pytest.mark.parametrize("salt_key", ["", ",", " "])
+@pytest.mark.parametrize("command", [["rotate_encryption_keys", "--dry-run"], ["check"]])
+def test_an_empty_salt_stops_a_command_with_one_clear_error(salt_key, command, tmp_path):
+    environment = {**os.environ, "SALT_KEY": salt_key, "DJANGO_SETTINGS_MODULE": "syncapp.settings",
+                   "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}"}
+    result = subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=environment,
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "SALT_KEY is empty" in result.stderr
+
+
+@pytest.mark.parametrize("salts", [[], ["old-salt-4b1f", ""]])
+def test_rotation_called_with_an_empty_salt_changes_nothing(settings, salts):
+    connection = make(api_key=SECRETS["api_key"])
+    stored = raw(connection.pk, "api_key")
+    settings.SALT_KEY = salts
+
+    with pytest.raises(CommandError, match="SALT_KEY is empty"):
+        call_command("rotate_encryption_keys", stdout=io.StringIO())
+    assert raw(connection.pk, "api_key") == stored

@@ -257,3 +257,53 @@ def test_an_audience_without_a_company_field_leaves_company_unmapped():
     assert workspace.skipped_fields == ["COMPANY"]
     assert not FieldMapping.objects.filter(hub_field="company").exists()
     assert FieldMapping.objects.count() == len(EXPECTED_MAPPINGS) - 2
+
+
+def test_a_logins_file_that_cannot_be_written_stops_before_any_password_changes(sandbox, logins_file, tmp_path):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
+    handed_out = read_logins(logins_file)
+    contacts_before = sandbox_contact_count(sandbox)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    with pytest.raises(CommandError, match="Cannot use .*a-file/logins.txt as the logins file") as caught:
+        seed_demo(sandbox.url, blocker / "logins.txt", "--contacts", "10")
+
+    assert "\n" not in str(caught.value)
+    for username, password in handed_out.items():
+        assert authenticate(username=username, password=password) is not None, username
+    assert sandbox_contact_count(sandbox) == contacts_before
+
+
+@pytest.mark.parametrize("make_file, complaint", [
+    (lambda path: path.mkdir(), "Is a directory"),
+    (lambda path: path.write_bytes(b"admin=\xff\xfe\n"), "not a logins file written by seed_demo"),
+])
+def test_a_logins_file_that_cannot_be_read_is_a_clear_error(tmp_path, make_file, complaint):
+    logins_file = tmp_path / "logins"
+    make_file(logins_file)
+
+    with pytest.raises(CommandError, match=complaint):
+        seed_demo("http://127.0.0.1:9", logins_file)
+    assert not User.objects.exists()
+
+
+def test_the_root_directory_as_logins_file_is_a_clear_error():
+    with pytest.raises(CommandError, match="Cannot use / as the logins file: Is a directory"):
+        seed_demo("http://127.0.0.1:9", "/")
+    assert not User.objects.exists()
+
+
+def test_the_passwords_are_written_down_before_they_are_set(sandbox, logins_file):
+    """A run that fails after the users were touched leaves logins that still work."""
+    with pytest.raises(CommandError, match="Cannot reach the sandbox"):
+        seed_demo("http://127.0.0.1:9", logins_file)
+    written = read_logins(logins_file)
+    assert set(written) == {"admin", "marketer", "reviewer", "compliance"}
+    assert stat.S_IMODE(logins_file.stat().st_mode) == 0o600
+
+    seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
+
+    assert read_logins(logins_file) == written
+    for username, password in written.items():
+        assert authenticate(username=username, password=password) is not None, username

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from connections.fields import DecryptionError
 from connections.keys import secrets_rotate
+from syncapp.security.checks import encryption_settings_problem
 
 
 class Command(BaseCommand):
@@ -19,6 +20,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        # The system checks say so too, but call_command() skips them.
+        if problem := encryption_settings_problem():
+            raise CommandError(problem)
         try:
             report = secrets_rotate(dry_run=options["dry_run"])
         except DecryptionError as error:

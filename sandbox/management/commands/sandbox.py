@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sandbox.app import (
+    DATABASE_NAME,
     DEFAULT_HUBSPOT_RATE_LIMIT,
     DEFAULT_HUBSPOT_SEARCH_RATE_LIMIT,
     DEFAULT_HUBSPOT_TOKEN,
@@ -71,8 +73,13 @@ class Command(BaseCommand):
         except ValueError as error:
             raise CommandError(str(error)) from None
         data_dir: Path = options["data_dir"]
-        data_dir.mkdir(parents=True, exist_ok=True)
-        app = SandboxApp(data_dir, sandbox_settings)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            app = SandboxApp(data_dir, sandbox_settings)
+        except OSError as error:
+            raise CommandError(f"cannot use --data-dir {data_dir}: {error.strerror or error}") from None
+        except sqlite3.Error as error:
+            raise CommandError(f"cannot use --data-dir {data_dir}: {data_dir / DATABASE_NAME}: {error}") from None
         try:
             server = make_server(app, host=host.strip("[]"), port=int(port), threads=options["threads"])
         except OSError as error:

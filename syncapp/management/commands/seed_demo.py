@@ -14,15 +14,18 @@ from connections.fields import DecryptionError
 from connections.providers.base import ProviderError
 from syncapp.demo import (
     ADMIN_USERNAME,
+    LoginsFileError,
     SandboxControl,
     SandboxError,
     demo_conflicts_plant,
+    demo_logins_plan,
     demo_users_ensure,
     demo_workspace_build,
     read_logins,
     sandbox_seed,
     write_logins,
 )
+from syncapp.security.checks import encryption_settings_problem
 
 
 class Command(BaseCommand):
@@ -51,6 +54,16 @@ class Command(BaseCommand):
             raise CommandError(f"--sandbox-url must be an http(s) URL such as http://127.0.0.1:8765, not {sandbox_url!r}")
         if options["contacts"] < 0:
             raise CommandError("--contacts must not be negative")
+        if problem := encryption_settings_problem():
+            raise CommandError(problem)
+        logins_file: Path = options["logins_file"]
+        try:
+            logins = demo_logins_plan(known_passwords=read_logins(logins_file))
+            # Written down before any user gets them: a run that fails later on leaves
+            # passwords that are either unchanged or in the file.
+            write_logins(logins_file, logins)
+        except LoginsFileError as error:
+            raise CommandError(str(error)) from None
         control = SandboxControl(sandbox_url)
         try:
             info = control.info()
@@ -61,9 +74,7 @@ class Command(BaseCommand):
         if not list_id:
             raise CommandError(f"The sandbox at {sandbox_url} names no Mailchimp audience in GET /_sandbox/info.")
 
-        logins_file: Path = options["logins_file"]
-        logins = demo_users_ensure(known_passwords=read_logins(logins_file))
-        write_logins(logins_file, logins)
+        demo_users_ensure(logins=logins)
         admin = User.objects.get(username=ADMIN_USERNAME)
         try:
             workspace = demo_workspace_build(sandbox_url=sandbox_url, list_id=list_id, user=admin)
