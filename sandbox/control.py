@@ -8,18 +8,22 @@ GET    /_sandbox/info
 POST   /_sandbox/seed
     `{"hubspot_contacts": N, "mailchimp_members": M, "hostile": false, "random_seed": null}`
     Add N realistic HubSpot contacts and M Mailchimp members (see `sandbox.seed`), plus
-    the shared hostile records in HubSpot with `hostile`. Replies with the counts.
+    the shared hostile records in HubSpot with `hostile`. Replies with the counts, and
+    `hubspot_refused`: `[{email, message}]` for contacts HubSpot would refuse (an address
+    a live contact holds already, in any letter case).
 POST   /_sandbox/faults
     `{"provider": "hubspot"|"mailchimp"|"all", "rate": 0.2, "statuses": [429, 500, 502, 503],
-    "latency_ms": 0, "reset_rate": 0.0, "expire_tokens": false, "count": null,
-    "retry_after": null, "after_write": false, "random_seed": null}`
+    "latency_ms": 0, "reset_rate": 0.0, "lost_reply_rate": 0.0, "expire_tokens": false,
+    "count": null, "retry_after": null, "after_write": false, "random_seed": null}`
     Replace the provider's fault plan. Each request then waits `latency_ms`, and is
     dropped without a reply with probability `reset_rate`, or answered with one of
     `statuses` (in the provider's own shape; 502-504 as a gateway's HTML page) with
-    probability `rate`. `expire_tokens` answers every request with the provider's 401
-    for expired credentials. `count` caps how many faults are injected (latency goes
-    on). `retry_after` adds that Retry-After header to injected 429s. `after_write`
-    carries the request out first and injects the fault in place of its reply.
+    probability `rate`, or carried out and its reply then lost (the connection dropped,
+    or a gateway's 504) with probability `lost_reply_rate`. `expire_tokens` answers
+    every request with the provider's 401 for expired credentials. `count` caps how many
+    faults are injected (latency goes on). `retry_after` adds that Retry-After header to
+    injected 429s. `after_write` carries the request out first and injects any fault in
+    place of its reply.
 GET    /_sandbox/faults       The plans in force, with how many faults each injected.
 DELETE /_sandbox/faults       Clear every plan.
 GET    /_sandbox/stats

@@ -1,4 +1,5 @@
-"""Faults injected at runtime into the emulated APIs: error statuses, latency, resets, expired tokens."""
+"""Faults injected at runtime into the emulated APIs: error statuses, latency, resets, lost
+replies, expired tokens."""
 from __future__ import annotations
 
 import random
@@ -8,6 +9,9 @@ from typing import Any
 
 PROVIDERS = ("hubspot", "mailchimp")
 INJECTABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# How a reply is lost after the request was carried out: the connection drops, or a
+# gateway in front of the provider gives up waiting (the change is made all the same).
+LOST_REPLIES = (("reset", 0), ("status", 504))
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class FaultPlan:
     statuses: list[int] = field(default_factory=lambda: [429, 500, 502, 503])
     latency_ms: int = 0
     reset_rate: float = 0.0
+    lost_reply_rate: float = 0.0
     expire_tokens: bool = False
     count: int | None = None
     retry_after: int | None = None
@@ -53,13 +58,13 @@ def parse_plan(body: Any) -> tuple[list[str], FaultPlan]:
     if provider not in (*PROVIDERS, "all"):
         raise ValueError("provider must be hubspot, mailchimp or all")
     plan = FaultPlan()
-    for name in ("rate", "reset_rate"):
+    for name in ("rate", "reset_rate", "lost_reply_rate"):
         value = body.get(name, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ValueError(f"{name} must be a number between 0 and 1")
         setattr(plan, name, float(value))
-    if plan.rate + plan.reset_rate > 1:
-        raise ValueError("rate and reset_rate together must not exceed 1")
+    if plan.rate + plan.reset_rate + plan.lost_reply_rate > 1:
+        raise ValueError("rate, reset_rate and lost_reply_rate together must not exceed 1")
     statuses = body.get("statuses", plan.statuses)
     if (not isinstance(statuses, list) or not statuses
             or not all(isinstance(status, int) and status in INJECTABLE_STATUSES for status in statuses)):
@@ -114,19 +119,23 @@ class FaultInjector:
                 return 0, None, False
             if plan.exhausted():
                 return plan.latency_ms, None, False
-            fault = self._choose(plan, self._random[provider])
+            fault, after_request = self._choose(plan, self._random[provider])
             if fault is not None:
                 plan.injected += 1
-            return plan.latency_ms, fault, plan.after_write
+            return plan.latency_ms, fault, plan.after_write or after_request
 
     @staticmethod
-    def _choose(plan: FaultPlan, rng: random.Random) -> Fault | None:
+    def _choose(plan: FaultPlan, rng: random.Random) -> tuple[Fault | None, bool]:
+        """Return the fault for one request, and whether it comes after the request is carried out."""
         if plan.expire_tokens:
-            return Fault("expired_token", 401)
+            return Fault("expired_token", 401), False
         roll = rng.random()
         if roll < plan.reset_rate:
-            return Fault("reset")
+            return Fault("reset"), False
         if roll < plan.reset_rate + plan.rate:
             status = rng.choice(plan.statuses)
-            return Fault("status", status, plan.retry_after if status == 429 else None)
-        return None
+            return Fault("status", status, plan.retry_after if status == 429 else None), False
+        if roll < plan.reset_rate + plan.rate + plan.lost_reply_rate:
+            kind, status = rng.choice(LOST_REPLIES)
+            return Fault(kind, status), True
+        return None, False

@@ -16,6 +16,8 @@ def test_a_plan_for_all_providers_targets_both():
     ({"rate": 1.5}, "rate"),
     ({"rate": "0.2"}, "rate"),
     ({"rate": 0.7, "reset_rate": 0.5}, "together"),
+    ({"rate": 0.5, "reset_rate": 0.25, "lost_reply_rate": 0.5}, "together"),
+    ({"lost_reply_rate": -0.1}, "lost_reply_rate"),
     ({"statuses": [418]}, "statuses"),
     ({"statuses": []}, "statuses"),
     ({"latency_ms": -1}, "latency_ms"),
@@ -47,6 +49,27 @@ def test_a_seeded_plan_repeats_the_same_faults():
     first.configure(*parse_plan(plan))
     second.configure(*parse_plan(plan))
     assert draws(first, "mailchimp", 100) == draws(second, "mailchimp", 100)
+
+
+def test_lost_replies_come_after_the_request_as_a_dropped_connection_or_a_gateway_timeout():
+    injector = FaultInjector()
+    injector.configure(*parse_plan({"provider": "mailchimp", "lost_reply_rate": 1.0, "random_seed": 5}))
+    outcomes = [injector.draw("mailchimp") for _ in range(40)]
+    assert {fault for _, fault, _ in outcomes} == {Fault("reset"), Fault("status", 504)}
+    assert all(after for _, _, after in outcomes)
+
+
+def test_a_mixed_plan_carries_out_only_the_requests_whose_reply_is_lost():
+    injector = FaultInjector()
+    injector.configure(*parse_plan({"provider": "hubspot", "rate": 0.25, "statuses": [429, 503],
+                                    "reset_rate": 0.25, "lost_reply_rate": 0.25, "random_seed": 11}))
+    outcomes = [injector.draw("hubspot") for _ in range(400)]
+    before = {fault for _, fault, after in outcomes if fault is not None and not after}
+    lost = {fault for _, fault, after in outcomes if after}
+    assert before == {Fault("reset"), Fault("status", 429), Fault("status", 503)}
+    assert lost == {Fault("reset"), Fault("status", 504)}
+    assert 50 <= sum(fault is None for _, fault, _ in outcomes) <= 150
+    assert injector.describe()["hubspot"]["injected"] == sum(fault is not None for _, fault, _ in outcomes)
 
 
 def test_count_caps_the_faults_but_not_the_latency():
