@@ -17,6 +17,9 @@ class FieldMapping(models.Model):
     connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="mappings")
     hub_field = models.CharField(max_length=100)
     external_field = models.CharField(max_length=200)
+    # The external field's type when the mapping was saved, from the connection's field
+    # catalog: a run that finds another type (or no field) pauses the sync.
+    external_type = models.CharField(max_length=50, blank=True)
     direction = models.CharField(max_length=4, choices=Direction.choices, default=Direction.BOTH)
     # Transform names applied in order on the way in, reversed on the way out
     # (see mappings.transforms.TRANSFORMS).
@@ -43,3 +46,20 @@ class FieldMapping(models.Model):
     @property
     def writes(self) -> bool:
         return self.direction in (self.Direction.OUT, self.Direction.BOTH)
+
+
+class FieldCatalog(models.Model):
+    """The fields one connection reported at its last discovery, cached for the editor.
+
+    `fields` holds `FieldInfo.as_dict()` rows (name, label, type, options, read_only,
+    calculated, required, max_length).
+    """
+
+    connection = models.OneToOneField("connections.Connection", on_delete=models.CASCADE, related_name="field_catalog")
+    fields = models.JSONField(default=list, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Why the last refresh failed (redacted), shown beside the cached fields.
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"Fields of {self.connection}"

@@ -51,7 +51,7 @@ class SyncConnectionInline(CheckedInlineMixin, admin.TabularInline):
     extra = 0
     # A sync spans a handful of systems.
     max_num = 20
-    fields = ["connection", "read", "write", "cursor", "cursor_updated_at"]
+    fields = ["connection", "read", "write", "new_member_status", "new_member_legal_basis", "cursor", "cursor_updated_at"]
     readonly_fields = ["cursor", "cursor_updated_at"]
     verbose_name = "endpoint"
     verbose_name_plural = "endpoints (connections this sync reads and writes)"
@@ -59,14 +59,14 @@ class SyncConnectionInline(CheckedInlineMixin, admin.TabularInline):
 
 @admin.register(Sync)
 class SyncAdmin(admin.ModelAdmin):
-    list_display = ["name", "endpoint_names", "schedule_minutes", "realtime", "paused", "last_run_status"]
-    list_filter = ["paused", "realtime"]
+    list_display = ["name", "endpoint_names", "schedule_minutes", "schedule_cron", "paused", "last_run_status"]
+    list_filter = ["paused"]
     search_fields = ["name"]
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "paused"]}),
-        ("Schedule", {"fields": ["schedule_minutes", "realtime"]}),
-        ("Behaviour", {"fields": ["batch_size", "delete_handling"]}),
+        (None, {"fields": ["name", "owner", "paused", "paused_reason"]}),
+        ("Schedule", {"fields": ["schedule_minutes", "schedule_cron"]}),
+        ("Behaviour", {"fields": ["batch_size", "delete_handling", "fix_email_typos"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     inlines = [SyncConnectionInline, FieldMappingInline]

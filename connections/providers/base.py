@@ -29,11 +29,49 @@ class ProviderConfig:
     budget_key: str = ""
 
 
+# The kinds of value a field holds, whatever each provider calls its types: the mapping
+# editor checks transforms and targets against these.
+FIELD_KINDS = ("text", "number", "date", "datetime", "birthday", "bool", "enum", "phone", "email", "consent",
+               "tags", "address", "url")
+
+
 @dataclass(frozen=True)
 class FieldInfo:
+    """One field a system reports through discovery."""
+
     name: str
     label: str
+    # The provider's own type name (HubSpot `string`, Mailchimp `text`...).
     type: str = "string"
+    # One of FIELD_KINDS.
+    kind: str = "text"
+    options: tuple[str, ...] = ()
+    read_only: bool = False
+    # Computed by the system from other values (HubSpot `calculated`): never written.
+    calculated: bool = False
+    required: bool = False
+    # The longest text the field holds, where the system says (Mailchimp `options.size`).
+    max_length: int | None = None
+
+    @property
+    def writable(self) -> bool:
+        return not (self.read_only or self.calculated)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "label": self.label, "type": self.type, "kind": self.kind,
+            "options": list(self.options), "read_only": self.read_only, "calculated": self.calculated,
+            "required": self.required, "max_length": self.max_length,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FieldInfo:
+        return cls(
+            name=str(data["name"]), label=str(data.get("label") or data["name"]), type=str(data.get("type") or ""),
+            kind=str(data.get("kind") or "text"), options=tuple(str(o) for o in data.get("options") or ()),
+            read_only=bool(data.get("read_only")), calculated=bool(data.get("calculated")),
+            required=bool(data.get("required")), max_length=data.get("max_length"),
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,10 @@ class OutgoingRecord:
     # "subscribed" may then reach an opted-out record, as the provider's
     # `explicit_opt_in_state` (Mailchimp: pending, which sends a confirmation email).
     explicit_opt_in: bool = False
+    # The email consent state to create the record with when it is new here: the hub's
+    # consent where known, else the sync's chosen new-member status (see
+    # `Provider.new_record_consent_states`). None: the record must not be created.
+    email_consent_if_new: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +193,10 @@ class Provider(ABC):
     # What a "subscribed" with `explicit_opt_in` turns an opted-out record into (None:
     # the provider cannot re-subscribe anyone; the record stays opted out).
     explicit_opt_in_state: ClassVar[str | None] = None
+    # The email consent states a marketer may choose for records created here while the
+    # hub does not know the person's consent (Mailchimp: pending, transactional,
+    # subscribed). Empty: the system has no subscription status to give.
+    new_record_consent_states: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ProviderConfig, http, *, fields: Sequence[str] = ()):
         self.config = config

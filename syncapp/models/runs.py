@@ -10,6 +10,8 @@ class SyncRun(models.Model):
         WEBHOOK = "webhook", "Webhook"
         RETRY = "retry", "Retry"
         COMMAND = "command", "Command line"
+        BACKFILL = "backfill", "Backfill of changed mappings"
+        FULL = "full", "Full resync"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -19,6 +21,7 @@ class SyncRun(models.Model):
         FAILED = "failed", "Failed"
         ABANDONED = "abandoned", "Abandoned (worker died)"
         SKIPPED = "skipped", "Skipped (another run in progress)"
+        PAUSED = "paused", "Paused (a mapped field changed)"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     COUNT_FIELDS = (
@@ -29,6 +32,7 @@ class SyncRun(models.Model):
         "pushed_count",
         "conflict_count",
         "failed_count",
+        "warning_count",
     )
 
     sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="runs")
@@ -47,6 +51,12 @@ class SyncRun(models.Model):
     pushed_count = models.PositiveIntegerField(default=0)
     conflict_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
+    # Records that synced without one field (a record error of severity warning).
+    warning_count = models.PositiveIntegerField(default=0)
+    # Read every record again rather than the changes since the cursors (full resync,
+    # backfill); `backfill_fields` names the hub fields a backfill is for.
+    full_read = models.BooleanField(default=False)
+    backfill_fields = models.JSONField(default=list, blank=True)
     # Connection name -> number of HTTP requests made, retries included.
     api_calls = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
@@ -93,11 +103,17 @@ class SyncRun(models.Model):
 
 
 class RecordError(models.Model):
+    class Severity(models.TextChoices):
+        ERROR = "error", "Error"
+        # The record synced without one field: not a failed record.
+        WARNING = "warning", "Warning"
+
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="record_errors")
     connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="record_errors")
     contact = models.ForeignKey("syncapp.Contact", null=True, blank=True, on_delete=models.SET_NULL)
     external_id = models.CharField(max_length=200, blank=True)
     error_class = models.CharField(max_length=100)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.ERROR)
     # Already redacted: never a credential, and cut to a readable length.
     message = models.TextField()
     retriable = models.BooleanField(default=False)

@@ -1,4 +1,5 @@
 """A sync: a named plan that keeps contacts identical across two or more connections."""
+from django.conf import settings
 from django.db import models
 
 
@@ -10,12 +11,25 @@ class Sync(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     connections = models.ManyToManyField("connections.Connection", through="SyncConnection", related_name="syncs")
-    # Minutes between scheduled runs; 0 turns the schedule off.
+    # Minutes between scheduled runs; 0 turns the schedule off. A cron expression, when
+    # set, takes its place.
     schedule_minutes = models.PositiveIntegerField(default=15)
-    realtime = models.BooleanField(default=False)
+    schedule_cron = models.CharField(
+        max_length=100, blank=True, help_text="minute hour day-of-month month day-of-week, e.g. 0 6 * * 1-5"
+    )
     batch_size = models.PositiveIntegerField(null=True, blank=True, help_text="Leave empty for each provider's maximum.")
     delete_handling = models.CharField(max_length=10, choices=DeleteHandling.choices, default=DeleteHandling.IGNORE)
     paused = models.BooleanField(default=False)
+    # Why the engine paused the sync itself (a mapped field changed in a system); empty
+    # when a person paused it. Shown on the sync page and the dashboard until resumed.
+    paused_reason = models.TextField(blank=True)
+    # Who hears about it when the sync pauses itself.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_syncs"
+    )
+    # Apply the suggested fix to addresses with a known domain typo (gmial.com) instead
+    # of refusing them; each fix is audited with the old and new address.
+    fix_email_typos = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -33,6 +47,11 @@ class SyncConnection(models.Model):
     connection = models.ForeignKey("connections.Connection", on_delete=models.PROTECT, related_name="endpoints")
     read = models.BooleanField(default=True, help_text="Pull changes from this system.")
     write = models.BooleanField(default=True, help_text="Push hub changes to this system.")
+    # The email consent state a record created here gets when the hub does not know the
+    # person's consent; "" until the marketer chooses one of the provider's
+    # `new_record_consent_states`. "subscribed" needs a recorded legal basis.
+    new_member_status = models.CharField(max_length=20, blank=True)
+    new_member_legal_basis = models.TextField(blank=True)
     # Opaque provider cursor, checkpointed in the same transaction as each page.
     cursor = models.TextField(blank=True)
     cursor_updated_at = models.DateTimeField(null=True, blank=True)

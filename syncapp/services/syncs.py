@@ -13,13 +13,24 @@ from mappings.models import FieldMapping
 from syncapp.models import Sync, SyncConnection
 from syncapp.services.schedules import sync_schedule_delete, sync_schedule_save
 
-SYNC_FIELDS = ("name", "schedule_minutes", "realtime", "batch_size", "delete_handling", "paused")
-ENDPOINT_FIELDS = ("sync_id", "connection_id", "read", "write")
+SYNC_FIELDS = (
+    "name",
+    "schedule_minutes",
+    "schedule_cron",
+    "batch_size",
+    "delete_handling",
+    "paused",
+    "paused_reason",
+    "owner_id",
+    "fix_email_typos",
+)
+ENDPOINT_FIELDS = ("sync_id", "connection_id", "read", "write", "new_member_status", "new_member_legal_basis")
 MAPPING_FIELDS = (
     "sync_id",
     "connection_id",
     "hub_field",
     "external_field",
+    "external_type",
     "direction",
     "transforms",
     "is_owner",
