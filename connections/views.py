@@ -26,10 +26,14 @@ from connections.oauth import (
     oauth_providers,
     scopes_for,
 )
+from connections.providers.base import FieldInfo
 from connections.reauth import connection_reauthorized, connection_store_grant
 from connections.registry import provider_class
 from connections.services import connection_create
 from connections.validators import validate_public_base_url
+from mappings.discovery import DiscoveryFailed
+from mappings.models import FieldCatalog
+from syncapp.services.schema_drift import connection_fields_refresh
 from syncapp.views.access import marketer_required
 
 FLOW_KEY = "connections_oauth_flow"
@@ -71,11 +75,31 @@ def connection_list(request: HttpRequest) -> HttpResponse:
 def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = get_object_or_404(Connection, pk=connection_id)
     syncs = connection.syncs.order_by("name")
+    catalog = FieldCatalog.objects.filter(connection=connection).first()
     return render(request, "connections/connection_detail.html", {
         "connection": connection,
         "syncs": syncs,
         "uses_oauth": (connection.settings or {}).get("oauth") is not None,
+        "catalog": catalog,
+        "fields": [FieldInfo.from_dict(row) for row in catalog.fields] if catalog else [],
     })
+
+
+@marketer_required
+@require_POST
+def connection_fields_refresh_view(request: HttpRequest, connection_id: int) -> HttpResponse:
+    """Ask the system for its fields again; pause the syncs whose mapped fields changed."""
+    connection = get_object_or_404(Connection, pk=connection_id)
+    try:
+        catalog, paused = connection_fields_refresh(connection=connection, user=request.user)
+    except DiscoveryFailed as error:
+        messages.error(request, str(error))
+    else:
+        count = len(catalog.fields)
+        messages.success(request, f"{count} field{'s' if count != 1 else ''} found in {connection.name}.")
+        for sync in paused:
+            messages.warning(request, f"{sync.name} is paused: {sync.paused_reason}")
+    return redirect("connections:detail", connection_id=connection.pk)
 
 
 @marketer_required

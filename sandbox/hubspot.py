@@ -99,6 +99,8 @@ class PropertyDefinition:
     options: tuple[str, ...] = ()
     read_only: bool = False
     description: str = ""
+    # HubSpot computes the value from other properties (read-only too).
+    calculated: bool = False
 
 
 LIFECYCLE_STAGES = (
@@ -137,6 +139,8 @@ PROPERTIES = (
                        description="The date that a contact entered the system"),
     PropertyDefinition("lastmodifieddate", "Last Modified Date", type="datetime", field_type="date",
                        read_only=True, description="Most recent timestamp of any property update"),
+    PropertyDefinition("hs_email_domain", "Email Domain", read_only=True, calculated=True,
+                       group="emailinformation", description="A contact's email address domain"),
     PropertyDefinition("hs_object_id", "Record ID", type="number", field_type="number", read_only=True,
                        description="The unique ID for this record. This value is set automatically by HubSpot."),
 )
@@ -195,7 +199,7 @@ def property_definition_json(definition: PropertyDefinition) -> dict[str, Any]:
             for index, option in enumerate(definition.options)
         ],
         "displayOrder": -1,
-        "calculated": False,
+        "calculated": definition.calculated,
         "externalOptions": False,
         "hasUniqueValue": False,
         "hidden": False,
@@ -251,6 +255,9 @@ class Contact:
             return iso_ms(self.created_ms)
         if name == "lastmodifieddate":
             return iso_ms(self.modified_ms)
+        if name == "hs_email_domain":
+            _, at, domain = (self.properties.get("email") or "").rpartition("@")
+            return domain.lower() if at and domain else None
         return self.properties.get(name)
 
     def to_json(self, names: Iterable[str] | None = None, *, new: bool | None = None) -> dict[str, Any]:

@@ -16,6 +16,10 @@ emulator is strict:
 - Unknown merge tags, text over 255 characters, NUL characters, and values a merge
   field's type refuses (phone, birthday `MM/DD`, date, number, zip, address, url,
   dropdown choices) are "Invalid Resource" errors.
+- Merge fields can be added, changed (`PATCH`: name, tag, options, form settings; never
+  the type) and deleted (`DELETE`, 204, with every member's value in the field).
+  Text fields report `options.size` (255 unless given), the signup form's field
+  length; any text value is still limited to 255 characters.
 - Archived members (`DELETE`) read back with status `archived` and are listed; writing
   them again brings them back. Permanently deleted ones are gone, and their address is
   refused from then on ("Forgotten Email Not Subscribed").
@@ -97,6 +101,11 @@ DEFAULT_MERGE_FIELDS = (
     ("BIRTHDAY", "Birthday", "birthday", {"date_format": "MM/DD"}),
     ("COMPANY", "Company", "text", {"size": 25}),
 )
+# What a merge field PATCH may change (the type is fixed at creation).
+MERGE_FIELD_EDITABLE = frozenset({"tag", "name", "required", "default_value", "public", "display_order", "options",
+                                  "help_text"})
+# The size Mailchimp gives a text field created without one.
+DEFAULT_TEXT_SIZE = 255
 ADDRESS_PARTS = ("addr1", "addr2", "city", "state", "zip", "country")
 ADDRESS_REQUIRED = ("addr1", "city", "state", "zip")
 MEMBER_COLUMNS = (
@@ -380,6 +389,8 @@ class MailchimpAPI(EmulatedAPI):
         Route("GET", "/lists/{list_id}/merge-fields", "list_merge_fields"),
         Route("POST", "/lists/{list_id}/merge-fields", "add_merge_field", write=True),
         Route("GET", "/lists/{list_id}/merge-fields/{merge_id}", "get_merge_field"),
+        Route("PATCH", "/lists/{list_id}/merge-fields/{merge_id}", "update_merge_field", write=True),
+        Route("DELETE", "/lists/{list_id}/merge-fields/{merge_id}", "delete_merge_field", write=True),
     )
 
     def __init__(self, store: Store, *, api_key: str, max_connections: int = MAX_CONNECTIONS):
@@ -749,28 +760,18 @@ class MailchimpAPI(EmulatedAPI):
         self._check_list(list_id)
         body = self.json_body(request)
         name, kind, tag = body.get("name"), body.get("type"), body.get("tag")
-        problems = []
-        if not isinstance(name, str) or not name.strip() or len(name) > 100 or "\x00" in name:
+        problems = self._merge_field_problems(body)
+        if "name" not in body:
             problems.append({"field": "name", "message": "A name of 1 to 100 characters is required."})
         if kind not in MERGE_FIELD_TYPES:
             problems.append({"field": "type", "message": f"Type must be one of: {', '.join(MERGE_FIELD_TYPES)}."})
-        if tag is not None and (not isinstance(tag, str) or not _TAG.match(tag)):
-            problems.append({"field": "tag", "message": "A tag is 1 to 10 capital letters, digits or underscores, "
-                                                        "starting with a letter."})
-        options = body.get("options", {})
-        if not isinstance(options, dict):
-            problems.append({"field": "options", "message": "Options must be an object."})
-        for key in ("required", "public"):
-            if not isinstance(body.get(key, False), bool):
-                problems.append({"field": key, "message": f"{key} must be true or false."})
-        for key in ("default_value", "help_text"):
-            if not isinstance(body.get(key, ""), str):
-                problems.append({"field": key, "message": f"{key} must be a string."})
-        display_order = body.get("display_order")
-        if display_order is not None and (isinstance(display_order, bool) or not isinstance(display_order, int)):
-            problems.append({"field": "display_order", "message": "display_order must be an integer."})
         if problems:
             raise mailchimp_field_errors(problems)
+        options = body.get("options", {})
+        display_order = body.get("display_order")
+        if kind == "text":
+            # Mailchimp reports the text field's size on every text field.
+            options = {"size": DEFAULT_TEXT_SIZE, **options}
         with self.store.write() as db:
             existing = self._merge_fields(db, list_id)
             merge_id = max((f.merge_id for f in existing), default=0) + 1
@@ -791,6 +792,100 @@ class MailchimpAPI(EmulatedAPI):
                  merge_field.display_order, json.dumps(options), merge_field.help_text),
             )
         return json_response(merge_field.to_json(list_id))
+
+    def update_merge_field(self, request: Request, list_id: str, merge_id: str) -> Response:
+        """Change a merge field's name, tag, options and form settings; its type cannot change.
+
+        A new tag carries the members' values with it, as renaming a field does in Mailchimp.
+        """
+        self._check_list(list_id)
+        body = self.json_body(request)
+        problems = self._merge_field_problems(body)
+        if "type" in body:
+            problems.append({"field": "type", "message": "The type of a merge field cannot be changed."})
+        unknown = sorted(set(body) - MERGE_FIELD_EDITABLE - {"type"})
+        if unknown:
+            problems.append({"field": unknown[0], "message": f"{unknown[0]} is not a merge field property."})
+        if problems:
+            raise mailchimp_field_errors(problems)
+        with self.store.write() as db:
+            merge_field = self._merge_field(db, list_id, merge_id)
+            old_tag = merge_field.tag
+            new_tag = body.get("tag", old_tag)
+            if new_tag != old_tag and any(f.tag == new_tag for f in self._merge_fields(db, list_id)):
+                raise mailchimp_invalid(f'A Merge Field with the tag "{new_tag}" already exists for this list.')
+            if "options" in body and merge_field.type in ("radio", "dropdown") and not isinstance(
+                    body["options"].get("choices", []), list):
+                raise mailchimp_field_errors([{"field": "options.choices", "message": "Choices must be a list."}])
+            merge_field.tag = new_tag
+            if "name" in body:
+                merge_field.name = body["name"].strip()
+            if "options" in body:
+                merge_field.options = {**merge_field.options, **body["options"]}
+            for key in ("required", "public", "default_value", "help_text", "display_order"):
+                if key in body:
+                    setattr(merge_field, key, body[key])
+            db.execute(
+                "UPDATE mailchimp_merge_field SET tag = ?, name = ?, required = ?, default_value = ?, public = ?, "
+                "display_order = ?, options = ?, help_text = ? WHERE list_id = ? AND merge_id = ?",
+                (merge_field.tag, merge_field.name, int(merge_field.required), merge_field.default_value,
+                 int(merge_field.public), merge_field.display_order, json.dumps(merge_field.options),
+                 merge_field.help_text, list_id, merge_field.merge_id),
+            )
+            if new_tag != old_tag:
+                db.execute(
+                    "UPDATE mailchimp_member SET merge_fields = json_remove(json_set(merge_fields, ?, "
+                    "json_extract(merge_fields, ?)), ?) WHERE list_id = ? AND json_extract(merge_fields, ?) IS NOT NULL",
+                    (f"$.{new_tag}", f"$.{old_tag}", f"$.{old_tag}", list_id, f"$.{old_tag}"),
+                )
+        return json_response(merge_field.to_json(list_id))
+
+    def delete_merge_field(self, request: Request, list_id: str, merge_id: str) -> Response:
+        """Delete a merge field and every member's value in it (204)."""
+        self._check_list(list_id)
+        with self.store.write() as db:
+            merge_field = self._merge_field(db, list_id, merge_id)
+            db.execute("DELETE FROM mailchimp_merge_field WHERE list_id = ? AND merge_id = ?",
+                       (list_id, merge_field.merge_id))
+            db.execute(
+                "UPDATE mailchimp_member SET merge_fields = json_remove(merge_fields, ?) "
+                "WHERE list_id = ? AND json_extract(merge_fields, ?) IS NOT NULL",
+                (f"$.{merge_field.tag}", list_id, f"$.{merge_field.tag}"),
+            )
+        return Response(status=204)
+
+    def _merge_field(self, db: sqlite3.Connection, list_id: str, merge_id: str) -> MergeField:
+        for merge_field in self._merge_fields(db, list_id):
+            if str(merge_field.merge_id) == merge_id:
+                return merge_field
+        raise self._not_found()
+
+    @staticmethod
+    def _merge_field_problems(body: dict[str, Any]) -> list[dict[str, str]]:
+        """Return what is wrong with the merge field properties `body` gives (creating or changing)."""
+        problems = []
+        name, tag = body.get("name"), body.get("tag")
+        if "name" in body and (not isinstance(name, str) or not name.strip() or len(name) > 100 or "\x00" in name):
+            problems.append({"field": "name", "message": "A name of 1 to 100 characters is required."})
+        if tag is not None and (not isinstance(tag, str) or not _TAG.match(tag)):
+            problems.append({"field": "tag", "message": "A tag is 1 to 10 capital letters, digits or underscores, "
+                                                        "starting with a letter."})
+        options = body.get("options", {})
+        if not isinstance(options, dict):
+            problems.append({"field": "options", "message": "Options must be an object."})
+        elif "size" in options and (isinstance(options["size"], bool) or not isinstance(options["size"], int)
+                                    or not 1 <= options["size"] <= MAX_TEXT):
+            problems.append({"field": "options.size", "message": f"size must be an integer from 1 to {MAX_TEXT}."})
+        for key in ("required", "public"):
+            if not isinstance(body.get(key, False), bool):
+                problems.append({"field": key, "message": f"{key} must be true or false."})
+        for key in ("default_value", "help_text"):
+            if not isinstance(body.get(key, ""), str):
+                problems.append({"field": key, "message": f"{key} must be a string."})
+        display_order = body.get("display_order")
+        if display_order is not None and (isinstance(display_order, bool) or not isinstance(display_order, int)):
+            problems.append({"field": "display_order", "message": "display_order must be an integer."})
+        return problems
 
     # Sandbox control.
 

@@ -170,6 +170,10 @@ class MergeNotSupported(ProviderError):
     """The provider's API cannot merge two records into one."""
 
 
+class FieldCreationNotSupported(ProviderError):
+    """The provider's API cannot add a field (or not one of the kind asked for)."""
+
+
 class Provider(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
@@ -223,6 +227,16 @@ class Provider(ABC):
     def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
         """Yield pages of records changed since `cursor` (all records when None)."""
 
+    def full_read_cursor(self, cursor: str | None) -> str | None:
+        """Return the cursor a read of every record starts from, `cursor` being the one in use.
+
+        None (the default) reads everything from the beginning, which is right where a
+        full read is a delta read from the start: it covers all the old cursor's window.
+        A provider whose full read leaves out something its delta reads deliver
+        (HubSpot's list leaves archived records out) returns a cursor that still owes it.
+        """
+        return None
+
     @abstractmethod
     def read_by_ids(self, external_ids: Sequence[str]) -> list[RemoteRecord]:
         """Return the records with these ids; unknown ids are left out."""
@@ -238,6 +252,13 @@ class Provider(ABC):
     @abstractmethod
     def erase(self, external_id: str) -> None:
         """Permanently delete one record and everything the provider keeps about it."""
+
+    def create_field(self, *, label: str, kind: str) -> FieldInfo:
+        """Add a field named `label` holding values of `kind` (one of FIELD_KINDS); return it as discovered.
+
+        Raise FieldCreationNotSupported where the API cannot add fields, or not of that kind.
+        """
+        raise FieldCreationNotSupported(f"{self.label} fields cannot be created from Syncapp.")
 
     def merge_records(self, primary_id: str, other_id: str) -> str:
         """Merge the record `other_id` into `primary_id`; return the surviving record's id.

@@ -66,6 +66,7 @@ from connections.providers.cursors import (
     ScanWindow,
     epoch_ms,
     from_epoch_ms,
+    full_scan_cursor,
     open_keyset_read,
 )
 
@@ -128,12 +129,14 @@ class HubSpotProvider(Provider):
         return list(dict.fromkeys([*wanted, "email", "lastmodifieddate"]))
 
     def discover_fields(self) -> list[FieldInfo]:
+        """Return the contact properties a mapping can use; hidden ones are left out.
+
+        A property whose value HubSpot sets itself (`modificationMetadata.readOnlyValue`,
+        such as `hs_email_optout` and `createdate`) is read-only; one HubSpot computes
+        from others is `calculated`. Neither is ever a write target.
+        """
         reply = self.http.json("GET", "/crm/v3/properties/contacts")
-        return [
-            FieldInfo(name=item["name"], label=item.get("label") or item["name"], type=item.get("type") or "string")
-            for item in reply.get("results", [])
-            if not item.get("hidden")
-        ]
+        return [_field_info(item) for item in reply.get("results", []) if not item.get("hidden")]
 
     def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
         """List every contact when `cursor` is None (or a scan is under way), else search the changed ones.
@@ -154,6 +157,10 @@ class HubSpotProvider(Provider):
                 yield from self._archived(window)
         except CursorStuck as error:
             raise ProviderError(str(error)) from None
+
+    def full_read_cursor(self, cursor: str | None) -> str | None:
+        """Start a scan that keeps `cursor`'s bound for archived records (see cursors.full_scan_cursor)."""
+        return full_scan_cursor(cursor, now_ms=int(self.clock() * 1000))
 
     def _scan(self, window: ScanWindow) -> Iterator[ChangePage]:
         """List the contacts from where the scan stands, by id."""
@@ -407,6 +414,36 @@ class HubSpotProvider(Provider):
             modified_at=parse_hubspot_time(stamp),
             archived=bool(item.get("archived")),
         )
+
+
+# HubSpot property types and the kinds of value they hold (see base.FIELD_KINDS). A
+# `date` holds a day, sent and read as epoch milliseconds at midnight UTC; `datetime`
+# a moment, in epoch milliseconds. `enumeration` covers single choices (select, radio)
+# and multiple ones (checkbox, values joined by ";").
+_KIND_OF_TYPE = {
+    "string": "text", "number": "number", "date": "date", "datetime": "datetime",
+    "enumeration": "enum", "bool": "bool", "phone_number": "phone",
+}
+# Field types (how HubSpot shows a property) that say more than the type does.
+_KIND_OF_FIELD_TYPE = {"phonenumber": "phone"}
+
+
+def _field_info(item: Mapping[str, Any]) -> FieldInfo:
+    name = str(item["name"])
+    kind_type = str(item.get("type") or "string")
+    kind = _KIND_OF_FIELD_TYPE.get(str(item.get("fieldType") or "")) or _KIND_OF_TYPE.get(kind_type, "text")
+    if name == "email":
+        kind = "email"
+    metadata = item.get("modificationMetadata") or {}
+    return FieldInfo(
+        name=name,
+        label=str(item.get("label") or name),
+        type=kind_type,
+        kind=kind,
+        options=tuple(str(option["value"]) for option in item.get("options") or () if not option.get("hidden")),
+        read_only=bool(metadata.get("readOnlyValue")),
+        calculated=bool(item.get("calculated")),
+    )
 
 
 def _ms(record: RemoteRecord) -> int | None:

@@ -5,9 +5,11 @@ tag (`FNAME`, `PHONE`...) under its own name. The audience is the connection's
 `settings["list_id"]`; a member's external id is its subscriber hash, the MD5 of the
 lowercased email.
 
-Consent is never a field: `status` is written only from `OutgoingRecord.email_consent`.
-New members get it (or the connection's default); existing members only when it
-restricts, so that no sync re-subscribes a person who opted out (see `upsert_batch`).
+Consent is never a field: `status` is written only from the record's consent states.
+A new member gets `OutgoingRecord.email_consent_if_new` (the hub's consent, else the
+status a marketer chose on the sync); without one it is not created, and its record
+result says so. Existing members get `email_consent` only when it restricts, so that no
+sync re-subscribes a person who opted out (see `upsert_batch`).
 The one way back is the person's own: a "subscribed" marked `explicit_opt_in` turns an
 unsubscribed member into `pending`, and Mailchimp emails them a confirmation link. A
 direct re-subscribe is refused by Mailchimp ("Member In Compliance State": the address
@@ -18,9 +20,8 @@ Delta reads list the members sorted by `last_changed`, archived ones included, w
 fresh query per page (`cursors.KeysetWindow`, ties by offset): Mailchimp's list filters
 on `since_last_changed` and `before_last_changed` (exclusive, in whole seconds) but on
 no id, so more members changed in one second than a page holds (a bulk import) are
-paged by offset within that second. Connection settings read here: `list_id`,
-`status_if_new` (the status of new members without a consent decision) and
-`overlap_seconds`.
+paged by offset within that second. Connection settings read here: `list_id` and
+`overlap_seconds` (the former `status_if_new` is now the sync's new-member status).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from urllib.parse import quote
 from connections.providers.base import (
     AuthenticationError,
     ChangePage,
+    FieldCreationNotSupported,
     FieldInfo,
     OutgoingRecord,
     Provider,
@@ -57,10 +59,28 @@ from connections.providers.cursors import (
 
 # Fields every audience has besides its merge fields.
 FIXED_FIELDS = (
-    FieldInfo("email_address", "Email address", "email"),
-    FieldInfo("status", "Subscription status", "status"),
-    FieldInfo("tags", "Tags", "tags"),
+    FieldInfo("email_address", "Email address", "email", kind="email", required=True),
+    FieldInfo("status", "Subscription status", "status", kind="consent",
+              options=("subscribed", "unsubscribed", "cleaned", "pending", "transactional")),
+    FieldInfo("tags", "Tags", "tags", kind="tags"),
 )
+# Merge field types and the kinds of value they hold (see base.FIELD_KINDS).
+KIND_OF_MERGE_TYPE = {
+    "text": "text", "number": "number", "address": "address", "phone": "phone", "date": "date",
+    "birthday": "birthday", "url": "url", "imageurl": "url", "radio": "enum", "dropdown": "enum", "zip": "text",
+}
+# The merge type a new field of each kind gets (kinds Mailchimp has no type for are refused).
+MERGE_TYPE_OF_KIND = {
+    "text": "text", "email": "text", "number": "number", "address": "address", "phone": "phone", "date": "date",
+    "datetime": "date", "birthday": "birthday", "url": "url",
+}
+# Mailchimp stores up to 255 characters in a text merge field. `options.size` is not
+# that limit: the API reference calls it "the default length of the text field" (the
+# signup form's input), 25 for the default FNAME, which takes longer names.
+MAX_TEXT = 255
+TEXT_TYPES = frozenset({"text", "url", "imageurl", "zip", "phone"})
+# A merge tag: 1 to 10 capital letters, digits or underscores, starting with a letter.
+TAG_LENGTH = 10
 # Statuses that take a person off the list: the only ones written to existing members.
 RESTRICTIVE_STATUSES = frozenset({"unsubscribed", "cleaned"})
 # What an explicit opt-in makes of an unsubscribed member: Mailchimp then sends the
@@ -99,6 +119,9 @@ class MailchimpProvider(Provider):
     read_timeout = 120.0
     writable_consent_states = RESTRICTIVE_STATUSES
     explicit_opt_in_state = OPT_IN_STATUS
+    # Double opt-in (Mailchimp emails a confirmation link), transactional email only, or
+    # marketing email at once (which needs the person's consent on record).
+    new_record_consent_states = ("pending", "transactional", "subscribed")
 
     def __init__(
         self, config: ProviderConfig, http, *, fields: Sequence[str] = (), clock: Callable[[], float] = time.time
@@ -138,12 +161,28 @@ class MailchimpProvider(Provider):
         return quote(str(list_id), safe="")
 
     def discover_fields(self) -> list[FieldInfo]:
+        """Return the member's fixed fields and the audience's merge fields."""
+        return [*FIXED_FIELDS, *(_merge_field_info(item) for item in self._merge_field_items())]
+
+    def _merge_field_items(self) -> list[Mapping[str, Any]]:
         reply = self.http.json("GET", f"/lists/{self.list_id}/merge-fields", params={"count": 1000})
-        merge_fields = [
-            FieldInfo(name=item["tag"], label=item.get("name") or item["tag"], type=item.get("type") or "text")
-            for item in reply.get("merge_fields", [])
-        ]
-        return [*FIXED_FIELDS, *merge_fields]
+        return list(reply.get("merge_fields") or [])
+
+    def create_field(self, *, label: str, kind: str) -> FieldInfo:
+        """Add a merge field named `label`, its tag derived from the label and unique in the audience."""
+        merge_type = MERGE_TYPE_OF_KIND.get(kind)
+        if merge_type is None:
+            raise FieldCreationNotSupported(
+                f"Mailchimp has no merge field type for {kind} values; "
+                f"it takes {', '.join(sorted(MERGE_TYPE_OF_KIND))}."
+            )
+        tag = merge_tag_for(label, {str(item.get("tag")) for item in self._merge_field_items()})
+        body: dict[str, Any] = {"name": label.strip(), "type": merge_type, "tag": tag, "required": False,
+                                "public": False}
+        if merge_type == "birthday":
+            body["options"] = {"date_format": "MM/DD"}
+        item = self.http.json("POST", f"/lists/{self.list_id}/merge-fields", json=body)
+        return _merge_field_info(item)
 
     def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
         """List the members changed since `cursor` (every member when None), oldest change first.
@@ -250,11 +289,16 @@ class MailchimpProvider(Provider):
                 batched.append((index, record))
             else:
                 results[index] = result
+        # A record without a status for new members is only updated where it exists:
+        # never created with a status nobody chose.
+        unchosen = [(i, r) for i, r in batched if _status_if_new(r) is None]
+        batched = [(i, r) for i, r in batched if _status_if_new(r) is not None]
         existing: list[tuple[int, OutgoingRecord]] = []
         for call in split_repeats(batched, key=lambda entry: subscriber_hash(entry[1].email)):
             existing += self._create(call, results)
-        for (index, _), result in zip(existing, self._update_all(existing, moved=False), strict=True):
-            results[index] = result
+        existing += unchosen
+        for (index, record), result in zip(existing, self._update_all(existing, moved=False), strict=True):
+            results[index] = result if result is not None else _not_created(record)
         return [results[index] for index in range(len(records))]
 
     def _create(
@@ -321,7 +365,11 @@ class MailchimpProvider(Provider):
         return [results[position] for position in range(len(entries))]
 
     def _update(self, record: OutgoingRecord, *, moved: bool) -> RecordResult | None:
-        """PATCH one existing member without loosening its status; None when a moved member's old id is gone.
+        """PATCH one existing member without loosening its status; None when it is not there.
+
+        None for a moved member whose old id is gone (it is created at its new
+        address), and for a member that does not exist and has no status to be
+        created with.
 
         A moved member is addressed at its old id and given its new address. `status`
         is sent only to restrict: "cleaned" outranks everything, so it goes with the
@@ -352,7 +400,7 @@ class MailchimpProvider(Provider):
         except AuthenticationError:
             raise
         except ProviderError as error:
-            if moved and error.status == 404:
+            if error.status == 404 and (moved or _status_if_new(record) is None):
                 return None
             # A member that vanished between the calls is created again by the next run.
             retriable = error.retriable or error.status == 404
@@ -382,11 +430,12 @@ class MailchimpProvider(Provider):
         """Return the batch-subscribe body that creates one member.
 
         The batch runs without update_existing, so this `status` only ever reaches a new
-        member: the engine's consent decision, else the connection's default.
+        member: the engine's decision for new records (the hub's consent, else the status
+        chosen on the sync; see `_status_if_new`).
         """
         member: dict[str, Any] = {
             "email_address": _normal_email(record.email),
-            "status": record.email_consent or self.config.settings.get("status_if_new", "subscribed"),
+            "status": _status_if_new(record),
             "merge_fields": self._merge_fields(record),
         }
         tags = self._tags(record)
@@ -451,6 +500,43 @@ class MailchimpProvider(Provider):
         )
 
 
+def merge_tag_for(label: str, taken: set[str]) -> str:
+    """Return a merge tag for a field named `label`: its letters and digits, capitals, unique among `taken`.
+
+    A label without ASCII letters (a name in another script) gives FIELD; a clash is
+    resolved with a number at the end (COMPANY2, COMPANY3...), still within 10 characters.
+    """
+    stem = re.sub(r"[^A-Z0-9_]", "", re.sub(r"\s+", "_", label.strip().upper()))
+    stem = stem.lstrip("_0123456789") or "FIELD"
+    stem = stem[:TAG_LENGTH].rstrip("_") or "FIELD"
+    taken_upper = {tag.upper() for tag in taken}
+    if stem not in taken_upper:
+        return stem
+    number = 2
+    while True:
+        suffix = str(number)
+        candidate = stem[:TAG_LENGTH - len(suffix)] + suffix
+        if candidate not in taken_upper:
+            return candidate
+        number += 1
+
+
+def _merge_field_info(item: Mapping[str, Any]) -> FieldInfo:
+    tag = str(item["tag"])
+    merge_type = str(item.get("type") or "text")
+    options = item.get("options") or {}
+    choices = options.get("choices") if merge_type in ("radio", "dropdown") else None
+    return FieldInfo(
+        name=tag,
+        label=str(item.get("name") or tag),
+        type=merge_type,
+        kind=KIND_OF_MERGE_TYPE.get(merge_type, "text"),
+        options=tuple(str(choice) for choice in choices or ()),
+        required=bool(item.get("required")),
+        max_length=MAX_TEXT if merge_type in TEXT_TYPES else None,
+    )
+
+
 def _flatten(member: Mapping[str, Any]) -> dict[str, Any]:
     fields = dict(member.get("merge_fields") or {})
     fields.update(
@@ -479,6 +565,27 @@ def _refused(record: OutgoingRecord, error: Mapping[str, Any]) -> RecordResult:
 def _problem_title(error: ProviderError) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     return str(body.get("title") or f"HTTP {error.status}")
+
+
+def _status_if_new(record: OutgoingRecord) -> str | None:
+    """Return the status a new member gets; None: it is not created.
+
+    The engine's decision for new records; failing that, the state it asks the record
+    to hold (a caller that decided only that one). Never a default of Mailchimp's or ours.
+    """
+    return record.email_consent_if_new or record.email_consent
+
+
+def _not_created(record: OutgoingRecord) -> RecordResult:
+    # Not retriable: sending the same record again cannot create it. The engine keeps it
+    # pending, and sends it again once a status is chosen (the payload's digest changes).
+    return RecordResult(
+        key=record.key, ok=False, error_class="not_created",
+        message=(f"{_normal_email(record.email)} not created in Mailchimp: the hub does not know this person's "
+                 "email consent and no status for new members is chosen. Choose the status new members get "
+                 "on the sync page."),
+        retriable=False,
+    )
 
 
 def _opts_in_again(record: OutgoingRecord, member: Mapping[str, Any]) -> bool:

@@ -232,6 +232,12 @@ OAUTH_SANDBOX_CLIENT = {
 }
 # Who gets the alert mails (a revoked connection, server errors): "Name <address>" or an address.
 ADMINS = [email.utils.parseaddr(entry) for entry in env.list("ADMINS", default=[])]
+# Outgoing mail (the alert to a sync's owner when the sync pauses, error mails): a URL
+# such as smtp+tls://user:password@mail.example.com:587. Development prints mails on the
+# console; production sends through SMTP on localhost unless EMAIL_URL says otherwise.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Syncapp <syncapp@localhost>")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # Refresh an access token this long before it expires, but at most this fraction of
 # its lifetime before (a token living two seconds is refreshed after one).
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=300)

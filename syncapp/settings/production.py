@@ -24,6 +24,9 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
 # No loopback exception in production: the sandbox is for development and tests.
 CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=[])
 
+# Mail leaves through SMTP (the local relay unless EMAIL_URL names another), never the console.
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+
 # Compressed files under hashed names: browsers may cache them for good, since a new
 # release changes the names.
 STORAGES = {

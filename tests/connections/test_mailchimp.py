@@ -14,26 +14,29 @@ from connections.providers.mailchimp import MailchimpProvider, subscriber_hash
 from connections.registry import build_provider
 
 
-def new_member(consent=None, fields=None, **settings):
+def new_member(consent=None, fields=None, if_new="subscribed", **settings):
     provider = MailchimpProvider(ProviderConfig(base_url="http://mc.invalid/3.0", api_key="k-us1", settings=settings), http=None)
-    record = OutgoingRecord(key=1, email="  Ann@Example.com ", fields=fields or {"FNAME": "Ann"}, email_consent=consent)
+    record = OutgoingRecord(key=1, email="  Ann@Example.com ", fields=fields or {"FNAME": "Ann"}, email_consent=consent,
+                            email_consent_if_new=if_new)
     return provider._new_member(record)
 
 
-def test_a_new_member_without_a_consent_decision_is_subscribed():
-    body = new_member()
-    assert body["status"] == "subscribed"
+def member_record(**values) -> OutgoingRecord:
+    """A record as the engine builds it for a person whose consent is on record (subscribed unless stated)."""
+    values.setdefault("email_consent_if_new", values.get("email_consent") or "subscribed")
+    return OutgoingRecord(**values)
+
+
+def test_mailchimp_offers_pending_transactional_and_subscribed_for_new_members():
+    assert MailchimpProvider.new_record_consent_states == ("pending", "transactional", "subscribed")
+
+
+@pytest.mark.parametrize("status", ["subscribed", "pending", "transactional", "unsubscribed", "cleaned"])
+def test_a_new_member_gets_the_engines_status_for_new_records(status):
+    body = new_member(if_new=status)
+    assert body["status"] == status
     # Mailchimp's batch members have no status_if_new: the status is all there is.
     assert "status_if_new" not in body
-
-
-def test_the_connections_default_for_new_members_applies():
-    assert new_member(status_if_new="pending")["status"] == "pending"
-
-
-@pytest.mark.parametrize("consent", ["subscribed", "pending", "transactional", "unsubscribed", "cleaned"])
-def test_a_new_member_gets_the_engines_consent_decision(consent):
-    assert new_member(consent, status_if_new="pending")["status"] == consent
 
 
 def test_fields_become_merge_fields_and_the_address_is_normalised():
@@ -127,7 +130,7 @@ def test_a_delta_read_after_edits_returns_only_the_edited_members(sandbox):
     records, cursor, _ = read(provider)
     edited = [record for record in records if record.fields["status"] == "subscribed"][:2]
     results = provider.upsert_batch(
-        [OutgoingRecord(key=r.external_id, email=r.fields["email_address"], fields={"FNAME": "Edited"}) for r in edited]
+        [member_record(key=r.external_id, email=r.fields["email_address"], fields={"FNAME": "Edited"}) for r in edited]
     )
     assert all(result.ok for result in results)
     delta, _, _ = read(provider, cursor)
@@ -149,7 +152,7 @@ def test_a_delta_read_without_changes_returns_nothing_in_one_call(sandbox):
 def test_upserting_hostile_contacts_refuses_each_bad_one_and_lands_the_rest(sandbox, hostile_contacts):
     provider = mailchimp(sandbox)
     records = [
-        OutgoingRecord(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
+        member_record(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
         for i, c in enumerate(hostile_contacts)
     ]
     results = provider.upsert_batch(records)
@@ -171,10 +174,10 @@ def test_upserting_hostile_contacts_refuses_each_bad_one_and_lands_the_rest(sand
 @pytest.mark.integration
 def test_no_upsert_resubscribes_a_member_who_opted_out(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={}, email_consent="unsubscribed")])
+    provider.upsert_batch([member_record(key=1, email="out@example.com", fields={}, email_consent="unsubscribed")])
     assert statuses(sandbox)["out@example.com"] == "unsubscribed"
-    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={"FNAME": "Still out"})])
-    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={}, email_consent="subscribed")])
+    provider.upsert_batch([member_record(key=1, email="out@example.com", fields={"FNAME": "Still out"})])
+    provider.upsert_batch([member_record(key=1, email="out@example.com", fields={}, email_consent="subscribed")])
     assert statuses(sandbox)["out@example.com"] == "unsubscribed"
 
 
@@ -183,10 +186,10 @@ def test_no_upsert_resubscribes_a_member_who_opted_out(sandbox):
 @pytest.mark.parametrize("consent", [None, "subscribed", "pending"])
 def test_a_member_who_opted_out_in_mailchimp_keeps_the_opt_out_and_gets_the_new_fields(sandbox, opt_out, consent):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="ann@example.com", fields={"FNAME": "Ann", "LNAME": "Lee"})])
+    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann", "LNAME": "Lee"})])
     set_status_in_mailchimp(sandbox, "ann@example.com", opt_out)
     (result,) = provider.upsert_batch(
-        [OutgoingRecord(key=7, email="ann@example.com", fields={"FNAME": "Annie", "LNAME": "Lee"}, email_consent=consent)]
+        [member_record(key=7, email="ann@example.com", fields={"FNAME": "Annie", "LNAME": "Lee"}, email_consent=consent)]
     )
     assert (result.key, result.ok, result.external_id) == (7, True, subscriber_hash("ann@example.com"))
     assert result.fields == {"FNAME": "Annie", "LNAME": "Lee", "email_address": "ann@example.com"}
@@ -198,19 +201,19 @@ def test_a_member_who_opted_out_in_mailchimp_keeps_the_opt_out_and_gets_the_new_
 @pytest.mark.integration
 def test_an_existing_member_is_updated_with_one_patch_after_the_batch(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="ann@example.com", fields={"FNAME": "Ann"})])
+    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"})])
     sandbox.reset_stats()
-    provider.upsert_batch([OutgoingRecord(key=1, email="ann@example.com", fields={"FNAME": "Annie"})])
+    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Annie"})])
     assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 1}
 
 
 @pytest.mark.integration
 def test_an_unsubscribe_does_not_turn_a_cleaned_member_into_an_unsubscribed_one(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="bounce@example.com", fields={})])
+    provider.upsert_batch([member_record(key=1, email="bounce@example.com", fields={})])
     set_status_in_mailchimp(sandbox, "bounce@example.com", "cleaned")
     (result,) = provider.upsert_batch(
-        [OutgoingRecord(key=1, email="bounce@example.com", fields={"FNAME": "B"}, email_consent="unsubscribed")]
+        [member_record(key=1, email="bounce@example.com", fields={"FNAME": "B"}, email_consent="unsubscribed")]
     )
     assert result.ok
     assert statuses(sandbox) == {"bounce@example.com": "cleaned"}
@@ -219,7 +222,7 @@ def test_an_unsubscribe_does_not_turn_a_cleaned_member_into_an_unsubscribed_one(
 @pytest.mark.integration
 def test_a_first_push_into_an_empty_audience_costs_one_call_per_500_members(sandbox):
     provider = mailchimp(sandbox)
-    records = [OutgoingRecord(key=i, email=f"n{i}@example.com", fields={"FNAME": f"N{i}"}) for i in range(1100)]
+    records = [member_record(key=i, email=f"n{i}@example.com", fields={"FNAME": f"N{i}"}) for i in range(1100)]
     results = [result for start in range(0, 1100, 500) for result in provider.upsert_batch(records[start:start + 500])]
     assert [result.key for result in results] == list(range(1100)) and all(result.ok for result in results)
     assert calls(sandbox) == {"POST /lists/{list_id}": math.ceil(1100 / 500)}
@@ -229,15 +232,15 @@ def test_a_first_push_into_an_empty_audience_costs_one_call_per_500_members(sand
 @pytest.mark.integration
 def test_a_batch_of_new_and_existing_members_maps_every_outcome_to_its_key(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=0, email=f"old{i}@example.com", fields={"FNAME": "Old"}) for i in range(3)])
+    provider.upsert_batch([member_record(key=0, email=f"old{i}@example.com", fields={"FNAME": "Old"}) for i in range(3)])
     set_status_in_mailchimp(sandbox, "old1@example.com", "unsubscribed")
     records = [
-        OutgoingRecord(key="new", email="new@example.com", fields={"FNAME": "New"}),
-        OutgoingRecord(key="bad-new", email="a..b@example.com", fields={"FNAME": "Bad"}),
-        OutgoingRecord(key="old0", email="old0@example.com", fields={"FNAME": "Old0"}),
-        OutgoingRecord(key="bad-old", email="old1@example.com", fields={"PHONE": "call me maybe"}),
-        OutgoingRecord(key="bad-phone-new", email="phone@example.com", fields={"PHONE": "1-800-FLOWERS"}),
-        OutgoingRecord(key="old2", email="OLD2@example.com", fields={"FNAME": "Old2"}, email_consent="unsubscribed"),
+        member_record(key="new", email="new@example.com", fields={"FNAME": "New"}),
+        member_record(key="bad-new", email="a..b@example.com", fields={"FNAME": "Bad"}),
+        member_record(key="old0", email="old0@example.com", fields={"FNAME": "Old0"}),
+        member_record(key="bad-old", email="old1@example.com", fields={"PHONE": "call me maybe"}),
+        member_record(key="bad-phone-new", email="phone@example.com", fields={"PHONE": "1-800-FLOWERS"}),
+        member_record(key="old2", email="OLD2@example.com", fields={"FNAME": "Old2"}, email_consent="unsubscribed"),
     ]
     results = {result.key: result for result in provider.upsert_batch(records)}
     assert list(results) == [record.key for record in records]
@@ -256,12 +259,12 @@ def test_a_batch_of_new_and_existing_members_maps_every_outcome_to_its_key(sandb
 @pytest.mark.integration
 def test_two_records_for_one_member_both_land_in_order(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=0, email="twice@example.com", fields={"FNAME": "Before"})])
+    provider.upsert_batch([member_record(key=0, email="twice@example.com", fields={"FNAME": "Before"})])
     results = provider.upsert_batch([
-        OutgoingRecord(key=1, email="twice@example.com", fields={"FNAME": "First"}),
-        OutgoingRecord(key=2, email="Twice@Example.com", fields={"FNAME": "Second"}),
-        OutgoingRecord(key=3, email="fresh@example.com", fields={"FNAME": "One"}),
-        OutgoingRecord(key=4, email="fresh@example.com", fields={"FNAME": "Two"}),
+        member_record(key=1, email="twice@example.com", fields={"FNAME": "First"}),
+        member_record(key=2, email="Twice@Example.com", fields={"FNAME": "Second"}),
+        member_record(key=3, email="fresh@example.com", fields={"FNAME": "One"}),
+        member_record(key=4, email="fresh@example.com", fields={"FNAME": "Two"}),
     ])
     assert [(result.key, result.ok) for result in results] == [(1, True), (2, True), (3, True), (4, True)]
     assert stored(sandbox, "twice@example.com")["merge_fields"] == {"FNAME": "Second"}
@@ -271,22 +274,22 @@ def test_two_records_for_one_member_both_land_in_order(sandbox):
 @pytest.mark.integration
 def test_tags_reach_existing_members_too_and_none_is_removed(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="t@example.com", fields={"tags": ["VIP"]})])
-    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="t@example.com", fields={"tags": ["2024"]})])
+    provider.upsert_batch([member_record(key=1, email="t@example.com", fields={"tags": ["VIP"]})])
+    (result,) = provider.upsert_batch([member_record(key=1, email="t@example.com", fields={"tags": ["2024"]})])
     assert result.ok and result.fields["tags"] == ["2024", "VIP"]
     assert stored(sandbox, "t@example.com")["tags"] == ["VIP", "2024"]
     sandbox.reset_stats()
-    provider.upsert_batch([OutgoingRecord(key=1, email="t@example.com", fields={"tags": ["VIP"]})])
+    provider.upsert_batch([member_record(key=1, email="t@example.com", fields={"tags": ["VIP"]})])
     assert "POST /lists/{list_id}/members/{subscriber_hash}/tags" not in calls(sandbox)
 
 
 @pytest.mark.integration
 def test_existing_hostile_contacts_are_updated_or_refused_each_under_its_own_key(sandbox, hostile_contacts):
     provider = mailchimp(sandbox)
-    first = provider.upsert_batch([OutgoingRecord(key=i, email=c["email"], fields={}) for i, c in enumerate(hostile_contacts)])
+    first = provider.upsert_batch([member_record(key=i, email=c["email"], fields={}) for i, c in enumerate(hostile_contacts)])
     landed = {result.key for result in first if result.ok}
     records = [
-        OutgoingRecord(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
+        member_record(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
         for i, c in enumerate(hostile_contacts)
     ]
     results = provider.upsert_batch(records)
@@ -305,19 +308,35 @@ def test_existing_hostile_contacts_are_updated_or_refused_each_under_its_own_key
 
 
 @pytest.mark.integration
-def test_new_members_get_the_consent_given_or_the_connections_default(sandbox):
-    mailchimp(sandbox).upsert_batch([OutgoingRecord(key=1, email="new@example.com", fields={})])
-    mailchimp(sandbox, status_if_new="pending").upsert_batch([OutgoingRecord(key=2, email="pend@example.com", fields={})])
-    mailchimp(sandbox).upsert_batch([OutgoingRecord(key=3, email="tx@example.com", fields={}, email_consent="transactional")])
-    assert statuses(sandbox) == {"new@example.com": "subscribed", "pend@example.com": "pending", "tx@example.com": "transactional"}
+def test_new_members_get_the_status_for_new_records_and_without_one_are_not_created(sandbox):
+    provider = mailchimp(sandbox, status_if_new="subscribed")
+    results = provider.upsert_batch([
+        OutgoingRecord(key=1, email="pend@example.com", fields={}, email_consent_if_new="pending"),
+        OutgoingRecord(key=2, email="tx@example.com", fields={}, email_consent_if_new="transactional"),
+        OutgoingRecord(key=3, email="unknown@example.com", fields={"FNAME": "U"}),
+    ])
+    assert statuses(sandbox) == {"pend@example.com": "pending", "tx@example.com": "transactional"}
+    assert [result.ok for result in results] == [True, True, False]
+    assert results[2].error_class == "not_created" and not results[2].retriable
+    assert "Choose the status new members get on the sync page" in results[2].message
+
+
+@pytest.mark.integration
+def test_a_record_without_a_status_for_new_members_still_updates_an_existing_member(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([member_record(key=1, email="known@example.com", fields={"FNAME": "Old"})])
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="known@example.com", fields={"FNAME": "New"})])
+    assert result.ok
+    (member,) = sandbox.mailchimp_members()
+    assert (member["merge_fields"]["FNAME"], member["status"]) == ("New", "subscribed")
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("restriction", ["unsubscribed", "cleaned"])
 def test_a_restriction_reaches_an_existing_subscribed_member(sandbox, restriction):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="in@example.com", fields={})])
-    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="in@example.com", fields={}, email_consent=restriction)])
+    provider.upsert_batch([member_record(key=1, email="in@example.com", fields={})])
+    (result,) = provider.upsert_batch([member_record(key=1, email="in@example.com", fields={}, email_consent=restriction)])
     assert result.ok
     assert statuses(sandbox)["in@example.com"] == restriction
 
@@ -325,9 +344,9 @@ def test_a_restriction_reaches_an_existing_subscribed_member(sandbox, restrictio
 @pytest.mark.integration
 def test_a_linked_member_whose_address_changed_is_updated_not_duplicated(sandbox):
     provider = mailchimp(sandbox)
-    (old,) = provider.upsert_batch([OutgoingRecord(key=1, email="old@example.com", fields={"FNAME": "Ann"})])
+    (old,) = provider.upsert_batch([member_record(key=1, email="old@example.com", fields={"FNAME": "Ann"})])
     (moved,) = provider.upsert_batch(
-        [OutgoingRecord(key=1, email="New@Example.com", fields={"FNAME": "Ann"}, external_id=old.external_id)]
+        [member_record(key=1, email="New@Example.com", fields={"FNAME": "Ann"}, external_id=old.external_id)]
     )
     assert moved.ok and moved.external_id == subscriber_hash("new@example.com")
     assert [member["email_address"] for member in sandbox.mailchimp_members()] == ["new@example.com"]
@@ -336,13 +355,13 @@ def test_a_linked_member_whose_address_changed_is_updated_not_duplicated(sandbox
 @pytest.mark.integration
 def test_archive_keeps_the_member_and_erase_forgets_it_for_good(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=i, email=f"m{i}@example.com", fields={}) for i in range(2)])
+    provider.upsert_batch([member_record(key=i, email=f"m{i}@example.com", fields={}) for i in range(2)])
     provider.archive(subscriber_hash("m0@example.com"))
     provider.erase("m1@example.com")
     provider.erase("never-synced@example.com")
     assert statuses(sandbox) == {"m0@example.com": "archived"}
     assert sandbox.mailchimp_forgotten() == [subscriber_hash("m1@example.com")]
-    (again,) = provider.upsert_batch([OutgoingRecord(key=1, email="m1@example.com", fields={})])
+    (again,) = provider.upsert_batch([member_record(key=1, email="m1@example.com", fields={})])
     assert not again.ok
     assert "permanently deleted" in again.message
 
@@ -350,7 +369,7 @@ def test_archive_keeps_the_member_and_erase_forgets_it_for_good(sandbox):
 @pytest.mark.integration
 def test_read_by_ids_accepts_hashes_or_addresses_and_leaves_unknown_ones_out(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=i, email=f"r{i}@example.com", fields={}) for i in range(2)])
+    provider.upsert_batch([member_record(key=i, email=f"r{i}@example.com", fields={}) for i in range(2)])
     found = provider.read_by_ids([subscriber_hash("r0@example.com"), "r1@example.com", "nobody@example.com"])
     assert sorted(record.fields["email_address"] for record in found) == ["r0@example.com", "r1@example.com"]
 
@@ -360,7 +379,7 @@ def test_reads_and_writes_complete_despite_20_percent_faults(sandbox):
     sandbox.seed(mailchimp_members=2500, random_seed=1)
     sandbox.faults(provider="mailchimp", rate=0.2, statuses=[429, 500, 502, 503], reset_rate=0.05, random_seed=11)
     provider = mailchimp(sandbox)
-    results = provider.upsert_batch([OutgoingRecord(key=i, email=f"f{i}@example.com", fields={"FNAME": "F"}) for i in range(500)])
+    results = provider.upsert_batch([member_record(key=i, email=f"f{i}@example.com", fields={"FNAME": "F"}) for i in range(500)])
     assert all(result.ok for result in results)
     for _ in range(3):
         records, _, _ = read(provider)
@@ -381,7 +400,7 @@ def test_the_concurrency_cap_keeps_parallel_workers_within_the_providers_limit(s
         return build_provider("mailchimp", config).read_by_ids([email])
 
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=email, email=email, fields={}) for email in ids])
+    provider.upsert_batch([member_record(key=email, email=email, fields={}) for email in ids])
     sandbox.reset_stats()
     with ThreadPoolExecutor(max_workers=9) as pool:
         found = [record for records in pool.map(worker, ids) for record in records]
@@ -411,8 +430,8 @@ def patch_member(sandbox, email, **body) -> dict:
 def test_records_carry_the_members_contact_id_and_opt_in_time(sandbox):
     provider = mailchimp(sandbox)
     provider.upsert_batch([
-        OutgoingRecord(key=1, email="in@example.com", fields={}),
-        OutgoingRecord(key=2, email="wait@example.com", fields={}, email_consent="pending"),
+        member_record(key=1, email="in@example.com", fields={}),
+        member_record(key=2, email="wait@example.com", fields={}, email_consent="pending"),
     ])
     records = {record.fields["email_address"]: record for record in read(provider)[0]}
     stored = {member["email_address"]: member for member in sandbox.mailchimp_members()}
@@ -430,7 +449,7 @@ def read_member_stable_id(provider, email) -> str:
 @pytest.mark.integration
 def test_an_address_changed_in_mailchimp_comes_back_under_a_new_id_with_the_same_stable_id(sandbox):
     provider = mailchimp(sandbox)
-    (written,) = provider.upsert_batch([OutgoingRecord(key=1, email="old@example.com", fields={"FNAME": "Ann"})])
+    (written,) = provider.upsert_batch([member_record(key=1, email="old@example.com", fields={"FNAME": "Ann"})])
     records, cursor, _ = read(provider)
     assert written.stable_id == records[0].stable_id != ""
     patch_member(sandbox, "old@example.com", email_address="new@example.com")
@@ -442,7 +461,7 @@ def test_an_address_changed_in_mailchimp_comes_back_under_a_new_id_with_the_same
 @pytest.mark.integration
 def test_a_member_archived_in_mailchimp_comes_in_the_delta_as_archived(sandbox):
     provider = mailchimp(sandbox, overlap_seconds=0)
-    provider.upsert_batch([OutgoingRecord(key=i, email=f"a{i}@example.com", fields={}) for i in range(2)])
+    provider.upsert_batch([member_record(key=i, email=f"a{i}@example.com", fields={}) for i in range(2)])
     _, cursor, _ = read(provider)
     time.sleep(1.1)
     provider.archive(subscriber_hash("a1@example.com"))
@@ -489,7 +508,7 @@ def test_a_read_cut_short_within_one_second_while_members_leave_it_misses_and_re
     pages.close()
     # Members read already are changed again, leaving the second: the rest move up.
     read_emails = [record.fields["email_address"] for record in committed[:20]]
-    results = provider.upsert_batch([OutgoingRecord(key=email, email=email, fields={"FNAME": "Again"})
+    results = provider.upsert_batch([member_record(key=email, email=email, fields={"FNAME": "Again"})
                                      for email in read_emails])
     assert all(result.ok for result in results)
     rest, _, _ = read(provider, page.cursor)
@@ -502,10 +521,10 @@ def test_a_read_cut_short_within_one_second_while_members_leave_it_misses_and_re
 @pytest.mark.integration
 def test_an_explicit_opt_in_asks_an_unsubscribed_member_to_confirm(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="back@example.com", fields={})])
+    provider.upsert_batch([member_record(key=1, email="back@example.com", fields={})])
     set_status_in_mailchimp(sandbox, "back@example.com", "unsubscribed")
     sandbox.reset_stats()
-    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="back@example.com", fields={"FNAME": "B"},
+    (result,) = provider.upsert_batch([member_record(key=1, email="back@example.com", fields={"FNAME": "B"},
                                                       email_consent="subscribed", explicit_opt_in=True)])
     assert result.ok
     assert statuses(sandbox) == {"back@example.com": "pending"}
@@ -521,9 +540,9 @@ def test_an_explicit_opt_in_asks_an_unsubscribed_member_to_confirm(sandbox):
 @pytest.mark.parametrize("status, explicit", [("unsubscribed", False), ("cleaned", True), ("cleaned", False)])
 def test_without_an_explicit_opt_in_or_for_a_bounced_address_nothing_loosens(sandbox, status, explicit):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={})])
+    provider.upsert_batch([member_record(key=1, email="out@example.com", fields={})])
     set_status_in_mailchimp(sandbox, "out@example.com", status)
-    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="out@example.com", fields={"FNAME": "O"},
+    (result,) = provider.upsert_batch([member_record(key=1, email="out@example.com", fields={"FNAME": "O"},
                                                       email_consent="subscribed", explicit_opt_in=explicit)])
     assert result.ok
     assert statuses(sandbox) == {"out@example.com": status}
@@ -532,9 +551,9 @@ def test_without_an_explicit_opt_in_or_for_a_bounced_address_nothing_loosens(san
 @pytest.mark.integration
 def test_an_explicit_opt_in_costs_nothing_for_a_member_already_subscribed_and_creates_new_ones_subscribed(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([OutgoingRecord(key=1, email="in@example.com", fields={})])
+    provider.upsert_batch([member_record(key=1, email="in@example.com", fields={})])
     sandbox.reset_stats()
-    records = [OutgoingRecord(key=email, email=email, fields={"FNAME": "X"}, email_consent="subscribed",
+    records = [member_record(key=email, email=email, fields={"FNAME": "X"}, email_consent="subscribed",
                               explicit_opt_in=True) for email in ("in@example.com", "new@example.com")]
     assert all(result.ok for result in provider.upsert_batch(records))
     assert statuses(sandbox) == {"in@example.com": "subscribed", "new@example.com": "subscribed"}

@@ -36,6 +36,10 @@ def test_the_sdk_drives_every_audience_endpoint(client, sandbox):
     assert {"FNAME", "LNAME", "PHONE", "ADDRESS"} <= {f["tag"] for f in merge_fields["merge_fields"]}
     plan = lists.add_list_merge_field(list_id, {"name": "Plan", "type": "text", "tag": "PLAN"})
     assert lists.get_list_merge_field(list_id, plan["merge_id"])["tag"] == "PLAN"
+    spare = lists.add_list_merge_field(list_id, {"name": "Spare", "type": "number", "tag": "SPARE"})
+    assert lists.update_list_merge_field(list_id, spare["merge_id"], {"name": "Extra"})["name"] == "Extra"
+    lists.delete_list_merge_field(list_id, spare["merge_id"])
+    assert "SPARE" not in {f["tag"] for f in lists.get_list_merge_fields(list_id, count=100)["merge_fields"]}
 
     added = lists.add_list_member(list_id, {"email_address": "added@example.com", "status": "subscribed",
                                             "merge_fields": {"FNAME": "Added", "PLAN": "Pro"}})

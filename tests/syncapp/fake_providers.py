@@ -57,6 +57,12 @@ class World:
         self.poison: set[str] = set()
         # The audience's replies tell each member's status after the write, as Mailchimp's do.
         self.report_status = False
+        # The fields each system reports through discovery: name -> type. Tests remove or
+        # retype one to make the schema drift.
+        self.crm_fields = {name: "string" for name in (
+            "email", "firstname", "lastname", "phone", "company", "hs_email_optout", "sms_status")}
+        self.audience_fields = {name: "text" for name in (
+            "email_address", "status", "tags", "FNAME", "LNAME", "PHONE", "COMPANY", "SMS")}
 
     def add(self, external_id: str, **fields: Any) -> None:
         """Create or edit a CRM record (an edit merges into its fields)."""
@@ -86,7 +92,7 @@ class FakeCrm(Provider):
         return {}
 
     def discover_fields(self) -> list[FieldInfo]:
-        return [FieldInfo("email", "Email"), FieldInfo("firstname", "First name")]
+        return [FieldInfo(name, name, type) for name, type in self.world.crm_fields.items()]
 
     def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
         since = int(cursor or 0)
@@ -139,7 +145,7 @@ class FakeAudience(Provider):
         return {}
 
     def discover_fields(self) -> list[FieldInfo]:
-        return [FieldInfo("FNAME", "First name")]
+        return [FieldInfo(name, name, type) for name, type in self.world.audience_fields.items()]
 
     def read_changed(self, cursor: str | None) -> Iterator[ChangePage]:
         self.http.request_count += 1

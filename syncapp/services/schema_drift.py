@@ -1,0 +1,130 @@
+"""Schema drift: pause a sync whose mapped fields vanished or changed type, before it writes anything.
+
+Checked at the start of every run (`sync_schema_check`, called by `runs.run_execute`
+once the plan is built) and whenever a connection's fields are refreshed from its
+page (`connection_fields_refresh`). A drifted sync is paused with a reason naming each
+field and its system (shown on the sync page and the dashboard), through
+`syncs.sync_pause`, so it is audited and its schedule removed; its owner gets an email.
+The cursors are left alone: once the mapping (or the field) is fixed, resuming the sync
+reads on from where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Callable, Sequence
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+
+from connections.models import Connection
+from connections.providers.base import FieldInfo, Provider
+from mappings.discovery import DiscoveryFailed, field_catalog_refresh
+from mappings.drift import Drift, MappedField, drift_message, schema_drift
+from mappings.models import FieldCatalog, FieldMapping
+from syncapp.models import Sync, SyncRun
+from syncapp.services.syncs import sync_pause
+
+logger = logging.getLogger(__name__)
+
+
+class SchemaDrifted(Exception):
+    """A run found drift and paused its sync; the message is the pause reason."""
+
+    def __init__(self, drifts: Sequence[Drift]):
+        super().__init__(drift_message(drifts))
+        self.drifts = list(drifts)
+
+
+def sync_schema_check(*, sync: Sync, run: SyncRun | None, provider_for: Callable[..., Provider]) -> list[Drift]:
+    """Discover the fields of every system the sync maps, refresh their catalogs and compare.
+
+    `provider_for(connection)` returns the client to ask (a run passes its own, so the
+    calls count with the run's). On drift the sync is paused and its owner emailed;
+    the drifts are returned. A system that cannot list its fields raises the
+    provider's error, as any failed read in a run does.
+    """
+    # Only the systems the sync reads or writes: a run has clients for those alone.
+    endpoints = set(sync.endpoints.values_list("connection_id", flat=True))
+    mappings = list(sync.mappings.filter(connection_id__in=endpoints).select_related("connection"))
+    connections = {mapping.connection_id: mapping.connection for mapping in mappings}
+    fields: dict[int, list[FieldInfo]] = {}
+    for connection_id, connection in connections.items():
+        try:
+            catalog = field_catalog_refresh(connection=connection, provider=provider_for(connection))
+        except DiscoveryFailed as failed:
+            raise failed.__cause__ from None
+        fields[connection_id] = [FieldInfo.from_dict(row) for row in catalog.fields]
+    return _apply(sync=sync, mappings=mappings, fields=fields, run=run)
+
+
+def connection_fields_refresh(*, connection: Connection, user) -> tuple[FieldCatalog, list[Sync]]:
+    """Refresh the connection's fields (see `field_catalog_refresh`) and pause every sync they drifted from.
+
+    Return the catalog and the syncs paused now. Raise DiscoveryFailed as the refresh does.
+    """
+    catalog = field_catalog_refresh(connection=connection, user=user)
+    current = [FieldInfo.from_dict(row) for row in catalog.fields]
+    paused = []
+    syncs = Sync.objects.filter(mappings__connection=connection, paused=False).distinct().order_by("name")
+    for sync in syncs:
+        mappings = list(sync.mappings.filter(connection=connection).select_related("connection"))
+        if _apply(sync=sync, mappings=mappings, fields={connection.pk: current}, run=None):
+            paused.append(sync)
+    return catalog, paused
+
+
+def _apply(*, sync: Sync, mappings: Sequence[FieldMapping], fields: dict[int, list[FieldInfo]],
+           run: SyncRun | None) -> list[Drift]:
+    """Compare, then pause the sync on drift, or record the types of mappings saved without one."""
+    drifts: list[Drift] = []
+    for connection_id, current in fields.items():
+        mapped = [MappedField(mapping.connection.name, mapping.external_field, mapping.external_type)
+                  for mapping in mappings if mapping.connection_id == connection_id]
+        drifts += schema_drift(mapped, current)
+    if drifts:
+        _pause(sync=sync, drifts=drifts, run=run)
+        return drifts
+    # Mappings saved before types were kept get theirs now, so that a later type change is seen.
+    for mapping in mappings:
+        if mapping.external_type:
+            continue
+        found = next((f for f in fields.get(mapping.connection_id, ()) if f.name == mapping.external_field), None)
+        if found is not None and found.type:
+            FieldMapping.objects.filter(pk=mapping.pk, external_type="").update(external_type=found.type[:50])
+    return []
+
+
+def _pause(*, sync: Sync, drifts: Sequence[Drift], run: SyncRun | None) -> None:
+    reason = drift_message(drifts)
+    with transaction.atomic():
+        was_paused = Sync.objects.filter(pk=sync.pk, paused=True).exists()
+        paused = sync_pause(sync=sync, user=None, reason=reason)
+        if not was_paused:
+            transaction.on_commit(lambda: _mail_owner(sync=paused, drifts=drifts, run=run))
+    sync.paused, sync.paused_reason = paused.paused, paused.paused_reason
+
+
+def _mail_owner(*, sync: Sync, drifts: Sequence[Drift], run: SyncRun | None) -> None:
+    """Tell the sync's owner why it paused; a mail that cannot be sent is logged, never fatal."""
+    owner = sync.owner
+    if owner is None or not owner.email:
+        logger.warning("Sync %s paused for schema drift; it has no owner with an email address to tell.", sync.pk)
+        return
+    lines = [
+        f"The sync “{sync.name}” paused before writing anything, because a field it maps changed:",
+        "",
+        *(f"- {drift.system}: {drift.field} {drift.change}" for drift in drifts),
+        "",
+        "Fix the mapping (or the field in that system), then resume the sync: it continues from where it stopped.",
+    ]
+    if run is not None:
+        lines.append(f"Run #{run.pk} stopped here.")
+    base = getattr(settings, "SITE_URL", "")
+    lines.append(f"Sync page: {base}{reverse('sync_detail', args=[sync.pk])}")
+    try:
+        send_mail(f"Sync paused: {sync.name}", "\n".join(lines), None, [owner.email])
+    except (OSError, smtplib.SMTPException):
+        logger.exception("The drift alert for sync %s could not be mailed to its owner.", sync.pk)

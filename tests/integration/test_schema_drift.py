@@ -1,0 +1,124 @@
+"""Schema drift through the sandbox: a mapped merge field deleted in Mailchimp pauses the sync before it writes."""
+import pytest
+import requests
+from django.core import mail
+
+from audit.models import AuditEvent
+from connections.models import Connection
+from mappings.models import FieldMapping
+from syncapp.models import Sync, SyncRun
+from syncapp.services.schema_drift import connection_fields_refresh
+from syncapp.services.syncs import sync_resume
+from tests.integration.workspace import hubspot_edit, importable, run_now, sandbox_sync
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", email="owner@example.com")
+
+
+@pytest.fixture
+def sync(sandbox, owner):
+    sandbox.limits(hubspot_rate_limit=0)
+    sandbox.seed(hubspot_contacts=40, random_seed=11)
+    sync = sandbox_sync(sandbox, owner=owner)
+    mailchimp = Connection.objects.get(name="Mailchimp")
+    hubspot = Connection.objects.get(name="HubSpot")
+    FieldMapping.objects.create(sync=sync, connection=hubspot, hub_field="company", external_field="company",
+                                direction="in", is_owner=True)
+    FieldMapping.objects.create(sync=sync, connection=mailchimp, hub_field="company", external_field="COMPANY",
+                                direction="out")
+    return sync
+
+
+def merge_field_delete(sandbox, tag: str) -> None:
+    """Delete a merge field the way a Mailchimp user would, through the API itself."""
+    auth = ("any", sandbox.mailchimp_key)
+    base = f"{sandbox.mailchimp_url}/lists/{sandbox.list_id}/merge-fields"
+    listed = requests.get(base, params={"count": 100}, auth=auth, timeout=10).json()["merge_fields"]
+    merge_id = next(field["merge_id"] for field in listed if field["tag"] == tag)
+    assert requests.delete(f"{base}/{merge_id}", auth=auth, timeout=10).status_code == 204
+
+
+def edit_some(sandbox, count: int = 3) -> list[dict]:
+    people = [same[0] for same in importable(sandbox.hubspot_contacts()).values() if len(same) == 1][:count]
+    for number, contact in enumerate(people):
+        hubspot_edit(sandbox, contact["id"], firstname=f"Drifted{number}")
+    return people
+
+
+def test_a_deleted_merge_field_pauses_the_sync_before_it_writes_and_resuming_goes_on_from_the_cursors(
+        sandbox, sync, owner):
+    first = run_now(sync)
+    assert first.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), first.error
+    # Mappings saved without a type get the one found at the first check.
+    assert FieldMapping.objects.get(sync=sync, external_field="COMPANY").external_type == "text"
+    assert FieldMapping.objects.get(sync=sync, external_field="firstname").external_type == "string"
+
+    edited = edit_some(sandbox)
+    merge_field_delete(sandbox, "COMPANY")
+    sandbox.reset_stats()
+    mail.outbox.clear()
+
+    paused_run = run_now(sync)
+    assert paused_run.status == SyncRun.Status.PAUSED
+    assert "COMPANY in Mailchimp was removed" in paused_run.error
+    sync.refresh_from_db()
+    assert sync.paused and "COMPANY in Mailchimp was removed" in sync.paused_reason
+    # Nothing written anywhere, nothing read past the fields, and the cursors stand still.
+    stats = sandbox.stats()
+    assert stats["writes"] == 0
+    assert set(stats["requests"]["mailchimp"]) == {"GET /lists/{list_id}/merge-fields"}
+    assert set(stats["requests"]["hubspot"]) == {"GET /crm/v3/properties/contacts"}
+    assert paused_run.cursors_after == paused_run.cursors_before == first.cursors_after
+    assert (paused_run.read_count, paused_run.pushed_count) == (0, 0)
+    # The pause is audited, and the owner told which field and where.
+    assert AuditEvent.objects.filter(action="sync.paused", object_id=str(sync.pk)).exists()
+    (message,) = mail.outbox
+    assert message.to == ["owner@example.com"]
+    assert "Mailchimp: COMPANY was removed" in message.body and sync.name in message.subject
+
+    # Fix the mapping (stop writing the company to Mailchimp) and resume.
+    FieldMapping.objects.filter(sync=sync, external_field="COMPANY").delete()
+    sync = sync_resume(sync=sync, user=owner)
+    resumed = run_now(sync)
+    assert resumed.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), resumed.error
+    assert resumed.cursors_before == first.cursors_after
+    # Only the contacts edited while paused were read again and pushed.
+    assert resumed.pushed_count == len(edited)
+    members = {m["email_address"].lower(): m for m in sandbox.mailchimp_members()}
+    for number, contact in enumerate(edited):
+        assert members[contact["properties"]["email"].strip().lower()]["merge_fields"]["FNAME"] == f"Drifted{number}"
+    assert len(mail.outbox) == 1
+
+
+def test_a_refresh_from_the_connection_page_pauses_the_syncs_using_the_field(sandbox, sync, owner):
+    run_now(sync)
+    other = Sync.objects.create(name="Unrelated", schedule_minutes=0)
+    merge_field_delete(sandbox, "COMPANY")
+    sandbox.reset_stats()
+
+    catalog, paused = connection_fields_refresh(connection=Connection.objects.get(name="Mailchimp"), user=owner)
+    assert "COMPANY" not in {row["name"] for row in catalog.fields}
+    assert paused == [sync]
+    sync.refresh_from_db()
+    other.refresh_from_db()
+    assert sync.paused and "COMPANY in Mailchimp was removed" in sync.paused_reason
+    assert not other.paused
+    assert sandbox.stats()["writes"] == 0
+    assert len(mail.outbox) == 1
+    # Refreshing again pauses nothing more and mails nobody again.
+    assert connection_fields_refresh(connection=Connection.objects.get(name="Mailchimp"), user=owner)[1] == []
+    assert len(mail.outbox) == 1
+
+
+def test_a_changed_type_pauses_the_sync_too(sandbox, sync):
+    run_now(sync)
+    mapping = FieldMapping.objects.get(sync=sync, external_field="COMPANY")
+    # As if the mapping had been saved when COMPANY held numbers.
+    FieldMapping.objects.filter(pk=mapping.pk).update(external_type="number")
+    run = run_now(sync)
+    assert run.status == SyncRun.Status.PAUSED
+    assert "COMPANY in Mailchimp changed from number to text" in run.error
