@@ -32,7 +32,12 @@ class FieldMapping(models.Model):
         ordering = ["sync", "connection", "id"]
         constraints = [
             models.UniqueConstraint(fields=["sync", "connection", "hub_field"], name="one_mapping_per_hub_field"),
-            models.UniqueConstraint(fields=["sync", "connection", "external_field"], name="one_mapping_per_external_field"),
+            # No unique (sync, connection, external_field): a full name field is the target
+            # of two mappings (first name and last name, each with a full_name transform).
+            # Which mappings may share a field depends on their transforms, which a
+            # database constraint cannot read from the JSON on every backend (SQLite has no
+            # JSON containment); the rule is enforced where mappings are validated and
+            # again when a run's plan is built (mappings.transforms.shared_field_error).
         ]
 
     def __str__(self) -> str:

@@ -175,11 +175,11 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(RecordError)
 class RecordErrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["created_at", "run", "connection", "external_id", "error_class", "short_message", "retriable", "attempts", "resolved"]
-    list_filter = ["retriable", "resolved", "error_class", "connection", "run__sync"]
+    list_display = ["created_at", "run", "connection", "external_id", "severity", "error_class", "short_message", "retriable", "attempts", "resolved"]
+    list_filter = ["severity", "retriable", "resolved", "error_class", "connection", "run__sync"]
     list_select_related = ["run__sync", "connection"]
     search_fields = ["external_id", "message", "error_class"]
-    fields = ["run", "connection", "contact", "external_id", "error_class", "message", "retriable", "attempts", "resolved", "created_at"]
+    fields = ["run", "connection", "contact", "external_id", "severity", "error_class", "message", "retriable", "attempts", "resolved", "created_at"]
     readonly_fields = fields
 
     @admin.display(description="Message")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from audit.models import AuditEvent
 from connections.models import Connection
@@ -31,8 +31,20 @@ def sync_recent_runs(*, sync: Sync, limit: int = RECENT_RUNS) -> list[SyncRun]:
     return list(sync.runs.select_related("requested_by")[:limit])
 
 
-def run_record_errors(*, run: SyncRun) -> QuerySet[RecordError]:
-    return run.record_errors.select_related("connection").order_by("id")
+def run_record_errors(*, run: SyncRun, severity: str | None = None) -> QuerySet[RecordError]:
+    """Return a run's record errors, then its warnings; or only those of `severity` (error, warning)."""
+    errors = run.record_errors.select_related("connection").order_by("severity", "id")
+    if severity is not None:
+        errors = errors.filter(severity=severity)
+    return errors
+
+
+def run_record_error_counts(*, run: SyncRun) -> dict[str, int]:
+    """Return how many record errors and how many warnings a run lists: {"error": n, "warning": m}."""
+    counts = dict.fromkeys(RecordError.Severity.values, 0)
+    rows = run.record_errors.order_by().values_list("severity").annotate(total=Count("id"))
+    counts.update(dict(rows))
+    return counts
 
 
 def run_is_finished(run: SyncRun) -> bool:
@@ -48,6 +60,7 @@ def run_counts(run: SyncRun) -> dict[str, int]:
         "pushed": run.pushed_count,
         "conflicts": run.conflict_count,
         "failed": run.failed_count,
+        "warnings": run.warning_count,
     }
 
 

@@ -52,6 +52,7 @@
     });
     setText(panel, "[data-field='api-calls']", formatNumber(data.api_calls));
     panel.querySelector("[data-field='failed-box']").classList.toggle("has-failures", data.counts.failed > 0);
+    panel.querySelector("[data-field='warnings-box']").classList.toggle("has-warnings", data.counts.warnings > 0);
     setText(panel, "[data-field='duration']", formatDuration(data.duration_seconds));
 
     var error = panel.querySelector("[data-field='error']");
@@ -69,6 +70,36 @@
         button.disabled = false;
       });
     }
+  }
+
+  // The page's other sections (timings, API calls, recent runs, record errors) were
+  // rendered while the run worked: once it ends, fetch the page again and swap them for
+  // their final state, without reloading (which would lose the reader's place).
+  function refreshSections() {
+    var sections = document.querySelectorAll("[data-refresh-on-finish]");
+    if (!sections.length) {
+      return;
+    }
+    fetch(window.location.href, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (!response.ok || response.redirected) {
+          throw new Error("page unavailable (HTTP " + response.status + ")");
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        sections.forEach(function (section) {
+          var name = section.getAttribute("data-refresh-on-finish");
+          var replacement = fresh.querySelector("[data-refresh-on-finish='" + name + "']");
+          if (replacement) {
+            section.replaceWith(document.importNode(replacement, true));
+          }
+        });
+      })
+      .catch(function () {
+        // The sections keep what they showed; a reload brings the rest.
+      });
   }
 
   function poll(panel) {
@@ -89,6 +120,8 @@
           render(panel, data);
           if (!data.finished) {
             window.setTimeout(tick, POLL_MS);
+          } else {
+            refreshSections();
           }
         })
         .catch(function () {

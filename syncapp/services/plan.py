@@ -10,18 +10,26 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from connections.models import Connection
 from connections.providers.base import OutgoingRecord, Provider
-from mappings.models import FieldMapping
-from mappings.transforms import InvalidTransformSpec, TransformChain, TransformContext, TransformError
-from syncapp.engine.consent import RESTRICTIVENESS, outgoing_consent
+from mappings.models import FieldCatalog, FieldMapping
+from mappings.transforms import (
+    InvalidTransformSpec,
+    TransformChain,
+    TransformContext,
+    TransformError,
+    shared_field_error,
+)
+from syncapp.engine.consent import RESTRICTIVENESS, new_record_consent, outgoing_consent
+from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
 from syncapp.engine.merge import NO_BASE, FieldRule, Policy, is_empty
 from syncapp.models import Contact, Sync, SyncConnection
 from syncapp.models.hub import HUB_FIELDS
+from syncapp.services.record_errors import FieldProblem
 
 EMAIL = "email"
 PHONE = "phone"
@@ -61,6 +69,9 @@ class FieldPlan:
     external_field: str
     chain: TransformChain
     rule: FieldRule
+    # The longest value each side's field holds, where known: `truncate` cuts to it.
+    hub_max_length: int | None = None
+    external_max_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,18 +81,29 @@ class Payload:
     email: str
     fields: dict[str, Any]
     email_consent: str | None
-    errors: list[str] = field(default_factory=list)
+    # Fields left out because their value cannot be written there: sent without them.
+    left_out: list[FieldProblem] = field(default_factory=list)
     # The consent sent lifts an opt-out there: the person explicitly opted in again.
     explicit_opt_in: bool = False
+    # The state the record gets if it is created there (None: it is not created).
+    email_consent_if_new: str | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        """The fields left out, as "field: reason" for display."""
+        return [f"{problem.field}: {problem.reason}" for problem in self.left_out]
 
     def digest(self) -> str:
-        text = json.dumps([self.email, self.fields, self.email_consent], sort_keys=True, default=str)
+        # With the status for new records: a record refused creation for want of one is
+        # sent again once a marketer chooses it.
+        text = json.dumps([self.email, self.fields, self.email_consent, self.email_consent_if_new], sort_keys=True,
+                          default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def record(self, *, key: Any, external_id: str | None) -> OutgoingRecord:
         return OutgoingRecord(
             key=key, email=self.email, fields=self.fields, external_id=external_id, email_consent=self.email_consent,
-            explicit_opt_in=self.explicit_opt_in,
+            explicit_opt_in=self.explicit_opt_in, email_consent_if_new=self.email_consent_if_new,
         )
 
 
@@ -93,8 +115,10 @@ class EndpointPlan:
     context: TransformContext
     reads: list[FieldPlan]
     writes: list[FieldPlan]
-    # External field -> its plan, built on first use by `differs`.
-    _plans_by_field: dict[str, FieldPlan] | None = field(default=None, repr=False)
+    # The sync's opt-in rule: an incoming email with a known domain typo is fixed.
+    fix_email_typos: bool = False
+    # External field -> its plans (two for a full name), built on first use by `differs`.
+    _plans_by_field: dict[str, list[FieldPlan]] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -111,6 +135,24 @@ class EndpointPlan:
                 return plan.rule
         return FieldRule(Policy.OWNER_WINS, incoming_owns=True)
 
+    def context_in(self, plan: FieldPlan) -> TransformContext:
+        """Return the context of `plan`'s inbound chain: the hub field is the destination."""
+        if not plan.chain.uses_max_length:
+            return self.context
+        return replace(self.context, max_length=plan.hub_max_length)
+
+    def context_out(self, plan: FieldPlan, contact: HubValues) -> TransformContext:
+        """Return the context of `plan`'s outbound chain for `contact`: the system's field
+        is the destination, and a joining transform reads the hub fields it names."""
+        if not (plan.chain.uses_max_length or plan.chain.joins):
+            return self.context
+        hub_values = {name: contact.hub_value(name) for name in plan.chain.hub_fields_read}
+        return replace(self.context, max_length=plan.external_max_length, hub_values=hub_values)
+
+    def to_hub(self, plan: FieldPlan, raw: Any) -> Any:
+        """Return a system's value of `plan`'s field through the inbound chain (not yet checked)."""
+        return plan.chain.to_hub(raw, self.context_in(plan))
+
     def payload(self, contact: HubValues, link: LinkState, *, held: Collection[str] = ()) -> Payload:
         """Return what this system should hold for `contact`.
 
@@ -122,27 +164,43 @@ class EndpointPlan:
         reviewer decides.
         """
         fields: dict[str, Any] = {}
-        errors: list[str] = []
+        left_out: list[FieldProblem] = []
+        joined: set[str] = set()
         for plan in self.writes:
             if plan.hub_field == EMAIL_CONSENT or plan.hub_field in held:
                 continue
+            if plan.chain.joins:
+                # A full name: the mappings of both parts build the same joined value, sent
+                # once; a part held by an open conflict holds the whole value back.
+                if plan.external_field in joined or any(name in held for name in plan.chain.hub_fields_read):
+                    continue
+                joined.add(plan.external_field)
             value = contact.hub_value(plan.hub_field)
             if plan.hub_field == SMS_CONSENT:
                 value = self._sms_consent_out(plan, value, link)
-            if value is None or value == "":
-                if not plan.rule.never_overwrite_with_empty:
+            fills_empty = plan.chain.fills_empty_out
+            if (value is None or value == "") and not fills_empty:
+                if not plan.rule.never_overwrite_with_empty and not self._holds_unreadable(plan, link):
                     fields[plan.external_field] = ""
                 continue
             if plan.chain:
                 try:
-                    value = plan.chain.to_external(value, self.context)
+                    value = plan.chain.to_external(value, self.context_out(plan, contact))
                 except TransformError as error:
-                    errors.append(f"{plan.external_field}: {error}")
+                    left_out.append(FieldProblem(plan.external_field, str(error)))
                     continue
                 if value is None:
                     continue
+                if value == "" and fills_empty and plan.rule.never_overwrite_with_empty:
+                    continue
             fields[plan.external_field] = value
         consent, explicit = None, False
+        # Decided whether or not the consent is held for review: a record created while
+        # a reviewer decides gets the hub's state (or the chosen one), never a default.
+        if_new = new_record_consent(
+            hub_state=contact.hub_value(EMAIL_CONSENT), remote_state=link.email_consent_base or None,
+            chosen=self.endpoint.new_member_status, offered=self.provider.new_record_consent_states,
+        )
         if EMAIL_CONSENT not in held:
             hub_state = contact.hub_value(EMAIL_CONSENT)
             remote = link.email_consent_base or None
@@ -160,8 +218,17 @@ class EndpointPlan:
                 # A record created again (restored after a delete) keeps the opt-out it
                 # had there: the provider's default for new records would drop it.
                 consent = link.email_consent_base
-        return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, errors=errors,
-                       explicit_opt_in=explicit)
+        return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, left_out=left_out,
+                       explicit_opt_in=explicit, email_consent_if_new=if_new)
+
+    def _holds_unreadable(self, plan: FieldPlan, link: LinkState) -> bool:
+        """Return whether this system holds a value of the field that the hub could not read.
+
+        The hub's field is empty only because of that (a phone with an extension, left
+        out with a warning): sending the empty value would erase it there, not carry a change.
+        """
+        held = link.merge_base.get(plan.external_field)
+        return not is_empty(held) and self.hub_form(plan, held) is NO_BASE
 
     def _sms_consent_out(self, plan: FieldPlan, value: Any, link: LinkState) -> Any:
         """Return the SMS consent to write, or None where it would loosen the system's."""
@@ -178,7 +245,8 @@ class EndpointPlan:
 
     def hub_fields_written(self) -> set[str]:
         """Return the hub fields a payload for this system reads."""
-        return {plan.hub_field for plan in self.writes} | {EMAIL, EMAIL_CONSENT, EMAIL_OPT_IN_AT}
+        joined = {name for plan in self.writes for name in plan.chain.hub_fields_read}
+        return {plan.hub_field for plan in self.writes} | joined | {EMAIL, EMAIL_CONSENT, EMAIL_OPT_IN_AT}
 
     def differs(self, payload: Payload, link: LinkState) -> bool:
         """Return whether `payload` says anything this system does not hold already.
@@ -200,19 +268,27 @@ class EndpointPlan:
 
     def _same_in_hub_form(self, external_field: str, held: Any, value: Any) -> bool:
         if self._plans_by_field is None:
-            self._plans_by_field = {plan.external_field: plan for plan in (*self.writes, *self.reads)}
-        plan = self._plans_by_field.get(external_field)
-        if plan is None:
+            self._plans_by_field = {}
+            for plan in (*self.writes, *self.reads):
+                plans = self._plans_by_field.setdefault(plan.external_field, [])
+                if plan not in plans:
+                    plans.append(plan)
+        plans = self._plans_by_field.get(external_field)
+        if not plans:
             return False
-        held_hub = self.hub_form(plan, held)
-        return held_hub is not NO_BASE and held_hub == self.hub_form(plan, value)
+        # A full name is the same only if both of its parts are.
+        for plan in plans:
+            held_hub = self.hub_form(plan, held)
+            if held_hub is NO_BASE or held_hub != self.hub_form(plan, value):
+                return False
+        return True
 
     def hub_form(self, plan: FieldPlan, raw: Any) -> Any:
         """Return a system's value of a field in hub form; NO_BASE when it cannot be read as one."""
         try:
             if plan.hub_field == EMAIL:
                 return None if is_empty(raw) else normalize_email(raw)
-            value = plan.chain.to_hub(raw, self.context)
+            value = self.to_hub(plan, raw)
             return hub_value_check(plan.hub_field, value, phone_region=self.context.phone_region)
         except (TransformError, InvalidEmail):
             return NO_BASE
@@ -251,15 +327,21 @@ def sync_plan_build(*, sync: Sync, provider_for: Callable[..., Provider]) -> Syn
     for mapping in sync.mappings.all():
         mappings.setdefault(mapping.connection_id, []).append(mapping)
     # Mappings first: a bad one fails the run before any client is built.
+    for connection_mappings in mappings.values():
+        _check_shared_fields(connection_mappings)
+    limits = _external_max_lengths([endpoint.connection_id for endpoint in endpoints])
     compiled = {
-        endpoint.pk: [(mapping, _field_plan(mapping)) for mapping in mappings.get(endpoint.connection_id, [])]
+        endpoint.pk: [
+            (mapping, _field_plan(mapping, limits.get((mapping.connection_id, mapping.external_field))))
+            for mapping in mappings.get(endpoint.connection_id, [])
+        ]
         for endpoint in endpoints
     }
     plans: list[EndpointPlan] = []
     try:
         for endpoint in endpoints:
             connection, pairs = endpoint.connection, compiled[endpoint.pk]
-            read_fields = [mapping.external_field for mapping, _ in pairs if mapping.reads]
+            read_fields = list(dict.fromkeys(mapping.external_field for mapping, _ in pairs if mapping.reads))
             provider = provider_for(connection, fields=read_fields)
             plans.append(
                 EndpointPlan(
@@ -269,6 +351,7 @@ def sync_plan_build(*, sync: Sync, provider_for: Callable[..., Provider]) -> Syn
                     context=TransformContext(phone_region=connection.default_phone_region),
                     reads=[plan for mapping, plan in pairs if mapping.reads],
                     writes=[plan for mapping, plan in pairs if mapping.writes],
+                    fix_email_typos=sync.fix_email_typos,
                 )
             )
     except BaseException:
@@ -277,7 +360,34 @@ def sync_plan_build(*, sync: Sync, provider_for: Callable[..., Provider]) -> Syn
     return SyncPlan(sync=sync, endpoints=plans)
 
 
-def _field_plan(mapping: FieldMapping) -> FieldPlan:
+def _check_shared_fields(mappings: list[FieldMapping]) -> None:
+    """Refuse two mappings of one connection on one external field, a full name's excepted."""
+    by_field: dict[str, list[FieldMapping]] = {}
+    for mapping in mappings:
+        by_field.setdefault(mapping.external_field, []).append(mapping)
+    for external_field, sharing in by_field.items():
+        if len(sharing) < 2:
+            continue
+        first, *others = sharing
+        error = shared_field_error(first.transforms, others[0].transforms, external_field=external_field)
+        if len(others) > 1:
+            error = f"{external_field} is the target of {len(sharing)} mappings: a full name may have two, no more"
+        if error:
+            raise PlanError(f"Mapping {others[0]}: {error}.")
+
+
+def _external_max_lengths(connection_ids: list[int]) -> dict[tuple[int, str], int]:
+    """Return (connection id, field name) -> the field's max length, from the discovered fields."""
+    limits = {}
+    rows = FieldCatalog.objects.filter(connection_id__in=connection_ids).values_list("connection_id", "fields")
+    for connection_id, fields in rows:
+        for item in fields or ():
+            if isinstance(item, Mapping) and isinstance(item.get("max_length"), int) and item.get("name"):
+                limits[(connection_id, str(item["name"]))] = item["max_length"]
+    return limits
+
+
+def _field_plan(mapping: FieldMapping, external_max_length: int | None = None) -> FieldPlan:
     if mapping.hub_field not in HUB_FIELDS and not mapping.hub_field.startswith(ATTRIBUTE_PREFIX):
         raise PlanError(f"Mapping {mapping}: {mapping.hub_field!r} is not a hub field.")
     try:
@@ -289,7 +399,8 @@ def _field_plan(mapping: FieldMapping) -> FieldPlan:
         incoming_owns=mapping.is_owner,
         never_overwrite_with_empty=mapping.never_overwrite_with_empty,
     )
-    return FieldPlan(mapping.hub_field, mapping.external_field, chain, rule)
+    return FieldPlan(mapping.hub_field, mapping.external_field, chain, rule,
+                     hub_max_length=_MAX_LENGTHS.get(mapping.hub_field), external_max_length=external_max_length)
 
 
 # Hub text fields with a length limit (CharField), read once.
@@ -309,9 +420,13 @@ def hub_value_check(hub_field: str, value: Any, *, phone_region: str) -> Any:
         if is_empty(value):
             return None
         try:
-            return normalize_email(value)
+            email = normalize_email(value)
         except InvalidEmail as error:
-            raise TransformError(f"{value!r} {error}") from None
+            raise TransformError(f"{value!r}: {error}") from None
+        fixed = suggest_fix(email)
+        if fixed is not None:
+            raise TransformError(typo_message(email, fixed))
+        return email
     if hub_field == PHONE:
         if is_empty(value):
             return None

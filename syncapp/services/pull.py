@@ -22,6 +22,7 @@ from mappings.transforms import TransformChain, TransformError
 from syncapp.engine.batching import latest_per_key
 from syncapp.engine import consent as consent_rule
 from syncapp.engine.consent import merge_consent
+from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import (
     IdentityIndex,
     IncomingKeys,
@@ -33,7 +34,7 @@ from syncapp.engine.identity import (
 )
 from syncapp.engine.merge import NO_BASE, Outcome, is_empty, merge_field
 from syncapp.engine.text import clean_value
-from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordLink
+from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordError, RecordLink
 from syncapp.services.background import prefetched
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.conflict_book import ConflictBook, Side
@@ -52,7 +53,15 @@ from syncapp.services.plan import (
     plain,
     set_hub_value,
 )
-from syncapp.services.record_errors import PULL_ERRORS, ErrorItem, record_errors_resolve, record_errors_save
+from syncapp.services.record_errors import (
+    PULL_ERRORS,
+    ErrorItem,
+    FieldProblem,
+    field_warnings,
+    record_errors_resolve,
+    record_errors_save,
+    records_with,
+)
 from syncapp.services.tracker import RunTracker
 
 ERROR_CLASS_FOR_MATCH = {
@@ -95,7 +104,10 @@ class Incoming:
     keys: IncomingKeys
     # hub field -> (its field plan, cleaned external value, hub value)
     values: dict[str, tuple[FieldPlan, Any, Any]] = field(default_factory=dict)
-    field_errors: list[str] = field(default_factory=list)
+    # Fields left out: the record is imported without them, with a warning each.
+    field_errors: list[FieldProblem] = field(default_factory=list)
+    # The address as read, when the sync's rule fixed a domain typo in it (audited).
+    email_fixed_from: str | None = None
 
 
 @dataclass
@@ -111,18 +123,26 @@ class PreparedPage:
 
 
 def pull_endpoint(
-    *, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, after_page: Callable[[], None] | None = None
+    *, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, after_page: Callable[[], None] | None = None,
+    full: bool = False,
 ) -> None:
-    """Read every record changed since the endpoint's cursor into the hub.
+    """Read every record changed since the endpoint's cursor into the hub; every record with `full`.
 
     The next page is read and converted in a background thread while the current one
     is written: the conversion needs no database, and the writes spend much of their
     time in SQLite, which lets other Python threads run. `after_page` runs after each
-    committed page (the run sends full push batches from there).
+    committed page (the run sends full push batches from there). A full read (resync,
+    backfill) starts from the provider's full-read cursor, which keeps what the cursor
+    in use still owes.
     """
     tracker.current = reader.connection
-    tracker.phase(f"Reading {reader.name}")
-    pages = reader.provider.read_changed(reader.endpoint.cursor or None)
+    cursor = reader.endpoint.cursor or None
+    if full:
+        tracker.phase(f"Reading every record of {reader.name}")
+        cursor = reader.provider.full_read_cursor(cursor)
+    else:
+        tracker.phase(f"Reading {reader.name}")
+    pages = reader.provider.read_changed(cursor)
     prepared = prefetched(prepare_page(reader=reader, page=page) for page in pages)
     try:
         for ready in prepared:
@@ -168,7 +188,9 @@ def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, pre
             updated_count=applier.updated,
             unchanged_count=applier.unchanged,
             conflict_count=applier.conflicts,
-            failed_count=len({error.external_id for error in applier.errors}),
+            # Records, not errors: a record left without two fields is one warning count.
+            failed_count=len(records_with(applier.errors, severity=RecordError.Severity.ERROR, by_contact=False)),
+            warning_count=len(records_with(applier.errors, severity=RecordError.Severity.WARNING, by_contact=False)),
         )
 
 
@@ -190,16 +212,22 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
             except InvalidEmail as error:
                 message = f"Invalid email {raw_email!r}: {error}."
                 return ErrorItem("invalid_email", message, external_id=record.external_id)
+            fixed = suggest_fix(email)
+            if fixed is not None and not reader.fix_email_typos:
+                return ErrorItem("invalid_email", f"Not imported: {typo_message(email, fixed)}",
+                                 external_id=record.external_id)
+            if fixed is not None:
+                item.email_fixed_from, email = email, fixed
         item.values[EMAIL] = (email_plan, raw_email, email)
     for field_plan in reader.reads:
         if field_plan.hub_field == EMAIL or field_plan.external_field not in fields:
             continue
         raw = clean_value(fields[field_plan.external_field])
         try:
-            value = field_plan.chain.to_hub(raw, reader.context)
+            value = reader.to_hub(field_plan, raw)
             value = hub_value_check(field_plan.hub_field, value, phone_region=reader.context.phone_region)
         except TransformError as error:
-            item.field_errors.append(f"{field_plan.external_field}: {error}")
+            item.field_errors.append(FieldProblem(field_plan.external_field, str(error)))
             continue
         item.values[field_plan.hub_field] = (field_plan, raw, value)
     phone = item.values.get(PHONE, (None, None, None))[2]
@@ -231,8 +259,8 @@ class _PageApplier:
         self.changed_link_columns: set[str] = set()
         # (contact, action, changes) for audit rows, built once new contacts have ids.
         self.audits: list[tuple[Contact, str, dict[str, list[Any]]]] = []
-        # External ids of the records imported without any error.
-        self.clean_ids: list[str] = []
+        # External ids of the records imported, with or without warnings.
+        self.synced_ids: list[str] = []
         # id(contact) -> its link to the system being read, new or existing.
         self.reader_links: dict[int, RecordLink] = {}
         # (contact, ConsentEvent fields) for the ledger, built once new contacts have ids.
@@ -267,15 +295,17 @@ class _PageApplier:
             else:
                 contact = contacts[decision.contact_id]
                 link = links.get(decision.contact_id)
+            email_before = contact.email
             self._merge(item, contact, link)
+            if item.email_fixed_from and contact.email != email_before:
+                self.audits.append((contact, "contact.email_fixed", {
+                    "email": [item.email_fixed_from, contact.email],
+                    "external_id": [None, item.record.external_id],
+                }))
             touched.append(contact)
-            if item.field_errors:
-                self.errors.append(
-                    ErrorItem("invalid_value", "Imported without: " + "; ".join(item.field_errors) + ".",
-                              external_id=item.record.external_id)
-                )
-            else:
-                self.clean_ids.append(item.record.external_id)
+            # Imported without the fields it could not read: a warning each, not a failure.
+            self.errors.extend(field_warnings(item.field_errors, sent=False, external_id=item.record.external_id))
+            self.synced_ids.append(item.record.external_id)
         self._archive(archived, contacts, links, linked)
         self._restore()
         self._write(touched)
@@ -389,6 +419,10 @@ class _PageApplier:
                 set_hub_value(contact, hub_field, value)
                 changes[hub_field] = [plain(ours), plain(value)]
             new_base[external_field] = raw
+        for problem in item.field_errors:
+            # The value left out is still what the system holds: kept in the base, so that
+            # the hub's empty field is not sent back over it (EndpointPlan.payload).
+            new_base[problem.field] = plain(clean_value(record.fields[problem.field]))
         if is_new:
             self.created += 1
             self.new_contacts.append(contact)
@@ -555,7 +589,8 @@ class _PageApplier:
             bulk_insert_rows([ConsentEvent(contact_id=contact.pk, **fields) for contact, fields in self.ledger])
         self._flag_duplicates()
         record_errors_save(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False)
-        record_errors_resolve(connection=self.connection, external_ids=self.clean_ids, classes=PULL_ERRORS)
+        record_errors_resolve(connection=self.connection, external_ids=self.synced_ids, classes=PULL_ERRORS,
+                              standing=self.errors)
 
     def _other_links(self, contact_ids: list[int]) -> dict[int, list[RecordLink]]:
         found: dict[int, list[RecordLink]] = {}

@@ -28,12 +28,19 @@ from audit.services import audit_record_many, audit_row_build
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
 from syncapp.engine.consent import reply_statement
-from syncapp.models import ConsentEvent, RecordLink
+from syncapp.models import ConsentEvent, RecordError, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.consent_ledger import ReportedState, consent_reports_apply
 from syncapp.services.held import held_fields
 from syncapp.services.plan import ATTRIBUTE_PREFIX, EndpointPlan, Payload, SyncPlan, hub_column
-from syncapp.services.record_errors import PULL_ERRORS, ErrorItem, record_errors_resolve, record_errors_save
+from syncapp.services.record_errors import (
+    PULL_ERRORS,
+    ErrorItem,
+    field_warnings,
+    record_errors_resolve,
+    record_errors_save,
+    records_with,
+)
 from syncapp.services.tracker import RunTracker
 
 # Pending links read per query while looking for work.
@@ -315,14 +322,13 @@ def _apply(
                     hub_state=item.link.contact.hub_value("email_consent"), system=writer.name,
                     connection_id=writer.connection.pk, evidence=ConsentEvent.Evidence.SYNC_WRITE, occurred_at=now,
                     explicit_opt_in=item.payload.explicit_opt_in, run_id=tracker.run.pk,
-                    note="The connection's status for new records." if defaulted else "",
+                    note="The status chosen on the sync for new members." if defaulted else "",
                 ))
             if item.link.external_id:
                 taken[item.link.external_id] = item.link.contact_id
             pushed.append(item.link.contact_id)
-            if item.payload.errors:
-                message = "Sent without: " + "; ".join(item.payload.errors) + "."
-                errors.append(ErrorItem("unsendable_value", message, contact_id=item.link.contact_id))
+            # Sent without the fields that cannot be written there: a warning each, not a failure.
+            errors.extend(field_warnings(item.payload.left_out, sent=True, contact_id=item.link.contact_id))
             audits.append(
                 audit_row_build(
                     action="contact.pushed",
@@ -343,10 +349,13 @@ def _apply(
         consent_reports_apply(reports=reports, system=writer.name, connection_id=writer.connection.pk,
                               run_id=tracker.run.pk, now=now)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
-        clean = set(pushed) - {error.contact_id for error in errors}
-        record_errors_resolve(connection=writer.connection, contact_ids=clean, except_classes=PULL_ERRORS)
+        record_errors_resolve(connection=writer.connection, contact_ids=pushed, except_classes=PULL_ERRORS,
+                              standing=errors)
+        # Records, not errors: a contact sent without two fields is one warning count.
         tracker.advance(done=len(batch) if progress else 0, pushed_count=len(pushed),
-                        failed_count=len({error.contact_id for error in errors}))
+                        failed_count=len(records_with(errors, severity=RecordError.Severity.ERROR, by_contact=True)),
+                        warning_count=len(records_with(errors, severity=RecordError.Severity.WARNING,
+                                                       by_contact=True)))
 
 
 def _refusal(item: Outgoing, result: RecordResult | None, taken: dict[str, int]) -> ErrorItem | None:

@@ -1,8 +1,16 @@
-"""Record-level errors of a run: saved once per record and cause, counted when repeated."""
+"""Record-level errors of a run: saved once per record and cause, counted when repeated.
+
+A record the provider refused, or one that could not be identified, did not sync: an
+error. A record that synced without one of its fields (a phone with an extension, a
+date that cannot be read) is a warning, one per field left out: the run still counts
+the record as synced, and the warning is resolved once that field goes through.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from django.db.models import Q
 
 from connections.models import Connection
 from connections.redaction import redact
@@ -12,10 +20,16 @@ from syncapp.services.bulk import bulk_update_rows
 
 MESSAGE_LIMIT = 1000
 
+# Warnings name the field after these prefixes; a class ending in ":" stands for
+# every class that begins with it (see _classes_q).
+NOT_IMPORTED = "not_imported:"
+NOT_SENT = "not_sent:"
 # Errors met reading a system, keyed by the record's id there. Errors met writing to
 # one are keyed by the contact (a record not yet created there has no id) and carry
-# the provider's own classes, so they are every other class.
-PULL_ERRORS = ("invalid_email", "invalid_value", "duplicate", "ambiguous", "unidentified")
+# the provider's own classes, so they are every other class. "invalid_value" is the
+# class field problems had before they became warnings: still resolved on a re-read.
+PULL_ERRORS = ("invalid_email", "invalid_value", "duplicate", "ambiguous", "unidentified", NOT_IMPORTED)
+CLASS_LIMIT = RecordError._meta.get_field("error_class").max_length
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,36 @@ class ErrorItem:
     external_id: str = ""
     contact_id: int | None = None
     retriable: bool = False
+    severity: str = RecordError.Severity.ERROR
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A field left out of a record that otherwise synced, and why."""
+
+    field: str
+    reason: str
+
+
+def field_warnings(problems: Sequence[FieldProblem], *, sent: bool, external_id: str = "",
+                   contact_id: int | None = None) -> list[ErrorItem]:
+    """Return one warning per field left out of a record that synced (read in, or `sent` out).
+
+    The class names the field, so that each field's warning is kept, repeated and
+    resolved on its own: fixing the phone resolves the phone's warning, not the birthday's.
+    """
+    prefix, done = (NOT_SENT, "sent") if sent else (NOT_IMPORTED, "imported")
+    return [
+        ErrorItem(f"{prefix}{problem.field}"[:CLASS_LIMIT],
+                  f"{problem.field} was not {done}: {problem.reason}. The rest of the record synced.",
+                  external_id=external_id, contact_id=contact_id, severity=RecordError.Severity.WARNING)
+        for problem in problems
+    ]
+
+
+def records_with(items: Iterable[ErrorItem], *, severity: str, by_contact: bool) -> set:
+    """Return the records (external ids, or contact ids) that `items` of `severity` are about."""
+    return {_key(item, by_contact) for item in items if item.severity == severity}
 
 
 def record_errors_save(*, run: SyncRun, connection: Connection, items: Sequence[ErrorItem], by_contact: bool) -> None:
@@ -52,6 +96,7 @@ def record_errors_save(*, run: SyncRun, connection: Connection, items: Sequence[
             existing.run = run
             existing.message = message
             existing.retriable = item.retriable
+            existing.severity = item.severity
             repeated.append(existing)
             continue
         new[(_key(item, by_contact), item.error_class)] = RecordError(
@@ -62,8 +107,9 @@ def record_errors_save(*, run: SyncRun, connection: Connection, items: Sequence[
             error_class=item.error_class,
             message=message,
             retriable=item.retriable,
+            severity=item.severity,
         )
-    bulk_update_rows(RecordError, repeated, ["attempts", "run", "message", "retriable"])
+    bulk_update_rows(RecordError, repeated, ["attempts", "run", "message", "retriable", "severity"])
     RecordError.objects.bulk_create(new.values(), batch_size=500)
 
 
@@ -78,18 +124,36 @@ def record_errors_resolve(
     contact_ids: Iterable[int] = (),
     classes: Sequence[str] | None = None,
     except_classes: Sequence[str] = (),
+    standing: Iterable[ErrorItem] = (),
 ) -> None:
-    """Mark the unresolved errors of records that now synced cleanly as resolved.
+    """Mark the unresolved errors of records that now synced as resolved.
 
     `classes` limits this to those error classes; `except_classes` spares those.
+    `standing` are the problems met again this time (warnings about records that
+    synced without a field): those stay open, every other one of the records is resolved.
     """
     external_ids, contact_ids = list(external_ids), list(contact_ids)
     if not external_ids and not contact_ids:
         return
-    errors = RecordError.objects.filter(connection=connection, resolved=False)
-    errors = errors.filter(external_id__in=external_ids) if external_ids else errors.filter(contact_id__in=contact_ids)
+    by_contact = not external_ids
+    errors = RecordError.objects.filter(connection=connection, resolved=False).order_by()
+    errors = errors.filter(contact_id__in=contact_ids) if by_contact else errors.filter(external_id__in=external_ids)
     if classes is not None:
-        errors = errors.filter(error_class__in=classes)
+        errors = errors.filter(_classes_q(classes))
     if except_classes:
-        errors = errors.exclude(error_class__in=except_classes)
+        errors = errors.exclude(_classes_q(except_classes))
+    kept = {(_key(item, by_contact), item.error_class) for item in standing}
+    if kept:
+        key = "contact_id" if by_contact else "external_id"
+        rows = errors.values_list("pk", key, "error_class")
+        errors = RecordError.objects.filter(pk__in=[pk for pk, record, error_class in rows
+                                                    if (record, error_class) not in kept])
     errors.update(resolved=True)
+
+
+def _classes_q(classes: Sequence[str]) -> Q:
+    """Match `classes`; one ending in ":" matches every class that begins with it."""
+    query = Q(error_class__in=[name for name in classes if not name.endswith(":")])
+    for prefix in (name for name in classes if name.endswith(":")):
+        query |= Q(error_class__startswith=prefix)
+    return query

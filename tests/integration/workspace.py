@@ -13,6 +13,7 @@ from django.conf import settings
 
 from connections.models import Connection
 from mappings.models import FieldMapping
+from syncapp.engine.email_typos import suggest_fix
 from syncapp.engine.identity import InvalidEmail, normalize_email
 from syncapp.engine.text import clean_text
 from syncapp.models import Contact, DuplicatePair, RecordError, RecordLink, Sync, SyncConnection, SyncRun
@@ -21,6 +22,7 @@ from tests.databases import test_database_url
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SYNC_NAME = "HubSpot to Mailchimp"
+DEMO_LEGAL_BASIS = "Test workspace: fictional sandbox contacts"
 
 
 def sandbox_sync(sandbox, **sync_fields) -> Sync:
@@ -31,7 +33,10 @@ def sandbox_sync(sandbox, **sync_fields) -> Sync:
                                           api_key=sandbox.mailchimp_key, settings={"list_id": sandbox.list_id})
     sync = Sync.objects.create(name=SYNC_NAME, schedule_minutes=0, **sync_fields)
     SyncConnection.objects.create(sync=sync, connection=hubspot, read=True, write=False)
-    SyncConnection.objects.create(sync=sync, connection=mailchimp, read=False, write=True)
+    # As the demo does: the sandbox's people are fictional, and a marketer chose to add
+    # them as subscribed (without a choice, members of unknown consent are not created).
+    SyncConnection.objects.create(sync=sync, connection=mailchimp, read=False, write=True,
+                                  new_member_status="subscribed", new_member_legal_basis=DEMO_LEGAL_BASIS)
     rows = [
         (hubspot, "email", "email", "in", ["trim", "lowercase"]),
         (hubspot, "first_name", "firstname", "in", ["trim"]),
@@ -60,9 +65,9 @@ def run_now(sync: Sync) -> SyncRun:
 def importable(hubspot_contacts: list[dict]) -> dict[str, list[dict]]:
     """Return {normalized email: HubSpot contacts with it} for the contacts a sync can import.
 
-    Invalid or missing emails are left out. Several contacts with one email are one
-    person: the sync imports one of them (the first it reads) and reports the others as
-    duplicates.
+    Invalid or missing emails, and domain typos, are left out. Several contacts with one
+    email are one person: the sync imports one of them (the first it reads) and reports
+    the others as duplicates.
     """
     people: dict[str, list[dict]] = {}
     for contact in hubspot_contacts:
@@ -72,6 +77,8 @@ def importable(hubspot_contacts: list[dict]) -> dict[str, list[dict]]:
             email = normalize_email(clean_text(contact["properties"].get("email") or ""))
         except InvalidEmail:
             continue
+        if suggest_fix(email) is not None:
+            continue  # a domain typo: a record error unless the sync fixes typos
         people.setdefault(email, []).append(contact)
     return people
 

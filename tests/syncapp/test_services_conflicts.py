@@ -160,7 +160,8 @@ def test_a_typed_value_the_field_cannot_hold_is_refused_with_a_message(workspace
     with pytest.raises(InvalidResolution) as refused:
         conflict_resolve(conflict=conflict, value="not an address", resolution=TYPED, user=reviewer, reason="r")
 
-    assert str(refused.value).startswith("The typed value does not fit Email: 'not an address' ")
+    assert str(refused.value) == ("The typed value does not fit Email: 'not an address': an email address must "
+                                  "have an @-sign.")
     conflict.refresh_from_db()
     contact.refresh_from_db()
     assert conflict.is_open and contact.email == "di@example.com"
