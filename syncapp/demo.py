@@ -41,7 +41,13 @@ SCHEDULE_MINUTES = 15
 # Username -> role group; the admin is a superuser in no group.
 ADMIN_USERNAME = "admin"
 DEMO_USERS = {ADMIN_USERNAME: None, "marketer": MARKETER, "reviewer": REVIEWER, "compliance": COMPLIANCE}
+# Demo roles that open the admin (None: the superuser).
+ADMIN_ROLES = (None, COMPLIANCE)
 CONTROL_TIMEOUT = (5, 120)
+# The status the demo's new Mailchimp members get when the hub does not know their
+# consent, and the legal basis recorded for it.
+DEMO_NEW_MEMBER_STATUS = "subscribed"
+DEMO_LEGAL_BASIS = "Demo workspace: fictional sandbox contacts"
 
 
 @dataclass(frozen=True)
@@ -215,9 +221,10 @@ def demo_users_ensure(*, logins: list[DemoLogin]) -> None:
             user, _ = User.objects.get_or_create(username=login.username,
                                                  defaults={"email": f"{login.username}@example.com"})
             user.is_active = True
-            # Staff so that the admin pages open; what each user may do there comes
-            # from the role group's permissions.
-            user.is_staff = True
+            # Marketers and reviewers work in the app's own pages, so only the roles
+            # whose pages are still the admin's (compliance: the audit trail) are staff;
+            # what they may do there comes from the role group's permissions.
+            user.is_staff = role in ADMIN_ROLES
             user.is_superuser = role is None
             user.set_password(login.password)
             user.save()
@@ -276,6 +283,11 @@ def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoW
             endpoint = SyncConnection.objects.filter(sync=sync, connection=connection).first()
             endpoint = endpoint or SyncConnection(sync=sync, connection=connection)
             endpoint.read, endpoint.write = read, write
+            if connection is mailchimp:
+                # Chosen explicitly, as a marketer must: people whose consent the hub
+                # does not know are created only with a status someone chose.
+                endpoint.new_member_status = DEMO_NEW_MEMBER_STATUS
+                endpoint.new_member_legal_basis = DEMO_LEGAL_BASIS
             endpoint_save(endpoint=endpoint, user=user)
 
         mappings, skipped = [], []

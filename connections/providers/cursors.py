@@ -43,6 +43,10 @@ first read a full scan (`ScanWindow`): the list by id, whose `after` is an id ke
 so edits during the scan shift nothing. Its cursor holds when the scan started and
 where it stands; when it ends, the cursor becomes a delta cursor whose watermark is
 the scan's start: whatever was edited during the scan is read again by the next delta.
+A full read asked for later (a resync, a backfill) starts a scan from the delta cursor
+in use (`full_scan_cursor`): the list leaves archived records out, so the scan keeps
+the old cursor's bound for archived records, and the first delta after it delivers
+every record archived since the last pass, not only those archived since the scan.
 
 A provider whose search leaves archived records out (HubSpot) ends each delta read
 with a pass over its archived list (`KeysetWindow.next_archived_page`), which pages by id
@@ -191,8 +195,46 @@ def open_keyset_read(
         if after is not None and not isinstance(after, str):
             raise InvalidCursor(_MALFORMED)
         seen = _read_seen(data.get("seen", {}))
-        return ScanWindow(started=scan["started"], after=after, seen=seen, overlap_ms=overlap_ms)
+        archived = data.get("archived", {})
+        if not isinstance(archived, dict):
+            raise InvalidCursor(_MALFORMED)
+        archived_since = _optional_int(archived.get("since"))
+        return ScanWindow(started=scan["started"], after=after, seen=seen, overlap_ms=overlap_ms,
+                          archived_since=archived_since)
     return _delta_window(data, overlap_ms=overlap_ms, now_ms=now_ms, ties=Ties.BY_ID, archived=archived)
+
+
+def full_scan_cursor(cursor: str | None, *, now_ms: int) -> str:
+    """Return the cursor of a full scan starting at `now_ms` that keeps what `cursor` still owes.
+
+    A scan lists the live records only. The delta cursor in use owes the records
+    archived since its last pass over them began (or since its watermark, when it has
+    made none; since its start, for a scan under way): the new scan keeps that bound,
+    and the first delta read after it delivers them. A cursor that cannot be read (a
+    full resync is how it is reset) owes nothing that can be known: the scan starts clean.
+    """
+    owed: int | None = None
+    if cursor:
+        try:
+            data = _parse(cursor)
+        except InvalidCursor:
+            data = {}
+        scan = data.get("scan")
+        archived = data.get("archived")
+        if isinstance(archived, dict) and "since" in archived:
+            owed = archived.get("since")
+        elif isinstance(scan, dict):
+            owed = scan.get("started")
+        elif data:
+            owed = data.get("since")
+        if data and owed is None:
+            # Never past the beginning: every archived record is still owed.
+            owed = 0
+        if not _is_int(owed):
+            owed = None
+    window = ScanWindow(started=now_ms, overlap_ms=0,
+                        archived_since=None if owed is None else min(owed, now_ms))
+    return window.cursor()
 
 
 def open_time_sorted_read(cursor: str | None, *, overlap_ms: int, now_ms: int) -> KeysetWindow:
@@ -256,12 +298,16 @@ class ScanWindow:
     during the scan, after the scan passed it, is read by the next delta.
     """
 
-    def __init__(self, *, started: int, overlap_ms: int, after: str | None = None, seen: dict[str, int] | None = None):
+    def __init__(self, *, started: int, overlap_ms: int, after: str | None = None, seen: dict[str, int] | None = None,
+                 archived_since: int | None = None):
         self.started = started
         self.overlap_ms = overlap_ms
         self.after = after
         self.finished = False
         self._seen = dict(seen or {})
+        # The bound of the first pass over archived records after the scan, when it
+        # reaches back before the scan's start (see full_scan_cursor); None: the start.
+        self.archived_since = archived_since if archived_since is not None and archived_since < started else None
 
     def admit(self, record_id: str, modified: int | None) -> None:
         """Remember a listed record (every one is delivered: a scan meets each record once)."""
@@ -279,13 +325,15 @@ class ScanWindow:
 
     def cursor(self) -> str:
         """Return the cursor to resume the scan from, or once it is finished the delta cursor."""
+        data: dict[str, Any] = {"v": KEYSET_CURSOR_VERSION}
         if self.finished:
-            return _dump({"v": KEYSET_CURSOR_VERSION, "since": self.started, "seen": _group_seen(self._seen)})
-        return _dump({
-            "v": KEYSET_CURSOR_VERSION,
-            "scan": {"started": self.started, "after": self.after},
-            "seen": _group_seen(self._seen),
-        })
+            data["since"] = self.started
+        else:
+            data["scan"] = {"started": self.started, "after": self.after}
+        data["seen"] = _group_seen(self._seen)
+        if self.archived_since is not None:
+            data["archived"] = {"since": self.archived_since}
+        return _dump(data)
 
 
 class KeysetWindow:

@@ -137,6 +137,30 @@ def outgoing_consent(
     return state
 
 
+def new_record_consent(
+    *, hub_state: str | None, remote_state: str | None, chosen: str | None, offered: Collection[str]
+) -> str | None:
+    """Return the email consent state a record created in a system gets; None: it must not be created.
+
+    The hub's state, where it knows one, by the consent rule (never looser than what
+    that system last held: a record created again after a delete keeps its opt-out).
+    Where the hub knows nothing, a restriction the system held before still holds;
+    otherwise the state a marketer chose for new records (`chosen`, one of the system's
+    `offered` states), and with no choice nothing: an unknown consent is never made a
+    subscription by default.
+    """
+    hub_state = hub_state or UNKNOWN
+    remote_state = remote_state if remote_state in RESTRICTIVENESS and remote_state != UNKNOWN else None
+    decided = outgoing_consent(hub_state, remote_state)
+    if decided is not None:
+        return decided
+    if remote_state is not None and _rank(remote_state) > _rank(SUBSCRIBED):
+        return remote_state
+    if chosen and chosen in offered:
+        return chosen
+    return None
+
+
 def outgoing_email_consent(hub_state: str, remote_state: str | None = None) -> str | None:
     """Return the consent state to send to a system, or None to leave its state alone.
 

@@ -24,11 +24,13 @@ from connections.providers.base import AuthenticationError, Provider, ProviderEr
 from connections.redaction import redact
 from connections.registry import provider_for as registry_provider_for
 from syncapp import queue
+from syncapp.engine.backfill import endpoints_to_read_fully
 from syncapp.engine.text import clean_text
 from syncapp.models import Sync, SyncRun
 from syncapp.services.duplicate_detection import duplicates_flag_since
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
+from syncapp.services.schema_drift import SchemaDrifted, sync_schema_check
 from syncapp.services.push import Pusher
 from syncapp.services.tracker import LeaseLost, RunLease, RunTracker, lease_expired, lease_held
 
@@ -53,8 +55,14 @@ def run_is_stale(run: SyncRun) -> bool:
     return SyncRun.objects.filter(lease_expired(), pk=run.pk, status__in=SyncRun.ACTIVE).exists()
 
 
-def run_request(*, sync: Sync, trigger: str, user=None, enqueue: bool = True) -> tuple[SyncRun, bool]:
+def run_request(
+    *, sync: Sync, trigger: str, user=None, enqueue: bool = True, full_read: bool = False,
+    backfill_fields: list[str] | None = None,
+) -> tuple[SyncRun, bool]:
     """Queue a run of `sync`, or return the run already under way with created=False.
+
+    `full_read` reads every record again instead of the changes: of every reading
+    system, or with `backfill_fields` of those that read these hub fields (services.backfill).
 
     An active run whose lease expired (SYNC_RUN_STALE_SECONDS without a sign of its
     worker) is marked abandoned first; the new run resumes from the cursors the old one
@@ -68,7 +76,8 @@ def run_request(*, sync: Sync, trigger: str, user=None, enqueue: bool = True) ->
         active = _active_run_locked(sync)
         if active is not None:
             return active, False
-        run = _queue(sync=sync, trigger=trigger, user=user, enqueue=enqueue)
+        run = _queue(sync=sync, trigger=trigger, user=user, enqueue=enqueue, full_read=full_read,
+                     backfill_fields=backfill_fields)
         if run is None:
             # Another request created the active run between our read and our insert.
             return SyncRun.objects.get(sync=sync, status__in=SyncRun.ACTIVE), False
@@ -98,7 +107,10 @@ def run_resume(*, sync: Sync, enqueue: bool = True) -> SyncRun | None:
             logger.error("Sync %s: %s runs abandoned in a row without progress; the watchdog no longer resumes it.",
                          sync.pk, RESUME_LIMIT)
             return None
-        return _queue(sync=sync, trigger=SyncRun.Trigger.RETRY, user=None, enqueue=enqueue)
+        # A full read cut short is read again from the start: its later systems were
+        # never read in full, and reading a record twice changes nothing.
+        return _queue(sync=sync, trigger=SyncRun.Trigger.RETRY, user=None, enqueue=enqueue,
+                      full_read=active.full_read, backfill_fields=active.backfill_fields)
 
 
 def runs_recover(*, sleep: Callable[[float], None] = time.sleep) -> list[SyncRun]:
@@ -181,11 +193,14 @@ def _active_run_locked(sync: Sync) -> SyncRun | None:
     return None
 
 
-def _queue(*, sync: Sync, trigger: str, user, enqueue: bool) -> SyncRun | None:
+def _queue(
+    *, sync: Sync, trigger: str, user, enqueue: bool, full_read: bool = False, backfill_fields: list[str] | None = None
+) -> SyncRun | None:
     """Create a queued run of `sync`; None if another one became active meanwhile."""
     try:
         with transaction.atomic():
-            run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=user if _is_user(user) else None)
+            run = SyncRun.objects.create(sync=sync, trigger=trigger, requested_by=user if _is_user(user) else None,
+                                         full_read=full_read, backfill_fields=list(backfill_fields or []))
     except IntegrityError:
         return None
     if _is_user(user):
@@ -251,8 +266,24 @@ def run_execute(
         plan = sync_plan_build(sync=run.sync, provider_for=provider_fenced)
         tracker.plan = plan
         tracker.current = None
+        # A mapped field gone or retyped pauses the sync before anything is read or written.
+        clients = {endpoint.connection.pk: endpoint.provider for endpoint in plan.endpoints}
+
+        def plan_client(connection):
+            # A system that cannot list its fields is the one the error names.
+            tracker.current = connection
+            return clients[connection.pk]
+
+        drifts = sync_schema_check(sync=run.sync, run=run, provider_for=plan_client)
+        tracker.current = None
+        if drifts:
+            raise SchemaDrifted(drifts)
         pushers = [Pusher(tracker=tracker, plan=plan, writer=writer) for writer in plan.writers]
         unread = {reader.connection.pk for reader in plan.readers}
+        read_fully = endpoints_to_read_fully(
+            reads={reader.connection.pk: [field.hub_field for field in reader.reads] for reader in plan.readers},
+            backfill_fields=run.backfill_fields,
+        ) if run.full_read else set()
         for reader in plan.readers:
             # Full batches go out while this system is read, but only to systems already
             # read in this run: writing to one not yet read would overwrite a change
@@ -260,7 +291,8 @@ def run_execute(
             unread.discard(reader.connection.pk)
             others = [pusher for pusher in pushers
                       if pusher.writer is not reader and pusher.writer.connection.pk not in unread]
-            pull_endpoint(tracker=tracker, plan=plan, reader=reader, after_page=partial(_send_early, others))
+            pull_endpoint(tracker=tracker, plan=plan, reader=reader, after_page=partial(_send_early, others),
+                          full=reader.connection.pk in read_fully)
         tracker.current = None
         tracker.fence()
         duplicates_flag_since(run.started_at)
@@ -269,6 +301,8 @@ def run_execute(
         tracker.current = None
         if run.failed_count:
             status = SyncRun.Status.PARTIAL
+    except SchemaDrifted as drifted:
+        status, error = SyncRun.Status.PAUSED, str(drifted)
     except LeaseLost as lost:
         logger.warning("%s It stopped without writing anything more.", lost)
         return SyncRun.objects.get(pk=run.pk)
@@ -286,7 +320,9 @@ def run_execute(
         if plan is not None:
             plan.close()
         lease.stop()
-    return _finish(tracker, status, error)
+    finished = _finish(tracker, status, error)
+    _backfill_after(finished)
+    return finished
 
 
 def run_execute_delivered(*, run_id: int, provider_for: Callable[..., Provider] | None = None) -> SyncRun:
@@ -317,6 +353,10 @@ def _start(run_id: int) -> tuple[SyncRun, bool]:
     marked skipped.
     """
     with transaction.atomic():
+        # The sync first, as backfill_request locks it: a backfill asked for meanwhile is
+        # either taken by this run or left for the next, never lost.
+        sync_id = SyncRun.objects.values_list("sync_id", flat=True).get(pk=run_id)
+        Sync.objects.select_for_update().filter(pk=sync_id).first()
         run = SyncRun.objects.select_for_update().select_related("sync").get(pk=run_id)
         if run.status != SyncRun.Status.QUEUED:
             return run, False
@@ -333,9 +373,44 @@ def _start(run_id: int) -> tuple[SyncRun, bool]:
         run.heartbeat_at = Now()
         run.phase = "Starting"
         run.cursors_before = _cursors(run.sync)
-        run.save(update_fields=["status", "started_at", "heartbeat_at", "phase", "cursors_before"])
+        _take_pending_backfill(run)
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "phase", "cursors_before", "full_read",
+                                "backfill_fields"])
         run.refresh_from_db(fields=["heartbeat_at"])
         return run, True
+
+
+def _take_pending_backfill(run: SyncRun) -> None:
+    """Make a starting run read in full the fields whose backfill waited on the sync (the sync row is locked)."""
+    pending = run.sync.backfill_pending_fields
+    if not pending:
+        return
+    # A full resync (full_read without fields) reads every system: it covers any backfill.
+    if not (run.full_read and not run.backfill_fields):
+        run.backfill_fields = sorted(set(run.backfill_fields) | set(pending))
+    run.full_read = True
+    run.sync.backfill_pending_fields = []
+    Sync.objects.filter(pk=run.sync_id).update(backfill_pending_fields=[])
+
+
+def _backfill_after(run: SyncRun) -> None:
+    """Start the backfill that waited for `run`; keep the backfill of a run that did not finish its reads.
+
+    A run that failed or paused (a mapped field changed) gives its fields back to the
+    sync, for its next run: they are not retried at once, which would fail the same way.
+    """
+    if run.status in SyncRun.ACTIVE:
+        return
+    with transaction.atomic():
+        sync = Sync.objects.select_for_update().get(pk=run.sync_id)
+        pending = set(sync.backfill_pending_fields or [])
+        if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED) and run.backfill_fields:
+            Sync.objects.filter(pk=sync.pk).update(
+                backfill_pending_fields=sorted(pending | set(run.backfill_fields)))
+            return
+        if pending and not sync.paused and _active_run_locked(sync) is None:
+            _queue(sync=sync, trigger=SyncRun.Trigger.BACKFILL, user=None, enqueue=True, full_read=True,
+                   backfill_fields=sorted(pending))
 
 
 def _finish(tracker: RunTracker, status: str, error: str) -> SyncRun:
@@ -343,7 +418,11 @@ def _finish(tracker: RunTracker, status: str, error: str) -> SyncRun:
     run.status = status
     run.error = error[:ERROR_LIMIT]
     run.finished_at = timezone.now()
-    run.phase = {"succeeded": "Done", "partial": "Done, with record errors"}.get(status, "Failed")
+    run.phase = {"succeeded": "Done", "partial": "Done, with record errors",
+                 "paused": "Paused: a mapped field changed"}.get(status, "Failed")
+    if status == SyncRun.Status.SUCCEEDED and run.warning_count:
+        # Warnings are not failures: every record synced, some without a field.
+        run.phase = "Done, with warnings"
     run.api_calls = tracker.api_calls()
     run.cursors_after = _cursors(run.sync)
     fields = ["status", "error", "finished_at", "phase", "api_calls", "cursors_after", "progress_done",

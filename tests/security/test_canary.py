@@ -110,7 +110,9 @@ def connect(browsing: Browsing, name: str, provider: str, base_url: str, **field
 def sync_between(name: str, hubspot: Connection, mailchimp: Connection) -> Sync:
     sync = Sync.objects.create(name=name, schedule_minutes=0)
     SyncConnection.objects.create(sync=sync, connection=hubspot, read=True, write=False)
-    SyncConnection.objects.create(sync=sync, connection=mailchimp, read=False, write=True)
+    # Chosen, so that people of unknown consent become members (the default creates none).
+    SyncConnection.objects.create(sync=sync, connection=mailchimp, read=False, write=True,
+                                  new_member_status="subscribed", new_member_legal_basis="Canary test contacts")
     for connection, hub_field, external_field, direction, transforms in [
         (hubspot, "email", "email", "in", ["trim", "lowercase"]),
         (hubspot, "first_name", "firstname", "in", ["trim"]),

@@ -37,7 +37,7 @@ def test_a_successful_run_prints_counts_calls_and_duration(sync, world):
     code, out, _ = runsync(sync.name)
     assert code == 0
     assert f"Run #{SyncRun.objects.get().pk}: Succeeded" in out
-    assert "read 3, created 3, updated 0, unchanged 0, pushed 3, conflicts 0, record errors 0" in out
+    assert "read 3, created 3, updated 0, unchanged 0, pushed 3, conflicts 0, record errors 0, warnings 0" in out
     assert "API calls: Audience 2, CRM 2 (4 in all)" in out
     assert "duration:" in out
     assert "Reading CRM" in out and "Writing Audience" in out

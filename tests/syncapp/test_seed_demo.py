@@ -166,6 +166,8 @@ def test_each_role_gets_a_user_whose_printed_password_logs_in(sandbox, logins_fi
     assert groups == {"admin": set(), "marketer": {"Marketer"}, "reviewer": {"Reviewer"}, "compliance": {"Compliance"}}
     assert User.objects.get(username="admin").is_superuser
     assert not User.objects.filter(is_superuser=True).exclude(username="admin").exists()
+    # Marketers and reviewers work in the app's pages; compliance's audit trail is the admin's.
+    assert set(User.objects.filter(is_staff=True).values_list("username", flat=True)) == {"admin", "compliance"}
 
 
 def test_the_demo_users_can_log_in_through_the_login_page(sandbox, logins_file, client):

@@ -28,8 +28,11 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="Run every sync that is not paused.")
         parser.add_argument("--fail-on-partial", action="store_true",
                             help="Exit 1 when a run ends partial (with record errors).")
+        parser.add_argument("--full", action="store_true",
+                            help="Read every record of every system again instead of the changes (a full resync); "
+                                 "only the records whose values differ are written.")
 
-    def handle(self, *args, names: list[str], all: bool, fail_on_partial: bool, **options):
+    def handle(self, *args, names: list[str], all: bool, fail_on_partial: bool, full: bool = False, **options):
         if all == bool(names):
             raise CommandError("Name the syncs to run, or pass --all (not both).")
         syncs = list(Sync.objects.filter(paused=False)) if all else self._named(names)
@@ -38,7 +41,7 @@ class Command(BaseCommand):
             return
         ok = True
         for sync in syncs:
-            run = self._run(sync)
+            run = self._run(sync, full=full)
             ok &= run is not None and (
                 run.status == SyncRun.Status.SUCCEEDED
                 or (run.status == SyncRun.Status.PARTIAL and not fail_on_partial)
@@ -54,15 +57,21 @@ class Command(BaseCommand):
             raise CommandError(f"No sync named {', '.join(map(repr, missing))}. Known syncs: {known}.")
         return [syncs[name] for name in names]
 
-    def _run(self, sync: Sync) -> SyncRun | None:
-        self.stdout.write(self.style.MIGRATE_HEADING(f"{sync.name}"))
+    def _run(self, sync: Sync, *, full: bool = False) -> SyncRun | None:
+        self.stdout.write(self.style.MIGRATE_HEADING(f"{sync.name}" + (" (full resync)" if full else "")))
         try:
-            run, created = run_request(sync=sync, trigger=SyncRun.Trigger.COMMAND, enqueue=False)
+            run, created = run_request(sync=sync, trigger=SyncRun.Trigger.FULL if full else SyncRun.Trigger.COMMAND,
+                                       enqueue=False, full_read=full)
         except SyncPaused as error:
             self.stderr.write(str(error))
             return None
         if not created and run.status == SyncRun.Status.RUNNING:
             self.stderr.write(f"Run #{run.pk} of {sync.name!r} is already under way; not starting another.")
+            return None
+        if not created and full and not run.full_read:
+            # Executing the queued run here would read only the changes.
+            self.stderr.write(f"Run #{run.pk} of {sync.name!r} is queued already and reads only the changes; "
+                              "ask for the full resync again once it has run.")
             return None
         bar = _ProgressBar(self.stdout)
         try:
@@ -85,7 +94,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  read {run.read_count}, created {run.created_count}, updated {run.updated_count}, "
             f"unchanged {run.unchanged_count}, pushed {run.pushed_count}, conflicts {run.conflict_count}, "
-            f"record errors {run.failed_count}"
+            f"record errors {run.failed_count}, warnings {run.warning_count}"
         )
         calls = ", ".join(f"{name} {count}" for name, count in sorted(run.api_calls.items())) or "none"
         self.stdout.write(f"  API calls: {calls} ({run.api_call_total} in all)")
@@ -93,8 +102,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  duration: {run.duration_seconds:.1f} s")
         if run.error:
             self.stdout.write(self.style.ERROR(f"  error: {run.error}"))
-        if run.failed_count:
-            self.stdout.write("  the record errors are listed on the run's page and in the admin.")
+        if run.failed_count or run.warning_count:
+            self.stdout.write("  the record errors and warnings are listed on the run's page.")
 
 
 class _ProgressBar:
