@@ -1,6 +1,9 @@
 """A sync: a named plan that keeps contacts identical across two or more connections."""
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from syncapp.engine.schedule import cron_error
 
 
 class Sync(models.Model):
@@ -30,6 +33,9 @@ class Sync(models.Model):
     # Apply the suggested fix to addresses with a known domain typo (gmial.com) instead
     # of refusing them; each fix is audited with the old and new address.
     fix_email_typos = models.BooleanField(default=False)
+    # Hub fields whose backfill waits for the run under way (one run per sync): the next
+    # run to start reads them in full (services.backfill).
+    backfill_pending_fields = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -38,6 +44,13 @@ class Sync(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # The scheduler (django-q2) evaluates the expression on every tick: one it cannot
+        # read must be refused where it is entered, never stored.
+        reason = cron_error(self.schedule_cron) if self.schedule_cron.strip() else None
+        if reason:
+            raise ValidationError({"schedule_cron": reason})
 
 
 class SyncConnection(models.Model):

@@ -6,6 +6,9 @@ all in one transaction.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from audit.services import audit_record, field_values, model_changes
@@ -39,14 +42,19 @@ MAPPING_FIELDS = (
 )
 
 
-def _save_audited(*, instance: models.Model, fields: tuple[str, ...], noun: str, user) -> bool:
-    """Validate and save `instance`, audit what changed; return whether it was saved."""
+def _save_audited(
+    *, instance: models.Model, fields: tuple[str, ...], noun: str, user, action: str | None = None
+) -> bool:
+    """Validate and save `instance`, audit what changed; return whether it was saved.
+
+    `action` names an update for what it is ("sync.paused") instead of "<noun>.updated".
+    """
     instance.full_clean()
     if instance._state.adding:
         action = f"{noun}.created"
         changes = {name: [None, value] for name, value in field_values(instance, fields).items()}
     else:
-        action = f"{noun}.updated"
+        action = action or f"{noun}.updated"
         stored = type(instance).objects.get(pk=instance.pk)
         changes = model_changes(field_values(stored, fields), field_values(instance, fields))
         if not changes:
@@ -71,6 +79,59 @@ def sync_save(*, sync: Sync, user) -> Sync:
     """Create or update `sync`, audit the change and keep its schedule in step."""
     with transaction.atomic():
         if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user):
+            sync_schedule_save(sync=sync)
+    return sync
+
+
+def sync_builder_save(*, sync: Sync, endpoints: Sequence[SyncConnection], user) -> Sync:
+    """Save `sync` and make `endpoints` its whole set of connections, all in one transaction.
+
+    `endpoints` are the sync's parts as edited: stored rows changed in place, and new
+    unsaved ones. Stored endpoints not among them are deleted. A connection that still
+    has field mappings in the sync cannot be removed (its mappings would point at a
+    system the sync no longer reads or writes): ValidationError, and nothing is saved.
+    """
+    with transaction.atomic():
+        sync_save(sync=sync, user=user)
+        kept = {endpoint.pk for endpoint in endpoints if endpoint.pk}
+        for stale in sync.endpoints.exclude(pk__in=kept).select_related("connection"):
+            mapped = sync.mappings.filter(connection_id=stale.connection_id).count()
+            if mapped:
+                raise ValidationError(
+                    f"{stale.connection.name} still has {mapped} field mapping{'s' if mapped != 1 else ''} in this "
+                    "sync: delete them in the mapping editor first, or keep the connection."
+                )
+            endpoint_delete(endpoint=stale, user=user)
+        for endpoint in endpoints:
+            endpoint.sync = sync
+            endpoint_save(endpoint=endpoint, user=user)
+    return sync
+
+
+def sync_pause(*, sync: Sync, user, reason: str = "") -> Sync:
+    """Pause `sync`: no scheduled run starts until it is resumed. `reason` is shown until then.
+
+    A person pausing gives no reason; the engine gives one (the field that changed and
+    where). Pausing a paused sync changes nothing, so a reason already shown stays.
+    """
+    with transaction.atomic():
+        sync = Sync.objects.select_for_update().get(pk=sync.pk)
+        if sync.paused:
+            return sync
+        sync.paused, sync.paused_reason = True, reason
+        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.paused"):
+            sync_schedule_save(sync=sync)
+    return sync
+
+
+def sync_resume(*, sync: Sync, user) -> Sync:
+    """Resume `sync`: clear the pause and its reason and put its schedule back."""
+    with transaction.atomic():
+        sync = Sync.objects.select_for_update().get(pk=sync.pk)
+        if not sync.paused and not sync.paused_reason:
+            return sync
+        sync.paused, sync.paused_reason = False, ""
+        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.resumed"):
             sync_schedule_save(sync=sync)
     return sync
 

@@ -3,7 +3,7 @@ from django.urls import include, path, register_converter
 
 from syncapp.security.forms import ThrottledAuthenticationForm
 from syncapp.security.inputs import IdConverter
-from syncapp.views import conflicts, contacts, dashboard, duplicates, runs, syncs
+from syncapp.views import builder, conflicts, contacts, dashboard, duplicates, runs, syncs
 
 # <id:...> rather than <int:...>: an id past the largest the database holds is a 404.
 register_converter(IdConverter, "id")
@@ -17,8 +17,15 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", dashboard.dashboard, name="dashboard"),
     path("syncs/", syncs.sync_list, name="sync_list"),
+    path("syncs/new/", builder.sync_create, name="sync_create"),
     path("syncs/<id:sync_id>/", syncs.sync_detail, name="sync_detail"),
+    path("syncs/<id:sync_id>/edit/", builder.sync_edit, name="sync_edit"),
+    path("syncs/<id:sync_id>/pause/", builder.sync_pause_view, name="sync_pause"),
+    path("syncs/<id:sync_id>/resume/", builder.sync_resume_view, name="sync_resume"),
+    path("syncs/<id:sync_id>/delete/", builder.sync_delete_view, name="sync_delete"),
     path("syncs/<id:sync_id>/run/", syncs.sync_run_now, name="sync_run_now"),
+    path("syncs/<id:sync_id>/full-resync/", syncs.sync_full_resync, name="sync_full_resync"),
+    path("syncs/<id:sync_id>/mappings/", include("mappings.urls")),
     path("syncs/<id:sync_id>/runs/<id:run_id>/", runs.run_detail, name="run_detail"),
     path("syncs/<id:sync_id>/runs/<id:run_id>/progress.json", runs.run_progress_json, name="run_progress"),
     path("conflicts/", conflicts.conflict_queue, name="conflict_queue"),

@@ -37,6 +37,8 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 
 from audit.services import audit_record
+from connections.providers.base import FieldInfo
+from mappings.models import FieldCatalog, FieldMapping
 from syncapp.models import Conflict, Contact, DuplicatePair, RecordError, SyncRun
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from tests.syncapp.conflict_rows import conflict_make, contact_make, two_way_make
@@ -127,6 +129,11 @@ def world_make(hostile_contacts: list[dict]) -> dict[str, list]:
     Task.objects.create(id="0" * 32, name="crawl-task", func="syncapp.tasks.run_execute_task", args=(queued.pk,),
                         started=now, stopped=now, success=False, result=names[4])
     user_with_role("someone")
+    # Discovered fields with hostile labels and options, for the mapping editor and its form.
+    FieldCatalog.objects.create(connection=two_way.mailchimp, refreshed_at=now, fields=[
+        FieldInfo(f"F{index}", name, "dropdown", "enum", options=(name, LONG_TEXT)).as_dict()
+        for index, name in enumerate(names[:6])
+    ])
     return {
         "sync_id": [two_way.sync.pk],
         "run_id": [finished.pk, queued.pk],
@@ -135,6 +142,7 @@ def world_make(hostile_contacts: list[dict]) -> dict[str, list]:
         "contact_id": [contact.pk for contact in contacts[:3]],
         "conflict_id": [conflict.pk for conflict in conflicts],
         "pair_id": [pair.pk],
+        "mapping_id": list(FieldMapping.objects.filter(sync=two_way.sync).values_list("pk", flat=True)[:2]),
     }
 
 

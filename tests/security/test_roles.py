@@ -61,6 +61,9 @@ TABLE = [
     pages("connection pages", "connections:list", (), MARKETERS_ONLY),
     pages("connection page", "connections:detail", ("connection",), MARKETERS_ONLY),
     pages("connect an account", "connections:connect", (), MARKETERS_ONLY),
+    # Marketers get past the check to the refresh, which fails (the test connection is unreachable) with a message.
+    pages("refresh a connection's fields", "connections:fields_refresh", ("connection",), (302, 302, 403, 403, 302),
+          method="POST"),
     pages("review queue", "conflict_queue", (), EVERY_ROLE),
     pages("conflict page", "conflict_detail", ("conflict",), EVERY_ROLE),
     # Reviewers get past the permission check to the form, which refuses an empty decision.

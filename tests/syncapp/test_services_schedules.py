@@ -1,15 +1,18 @@
 """Each sync's schedule follows its settings; scheduled tasks request and execute runs."""
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from django_q.models import Schedule
 
 from syncapp import queue
+from syncapp.engine.schedule import next_run_at
 from syncapp.models import SyncRun
 from syncapp.services.schedules import (
     SCHEDULED_RUN_TASK,
     WATCHDOG_SCHEDULE,
     schedule_name,
     sync_schedule_delete,
+    sync_next_run,
     sync_schedule_save,
 )
 from syncapp.tasks import run_execute_task, run_scheduled_task
@@ -69,6 +72,58 @@ class TestScheduleSave:
         sync.schedule_minutes = queue.MAX_SCHEDULE_MINUTES + 1
         with pytest.raises(ValueError, match="between 1 and 32767 minutes"):
             sync_schedule_save(sync=sync)
+
+
+class TestCronSchedule:
+    def test_a_cron_expression_takes_the_interval_s_place(self, sync):
+        sync.schedule_minutes, sync.schedule_cron = 15, "0 6 * * 1-5"
+        before = timezone.localtime()
+        sync_schedule_save(sync=sync)
+        schedule = schedule_of(sync)
+        assert (schedule.schedule_type, schedule.cron, schedule.minutes, schedule.func, schedule.args) == (
+            Schedule.CRON, "0 6 * * 1-5", None, SCHEDULED_RUN_TASK, f"({sync.pk},)")
+        assert schedule.next_run == next_run_at(minutes=0, cron="0 6 * * 1-5", now=before)
+        assert sync_next_run(sync=sync) == schedule.next_run
+
+    def test_changing_the_expression_moves_the_next_run(self, sync):
+        sync.schedule_cron = "0 6 * * *"
+        sync_schedule_save(sync=sync)
+        sync.schedule_cron = "30 18 * * *"
+        sync_schedule_save(sync=sync)
+        schedule = schedule_of(sync)
+        assert Schedule.objects.filter(func=SCHEDULED_RUN_TASK).count() == 1
+        assert (schedule.cron, timezone.localtime(schedule.next_run).hour) == ("30 18 * * *", 18)
+
+    def test_an_unchanged_expression_keeps_the_next_run(self, sync):
+        sync.schedule_cron = "*/5 * * * *"
+        sync_schedule_save(sync=sync)
+        schedule_of(sync).__class__.objects.filter(pk=schedule_of(sync).pk).update(
+            next_run=timezone.now() + timezone.timedelta(seconds=42))
+        kept = schedule_of(sync).next_run
+        sync_schedule_save(sync=sync)
+        assert schedule_of(sync).next_run == kept
+
+    def test_from_cron_back_to_an_interval(self, sync):
+        sync.schedule_cron = "@hourly"
+        sync_schedule_save(sync=sync)
+        sync.schedule_cron, sync.schedule_minutes = "", 20
+        sync_schedule_save(sync=sync)
+        schedule = schedule_of(sync)
+        assert (schedule.schedule_type, schedule.minutes, schedule.cron) == (Schedule.MINUTES, 20, None)
+
+    def test_a_paused_cron_sync_has_no_schedule_and_no_next_run(self, sync):
+        sync.schedule_cron = "@hourly"
+        sync_schedule_save(sync=sync)
+        sync.paused = True
+        sync_schedule_save(sync=sync)
+        assert schedule_of(sync) is None and sync_next_run(sync=sync) is None
+
+    def test_without_a_schedule_row_the_next_run_is_computed(self, sync):
+        sync.schedule_minutes = 30
+        before = timezone.localtime()
+        next_run = sync_next_run(sync=sync)
+        assert before + timezone.timedelta(minutes=30) <= next_run <= timezone.localtime() + timezone.timedelta(
+            minutes=30)
 
 
 class TestWatchdogSchedule:

@@ -1,5 +1,6 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django_q.models import Schedule
 
 from audit.models import AuditEvent
 from connections.models import Connection
@@ -12,7 +13,10 @@ from syncapp.services.syncs import (
     endpoint_save,
     mapping_delete,
     mapping_save,
+    sync_builder_save,
     sync_delete,
+    sync_pause,
+    sync_resume,
     sync_save,
 )
 from tests.workspace import connection_make, user_with_role, workspace_make
@@ -92,3 +96,77 @@ def test_a_duplicate_mapping_is_refused_with_a_validation_error():
     with pytest.raises(ValidationError):
         mapping_save(mapping=FieldMapping(sync=sync, connection=hubspot, hub_field="email", external_field="email"), user=None)
     assert not AuditEvent.objects.exists()
+
+
+class TestBuilderSave:
+    def test_the_sync_and_its_endpoints_are_saved_and_audited_together(self):
+        hubspot = connection_make("HubSpot", "hubspot")
+        mailchimp = connection_make("Mailchimp", "mailchimp")
+        user = user_with_role("maria")
+        sync = sync_builder_save(
+            sync=Sync(name="Nightly", schedule_minutes=60, owner=user),
+            endpoints=[SyncConnection(connection=hubspot, read=True, write=False),
+                       SyncConnection(connection=mailchimp, read=False, write=True, new_member_status="pending")],
+            user=user,
+        )
+        assert [(e.connection.name, e.read, e.write) for e in sync.endpoints.all()] == [
+            ("HubSpot", True, False), ("Mailchimp", False, True)]
+        actions = list(AuditEvent.objects.order_by("id").values_list("action", "actor"))
+        assert actions == [("sync.created", user.pk), ("endpoint.created", user.pk), ("endpoint.created", user.pk)]
+
+    def test_a_refused_endpoint_leaves_nothing_saved(self):
+        hubspot = connection_make("HubSpot", "hubspot")
+        with pytest.raises(ValidationError):
+            # The same connection twice: the second endpoint breaks the one-per-sync rule.
+            sync_builder_save(sync=Sync(name="Nightly", schedule_minutes=60),
+                              endpoints=[SyncConnection(connection=hubspot), SyncConnection(connection=hubspot)],
+                              user=None)
+        assert not Sync.objects.exists() and not AuditEvent.objects.exists()
+        assert not Schedule.objects.filter(name__startswith="sync:").exists()
+
+    def test_endpoints_left_out_are_deleted_unless_they_have_mappings(self):
+        sync = workspace_make()
+        hubspot, mailchimp = [endpoint for endpoint in sync.endpoints.all()]
+        third = connection_make("HubSpot EU", "hubspot")
+        with pytest.raises(ValidationError, match="Mailchimp still has 2 field mappings"):
+            sync_builder_save(sync=sync, endpoints=[hubspot, SyncConnection(connection=third, write=True)], user=None)
+        assert sync.endpoints.count() == 2 and not AuditEvent.objects.exists()
+        sync.mappings.filter(connection=mailchimp.connection).delete()
+        sync_builder_save(sync=sync, endpoints=[hubspot, SyncConnection(connection=third, write=True)], user=None)
+        assert sorted(sync.endpoints.values_list("connection__name", flat=True)) == ["HubSpot", "HubSpot EU"]
+        assert AuditEvent.objects.filter(action="endpoint.deleted").count() == 1
+
+
+class TestPauseResume:
+    def test_a_pause_with_a_reason_and_a_resume_that_clears_it(self):
+        sync = sync_save(sync=Sync(name="Nightly", schedule_minutes=60), user=None)
+        sync_pause(sync=sync, user=None, reason="The Mailchimp field PHONE was removed.")
+        sync.refresh_from_db()
+        assert (sync.paused, sync.paused_reason) == (True, "The Mailchimp field PHONE was removed.")
+        assert queue.schedule_minutes(name=schedule_name(sync.pk)) is None
+        assert AuditEvent.objects.get(action="sync.paused").changes == {
+            "paused": [False, True], "paused_reason": ["", "The Mailchimp field PHONE was removed."]}
+        sync_resume(sync=sync, user=None)
+        sync.refresh_from_db()
+        assert (sync.paused, sync.paused_reason) == (False, "")
+        assert queue.schedule_minutes(name=schedule_name(sync.pk)) == 60
+
+    def test_pausing_a_paused_sync_keeps_its_reason(self):
+        sync = sync_save(sync=Sync(name="Nightly"), user=None)
+        sync_pause(sync=sync, user=None, reason="Drift")
+        sync_pause(sync=sync, user=None)
+        sync.refresh_from_db()
+        assert sync.paused_reason == "Drift"
+        assert AuditEvent.objects.filter(action="sync.paused").count() == 1
+
+    def test_resuming_a_running_sync_changes_nothing(self):
+        sync = sync_save(sync=Sync(name="Nightly"), user=None)
+        sync_resume(sync=sync, user=None)
+        assert not AuditEvent.objects.filter(action="sync.resumed").exists()
+
+
+def test_a_cron_expression_the_scheduler_cannot_read_is_never_stored():
+    with pytest.raises(ValidationError) as refused:
+        sync_save(sync=Sync(name="Nightly", schedule_cron="9223372036854775808"), user=None)
+    assert "has 5 fields" in str(refused.value.message_dict["schedule_cron"])
+    assert not Sync.objects.exists() and not Schedule.objects.filter(name__startswith="sync:").exists()

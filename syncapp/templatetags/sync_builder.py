@@ -1,0 +1,38 @@
+"""Template helpers for a sync's settings in words (sync page, sync list, dashboard)."""
+from django import template
+
+from syncapp.engine.schedule import schedule_text
+from syncapp.forms import DELETE_HANDLING_HELP, NEW_MEMBER_STATUS_HELP, provider_of
+from syncapp.services.schedules import sync_next_run
+
+register = template.Library()
+
+
+@register.filter
+def schedule_words(sync) -> str:
+    """'Every 15 minutes', 'On the cron schedule 0 6 * * 1-5', 'Off: runs only when started'."""
+    return schedule_text(minutes=sync.schedule_minutes, cron=sync.schedule_cron)
+
+
+@register.filter
+def delete_handling_words(sync) -> str:
+    """What happens to a person deleted in one system of `sync`."""
+    return DELETE_HANDLING_HELP.get(sync.delete_handling, "")
+
+
+@register.filter
+def new_member_status_label(status: str) -> str:
+    return NEW_MEMBER_STATUS_HELP[status][0] if status in NEW_MEMBER_STATUS_HELP else status
+
+
+@register.simple_tag
+def next_run_of(sync):
+    """When `sync` runs next by its schedule; None when off or paused."""
+    return sync_next_run(sync=sync)
+
+
+@register.filter
+def offers_new_member_status(connection) -> bool:
+    """Whether the connection's system lets the marketer choose a new member's status."""
+    provider = provider_of(connection)
+    return bool(provider and provider.new_record_consent_states)
