@@ -187,6 +187,9 @@ class TransformForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         name = cleaned.get("name")
+        if "applies" in self.errors:
+            # A direction outside the choices (a tampered form): its own error says so.
+            return cleaned
         if not name:
             return cleaned
         params = {}

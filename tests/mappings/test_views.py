@@ -250,6 +250,16 @@ def test_refusals_are_shown_next_to_the_field_and_keep_stored_mappings(marketer,
     assert not AuditEvent.objects.filter(action__startswith="mapping.").exists()
 
 
+def test_a_tampered_step_direction_is_refused_without_a_server_error(marketer, workspace):
+    sync = workspace[0]
+    mailchimp = Connection.objects.get(name="Mailchimp")
+    before = stored_mappings(sync)
+    response = marketer.post(reverse("mapping_add", args=[sync.pk]),
+                             form_data(mailchimp, "company", "COMPANY", "out", [{"name": "trim", "applies": "up"}]))
+    assert response.status_code == 200
+    assert stored_mappings(sync) == before
+
+
 def test_a_field_of_another_system_is_refused(marketer, workspace):
     sync, hubspot, mailchimp = workspace
     data = form_data(hubspot, "company", "JOBTITLE", "in", is_owner="on")
