@@ -191,7 +191,7 @@ class EndpointPlan:
                     continue
                 if value is None:
                     continue
-                if value == "" and fills_empty and plan.rule.never_overwrite_with_empty:
+                if value == "" and plan.rule.never_overwrite_with_empty:
                     continue
             fields[plan.external_field] = value
         consent, explicit = None, False
