@@ -441,7 +441,9 @@ def _field_info(item: Mapping[str, Any]) -> FieldInfo:
         type=kind_type,
         kind=kind,
         options=tuple(str(option["value"]) for option in item.get("options") or () if not option.get("hidden")),
-        read_only=bool(metadata.get("readOnlyValue")),
+        # The opt-out is written only through the communication preferences API, whatever
+        # the property's metadata says: a mapping must never offer it as a write target.
+        read_only=bool(metadata.get("readOnlyValue")) or name == OPTOUT_PROPERTY,
         calculated=bool(item.get("calculated")),
     )
 

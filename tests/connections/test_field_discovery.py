@@ -166,3 +166,11 @@ def test_hubspot_cannot_create_fields_from_syncapp(sandbox, django_user_model):
                                            access_token=sandbox.hubspot_token)
     with pytest.raises(DiscoveryFailed, match="cannot be created"):
         field_create(connection=connection, label="Job", kind="text", user=django_user_model.objects.create_user("m"))
+
+
+def test_the_email_opt_out_is_read_only_even_when_hubspot_metadata_does_not_say_so():
+    from connections.providers.hubspot import _field_info
+
+    info = _field_info({"name": "hs_email_optout", "label": "Unsubscribed from all email", "type": "bool",
+                        "fieldType": "booleancheckbox", "modificationMetadata": {"readOnlyValue": False}})
+    assert (info.read_only, info.writable) == (True, False)
