@@ -16,6 +16,7 @@ from connections.providers.base import FIELD_KINDS, FieldInfo, Provider, Provide
 from connections.redaction import redact
 from connections.registry import UnknownProvider, provider_for
 from mappings.models import FieldCatalog
+from syncapp.engine.text import clean_text, clean_value
 
 
 class DiscoveryFailed(Exception):
@@ -44,7 +45,7 @@ def field_catalog_refresh(
     except UnknownProvider as error:
         raise DiscoveryFailed(str(error)) from None
     except ProviderError as error:
-        message = redact(f"{connection.name} could not list its fields: {error}", _secrets(connection))
+        message = clean_text(redact(f"{connection.name} could not list its fields: {error}", _secrets(connection)))
         with transaction.atomic():
             catalog, _ = FieldCatalog.objects.select_for_update().get_or_create(connection=connection)
             catalog.error = message
@@ -55,11 +56,14 @@ def field_catalog_refresh(
             close = getattr(provider.http, "close", None)
             if close is not None:
                 close()
-    return _catalog_store(connection=connection, fields=fields, user=user)
+    return field_catalog_store(connection=connection, fields=fields, user=user)
 
 
-def _catalog_store(*, connection: Connection, fields: list[FieldInfo], user) -> FieldCatalog:
-    rows = [field.as_dict() for field in fields]
+def field_catalog_store(*, connection: Connection, fields: list[FieldInfo], user=None) -> FieldCatalog:
+    """Store `fields` as the connection's catalog, cleaned for the database; audit what changed."""
+    # Labels and options are whatever the system sends; PostgreSQL's jsonb refuses NUL
+    # bytes and lone surrogates, so they are cleaned as contact values are.
+    rows = clean_value([field.as_dict() for field in fields])
     with transaction.atomic():
         catalog, _ = FieldCatalog.objects.select_for_update().get_or_create(connection=connection)
         before = {row["name"]: row for row in catalog.fields or []}
@@ -129,7 +133,8 @@ def field_create(
                 obj=connection,
                 actor=user,
                 system=connection.name,
-                changes={"field": [None, field.name], "label": [None, field.label], "type": [None, field.type]},
+                changes=clean_value({"field": [None, field.name], "label": [None, field.label],
+                                     "type": [None, field.type]}),
             )
         try:
             field_catalog_refresh(connection=connection, user=user, provider=provider)

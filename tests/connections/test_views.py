@@ -5,6 +5,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connections.models import Connection
+from connections.providers.base import FieldInfo
+from mappings.discovery import field_catalog_store
 from mappings.models import FieldCatalog
 from syncapp.roles import MARKETER, REVIEWER
 from tests.workspace import user_with_role
@@ -73,8 +75,9 @@ def test_hostile_and_huge_field_texts_are_escaped_and_cut(marketer_client, hosti
               for index, name in enumerate(names)]
     fields.append({"name": "n" * 10_000, "label": "L" * 10_000, "type": "t" * 10_000, "kind": "enum",
                    "options": ["o" * 10_000] * 8, "read_only": True, "calculated": True})
-    FieldCatalog.objects.create(connection=connection, fields=fields, refreshed_at=timezone.now(),
-                                error="<b>bold</b> " + "e" * 10_000)
+    catalog = field_catalog_store(connection=connection, fields=[FieldInfo.from_dict(row) for row in fields])
+    catalog.error = "<b>bold</b> " + "e" * 10_000
+    catalog.save(update_fields=["error"])
     page = detail(marketer_client, connection)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>bold</b>" not in page

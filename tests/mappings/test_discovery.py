@@ -92,3 +92,14 @@ def test_a_first_discovery_that_fails_raises_to_the_caller(sandbox, connection):
     with pytest.raises(DiscoveryFailed, match="Mailchimp could not list its fields"):
         field_catalog_fields(connection=connection)
     assert FieldCatalog.objects.get(connection=connection).fields == []
+
+
+def test_stored_labels_and_options_lose_nul_bytes_and_lone_surrogates_the_database_refuses(connection):
+    from connections.providers.base import FieldInfo
+    from mappings.discovery import field_catalog_store
+
+    field = FieldInfo("nickname", "Nick\x00name \ud800", "text", "text", options=("a\x00b",))
+    catalog = field_catalog_store(connection=connection, fields=[field])
+    catalog.refresh_from_db()
+    assert catalog.fields[0]["label"] == "Nickname \ufffd"
+    assert catalog.fields[0]["options"] == ["ab"]

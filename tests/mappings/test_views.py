@@ -9,6 +9,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from connections.models import Connection
 from connections.providers.base import FieldInfo
+from mappings.discovery import field_catalog_store
 from mappings.models import FieldCatalog, FieldMapping
 from syncapp.models import SyncRun
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
@@ -34,8 +35,7 @@ MAILCHIMP_FIELDS = [
 
 
 def catalog_store(connection, fields):
-    FieldCatalog.objects.update_or_create(connection=connection, defaults={
-        "fields": [field.as_dict() for field in fields], "refreshed_at": timezone.now()})
+    field_catalog_store(connection=connection, fields=fields)
 
 
 @pytest.fixture
