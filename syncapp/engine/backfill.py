@@ -26,3 +26,18 @@ def endpoints_to_read_fully(*, reads: Mapping[int, Collection[str]], backfill_fi
         return set(reads)
     affected = {endpoint for endpoint, fields in reads.items() if wanted & set(fields)}
     return affected or set(reads)
+
+
+def fields_compared_afresh(
+    *, full_read: bool, backfill_fields: Collection[str], backfill_taken: Collection[str]
+) -> frozenset[str]:
+    """Return the hub fields a run merges and compares as if never agreed with any system.
+
+    Those of a backfill, whether asked for (`backfill_fields`) or taken from the sync as
+    it started (`backfill_taken`, which a full resync takes without narrowing its reads):
+    their mappings changed since their values were read, so what was agreed through the
+    old mapping says nothing now. A run that reads only the changes compares nothing afresh.
+    """
+    if not full_read:
+        return frozenset()
+    return frozenset(backfill_fields) | frozenset(backfill_taken)

@@ -57,6 +57,10 @@ class SyncRun(models.Model):
     # backfill); `backfill_fields` names the hub fields a backfill is for.
     full_read = models.BooleanField(default=False)
     backfill_fields = models.JSONField(default=list, blank=True)
+    # Hub fields whose waiting backfill (Sync.backfill_pending_fields) this run took when
+    # it started: given back to the sync if the run does not finish its reads. A full
+    # resync takes them without narrowing its reads to them.
+    backfill_taken = models.JSONField(default=list, blank=True)
     # Connection name -> number of HTTP requests made, retries included.
     api_calls = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)

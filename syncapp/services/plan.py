@@ -117,6 +117,8 @@ class EndpointPlan:
     writes: list[FieldPlan]
     # The sync's opt-in rule: an incoming email with a known domain typo is fixed.
     fix_email_typos: bool = False
+    # External fields a backfill compares exactly (see SyncPlan.compare_afresh).
+    exact_fields: frozenset[str] = frozenset()
     # External field -> its plans (two for a full name), built on first use by `differs`.
     _plans_by_field: dict[str, list[FieldPlan]] | None = field(default=None, repr=False)
 
@@ -262,7 +264,7 @@ class EndpointPlan:
             held = base.get(name, _ABSENT)
             if held == value:
                 continue
-            if held is _ABSENT or not self._same_in_hub_form(name, held, value):
+            if held is _ABSENT or name in self.exact_fields or not self._same_in_hub_form(name, held, value):
                 return True
         return payload.email_consent is not None and payload.email_consent != link.email_consent_base
 
@@ -298,6 +300,27 @@ class EndpointPlan:
 class SyncPlan:
     sync: Sync
     endpoints: list[EndpointPlan]
+    # Hub fields merged as if never agreed with any system (a backfill's: their mappings
+    # changed since their values were read); see compare_afresh.
+    afresh: frozenset[str] = frozenset()
+
+    def compare_afresh(self, hub_fields: Collection[str]) -> None:
+        """Merge and compare `hub_fields` as a backfill must, their mappings having changed.
+
+        Reading, a system's value of one is merged without its base: the base was agreed
+        through the old mapping, and a value the system still holds unchanged (skipped
+        as "not news" in any other run) reads differently now. Writing, the fields that
+        carry one are compared exactly: a changed outbound format ("12/31/1990" to
+        "1990-12-31") is the point of the change, not a restyling the sync should spare
+        the system. Consent fields keep their bases whatever their mapping: the consent
+        rule needs the state last agreed to keep an opt-out an opt-out.
+        """
+        self.afresh = frozenset(hub_fields) - set(CONSENT_FIELDS)
+        for writer in self.writers:
+            writer.exact_fields = frozenset(
+                plan.external_field for plan in writer.writes
+                if plan.hub_field in self.afresh or self.afresh & set(plan.chain.hub_fields_read)
+            )
 
     @property
     def readers(self) -> list[EndpointPlan]:

@@ -297,11 +297,14 @@ class _PageApplier:
                 link = links.get(decision.contact_id)
             email_before = contact.email
             self._merge(item, contact, link)
-            if item.email_fixed_from and contact.email != email_before:
-                self.audits.append((contact, "contact.email_fixed", {
-                    "email": [item.email_fixed_from, contact.email],
-                    "external_id": [None, item.record.external_id],
-                }))
+            # Audited once per record: when the fix changes the hub's address, and when it
+            # links the record to a contact that already had the right one.
+            if item.email_fixed_from and (contact.email != email_before or link is None):
+                changes = {"email": [item.email_fixed_from, contact.email],
+                           "external_id": [None, item.record.external_id]}
+                if contact.pk is not None and link is None:
+                    changes["linked_to_existing_contact"] = [None, contact.pk]
+                self.audits.append((contact, "contact.email_fixed", changes))
             touched.append(contact)
             # Imported without the fields it could not read: a warning each, not a failure.
             self.errors.extend(field_warnings(item.field_errors, sent=False, external_id=item.record.external_id))
@@ -373,10 +376,13 @@ class _PageApplier:
         for hub_field, (field_plan, raw, theirs) in item.values.items():
             external_field = field_plan.external_field
             raw = plain(raw)
-            if external_field in base and base[external_field] == raw:
+            # A backfilled field is merged as if never agreed: its base came through the
+            # mapping as it was (SyncPlan.compare_afresh).
+            agreed = external_field in base and hub_field not in self.plan.afresh
+            if agreed and base[external_field] == raw:
                 continue
             base_value = NO_BASE
-            if external_field in base:
+            if agreed:
                 base_value = _base_in_hub_form(field_plan, base[external_field], self.reader)
             ours = contact.hub_value(hub_field)
             side = Side(self.connection.pk, self.connection.name, external_field, raw, plain(theirs), record.modified_at)

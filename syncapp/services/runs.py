@@ -24,7 +24,7 @@ from connections.providers.base import AuthenticationError, Provider, ProviderEr
 from connections.redaction import redact
 from connections.registry import provider_for as registry_provider_for
 from syncapp import queue
-from syncapp.engine.backfill import endpoints_to_read_fully
+from syncapp.engine.backfill import endpoints_to_read_fully, fields_compared_afresh
 from syncapp.engine.text import clean_text
 from syncapp.models import Sync, SyncRun
 from syncapp.services.duplicate_detection import duplicates_flag_since
@@ -73,6 +73,9 @@ def run_request(
     if sync.paused:
         raise SyncPaused(f"The sync {sync.name!r} is paused.")
     with transaction.atomic():
+        # The sync first, as everywhere (runs._start, backfill_request): abandoning a
+        # stale run gives its backfill back to the sync.
+        Sync.objects.select_for_update().filter(pk=sync.pk).first()
         active = _active_run_locked(sync)
         if active is not None:
             return active, False
@@ -94,6 +97,8 @@ def run_resume(*, sync: Sync, enqueue: bool = True) -> SyncRun | None:
     run_request.
     """
     with transaction.atomic():
+        # The sync first, as everywhere: abandoning gives the run's backfill back to it.
+        Sync.objects.select_for_update().filter(pk=sync.pk).first()
         active = SyncRun.objects.select_for_update().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
         if active is None or not run_is_stale(active):
             return None
@@ -220,7 +225,18 @@ def _abandon(run: SyncRun) -> None:
         f"(more than {settings.SYNC_RUN_STALE_SECONDS} s). The next run resumes from its last checkpoint."
     )
     run.save(update_fields=["status", "finished_at", "error"])
+    # Its backfill waits on the sync again, for the run that resumes it or the next one
+    # (the caller holds the sync's lock).
+    _backfill_give_back(run)
     logger.warning("Run %s of sync %s abandoned: its worker fell silent.", run.pk, run.sync_id)
+
+
+def _backfill_give_back(run: SyncRun) -> None:
+    owed = set(run.backfill_fields) | set(run.backfill_taken)
+    if not owed:
+        return
+    pending = Sync.objects.values_list("backfill_pending_fields", flat=True).get(pk=run.sync_id)
+    Sync.objects.filter(pk=run.sync_id).update(backfill_pending_fields=sorted(set(pending or []) | owed))
 
 
 def run_execute(
@@ -264,6 +280,8 @@ def run_execute(
             return provider
 
         plan = sync_plan_build(sync=run.sync, provider_for=provider_fenced)
+        plan.compare_afresh(fields_compared_afresh(full_read=run.full_read, backfill_fields=run.backfill_fields,
+                                                   backfill_taken=run.backfill_taken))
         tracker.plan = plan
         tracker.current = None
         # A mapped field gone or retyped pauses the sync before anything is read or written.
@@ -375,7 +393,7 @@ def _start(run_id: int) -> tuple[SyncRun, bool]:
         run.cursors_before = _cursors(run.sync)
         _take_pending_backfill(run)
         run.save(update_fields=["status", "started_at", "heartbeat_at", "phase", "cursors_before", "full_read",
-                                "backfill_fields"])
+                                "backfill_fields", "backfill_taken"])
         run.refresh_from_db(fields=["heartbeat_at"])
         return run, True
 
@@ -388,6 +406,8 @@ def _take_pending_backfill(run: SyncRun) -> None:
     # A full resync (full_read without fields) reads every system: it covers any backfill.
     if not (run.full_read and not run.backfill_fields):
         run.backfill_fields = sorted(set(run.backfill_fields) | set(pending))
+    # Kept on the run, so that a run that does not finish its reads gives them back.
+    run.backfill_taken = sorted(pending)
     run.full_read = True
     run.sync.backfill_pending_fields = []
     Sync.objects.filter(pk=run.sync_id).update(backfill_pending_fields=[])
@@ -404,9 +424,8 @@ def _backfill_after(run: SyncRun) -> None:
     with transaction.atomic():
         sync = Sync.objects.select_for_update().get(pk=run.sync_id)
         pending = set(sync.backfill_pending_fields or [])
-        if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED) and run.backfill_fields:
-            Sync.objects.filter(pk=sync.pk).update(
-                backfill_pending_fields=sorted(pending | set(run.backfill_fields)))
+        if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED):
+            _backfill_give_back(run)
             return
         if pending and not sync.paused and _active_run_locked(sync) is None:
             _queue(sync=sync, trigger=SyncRun.Trigger.BACKFILL, user=None, enqueue=True, full_read=True,

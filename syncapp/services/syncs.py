@@ -131,8 +131,14 @@ def sync_resume(*, sync: Sync, user) -> Sync:
         if not sync.paused and not sync.paused_reason:
             return sync
         sync.paused, sync.paused_reason = False, ""
-        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.resumed"):
+        resumed = _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.resumed")
+        if resumed:
             sync_schedule_save(sync=sync)
+    if resumed and sync.backfill_pending_fields:
+        # The backfill that waited for the pause to end starts now, not at the next scheduled run.
+        from syncapp.services.backfill import backfill_request  # backfill -> runs -> here
+
+        backfill_request(sync=sync, hub_fields=sync.backfill_pending_fields, user=user)
     return sync
 
 

@@ -2,6 +2,7 @@
 from django import template
 
 from syncapp.engine.schedule import schedule_text
+from syncapp.models.hub import hub_field_label
 from syncapp.forms import DELETE_HANDLING_HELP, NEW_MEMBER_STATUS_HELP, provider_of
 from syncapp.services.schedules import sync_next_run
 
@@ -36,3 +37,9 @@ def offers_new_member_status(connection) -> bool:
     """Whether the connection's system lets the marketer choose a new member's status."""
     provider = provider_of(connection)
     return bool(provider and provider.new_record_consent_states)
+
+
+@register.filter
+def hub_field_labels(names) -> str:
+    """Hub field names as a reader knows them ("Job title, First name"), for backfill notes."""
+    return ", ".join(hub_field_label(name) for name in names or ())

@@ -217,3 +217,75 @@ def test_a_full_resync_loses_no_archive_made_in_hubspot_before_it(sandbox, sync)
     run_now(sync)
     link.refresh_from_db()
     assert link.archived
+
+
+def backfilled_after_a_change(sandbox, sync: Sync, connection_name: str, transforms: list) -> SyncRun:
+    """Change one job title mapping's transforms, as the editor saves them, and run the backfill it asks for."""
+    FieldMapping.objects.filter(sync=sync, connection__name=connection_name, hub_field=JOB_TITLE).update(
+        transforms=transforms)
+    sandbox.reset_stats()
+    run = backfill_run(sync)
+    assert run.status in DONE, run.error
+    return run
+
+
+def test_a_changed_inbound_transform_reaches_every_record_already_synced(sandbox, sync):
+    # Review of issue 9: a record whose raw value had not changed was skipped as "not
+    # news", so a new inbound transform changed nothing until each record was edited.
+    sandbox.seed(hubspot_contacts=60, random_seed=27)
+    assert run_now(sync).status in DONE
+    job_title_mapped(sandbox, sync)
+    assert backfill_run(sync).status in DONE
+    titled = expected_job_titles(sandbox)
+    assert titled and any(title != title.upper() for title in titled.values())
+
+    run = backfilled_after_a_change(sandbox, sync, "HubSpot", [{"name": "uppercase"}])
+    upper = {email: title.upper() for email, title in titled.items()}
+    assert {email: Contact.objects.get(email=email).attributes["jobtitle"] for email in upper} == upper
+    assert {email: title for email, title in job_titles(sandbox).items() if title} == upper
+    assert run.pushed_count == sum(1 for title in titled.values() if title != title.upper())
+
+    # The next run of the changes reads its own writes back as echoes: nothing moves.
+    sandbox.reset_stats()
+    delta = run_now(sync)
+    assert (delta.updated_count, delta.pushed_count, sandbox.stats()["writes"]) == (0, 0, 0)
+
+
+def test_a_changed_outbound_transform_is_pushed_although_the_hub_value_did_not_change(sandbox, sync):
+    # Review of issue 9: Mailchimp's "Engineer" and the new "ENGINEER" read the same in
+    # hub form through the new chain, so the backfill thought Mailchimp up to date.
+    sandbox.seed(hubspot_contacts=60, random_seed=28)
+    assert run_now(sync).status in DONE
+    job_title_mapped(sandbox, sync)
+    assert backfill_run(sync).status in DONE
+    titled = expected_job_titles(sandbox)
+    hub_before = {email: Contact.objects.get(email=email).attributes["jobtitle"] for email in titled}
+
+    run = backfilled_after_a_change(sandbox, sync, "Mailchimp", [{"name": "uppercase"}])
+    upper = {email: title.upper() for email, title in titled.items()}
+    assert {email: title for email, title in job_titles(sandbox).items() if title} == upper
+    assert run.pushed_count == sum(1 for title in titled.values() if title != title.upper())
+    # The hub keeps its spelling, and HubSpot, which only feeds the field, is not written.
+    assert {email: Contact.objects.get(email=email).attributes["jobtitle"] for email in titled} == hub_before
+    assert "hubspot" not in {system for system, calls in sandbox.stats()["requests"].items()
+                             if any(not name.startswith("GET") and "search" not in name for name in calls)}
+
+    sandbox.reset_stats()
+    delta = run_now(sync)
+    assert (delta.pushed_count, sandbox.stats()["writes"]) == (0, 0)
+
+
+def test_a_full_resync_that_fails_gives_back_the_backfill_it_took(sandbox, sync):
+    # Review of issue 9: a full resync took the waiting backfill and, when it failed,
+    # lost it; the fields were never read in full again.
+    sandbox.seed(hubspot_contacts=20, random_seed=29)
+    assert run_now(sync).status in DONE
+    job_title_mapped(sandbox, sync)
+    Sync.objects.filter(pk=sync.pk).update(backfill_pending_fields=[JOB_TITLE])
+    Connection.objects.filter(name="Mailchimp").update(api_key="wrong-key-us1")
+    resync = full_resync_request(sync=Sync.objects.get(pk=sync.pk), user=None)
+    failed = run_execute(run_id=resync.pk)
+    assert failed.status == SyncRun.Status.FAILED
+    assert (failed.backfill_fields, failed.backfill_taken) == ([], [JOB_TITLE])
+    assert Sync.objects.get(pk=sync.pk).backfill_pending_fields == [JOB_TITLE]
+    assert not SyncRun.objects.filter(sync=sync, status__in=SyncRun.ACTIVE).exists()

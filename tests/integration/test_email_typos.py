@@ -69,3 +69,19 @@ def test_with_the_rule_on_it_syncs_as_the_fixed_address_and_the_fix_is_audited(s
     assert AuditEvent.objects.filter(action="contact.email_fixed").count() == 1
     assert members(sandbox)[FIXED]["merge_fields"]["FNAME"] == "Annie"
 
+
+
+def test_a_fix_that_links_the_record_to_a_contact_with_the_right_address_is_audited(sandbox, ann):
+    # Review of issue 9: the fix was audited only when it changed the hub's address, so
+    # linking HubSpot's typo to a contact already known by the right one left no trace.
+    known = Contact.objects.create(email=FIXED, first_name="Ann")
+    sync = sandbox_sync(sandbox, fix_email_typos=True)
+    run = run_now(sync)
+
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    assert Contact.objects.filter(email=FIXED).count() == 1
+    assert known.links.get(connection__name="HubSpot").external_id == ann
+    (event,) = AuditEvent.objects.filter(action="contact.email_fixed")
+    assert (event.contact_id, event.run_id) == (known.pk, run.pk)
+    assert event.changes == {"email": [TYPO, FIXED], "external_id": [None, ann],
+                             "linked_to_existing_contact": [None, known.pk]}

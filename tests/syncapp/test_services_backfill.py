@@ -68,3 +68,39 @@ def test_a_full_resync_run_covers_a_waiting_backfill(world):
     run = run_execute(run_id=SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.FULL, full_read=True).pk)
     assert (run.full_read, run.backfill_fields) == (True, [])
     assert Sync.objects.get(pk=sync.pk).backfill_pending_fields == []
+
+
+def test_an_abandoned_backfill_run_gives_its_fields_back_to_the_sync(world, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from syncapp.services.runs import run_request
+
+    sync = as_read_once(fake_workspace())
+    run = backfill_request(sync=sync, hub_fields=["first_name"], user=None)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING, backfill_taken=["last_name"],
+                                            heartbeat_at=timezone.now() - timedelta(hours=1))
+    Sync.objects.filter(pk=sync.pk).update(backfill_pending_fields=[], paused=False)
+    # A later request finds the run's worker silent: the run is abandoned, and what it
+    # owed waits on the sync for the run that replaces it.
+    replacement, created = run_request(sync=Sync.objects.get(pk=sync.pk), trigger=SyncRun.Trigger.MANUAL,
+                                       enqueue=False)
+    assert created
+    assert SyncRun.objects.get(pk=run.pk).status == SyncRun.Status.ABANDONED
+    assert Sync.objects.get(pk=sync.pk).backfill_pending_fields == ["first_name", "last_name"]
+    started = run_execute(run_id=replacement.pk)
+    assert (started.full_read, started.backfill_fields) == (True, ["first_name", "last_name"])
+
+
+def test_resuming_a_sync_starts_the_backfill_that_waited_for_it(world, django_user_model):
+    from syncapp.services.syncs import sync_resume
+
+    sync = as_read_once(fake_workspace())
+    Sync.objects.filter(pk=sync.pk).update(paused=True, backfill_pending_fields=["first_name"])
+    user = django_user_model.objects.create(username="maria")
+    sync_resume(sync=Sync.objects.get(pk=sync.pk), user=user)
+    run = SyncRun.objects.get(sync=sync)
+    assert (run.trigger, run.status, run.full_read, run.backfill_fields) == (
+        SyncRun.Trigger.BACKFILL, SyncRun.Status.QUEUED, True, ["first_name"])
+    assert AuditEvent.objects.filter(action="sync.backfill_requested", actor=user).exists()

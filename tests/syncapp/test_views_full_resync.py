@@ -59,3 +59,19 @@ def test_only_post_by_a_marketer(client, marketer_client, sync):
     client.force_login(user_with_role("rita", REVIEWER))
     assert client.post(url).status_code == 403
     assert not SyncRun.objects.exists()
+
+
+def test_the_sync_page_names_the_fields_of_a_waiting_backfill(marketer_client, sync):
+    Sync.objects.filter(pk=sync.pk).update(backfill_pending_fields=["first_name", "attributes.job_title"],
+                                           paused=True)
+    page = marketer_client.get(reverse("sync_detail", args=[sync.pk])).content.decode()
+    assert 'data-testid="backfill-pending"' in page
+    assert "A backfill is waiting</strong> for First name, job_title (custom attribute)" in page
+    assert "once the sync is resumed" in page
+
+
+def test_the_run_page_says_what_a_backfill_run_reads(marketer_client, sync):
+    run = SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.BACKFILL, full_read=True,
+                                 backfill_fields=["first_name"], status=SyncRun.Status.SUCCEEDED)
+    page = marketer_client.get(reverse("run_detail", args=[sync.pk, run.pk])).content.decode()
+    assert "Backfill of First name: reads again in full the systems that read them" in page
