@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from audit.models import AuditEvent
+from syncapp.roles import COMPLIANCE, user_has_role
 
 
 @admin.register(AuditEvent)
@@ -31,6 +32,14 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="Changes")
     def changes_display(self, obj: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, sort_keys=True, ensure_ascii=False))
+
+    # Marketers and reviewers may view events, of their own syncs only, on the app's
+    # trail page (audit.selectors); the admin lists everything, so it is compliance's.
+    def has_view_permission(self, request, obj=None):
+        return user_has_role(request.user, COMPLIANCE)
+
+    def has_module_permission(self, request):
+        return user_has_role(request.user, COMPLIANCE)
 
     def has_add_permission(self, request):
         return False

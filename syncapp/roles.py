@@ -14,9 +14,10 @@ ROLE_MODELS = {
         ("syncapp", "recorderror"),
         ("syncapp", "contact"),
         ("syncapp", "conflict"),
+        ("audit", "auditevent"),
     ],
-    REVIEWER: [("syncapp", "contact"), ("syncapp", "conflict"), ("syncapp", "duplicatepair")],
-    COMPLIANCE: [("audit", "auditevent"), ("syncapp", "contact"), ("syncapp", "conflict")],
+    REVIEWER: [("syncapp", "contact"), ("syncapp", "conflict"), ("syncapp", "duplicatepair"), ("audit", "auditevent")],
+    COMPLIANCE: [("audit", "auditevent"), ("audit", "deletionrequest"), ("syncapp", "contact"), ("syncapp", "conflict")],
 }
 
 # Actions each role may take on those models; the rest stay with superusers.
@@ -38,6 +39,11 @@ MODEL_ACTIONS = {
     (REVIEWER, "duplicatepair"): ("view", "change"),
     # Recording a consent statement a person gave outside any system (contact page).
     (REVIEWER, "contact"): ("view", "change"),
+    # The trail is read-only for everyone; marketers and reviewers see the events of
+    # their syncs (audit.selectors), compliance staff all of them.
+    (MARKETER, "auditevent"): ("view",),
+    # Compliance staff file and carry out deletion requests; none is ever deleted.
+    (COMPLIANCE, "deletionrequest"): ("view", "add", "change"),
 }
 
 

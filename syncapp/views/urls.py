@@ -40,4 +40,5 @@ urlpatterns = [
     path("duplicates/<id:pair_id>/merge/", duplicates.duplicate_merge, name="duplicate_merge"),
     path("duplicates/<id:pair_id>/dismiss/", duplicates.duplicate_dismiss_view, name="duplicate_dismiss"),
     path("connections/", include("connections.urls")),
+    path("audit/", include("audit.urls")),
 ]

@@ -34,11 +34,27 @@ class AuditEvent(models.Model):
     contact_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     run_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     changes = models.JSONField(default=dict, blank=True)
+    # The hash chain (audit.chain): each row's hash covers its content and the previous
+    # row's hash, so an edit, a deletion or an insertion made behind the ORM's back shows.
+    # `changes` is covered through its own digest: erasing a person's values from an old
+    # row (an erasure request) replaces them and keeps the digest, and the chain holds.
+    changes_digest = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    row_hash = models.CharField(max_length=64, blank=True)
 
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
+        # The trail page reads newest first by id (keyset pagination) within a filter.
+        indexes = [
+            models.Index(fields=["contact_id", "id"], name="audit_contact_id_idx"),
+            models.Index(fields=["action", "id"], name="audit_action_id_idx"),
+            models.Index(fields=["actor", "id"], name="audit_actor_id_idx"),
+            models.Index(fields=["run_id", "id"], name="audit_run_id_idx"),
+            models.Index(fields=["system", "id"], name="audit_system_id_idx"),
+            models.Index(fields=["object_type", "object_id", "id"], name="audit_object_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.object_type} {self.object_id}"
@@ -50,3 +66,16 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit events are append-only.")
+
+
+class AuditChainHead(models.Model):
+    """The last row of the hash chain: one row, locked by every writer of audit events.
+
+    Writers update it before reading it (audit.chain), which takes the database's write
+    lock first on SQLite and the row lock on PostgreSQL: concurrent writers extend the
+    chain one after the other, never from the same head.
+    """
+
+    last_hash = models.CharField(max_length=64, blank=True)
+    last_event_id = models.BigIntegerField(default=0)
+    events = models.BigIntegerField(default=0)

@@ -1,0 +1,2 @@
+"""URLs of the trail pages (names in the "audit" namespace)."""
+urlpatterns: list = []
