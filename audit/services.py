@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import connections, models, router, transaction
+from django.db.models import Q
+from django.db.models.functions import Cast
+from django.utils import timezone
 
-from audit.models import AuditEvent
+from audit import chain
+from audit.models import AuditChainHead, AuditEvent
 from syncapp.services.bulk import bulk_insert_rows
 
 # Model fields whose values are never written to the trail, only that they changed.
@@ -78,6 +83,10 @@ class AuditRow:
     changes: dict[str, Any]
     actor_id: int | None = None
     created_at: datetime | None = None
+    # The hash chain's columns (audit.chain), filled as the row is written.
+    changes_digest: str = ""
+    prev_hash: str = ""
+    row_hash: str = ""
 
 
 def audit_row_build(
@@ -104,7 +113,153 @@ def audit_record_many(events: Iterable[AuditEvent | AuditRow]) -> None:
     the engine writes an event per contact it changes, and bulk_create made those rows
     the largest cost of a 100,000-contact sync.
     """
-    bulk_insert_rows(list(events), model=AuditEvent)
+    audit_events_append(list(events))
+
+
+# The chain's head is this one row of AuditChainHead.
+CHAIN_HEAD_ID = 1
+
+
+def _chain_head_take(cursor, head_table: str) -> str:
+    """Lock the chain's head for the rest of the transaction and return the last row's hash.
+
+    An UPDATE, not a SELECT: it takes SQLite's write lock and PostgreSQL's row lock, so
+    a second writer waits here until the first commits and then reads the head the first
+    left (on SQLite a plain read first would see the head as it was before the wait).
+    The head row is created when missing (a test database flushed between tests).
+    """
+    take = f"UPDATE {head_table} SET events = events WHERE id = %s RETURNING last_hash"
+    cursor.execute(take, [CHAIN_HEAD_ID])
+    row = cursor.fetchone()
+    if row is None:
+        cursor.execute(f"INSERT INTO {head_table} (id, last_hash, last_event_id, events) VALUES (%s, %s, 0, 0) "
+                       f"ON CONFLICT (id) DO NOTHING", [CHAIN_HEAD_ID, chain.GENESIS])
+        cursor.execute(take, [CHAIN_HEAD_ID])
+        row = cursor.fetchone()
+    return row[0]
+
+
+def audit_events_append(events: Sequence[AuditEvent | AuditRow], *, set_ids: bool = False) -> None:
+    """Write unsaved events at the end of the hash chain, in the caller's transaction.
+
+    The head is locked before the rows are inserted, so their ids are assigned while it
+    is held: on PostgreSQL too, where a sequence value taken before the lock could be
+    lower than that of a row committed earlier, id order is the chain's order, the order
+    verification walks. The lock is held until the caller's transaction ends: two
+    writers of audit events queue, on SQLite as on PostgreSQL.
+    """
+    if not events:
+        return
+    alias = router.db_for_write(AuditEvent)
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    head_table, event_table = quote(AuditChainHead._meta.db_table), quote(AuditEvent._meta.db_table)
+    with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
+        prev_hash = _chain_head_take(cursor, head_table)
+        # Taken under the lock: times follow the chain's order.
+        now = timezone.now()
+        for event in events:
+            event.created_at = now
+        last_hash = chain.link(events, prev_hash)
+        bulk_insert_rows(events, model=AuditEvent, set_ids=set_ids, now=now)
+        if set_ids:
+            last_id = events[-1].pk
+        else:
+            cursor.execute(f"SELECT MAX(id) FROM {event_table}")
+            last_id = cursor.fetchone()[0]
+        cursor.execute(f"UPDATE {head_table} SET last_hash = %s, last_event_id = %s, events = events + %s "
+                       f"WHERE id = %s", [last_hash, last_id, len(events), CHAIN_HEAD_ID])
+
+
+# Rows redacted per UPDATE statement (SQLite's variable limit is 999).
+_ERASE_BATCH = 500
+
+
+def audit_events_erase(*, contact_ids: list[int], values: list[str]) -> int:
+    """Replace the personal values of the events about these contacts or holding these values.
+
+    For an erasure request. Each event whose contact is one of `contact_ids`, or whose
+    changes or description contain one of `values` (an email, a phone; compared without
+    case), keeps its action, time, actor, systems and ids, but its `changes` become the
+    erasure marker and its description "erased". An `audit.erased` event listing the
+    redacted rows is written at the end of the chain; the chain still verifies, as the
+    rows' hashes cover their changes only through the digest kept beside them.
+
+    The one update of audit events there is: a raw UPDATE of those two columns, which
+    the database's guard lets through only when it writes the marker (audit 0003).
+    `audit.erased` events are never redacted: they name no one but by id. Return the
+    number of events redacted.
+    """
+    contact_ids = sorted({int(pk) for pk in contact_ids})
+    values = sorted({value.strip() for value in values if value and value.strip()})
+    if not contact_ids and not values:
+        return 0
+    alias = router.db_for_write(AuditEvent)
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        # Taken first, so no event is written between the rows being picked and redacted.
+        _chain_head_take(cursor, quote(AuditChainHead._meta.db_table))
+        row_ids = _erasable_ids(contact_ids=contact_ids, values=values)
+        if not row_ids:
+            return 0
+        erasure = audit_record(
+            action=chain.ERASED_ACTION, object_type="contact", object_id=str(contact_ids[0]) if contact_ids else "",
+            object_repr=f"Personal values erased from {len(row_ids)} audit events",
+            contact_id=contact_ids[0] if contact_ids else None,
+            changes={chain.ERASED_LIST_KEY: [None, row_ids], "contacts": [None, contact_ids]},
+        )
+        marker = AuditEvent._meta.get_field("changes").get_db_prep_save(
+            chain.erasure_marker(f"{chain.ERASED_ACTION} #{erasure.pk}"), connection)
+        table = quote(AuditEvent._meta.db_table)
+        for start in range(0, len(row_ids), _ERASE_BATCH):
+            batch = row_ids[start:start + _ERASE_BATCH]
+            cursor.execute(f"UPDATE {table} SET changes = %s, object_repr = %s WHERE id IN "
+                           f"({', '.join(['%s'] * len(batch))})", [marker, chain.ERASED_REPR, *batch])
+    return len(row_ids)
+
+
+def _erasable_ids(*, contact_ids: list[int], values: list[str]) -> list[int]:
+    """Return the ids of the events to redact, in order, read in chunks."""
+    about = Q(contact_id__in=contact_ids)
+    holding = Q()
+    for value in values:
+        # As stored: SQLite keeps the JSON text with non-ASCII escaped, PostgreSQL's
+        # jsonb gives it back unescaped; quotes and backslashes are escaped in both.
+        for form in {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}:
+            holding |= Q(changes_text__icontains=form)
+        holding |= Q(object_repr__icontains=value)
+    events = (
+        AuditEvent.objects.annotate(changes_text=Cast("changes", models.TextField()))
+        .filter(about | holding)
+        .exclude(action=chain.ERASED_ACTION)
+        .exclude(object_repr=chain.ERASED_REPR, changes__has_key=chain.ERASED_KEY)
+        .order_by("id")
+        .values_list("id", "contact_id", "changes", "object_repr")
+    )
+    wanted = set(contact_ids)
+    # The text match is a first cut: the values themselves must hold one of `values`, as
+    # a whole (ann@example.com is not in joann@example.com, nor +1555123 in +15551234).
+    pattern = re.compile(
+        "|".join(rf"(?<![\w.+@-]){re.escape(value)}(?![\w.+@-])" for value in values) or "(?!)", re.IGNORECASE
+    )
+    return [
+        row_id for row_id, contact_id, changes, object_repr in events.iterator(chunk_size=2000)
+        if contact_id in wanted or any(pattern.search(text) for text in _texts(changes, object_repr))
+    ]
+
+
+def _texts(changes: Any, object_repr: str) -> Iterator[str]:
+    yield object_repr
+    stack = [changes]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def model_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
