@@ -4,6 +4,7 @@ from django.contrib import admin
 
 from mappings.models import FieldMapping
 from mappings.transforms import TRANSFORMS, transform_spec_errors
+from mappings.validation import missing_param_errors
 from syncapp.models.hub import HUB_FIELDS
 from syncapp.security.admin_input import CheckedInlineMixin
 from syncapp.services.syncs import mapping_delete, mapping_save
@@ -32,7 +33,8 @@ class FieldMappingForm(forms.ModelForm):
 
     def clean_transforms(self):
         transforms = self.cleaned_data["transforms"]
-        errors = transform_spec_errors(transforms)
+        # The editor's checks too: a date step without its format saves nowhere.
+        errors = transform_spec_errors(transforms) or missing_param_errors(transforms)
         if errors:
             raise forms.ValidationError(errors, code="invalid_transform")
         return transforms

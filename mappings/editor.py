@@ -13,7 +13,7 @@ from connections.registry import UnknownProvider, provider_class
 from mappings.hub_fields import HubField, hub_fields
 from mappings.models import FieldCatalog, FieldMapping
 from mappings.suggest import Suggestion, best_field
-from mappings.validation import Findings, MappingDraft, mapping_problems
+from mappings.validation import Findings, MappingDraft, Role, mapping_problems
 from syncapp.models import Sync
 
 
@@ -53,10 +53,19 @@ class EditorState:
     # into the hub: their new members all get the sync's chosen status, and an opt-out
     # made elsewhere never reaches them.
     consent_unmapped_in: list[Connection] = field(default_factory=list)
+    # Connection id -> what the sync does with it: a mapping's direction must fit it.
+    roles: dict[int, Role] = field(default_factory=dict)
 
     @property
     def fields_by_connection(self) -> dict[int, list[FieldInfo] | None]:
         return {catalog.connection.pk: catalog.fields for catalog in self.catalogs}
+
+    def role_lines(self) -> list[tuple[Connection, str]]:
+        """Each connection with what the sync does with it, in words, for the mapping form."""
+        words = {(True, True): "read and written", (True, False): "only read", (False, True): "only written",
+                 (False, False): "neither read nor written"}
+        return [(connection, words[(self.roles[connection.pk].read, self.roles[connection.pk].written)])
+                for connection in self.connections]
 
 
 # Hub kinds a new field in a system can take (consent and email have fixed fields there).
@@ -82,7 +91,9 @@ def mapping_draft(mapping: FieldMapping) -> MappingDraft:
 
 def editor_state(*, sync: Sync) -> EditorState:
     """Return the hub's fields, each connection's catalog, the mappings per hub field and suggestions."""
-    connections = [endpoint.connection for endpoint in sync.endpoints.select_related("connection").order_by("id")]
+    endpoints = list(sync.endpoints.select_related("connection").order_by("id"))
+    connections = [endpoint.connection for endpoint in endpoints]
+    roles = {endpoint.connection_id: Role(read=endpoint.read, written=endpoint.write) for endpoint in endpoints}
     stored = {item.connection_id: item for item in FieldCatalog.objects.filter(connection__in=connections)}
     catalogs = []
     for connection in connections:
@@ -101,6 +112,7 @@ def editor_state(*, sync: Sync) -> EditorState:
         findings = mapping_problems(
             draft, catalog=fields_by_connection.get(mapping.connection_id), system=mapping.connection.name,
             siblings=[other for other in drafts if other.pk != draft.pk], system_names=names,
+            role=roles.get(mapping.connection_id),
         )
         if fields_by_connection.get(mapping.connection_id) is None:
             # Nothing to check the field against yet: the catalog card says to refresh it.
@@ -121,7 +133,7 @@ def editor_state(*, sync: Sync) -> EditorState:
             elif row.field.kind in CREATABLE_KINDS and can_create_fields(catalog.connection):
                 row.creatable_in.append(catalog.connection)
     return EditorState(connections, catalogs, list(rows.values()), drafts, custom,
-                       consent_unmapped_in=_consent_unmapped_in(sync, mappings))
+                       consent_unmapped_in=_consent_unmapped_in(sync, mappings), roles=roles)
 
 
 def _consent_unmapped_in(sync: Sync, mappings: list[FieldMapping]) -> list[Connection]:

@@ -16,7 +16,7 @@ from connections.providers.base import FIELD_KINDS, FieldInfo
 from mappings.hub_fields import ATTRIBUTE_NAME, ATTRIBUTE_PREFIX, hub_fields
 from mappings.models import FieldMapping
 from mappings.transforms import TRANSFORM_INFO
-from mappings.validation import MappingDraft, mapping_problems
+from mappings.validation import MappingDraft, Role, mapping_problems
 
 CUSTOM = "__custom__"
 # Transform rows the chain form shows: the stored ones plus this many blank ones.
@@ -66,10 +66,12 @@ class MappingForm(forms.Form):
 
     def __init__(self, *args, connections: Sequence[Connection], catalogs: Mapping[int, list[FieldInfo] | None],
                  siblings: Sequence[MappingDraft], custom_attributes: Sequence[str] = (), mapping_pk: int | None = None,
-                 chain: list | None = None, **kwargs):
+                 chain: list | None = None, roles: Mapping[int, Role] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.connections = {connection.pk: connection for connection in connections}
         self.catalogs = catalogs
+        # What the sync does with each connection; the direction must fit it.
+        self.roles = roles or {}
         self.siblings = siblings
         self.mapping_pk = mapping_pk
         # The transform chain from its own formset; None while that formset has errors.
@@ -122,7 +124,8 @@ class MappingForm(forms.Form):
         draft = self.draft(transforms=self.chain)
         catalog = self.catalogs.get(connection_id)
         findings = mapping_problems(draft, catalog=catalog, system=connection.name, siblings=self.siblings,
-                                    system_names={pk: item.name for pk, item in self.connections.items()})
+                                    system_names={pk: item.name for pk, item in self.connections.items()},
+                                    role=self.roles.get(connection_id))
         for form_field, messages in findings.errors.items():
             target = form_field if form_field in self.fields else None
             for message in messages:

@@ -17,6 +17,7 @@ from django.db.models import Q
 from connections.providers.base import ProviderError
 from connections.registry import UnknownProvider, provider_for
 from mappings.transforms import TransformError
+from syncapp.engine.consent import UNKNOWN
 from syncapp.engine.merge import NO_BASE, merge_field
 from syncapp.models import Contact, RecordLink, Sync
 from syncapp.services.held import held_fields
@@ -111,6 +112,13 @@ class SystemPreview:
     summary: str = ""
     errors: list[str] = field(default_factory=list)
     email_consent: str | None = None
+    # An email platform the contact is not in yet: the consent status a run would create
+    # the member with, and whether that is the hub's consent or the sync's chosen status.
+    new_member_consent: str | None = None
+    new_member_consent_chosen: bool = False
+    # Nor would a run create it: the hub does not know the consent and the sync has no
+    # status for new members (the marketer chooses one in the sync's settings).
+    waits_for_new_member_status: bool = False
 
 
 @dataclass
@@ -167,13 +175,33 @@ def _system_preview(endpoint: EndpointPlan, contact: Contact, link: RecordLink |
         system.errors = list(payload.errors)
         system.email_consent = payload.email_consent
         if state.external_id is None:
-            system.summary = "A run would create this record here." if payload.email else \
-                "A run could not send this contact here: it has no email."
+            _preview_create(endpoint, contact, payload, system)
         elif endpoint.differs(payload, state):
             system.summary = "A run would update this record here."
         else:
             system.summary = "No change: this system already holds what the hub would send."
     return system
+
+
+def _preview_create(endpoint: EndpointPlan, contact: Contact, payload, system: SystemPreview) -> None:
+    """Say whether a run would create the contact here and, on an email platform, with which consent status.
+
+    The status is the payload's `email_consent_if_new`, the one the provider creates the
+    member with; without one (unknown consent, no status chosen) the member is not created.
+    """
+    if not payload.email:
+        system.summary = "A run could not send this contact here: it has no email."
+        return
+    if not endpoint.provider.new_record_consent_states:
+        system.summary = "A run would create this record here."
+        return
+    if payload.email_consent_if_new is None:
+        system.waits_for_new_member_status = True
+        system.summary = f"Not created in {endpoint.name} until you choose a status for new members."
+        return
+    system.summary = "A run would create this record here."
+    system.new_member_consent = payload.email_consent_if_new
+    system.new_member_consent_chosen = contact.hub_value("email_consent") in (None, "", UNKNOWN)
 
 
 def _read_live(endpoint: EndpointPlan, link: RecordLink | None, system: SystemPreview) -> dict | None:

@@ -4,12 +4,14 @@ Pure: takes the mapping as edited, the connection's discovered fields and the sy
 other mappings, and returns the reasons it cannot work, keyed by the form field they
 belong next to, plus warnings that do not stop the save.
 
-Refused: an unknown hub or external field, a read-only or calculated field as a write
-target, a field kind that cannot hold the value (in the direction it travels) with no
-transform converting it, transforms that are malformed or do not fit the kinds, a hub
-field or an external field mapped twice for one connection (but a full name's first
-and last parts), and owner-wins fields
-without exactly one owner among the systems read.
+Refused: a direction the sync's role for the connection cannot carry (a mapping into
+the hub from a system the sync only writes, out of it to one the sync only reads, or
+both ways to either), an unknown hub or external field, a read-only or calculated
+field as a write target, a field kind that cannot hold the value (in the direction it
+travels) with no transform converting it, transforms that are malformed or do not fit
+the kinds, a hub field or an external field mapped twice for one connection (but a
+full name's first and last parts), and owner-wins fields without exactly one owner
+among the systems read.
 
 Warned (saved anyway): a destination shorter than what the hub holds, without a
 truncate transform. Refusing it would refuse the everyday "first name into FNAME
@@ -74,6 +76,47 @@ class MappingDraft:
     @property
     def writes(self) -> bool:
         return self.direction in (OUT, BOTH)
+
+
+@dataclass(frozen=True)
+class Role:
+    """What the sync does with a connection (SyncConnection.read and .write)."""
+
+    read: bool = True
+    written: bool = True
+
+    def carries(self, direction: str) -> bool:
+        """Return whether a mapping going `direction` does all it says with this role.
+
+        A mapping is read only from a system the sync reads and written only to one it
+        writes (syncapp.services.plan): the half of a mapping the role does not carry is
+        silently nothing, so it is refused rather than saved.
+        """
+        reads, writes = direction in (IN, BOTH), direction in (OUT, BOTH)
+        return (self.read or not reads) and (self.written or not writes)
+
+    @property
+    def widest_direction(self) -> str:
+        """Return the direction a new mapping starts with: the widest this role carries."""
+        if self.read and not self.written:
+            return IN
+        if self.written and not self.read:
+            return OUT
+        return BOTH
+
+
+def role_problem(direction: str, *, role: Role, system: str) -> str | None:
+    """Return why a mapping going `direction` does nothing (or half of it) with `role`, and what to change."""
+    if role.carries(direction):
+        return None
+    if not role.read and not role.written:
+        return f"The sync neither reads nor writes {system}: choose its role in the sync's settings first."
+    only = " only" if direction == BOTH else ""
+    if not role.read:
+        return (f"The sync only writes to {system}; map this field out to {system}{only} (Out of the hub), or let "
+                f"the sync read {system} in the sync's settings.")
+    return (f"The sync only reads {system}; map this field into the hub{only} (Into the hub), or let the sync "
+            f"write to {system} in the sync's settings.")
 
 
 @dataclass
@@ -142,14 +185,19 @@ def mapping_problems(
     system: str,
     siblings: Sequence[MappingDraft],
     system_names: Mapping[int, str] | None = None,
+    role: Role | None = None,
 ) -> Findings:
     """Return why `draft` cannot be saved (and what to watch), for one connection called `system`.
 
     `catalog` is that connection's discovered fields (None: never discovered);
-    `siblings` are the sync's other stored mappings, every connection's.
+    `siblings` are the sync's other stored mappings, every connection's; `role` is what
+    the sync does with the connection (None: not checked).
     """
     findings = Findings()
     system_names = system_names or {}
+    reason = role_problem(draft.direction, role=role, system=system) if role is not None else None
+    if reason:
+        findings.refuse("direction", reason)
     hub_ok = is_hub_field(draft.hub_field)
     if not hub_ok:
         findings.refuse("hub_field", f"{draft.hub_field} is not a hub field: use a listed field or attributes.<name> "
@@ -166,7 +214,7 @@ def mapping_problems(
         findings.refuse("external_field", f"{target.name} is {why} in {system} and cannot be written: map it "
                                           "into the hub only, or pick another field.")
 
-    spec_errors = transform_spec_errors(draft.transforms)
+    spec_errors = transform_spec_errors(draft.transforms) or missing_param_errors(draft.transforms)
     for message in spec_errors:
         findings.refuse("transforms", message)
 
@@ -177,6 +225,26 @@ def mapping_problems(
     if hub_ok:
         _check_owner(draft, siblings, system_names, findings)
     return findings
+
+
+def missing_param_errors(transforms: Any) -> list[str]:
+    """Return a reason per transform step saved without a parameter it requires (TRANSFORM_INFO).
+
+    Some transforms run without one by falling back on a default (a date step without
+    `format` reads ISO 8601): the mapping would save and then read or write dates in a
+    format nobody chose. The editor's step leaves an unchosen parameter out of the spec.
+    """
+    errors = []
+    for spec in transforms if isinstance(transforms, list) else ():
+        info = TRANSFORM_INFO.get(_spec_name(spec) or "")
+        params = spec if isinstance(spec, Mapping) else {}
+        for param in info.params if info else ():
+            value = params.get(param.name)
+            if param.required and (value is None or (isinstance(value, str) and not value.strip()) or value == {}):
+                verb = "choose" if param.kind == "choice" else "fill in"
+                errors.append(f"{info.label}: {verb} {param.label[:1].lower()}{param.label[1:]}; the step cannot "
+                              "work without it.")
+    return errors
 
 
 def _check_kinds(draft: MappingDraft, hub, target: FieldInfo, system: str, findings: Findings) -> None:

@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from connections.models import Connection
-from mappings.discovery import DiscoveryFailed, field_catalog_refresh, field_create
+from mappings.discovery import DiscoveryFailed, field_create
 from mappings.editor import can_create_fields, editor_state
 from mappings.forms import (
     CUSTOM,
@@ -29,6 +29,7 @@ from mappings.preview import PreviewForm, record_preview
 from mappings.services import mapping_editor_save
 from syncapp.models import Sync
 from syncapp.models.hub import hub_field_label
+from syncapp.services.schema_drift import connection_fields_refresh
 from syncapp.services.syncs import mapping_delete
 from syncapp.views.access import marketer_required
 
@@ -61,7 +62,7 @@ def _mapping_form_page(request, sync: Sync, mapping: FieldMapping):
     siblings = [draft for draft in state.drafts if draft.pk != mapping.pk]
     options = {
         "connections": state.connections, "catalogs": state.fields_by_connection, "siblings": siblings,
-        "custom_attributes": state.custom_attributes, "mapping_pk": mapping.pk,
+        "custom_attributes": state.custom_attributes, "mapping_pk": mapping.pk, "roles": state.roles,
     }
     if request.method == "POST":
         formset = TransformFormSet(request.POST, prefix="chain")
@@ -130,13 +131,16 @@ def _form_initial(request, mapping: FieldMapping, state) -> dict:
             "never_overwrite_with_empty": mapping.never_overwrite_with_empty,
         }
     # Links from suggestions and from a new merge field preselect their choices.
-    initial = {"never_overwrite_with_empty": True, "direction": FieldMapping.Direction.BOTH}
+    initial = {"never_overwrite_with_empty": True}
     connection = request.GET.get("connection", "")
+    chosen = state.connections[0].pk
     if connection.isdigit() and int(connection) in {item.pk for item in state.connections}:
-        initial["connection"] = int(connection)
+        chosen = initial["connection"] = int(connection)
         external = request.GET.get("external_field", "")
         if external:
             initial["external_field"] = external_choice(int(connection), external)
+    # The first system listed is the one chosen unless a link preselects another.
+    initial["direction"] = state.roles[chosen].widest_direction
     hub_field = request.GET.get("hub_field", "")
     if hub_field:
         if hub_field.startswith("attributes."):
@@ -175,12 +179,19 @@ def _back(request, sync: Sync) -> HttpResponseRedirect:
 def fields_refresh(request, sync_id: int, connection_id: int):
     sync = get_object_or_404(Sync, pk=sync_id)
     connection = _sync_connection(sync, connection_id)
+    # As the connection page's refresh: a mapped field found gone or retyped pauses
+    # every sync that maps it, this one or another, before any of them writes.
     try:
-        catalog = field_catalog_refresh(connection=connection, user=request.user)
+        catalog, paused = connection_fields_refresh(connection=connection, user=request.user)
     except DiscoveryFailed as error:
         messages.error(request, str(error))
-    else:
-        messages.success(request, f"{connection.name} reported {len(catalog.fields)} fields.")
+        return _back(request, sync)
+    messages.success(request, f"{connection.name} reported {len(catalog.fields)} fields.")
+    for paused_sync in sorted(paused, key=lambda item: item.pk != sync.pk):
+        messages.warning(request, format_html(
+            '<a href="{}"><bdi>{}</bdi></a>{} is paused. {}', reverse("sync_detail", args=[paused_sync.pk]),
+            paused_sync.name, " (this sync)" if paused_sync.pk == sync.pk else "", paused_sync.paused_reason,
+        ))
     return _back(request, sync)
 
 

@@ -18,9 +18,13 @@ from django.utils import timezone
 
 from connections.models import Connection
 from connections.registry import UnknownProvider, provider_class
+from mappings.models import FieldMapping
+from mappings.validation import Role
 from syncapp import queue
 from syncapp.engine.schedule import cron_error, next_run_at
 from syncapp.models import Sync, SyncConnection
+from syncapp.models.hub import hub_field_label
+from syncapp.models.sync import new_member_choice_errors
 from syncapp.roles import MARKETER
 
 SCHEDULE_INTERVAL, SCHEDULE_CRON, SCHEDULE_OFF = "interval", "cron", "off"
@@ -67,6 +71,8 @@ SUBSCRIBED = "subscribed"
 LEGAL_BASIS_MAX_LENGTH = 2000
 # More connections than any workspace lists: a bound on the rows a posted form may claim.
 MAX_CONNECTION_ROWS = 200
+# Mappings a refused role change names; the others are counted.
+MAPPINGS_NAMED = 3
 
 
 def owner_choices():
@@ -270,28 +276,25 @@ class EndpointForm(forms.Form):
         states = provider.new_record_consent_states if provider else ()
         status = (cleaned.get("new_member_status") or "").strip()
         basis = (cleaned.get("new_member_legal_basis") or "").strip()
-        if status and status not in states:
-            if states:
-                message = f"{connection.name} offers {', '.join(states)}; choose one of those."
-            else:
-                message = f"{connection.name} offers no subscription status for new records; leave it unchosen."
-            self.add_error("new_member_status", message)
-            return cleaned
-        if states and cleaned["write"] and not status:
+        if not cleaned["write"]:
+            # Nothing is created in a system the sync does not write; a radio button
+            # still checked from before the role changed cannot be unchecked.
+            status = basis = ""
+        elif states and not status:
             self.add_error(
                 "new_member_status",
                 f"Choose the status new members get in {connection.name} when the hub does not know their consent.",
             )
-        if status == SUBSCRIBED and not basis:
-            self.add_error(
-                "new_member_legal_basis",
-                "Subscribing people whose consent the hub does not know needs a legal basis: record it here "
-                "(for example “Consent collected on the signup form”), or choose pending or transactional.",
-            )
-        cleaned["new_member_status"] = status
-        # A legal basis is recorded for subscribing people; with another status it would
-        # read as if one had been given for something that is not done.
-        cleaned["new_member_legal_basis"] = basis if status == SUBSCRIBED else ""
+        if status != SUBSCRIBED:
+            # A legal basis is recorded for subscribing people; with another status it
+            # would read as if one had been given for something that is not done.
+            basis = ""
+        # The model's rules, one source for the form and the model (SyncConnection.clean).
+        for name, message in new_member_choice_errors(system=connection.name, offered=states,
+                                                      written=cleaned["write"], status=status,
+                                                      legal_basis=basis).items():
+            self.add_error(name, message)
+        cleaned["new_member_status"], cleaned["new_member_legal_basis"] = status, basis
         return cleaned
 
 
@@ -318,6 +321,7 @@ class BaseEndpointFormSet(forms.BaseFormSet):
         if not any(row["write"] for row in chosen):
             raise ValidationError("No connection is written: set at least one to Write or Read and write.")
         self._refuse_removing_mapped()
+        self._refuse_stranding_mapped()
 
     def _refuse_removing_mapped(self) -> None:
         sync = self.forms[0].sync if self.forms else None
@@ -334,6 +338,50 @@ class BaseEndpointFormSet(forms.BaseFormSet):
                     f"{connection.name} has {mapped} field mapping{'s' if mapped != 1 else ''} in this sync: "
                     "delete them in the mapping editor first, or keep the connection in the sync.",
                 )
+
+    def _refuse_stranding_mapped(self) -> None:
+        """Refuse a changed role that leaves mappings of its connection doing nothing.
+
+        A mapping is read only from a system the sync reads and written only to one it
+        writes: turning reading off under a mapping into the hub would silently stop it.
+        The mapping form refuses such a direction (mappings.validation.Role); the builder
+        must not bring one about by changing the role underneath. A role left as it was
+        is not checked: saving other settings never depends on the mappings.
+        """
+        sync = self.forms[0].sync if self.forms else None
+        if sync is None or sync.pk is None:
+            return
+        stored = {endpoint.connection_id: endpoint for endpoint in sync.endpoints.all()}
+        for form in self.forms:
+            connection = form.cleaned_data.get("connection")
+            endpoint = stored.get(connection.pk) if connection is not None else None
+            if endpoint is None or not form.cleaned_data.get("role"):
+                continue
+            role = Role(read=form.cleaned_data["read"], written=form.cleaned_data["write"])
+            if (endpoint.read, endpoint.write) == (role.read, role.written):
+                continue
+            stranded = [mapping for mapping in sync.mappings.filter(connection=connection).order_by("id")
+                        if not role.carries(mapping.direction)]
+            if stranded:
+                form.add_error("role", _stranded_message(connection.name, role, stranded))
+
+
+def _stranded_message(system: str, role: Role, mappings: list[FieldMapping]) -> str:
+    """Say which mappings a role would leave doing nothing, and what to change first."""
+    count = len(mappings)
+    named = ", ".join(f"{hub_field_label(mapping.hub_field)} ({mapping.external_field})"
+                      for mapping in mappings[:MAPPINGS_NAMED])
+    if count > MAPPINGS_NAMED:
+        named += f" and {count - MAPPINGS_NAMED} more"
+    several = count != 1
+    mapped, them = f"{count} mapping{'s' if several else ''}", "them" if several else "it"
+    if not role.read:
+        return (f"The sync would no longer read {system}, but {mapped} {'read' if several else 'reads'} from it: "
+                f"{named}. Change {them} to Out of the hub, or delete {them}, in the mapping editor first; or keep "
+                f"reading {system}.")
+    return (f"The sync would no longer write to {system}, but {mapped} {'write' if several else 'writes'} to it: "
+            f"{named}. Change {them} to Into the hub, or delete {them}, in the mapping editor first; or keep "
+            f"writing to {system}.")
 
 
 EndpointFormSet = forms.formset_factory(

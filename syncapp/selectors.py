@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Case, CharField, Count, Max, Q, QuerySet, Value, When
+from django.db.models.functions import Cast, Concat
 
 from audit.models import AuditEvent
 from connections.models import Connection
@@ -40,11 +41,34 @@ def run_record_errors(*, run: SyncRun, severity: str | None = None) -> QuerySet[
 
 
 def run_record_error_counts(*, run: SyncRun) -> dict[str, int]:
-    """Return how many record errors and how many warnings a run lists: {"error": n, "warning": m}."""
+    """Return how many records failed and how many synced with warnings: {"error": n, "warning": m}.
+
+    Records, not rows, as the run's own counters (failed_count, warning_count) count
+    them: a record left without two fields has two warning rows and is one warning.
+    """
     counts = dict.fromkeys(RecordError.Severity.values, 0)
-    rows = run.record_errors.order_by().values_list("severity").annotate(total=Count("id"))
+    rows = run.record_errors.order_by().values_list("severity").annotate(total=Count(_record_key(), distinct=True))
     counts.update(dict(rows))
     return counts
+
+
+def _record_key():
+    """Return the record a row is about, as one text (connection, then contact or id).
+
+    As syncapp.services.record_errors keys them: problems met writing by the contact,
+    those met reading by the system's id; a row with neither stands for itself.
+    """
+    text = CharField()
+    return Concat(
+        Cast("connection_id", text), Value(":"),
+        Case(
+            When(contact_id__isnull=False, then=Concat(Value("contact "), Cast("contact_id", text), output_field=text)),
+            When(~Q(external_id=""), then=Concat(Value("id "), "external_id", output_field=text)),
+            default=Concat(Value("row "), Cast("id", text), output_field=text),
+            output_field=text,
+        ),
+        output_field=text,
+    )
 
 
 def run_is_finished(run: SyncRun) -> bool:
@@ -61,6 +85,7 @@ def run_counts(run: SyncRun) -> dict[str, int]:
         "conflicts": run.conflict_count,
         "failed": run.failed_count,
         "warnings": run.warning_count,
+        "suppressed": run.suppressed_count,
     }
 
 

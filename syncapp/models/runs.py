@@ -33,6 +33,7 @@ class SyncRun(models.Model):
         "conflict_count",
         "failed_count",
         "warning_count",
+        "suppressed_count",
     )
 
     sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="runs")
@@ -53,6 +54,8 @@ class SyncRun(models.Model):
     failed_count = models.PositiveIntegerField(default=0)
     # Records that synced without one field (a record error of severity warning).
     warning_count = models.PositiveIntegerField(default=0)
+    # Records of people erased on request (the suppression list): skipped, never imported.
+    suppressed_count = models.PositiveIntegerField(default=0)
     # Read every record again rather than the changes since the cursors (full resync,
     # backfill); `backfill_fields` names the hub fields a backfill is for.
     full_read = models.BooleanField(default=False)

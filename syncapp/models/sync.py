@@ -1,9 +1,13 @@
 """A sync: a named plan that keeps contacts identical across two or more connections."""
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from syncapp.engine.schedule import cron_error
+
+SUBSCRIBED = "subscribed"
 
 
 class Sync(models.Model):
@@ -75,3 +79,57 @@ class SyncConnection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sync} / {self.connection}"
+
+    def clean(self) -> None:
+        if self.connection_id is None:
+            return
+        # Imported here, not when the models load: the registry brings every provider's HTTP client.
+        from connections.registry import UnknownProvider, provider_class
+
+        try:
+            offered = provider_class(self.connection.provider).new_record_consent_states
+        except UnknownProvider:
+            offered = ()
+        # Stored as compared: the engine matches the status against the provider's exactly.
+        self.new_member_status = self.new_member_status.strip()
+        self.new_member_legal_basis = self.new_member_legal_basis.strip()
+        errors = new_member_choice_errors(
+            system=self.connection.name, offered=offered, written=self.write,
+            status=self.new_member_status, legal_basis=self.new_member_legal_basis,
+        )
+        if errors:
+            raise ValidationError(errors)
+
+
+def new_member_choice_errors(
+    *, system: str, offered: Sequence[str], written: bool, status: str, legal_basis: str
+) -> dict[str, str]:
+    """Return why a new-member status and legal basis cannot be stored, keyed by field; {} when they can.
+
+    `offered` is what the system's provider lets a marketer choose for records created
+    there (`Provider.new_record_consent_states`). No status is a valid choice: members
+    whose consent the hub does not know are then not created. A legal basis justifies
+    subscribing them, so it goes with "subscribed" only: kept beside another status, or
+    none, it would read as a basis someone recorded for something that is not done.
+    """
+    status, legal_basis = status.strip(), legal_basis.strip()
+    if status and not written:
+        return {"new_member_status": f"This sync does not write to {system}, so it creates no members there: clear "
+                                     f"the new-member status, or let the sync write to {system}."}
+    if status and status not in offered:
+        if offered:
+            return {"new_member_status": f"{system} offers {', '.join(offered)} for new members; choose one of those."}
+        return {"new_member_status": f"{system} has no subscription status to give new records: leave the new-member "
+                                     "status empty."}
+    if status == SUBSCRIBED and not legal_basis:
+        others = " or ".join(state for state in offered if state != SUBSCRIBED)
+        return {"new_member_legal_basis": "Subscribing people whose consent the hub does not know needs a legal "
+                                          "basis: record it (for example “Consent collected on the signup form”)"
+                                          + (f", or choose {others}." if others else ".")}
+    if legal_basis and not status:
+        return {"new_member_legal_basis": "A legal basis is recorded for subscribing new members, and no status is "
+                                          "chosen: choose subscribed, or clear the legal basis."}
+    if legal_basis and status != SUBSCRIBED:
+        return {"new_member_legal_basis": f"A legal basis is recorded only for subscribing new members, not for "
+                                          f"{status}: clear it, or choose subscribed."}
+    return {}

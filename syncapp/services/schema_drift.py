@@ -4,9 +4,12 @@ Checked at the start of every run (`sync_schema_check`, called by `runs.run_exec
 once the plan is built) and whenever a connection's fields are refreshed from its
 page (`connection_fields_refresh`). A drifted sync is paused with a reason naming each
 field and its system (shown on the sync page and the dashboard), through
-`syncs.sync_pause`, so it is audited and its schedule removed; its owner gets an email.
-The cursors are left alone: once the mapping (or the field) is fixed, resuming the sync
-reads on from where it stopped.
+`syncs.sync_pause`, so it is audited, by Syncapp, and its schedule removed; its owner
+gets an email. A sync a person had paused already stays paused and gets the reason
+too: resuming it would run into the drift. The cursors are left alone: once the
+mapping (or the field) is fixed, resuming the sync reads on from where it stopped;
+`syncs.sync_resume` refuses while the fields last seen (`sync_stored_drift`) still
+differ from the mappings.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ from syncapp.models import Sync, SyncRun
 from syncapp.services.syncs import sync_pause
 
 logger = logging.getLogger(__name__)
+
+# The audit trail's name for Syncapp acting on its own (as the consent ledger's).
+SYNCAPP = "Syncapp"
 
 
 class SchemaDrifted(Exception):
@@ -63,29 +69,52 @@ def sync_schema_check(*, sync: Sync, run: SyncRun | None, provider_for: Callable
 def connection_fields_refresh(*, connection: Connection, user) -> tuple[FieldCatalog, list[Sync]]:
     """Refresh the connection's fields (see `field_catalog_refresh`) and pause every sync they drifted from.
 
-    Return the catalog and the syncs paused now. Raise DiscoveryFailed as the refresh does.
+    Every sync mapping the connection is checked, paused ones included: a sync a person
+    paused keeps its pause and gets the drift as its reason. `user` is who asked for
+    the refresh; None when Syncapp did. Return the catalog and the syncs whose pause
+    or reason changed now. Raise DiscoveryFailed as the refresh does.
     """
     catalog = field_catalog_refresh(connection=connection, user=user)
     current = [FieldInfo.from_dict(row) for row in catalog.fields]
     paused = []
-    syncs = Sync.objects.filter(mappings__connection=connection, paused=False).distinct().order_by("name")
+    syncs = Sync.objects.filter(mappings__connection=connection).distinct().order_by("name")
     for sync in syncs:
         mappings = list(sync.mappings.filter(connection=connection).select_related("connection"))
-        if _apply(sync=sync, mappings=mappings, fields={connection.pk: current}, run=None):
+        reason_before = sync.paused_reason
+        if _apply(sync=sync, mappings=mappings, fields={connection.pk: current}, run=None, user=user) and (
+                sync.paused_reason != reason_before):
             paused.append(sync)
     return catalog, paused
 
 
-def _apply(*, sync: Sync, mappings: Sequence[FieldMapping], fields: dict[int, list[FieldInfo]],
-           run: SyncRun | None) -> list[Drift]:
-    """Compare, then pause the sync on drift, or record the types of mappings saved without one."""
+def sync_stored_drift(*, sync: Sync) -> list[Drift]:
+    """Return how the sync's mappings differ from the fields each system reported last (its stored catalog).
+
+    Asks no system. A connection whose fields were never discovered is not judged here:
+    a run asks it at its start.
+    """
+    mappings = list(sync.mappings.filter(connection__endpoints__sync=sync).select_related("connection"))
+    catalogs = FieldCatalog.objects.filter(connection_id__in={mapping.connection_id for mapping in mappings},
+                                           refreshed_at__isnull=False)
+    fields = {catalog.connection_id: [FieldInfo.from_dict(row) for row in catalog.fields] for catalog in catalogs}
+    return _drifts(mappings, fields)
+
+
+def _drifts(mappings: Sequence[FieldMapping], fields: dict[int, list[FieldInfo]]) -> list[Drift]:
     drifts: list[Drift] = []
     for connection_id, current in fields.items():
         mapped = [MappedField(mapping.connection.name, mapping.external_field, mapping.external_type)
                   for mapping in mappings if mapping.connection_id == connection_id]
         drifts += schema_drift(mapped, current)
+    return drifts
+
+
+def _apply(*, sync: Sync, mappings: Sequence[FieldMapping], fields: dict[int, list[FieldInfo]],
+           run: SyncRun | None, user=None) -> list[Drift]:
+    """Compare, then pause the sync on drift, or record the types of mappings saved without one."""
+    drifts = _drifts(mappings, fields)
     if drifts:
-        _pause(sync=sync, drifts=drifts, run=run)
+        _pause(sync=sync, drifts=drifts, run=run, user=user)
         return drifts
     # Mappings saved before types were kept get theirs now, so that a later type change is seen.
     for mapping in mappings:
@@ -97,12 +126,18 @@ def _apply(*, sync: Sync, mappings: Sequence[FieldMapping], fields: dict[int, li
     return []
 
 
-def _pause(*, sync: Sync, drifts: Sequence[Drift], run: SyncRun | None) -> None:
+def _pause(*, sync: Sync, drifts: Sequence[Drift], run: SyncRun | None, user=None) -> None:
+    """Pause the sync, or give a paused one this reason; mail its owner when the reason is news.
+
+    Syncapp decides the pause (audited as its own, with the person whose refresh found
+    the drift, if any). The owner hears once per reason: the same drift found again by
+    the next refresh or run mails nobody.
+    """
     reason = drift_message(drifts)
     with transaction.atomic():
-        was_paused = Sync.objects.filter(pk=sync.pk, paused=True).exists()
-        paused = sync_pause(sync=sync, user=None, reason=reason)
-        if not was_paused:
+        reason_before = Sync.objects.filter(pk=sync.pk).values_list("paused_reason", flat=True).first()
+        paused = sync_pause(sync=sync, user=user, reason=reason, system=SYNCAPP)
+        if paused.paused_reason != reason_before:
             transaction.on_commit(lambda: _mail_owner(sync=paused, drifts=drifts, run=run))
     sync.paused, sync.paused_reason = paused.paused, paused.paused_reason
 
@@ -114,7 +149,7 @@ def _mail_owner(*, sync: Sync, drifts: Sequence[Drift], run: SyncRun | None) -> 
         logger.warning("Sync %s paused for schema drift; it has no owner with an email address to tell.", sync.pk)
         return
     lines = [
-        f"The sync “{sync.name}” paused before writing anything, because a field it maps changed:",
+        f"The sync “{sync.name}” is paused before writing anything, because a field it maps changed:",
         "",
         *(f"- {drift.system}: {drift.field} {drift.change}" for drift in drifts),
         "",

@@ -43,11 +43,13 @@ MAPPING_FIELDS = (
 
 
 def _save_audited(
-    *, instance: models.Model, fields: tuple[str, ...], noun: str, user, action: str | None = None
+    *, instance: models.Model, fields: tuple[str, ...], noun: str, user, action: str | None = None,
+    system: str = "hub",
 ) -> bool:
     """Validate and save `instance`, audit what changed; return whether it was saved.
 
-    `action` names an update for what it is ("sync.paused") instead of "<noun>.updated".
+    `action` names an update for what it is ("sync.paused") instead of "<noun>.updated";
+    `system` is who decided it ("hub": the person `user`).
     """
     instance.full_clean()
     if instance._state.adding:
@@ -66,7 +68,7 @@ def _save_audited(
         # was loaded, and a stale copy must not be written back.
         auto_now = [f.name for f in instance._meta.concrete_fields if getattr(f, "auto_now", False)]
         instance.save(update_fields=[*changes, *auto_now])
-    audit_record(action=action, obj=instance, actor=user, changes=changes)
+    audit_record(action=action, obj=instance, actor=user, system=system, changes=changes)
     return True
 
 
@@ -108,28 +110,43 @@ def sync_builder_save(*, sync: Sync, endpoints: Sequence[SyncConnection], user) 
     return sync
 
 
-def sync_pause(*, sync: Sync, user, reason: str = "") -> Sync:
+def sync_pause(*, sync: Sync, user, reason: str = "", system: str = "hub") -> Sync:
     """Pause `sync`: no scheduled run starts until it is resumed. `reason` is shown until then.
 
     A person pausing gives no reason; the engine gives one (the field that changed and
-    where). Pausing a paused sync changes nothing, so a reason already shown stays.
+    where), as `system` "Syncapp". A person pausing a paused sync changes nothing, so a
+    reason already shown stays; a reason given to a paused sync replaces the one shown
+    (a drift found while a person had paused it, or a newer one).
     """
     with transaction.atomic():
         sync = Sync.objects.select_for_update().get(pk=sync.pk)
-        if sync.paused:
+        if sync.paused and (not reason or reason == sync.paused_reason):
             return sync
         sync.paused, sync.paused_reason = True, reason
-        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.paused"):
+        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.paused",
+                         system=system):
             sync_schedule_save(sync=sync)
     return sync
 
 
 def sync_resume(*, sync: Sync, user) -> Sync:
-    """Resume `sync`: clear the pause and its reason and put its schedule back."""
+    """Resume `sync`: clear the pause and its reason and put its schedule back.
+
+    Refused (ValidationError, saying what to fix) while a mapped field still differs
+    from what its system reported last: the next run would only pause again.
+    """
+    from syncapp.services.schema_drift import sync_stored_drift  # schema_drift -> here
+
     with transaction.atomic():
         sync = Sync.objects.select_for_update().get(pk=sync.pk)
         if not sync.paused and not sync.paused_reason:
             return sync
+        drifts = sync_stored_drift(sync=sync)
+        if drifts:
+            raise ValidationError(
+                f"Not resumed: {' '.join(drift.message for drift in drifts)} Fix the mapping; or, if you fixed "
+                "the field in the system, refresh its fields on the connection's page. Then resume."
+            )
         sync.paused, sync.paused_reason = False, ""
         resumed = _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.resumed")
         if resumed:

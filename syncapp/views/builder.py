@@ -55,7 +55,12 @@ def sync_pause_view(request, sync_id: int):
 @marketer_required
 def sync_resume_view(request, sync_id: int):
     sync = get_object_or_404(Sync, pk=sync_id)
-    sync_resume(sync=sync, user=request.user)
+    try:
+        sync_resume(sync=sync, user=request.user)
+    except ValidationError as refused:
+        # A mapped field still differs from the system's: the sync stays paused, and the message says what to fix.
+        messages.error(request, " ".join(refused.messages))
+        return redirect("sync_detail", sync.pk)
     messages.success(request, "Resumed: the schedule is back on; the next run continues where the last one stopped.")
     return redirect("sync_detail", sync.pk)
 

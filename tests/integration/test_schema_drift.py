@@ -2,13 +2,14 @@
 import pytest
 import requests
 from django.core import mail
+from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
 from connections.models import Connection
 from mappings.models import FieldMapping
 from syncapp.models import Sync, SyncRun
 from syncapp.services.schema_drift import connection_fields_refresh
-from syncapp.services.syncs import sync_resume
+from syncapp.services.syncs import sync_pause, sync_resume
 from tests.integration.workspace import hubspot_edit, importable, run_now, sandbox_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -112,6 +113,27 @@ def test_a_refresh_from_the_connection_page_pauses_the_syncs_using_the_field(san
     # Refreshing again pauses nothing more and mails nobody again.
     assert connection_fields_refresh(connection=Connection.objects.get(name="Mailchimp"), user=owner)[1] == []
     assert len(mail.outbox) == 1
+
+
+def test_a_scheduled_refresh_checks_a_sync_a_person_paused_and_audits_the_pause_as_syncapp(sandbox, sync, owner):
+    run_now(sync)
+    sync_pause(sync=sync, user=owner)
+    merge_field_delete(sandbox, "COMPANY")
+    mail.outbox.clear()
+
+    catalog, paused = connection_fields_refresh(connection=Connection.objects.get(name="Mailchimp"), user=None)
+
+    assert paused == [sync]
+    sync.refresh_from_db()
+    assert sync.paused and "COMPANY in Mailchimp was removed" in sync.paused_reason
+    event = AuditEvent.objects.filter(action="sync.paused").latest("pk")
+    assert (event.actor, event.system) == (None, "Syncapp")
+    assert event.changes == {"paused_reason": ["", sync.paused_reason]}
+    assert len(mail.outbox) == 1
+    # Resuming into the drift is refused until the mapping is fixed.
+    with pytest.raises(ValidationError, match="COMPANY in Mailchimp was removed"):
+        sync_resume(sync=sync, user=owner)
+    assert Sync.objects.get(pk=sync.pk).paused
 
 
 def test_a_changed_type_pauses_the_sync_too(sandbox, sync):

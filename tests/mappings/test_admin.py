@@ -48,6 +48,7 @@ def test_adding_a_mapping_goes_through_the_audited_service(marketer_client):
         ("hub_field", "<script>", "Unknown hub field"),
         ("transforms", '"trim"', "transforms must be a list"),
         ("transforms", '[{"name": "value_map"}]', "value_map"),
+        ("transforms", '[{"name": "date"}]', "Date format: choose the system&#x27;s format"),
     ],
 )
 def test_invalid_mappings_are_refused_with_a_clear_message(marketer_client, field, value, message):

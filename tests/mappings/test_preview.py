@@ -5,7 +5,7 @@ from django.urls import reverse
 from connections.models import Connection
 from mappings.models import FieldMapping
 from mappings.preview import record_preview
-from syncapp.models import Contact, RecordLink
+from syncapp.models import Contact, RecordLink, SyncConnection
 from syncapp.roles import MARKETER
 from tests.integration.workspace import run_now, sandbox_sync
 from tests.workspace import user_with_role
@@ -86,6 +86,71 @@ def test_a_contact_not_yet_in_a_system_would_be_created(synced):
     assert mailchimp.problem == "Not linked here yet."
     assert mailchimp.summary == "A run would create this record here."
     assert row(mailchimp, "FNAME").write_outcome == f"Would write {contact.first_name!r}."
+
+
+def not_in_mailchimp(sync, contact, *, hub_consent: str, new_member_status: str) -> Contact:
+    """Unlink `contact` from Mailchimp, give it `hub_consent`, and set what the sync gives new members there."""
+    RecordLink.objects.filter(contact=contact, connection__name="Mailchimp").delete()
+    Contact.objects.filter(pk=contact.pk).update(email_consent=hub_consent)
+    SyncConnection.objects.filter(sync=sync, connection__name="Mailchimp").update(
+        new_member_status=new_member_status,
+        new_member_legal_basis="Consent collected on the signup form" if new_member_status == "subscribed" else "")
+    contact.refresh_from_db()
+    return contact
+
+
+def test_a_new_member_of_unknown_consent_with_no_status_chosen_is_not_created_and_the_page_says_where_to_choose(
+        synced, client):
+    sync, contact = synced
+    contact = not_in_mailchimp(sync, contact, hub_consent="unknown", new_member_status="")
+    mailchimp = system(record_preview(sync=sync, contact=contact), "Mailchimp")
+    assert mailchimp.summary == "Not created in Mailchimp until you choose a status for new members."
+    assert mailchimp.waits_for_new_member_status and mailchimp.new_member_consent is None
+
+    client.force_login(user_with_role("maria", MARKETER))
+    page = client.get(reverse("mapping_preview", args=[sync.pk]), {"contact": contact.pk}).content.decode()
+    assert "<strong>Not created in Mailchimp until you choose a status for new members.</strong>" in page
+    assert f'<a href="{reverse("sync_edit", args=[sync.pk])}">Choose the status new members get' in page
+    assert "A run would create this record here" not in page
+
+
+@pytest.mark.parametrize(
+    ("hub_consent", "new_member_status", "created_with", "from_the_choice"),
+    [
+        ("unknown", "pending", "pending", True),
+        ("unknown", "subscribed", "subscribed", True),
+        # The hub's consent, where it knows one, whatever was chosen for the unknown.
+        ("unsubscribed", "subscribed", "unsubscribed", False),
+        ("subscribed", "", "subscribed", False),
+        ("transactional", "pending", "transactional", False),
+    ],
+)
+def test_a_new_member_shows_the_consent_status_it_would_be_created_with(synced, client, hub_consent,
+                                                                       new_member_status, created_with,
+                                                                       from_the_choice):
+    sync, contact = synced
+    contact = not_in_mailchimp(sync, contact, hub_consent=hub_consent, new_member_status=new_member_status)
+    preview = record_preview(sync=sync, contact=contact)
+    mailchimp = system(preview, "Mailchimp")
+    assert mailchimp.summary == "A run would create this record here."
+    assert (mailchimp.new_member_consent, mailchimp.new_member_consent_chosen) == (created_with, from_the_choice)
+    assert not mailchimp.waits_for_new_member_status
+    # HubSpot is only read: no record is created there.
+    assert system(preview, "HubSpot").new_member_consent is None
+
+    client.force_login(user_with_role("maria", MARKETER))
+    page = client.get(reverse("mapping_preview", args=[sync.pk]), {"contact": contact.pk}).content.decode()
+    assert f"A new member here gets the email consent status <strong>{created_with}</strong>" in page
+    source = "the status chosen for new members" if from_the_choice else "from the hub's email consent"
+    assert source in page
+
+
+def test_a_contact_already_in_mailchimp_shows_no_new_member_status(synced):
+    sync, contact = synced
+    SyncConnection.objects.filter(sync=sync, connection__name="Mailchimp").update(new_member_status="")
+    mailchimp = system(record_preview(sync=sync, contact=contact), "Mailchimp")
+    assert mailchimp.external_id
+    assert (mailchimp.new_member_consent, mailchimp.waits_for_new_member_status) == (None, False)
 
 
 def test_a_failing_system_is_a_message_on_that_system_not_an_error_page(synced, client):

@@ -2,7 +2,7 @@
 import pytest
 
 from connections.providers.base import FieldInfo
-from mappings.validation import MappingDraft, mapping_problems
+from mappings.validation import MappingDraft, Role, mapping_problems
 
 HUBSPOT, MAILCHIMP = 1, 2
 NAMES = {HUBSPOT: "HubSpot", MAILCHIMP: "Mailchimp"}
@@ -38,7 +38,7 @@ STORED = [
 
 
 def problems(connection, hub_field, external_field, direction="both", transforms=(), *, is_owner=None,
-             policy="owner_wins", pk=None, catalog=True, siblings=STORED):
+             policy="owner_wins", pk=None, catalog=True, siblings=STORED, role=None):
     if is_owner is None:
         # A system read with owner wins needs an owner: this one, unless another owns it.
         is_owner = direction != "out" and not any(
@@ -46,7 +46,7 @@ def problems(connection, hub_field, external_field, direction="both", transforms
     draft = MappingDraft(connection, hub_field, external_field, direction, list(transforms), is_owner=is_owner,
                          conflict_policy=policy, pk=pk)
     return mapping_problems(draft, catalog=CATALOGS[connection] if catalog else None, system=NAMES[connection],
-                            siblings=siblings, system_names=NAMES)
+                            siblings=siblings, system_names=NAMES, role=role)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +75,11 @@ def problems(connection, hub_field, external_field, direction="both", transforms
         ("date format not fitting a birthday", (MAILCHIMP, "attributes.birthday", "BIRTHDAY", "out",
                                                [{"name": "date", "format": "epoch_ms"}]), {}, "transforms",
          "cannot apply to a birthday field"),
+        ("date step saved without its format", (HUBSPOT, "attributes.born", "date_of_birth", "in", ["trim", "date"]),
+         {}, "transforms", "Date format: choose the system's format; the step cannot work without it."),
+        ("one-way date step without its format", (MAILCHIMP, "attributes.birthday", "BIRTHDAY", "out",
+                                                  [{"name": "date", "direction": "out"}]), {}, "transforms",
+         "Date format: choose the system's format"),
         ("malformed transform", (MAILCHIMP, "company", "JOB", "out", [{"name": "value_map"}]), {}, "transforms",
          "value_map"),
         ("unknown transform", (MAILCHIMP, "company", "JOB", "out", ["shout"]), {}, "transforms",
@@ -150,3 +155,53 @@ def test_first_and_last_name_may_share_a_full_name_field_and_nothing_else_may():
 def test_a_field_refused_for_several_reasons_lists_each():
     findings = problems(MAILCHIMP, "first_name", "FNAME", "both", is_owner=True)
     assert set(findings.errors) == {"hub_field", "external_field", "is_owner"}
+
+
+READ_ONLY, WRITE_ONLY, READ_AND_WRITE = Role(read=True, written=False), Role(read=False, written=True), Role()
+
+
+@pytest.mark.parametrize(
+    ("case", "arguments", "role", "reason"),
+    [
+        ("into the hub from a system only written", (MAILCHIMP, "company", "JOB", "in"), WRITE_ONLY,
+         "The sync only writes to Mailchimp; map this field out to Mailchimp (Out of the hub), or let the sync read "
+         "Mailchimp in the sync's settings."),
+        ("both ways with a system only written", (MAILCHIMP, "company", "JOB", "both"), WRITE_ONLY,
+         "The sync only writes to Mailchimp; map this field out to Mailchimp only (Out of the hub), or let the sync "
+         "read Mailchimp in the sync's settings."),
+        ("out of the hub to a system only read", (HUBSPOT, "attributes.job_title", "jobtitle", "out"), READ_ONLY,
+         "The sync only reads HubSpot; map this field into the hub (Into the hub), or let the sync write to HubSpot "
+         "in the sync's settings."),
+        ("both ways with a system only read", (HUBSPOT, "attributes.job_title", "jobtitle", "both"), READ_ONLY,
+         "The sync only reads HubSpot; map this field into the hub only (Into the hub), or let the sync write to "
+         "HubSpot in the sync's settings."),
+        ("a system neither read nor written", (HUBSPOT, "attributes.job_title", "jobtitle", "in"),
+         Role(read=False, written=False),
+         "The sync neither reads nor writes HubSpot: choose its role in the sync's settings first."),
+    ],
+    ids=lambda value: value if isinstance(value, str) and " " in value else None,
+)
+def test_a_direction_the_sync_does_not_carry_is_refused_with_what_to_change(case, arguments, role, reason):
+    findings = problems(*arguments, role=role)
+    assert findings.errors.get("direction") == [reason], findings.errors
+
+
+@pytest.mark.parametrize(
+    ("arguments", "role"),
+    [
+        ((HUBSPOT, "attributes.job_title", "jobtitle", "in"), READ_ONLY),
+        ((MAILCHIMP, "company", "JOB", "out"), WRITE_ONLY),
+        ((HUBSPOT, "attributes.job_title", "jobtitle", "in"), READ_AND_WRITE),
+        ((MAILCHIMP, "company", "JOB", "out"), READ_AND_WRITE),
+        ((HUBSPOT, "lifecycle_stage", "lifecyclestage", "both"), READ_AND_WRITE),
+    ],
+)
+def test_a_direction_the_sync_carries_passes(arguments, role):
+    findings = problems(*arguments, role=role)
+    assert findings.ok, findings.errors
+
+
+@pytest.mark.parametrize(("role", "direction"), [(READ_ONLY, "in"), (WRITE_ONLY, "out"), (READ_AND_WRITE, "both")])
+def test_a_new_mapping_starts_with_the_widest_direction_its_role_carries(role, direction):
+    assert role.widest_direction == direction
+    assert role.carries(direction)

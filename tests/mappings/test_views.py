@@ -11,7 +11,7 @@ from connections.models import Connection
 from connections.providers.base import FieldInfo
 from mappings.discovery import field_catalog_store
 from mappings.models import FieldCatalog, FieldMapping
-from syncapp.models import SyncRun
+from syncapp.models import Sync, SyncConnection, SyncRun
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from tests.workspace import user_with_role, workspace_make
 
@@ -229,6 +229,13 @@ def test_deleting_a_mapping_audits_it_and_queues_no_backfill(marketer, workspace
          "title_case cannot apply to a phone field"),
         ("Mailchimp", {"hub_field": "__custom__", "attribute_name": "<script>", "external_field": "JOBTITLE"},
          "Name the custom attribute"),
+        # The sync only writes to Mailchimp and only reads HubSpot.
+        ("Mailchimp", {"hub_field": "company", "external_field": "JOBTITLE", "direction": "in", "is_owner": "on"},
+         "The sync only writes to Mailchimp; map this field out to Mailchimp (Out of the hub), or let the sync read "
+         "Mailchimp in the sync's settings."),
+        ("HubSpot", {"hub_field": "company", "external_field": "jobtitle", "direction": "both", "is_owner": "on"},
+         "The sync only reads HubSpot; map this field into the hub only (Into the hub), or let the sync write to "
+         "HubSpot in the sync's settings."),
     ],
 )
 def test_refusals_are_shown_next_to_the_field_and_keep_stored_mappings(marketer, workspace, connection_name, data,
@@ -248,6 +255,54 @@ def test_refusals_are_shown_next_to_the_field_and_keep_stored_mappings(marketer,
     assert reason.replace("'", "&#x27;") in page
     assert stored_mappings(sync) == before
     assert not AuditEvent.objects.filter(action__startswith="mapping.").exists()
+
+
+@pytest.mark.parametrize(
+    ("connection_name", "direction", "reason"),
+    [
+        ("Mailchimp", "in", "The sync only writes to Mailchimp"),
+        ("Mailchimp", "both", "The sync only writes to Mailchimp"),
+        ("HubSpot", "out", "The sync only reads HubSpot"),
+        ("HubSpot", "both", "The sync only reads HubSpot"),
+    ],
+)
+def test_a_direction_the_sync_does_not_carry_is_refused_next_to_the_direction(marketer, workspace, connection_name,
+                                                                              direction, reason):
+    sync = workspace[0]
+    connection = Connection.objects.get(name=connection_name)
+    external = {"HubSpot": "jobtitle", "Mailchimp": "JOBTITLE"}[connection_name]
+    before = stored_mappings(sync)
+    response = marketer.post(reverse("mapping_add", args=[sync.pk]),
+                             form_data(connection, "company", external, direction, is_owner="on"))
+    assert response.status_code == 200
+    (message,) = response.context["form"].errors["direction"]
+    assert message.startswith(reason)
+    assert stored_mappings(sync) == before
+
+
+def test_the_form_says_what_the_sync_does_with_each_system_and_starts_with_a_direction_it_carries(marketer,
+                                                                                                  workspace):
+    sync, hubspot, mailchimp = workspace
+    url = reverse("mapping_add", args=[sync.pk])
+    page = marketer.get(url).content.decode()
+    assert "<bdi>HubSpot</bdi> is only read; <bdi>Mailchimp</bdi> is only written." in page
+    assert reverse("sync_edit", args=[sync.pk]) in page
+    # HubSpot is listed first, so chosen unless a link preselects another system.
+    assert marketer.get(url).context["form"]["direction"].value() == "in"
+    assert marketer.get(url, {"connection": hubspot.pk}).context["form"]["direction"].value() == "in"
+    assert marketer.get(url, {"connection": mailchimp.pk}).context["form"]["direction"].value() == "out"
+    sync.endpoints.filter(connection=mailchimp).update(read=True)
+    assert marketer.get(url, {"connection": mailchimp.pk}).context["form"]["direction"].value() == "both"
+
+
+def test_the_editor_flags_a_stored_mapping_whose_direction_the_sync_does_not_carry(marketer, workspace):
+    sync, hubspot, _ = workspace
+    # Stored before directions were checked: both ways, with HubSpot only read.
+    mapping = FieldMapping.objects.get(sync=sync, connection=hubspot, hub_field="email")
+    assert mapping.direction == "both"
+    page = marketer.get(reverse("mapping_editor", args=[sync.pk])).content.decode()
+    flagged = page[page.index(f'data-mapping="{mapping.pk}"'):]
+    assert "The sync only reads HubSpot; map this field into the hub only (Into the hub)" in flagged[:3000]
 
 
 def test_a_tampered_step_direction_is_refused_without_a_server_error(marketer, workspace):
@@ -316,3 +371,66 @@ def test_refresh_and_create_a_merge_field_then_map_it(marketer, sandbox):
     refused = marketer.post(create, {"label": "Tags", "kind": "tags"})
     assert refused.status_code == 200
     assert "Mailchimp has no merge field type for tags values" in refused.content.decode()
+
+
+def merge_field_delete(sandbox, tag: str) -> None:
+    """Delete a merge field the way a Mailchimp user would, through the API itself."""
+    auth = ("any", sandbox.mailchimp_key)
+    base = f"{sandbox.mailchimp_url}/lists/{sandbox.list_id}/merge-fields"
+    listed = requests.get(base, params={"count": 100}, auth=auth, timeout=10).json()["merge_fields"]
+    merge_id = next(field["merge_id"] for field in listed if field["tag"] == tag)
+    assert requests.delete(f"{base}/{merge_id}", auth=auth, timeout=10).status_code == 204
+
+
+@pytest.mark.integration
+def test_a_refresh_from_the_editor_that_finds_a_mapped_field_gone_pauses_every_sync_using_it(marketer, sandbox):
+    from tests.integration.workspace import sandbox_sync
+
+    sync = sandbox_sync(sandbox)
+    mailchimp = Connection.objects.get(name="Mailchimp")
+    # Another sync writing PHONE, and one that maps no field the refresh changes.
+    other = Sync.objects.create(name="Phones to Mailchimp", schedule_minutes=0)
+    unrelated = Sync.objects.create(name="Names to Mailchimp", schedule_minutes=0)
+    for each, external in ((other, "PHONE"), (unrelated, "FNAME")):
+        SyncConnection.objects.create(sync=each, connection=mailchimp, read=False, write=True)
+        FieldMapping.objects.create(sync=each, connection=mailchimp, hub_field="phone" if external == "PHONE"
+                                    else "first_name", external_field=external, direction="out")
+    editor = reverse("mapping_editor", args=[sync.pk])
+    marketer.post(reverse("mapping_fields_refresh", args=[sync.pk, mailchimp.pk]), {"next": editor})
+    assert not Sync.objects.filter(paused=True).exists()
+
+    merge_field_delete(sandbox, "PHONE")
+    sandbox.reset_stats()
+    response = marketer.post(reverse("mapping_fields_refresh", args=[sync.pk, mailchimp.pk]), {"next": editor},
+                             follow=True)
+    assert response.redirect_chain == [(editor, 302)]
+    for each in (sync, other, unrelated):
+        each.refresh_from_db()
+    assert sync.paused and "The field PHONE in Mailchimp was removed." in sync.paused_reason
+    assert other.paused and "The field PHONE in Mailchimp was removed." in other.paused_reason
+    assert not unrelated.paused
+    page = response.content.decode()
+    assert "Mailchimp reported" in page
+    # Both paused syncs are named, this one first and said to be this one, each with the field and its system.
+    this_one = f'<a href="/syncs/{sync.pk}/"><bdi>{sync.name}</bdi></a> (this sync) is paused. Paused before writing'
+    that_one = f'<a href="/syncs/{other.pk}/"><bdi>Phones to Mailchimp</bdi></a> is paused. Paused before writing'
+    assert this_one in page and that_one in page
+    assert page.index(this_one) < page.index(that_one)
+    assert page.count("The field PHONE in Mailchimp was removed.") >= 2
+    assert "Names to Mailchimp" not in page
+    assert AuditEvent.objects.filter(action="sync.paused", object_id=str(sync.pk)).exists()
+    assert sandbox.stats()["writes"] == 0
+
+
+@pytest.mark.integration
+def test_a_refresh_from_the_editor_that_finds_a_mapped_field_retyped_pauses_the_sync(marketer, sandbox):
+    from tests.integration.workspace import sandbox_sync
+
+    sync = sandbox_sync(sandbox)
+    mailchimp = Connection.objects.get(name="Mailchimp")
+    # As if the mapping had been saved when LNAME held numbers: Mailchimp now reports it as text.
+    FieldMapping.objects.filter(sync=sync, external_field="LNAME").update(external_type="number")
+    response = marketer.post(reverse("mapping_fields_refresh", args=[sync.pk, mailchimp.pk]), follow=True)
+    sync.refresh_from_db()
+    assert sync.paused and "The field LNAME in Mailchimp changed from number to text." in sync.paused_reason
+    assert "(this sync) is paused." in response.content.decode()

@@ -146,8 +146,8 @@ REFUSALS: list[tuple[str, dict, Where, str]] = [
      {"rows": {MAILCHIMP: {"role": "write", "new_member_status": "cleaned"}}},
      row_field(MAILCHIMP, "new_member_status"), "Mailchimp offers pending, transactional, subscribed"),
     ("a status for a system without statuses",
-     {"rows": {HUBSPOT: {"role": "read", "new_member_status": "pending"}}},
-     row_field(HUBSPOT, "new_member_status"), "HubSpot offers no subscription status"),
+     {"rows": {HUBSPOT: {"role": "both", "new_member_status": "pending"}}},
+     row_field(HUBSPOT, "new_member_status"), "HubSpot has no subscription status to give new records"),
     ("a legal basis of 10,000 characters",
      {"rows": {MAILCHIMP: {"role": "write", "new_member_status": "subscribed", "new_member_legal_basis": "b" * 10_000}}},
      row_field(MAILCHIMP, "new_member_legal_basis"), "at most 2000 characters"),
@@ -250,6 +250,17 @@ class TestValidForms:
         rows = {HUBSPOT: {"role": "write"}, MAILCHIMP: {"role": "read"}}
         assert builder_for(form_data(connections, marketer, rows=rows), marketer).is_valid()
 
+    def test_a_status_left_checked_on_a_system_turned_read_only_is_dropped_not_refused(self, connections, marketer):
+        # The status radio cannot be unchecked once the role changes to read; the model's
+        # own check refused it at save, and the view turned that into a server error.
+        rows = {HUBSPOT: {"role": "write"},
+                MAILCHIMP: {"role": "read", "new_member_status": "subscribed", "new_member_legal_basis": "Form"}}
+        builder = builder_for(form_data(connections, marketer, rows=rows), marketer)
+        assert builder.is_valid(), builder.endpoints.errors
+        (mailchimp,) = [e for e in builder.endpoint_instances() if e.connection.name == "Mailchimp"]
+        assert (mailchimp.new_member_status, mailchimp.new_member_legal_basis) == ("", "")
+        mailchimp.full_clean(exclude=["sync"])
+
     def test_batch_size_at_the_smallest_written_maximum(self, connections, marketer):
         assert builder_for(form_data(connections, marketer, batch_size="500"), marketer).is_valid()
 
@@ -300,6 +311,52 @@ class TestEditing:
         assert builder.is_valid(), builder.endpoints.errors
         sync_builder_save(sync=builder.form.instance, endpoints=builder.endpoint_instances(), user=marketer)
         assert sorted(sync.endpoints.values_list("connection__name", flat=True)) == ["HubSpot", "HubSpot EU"]
+
+    def mapped(self, sync, connection, *rows):
+        for hub_field, external_field, direction in rows:
+            FieldMapping.objects.create(sync=sync, connection=connection, hub_field=hub_field,
+                                        external_field=external_field, direction=direction)
+
+    def test_turning_reading_off_under_mappings_that_read_is_refused_naming_them(self, sync, connections, marketer):
+        self.mapped(sync, connections[HUBSPOT], ("email", "email", "in"), ("first_name", "firstname", "in"),
+                    ("last_name", "lastname", "both"), ("phone", "phone", "in"), ("company", "company", "in"),
+                    ("attributes.job_title", "jobtitle", "out"))
+        rows = {HUBSPOT: {"role": "write"}, HUBSPOT_EU: {"role": "read"}}
+        builder = builder_for(form_data(connections, marketer, rows=rows), marketer, sync=Sync.objects.get(pk=sync.pk))
+        assert not builder.is_valid()
+        assert builder.endpoints.forms[HUBSPOT].errors["role"] == [
+            "The sync would no longer read HubSpot, but 5 mappings read from it: Email (email), First name "
+            "(firstname), Last name (lastname) and 2 more. Change them to Out of the hub, or delete them, in the "
+            "mapping editor first; or keep reading HubSpot."]
+        assert [(endpoint.read, endpoint.write) for endpoint in sync.endpoints.filter(connection=connections[HUBSPOT])
+                ] == [(True, False)]
+
+    def test_turning_writing_off_under_a_mapping_that_writes_is_refused_naming_it(self, sync, connections, marketer):
+        self.mapped(sync, connections[MAILCHIMP], ("email", "email_address", "out"))
+        rows = {HUBSPOT_EU: {"role": "write"}, MAILCHIMP: {"role": "read", "new_member_status": "pending"}}
+        builder = builder_for(form_data(connections, marketer, rows=rows), marketer, sync=Sync.objects.get(pk=sync.pk))
+        assert not builder.is_valid()
+        assert builder.endpoints.forms[MAILCHIMP].errors["role"] == [
+            "The sync would no longer write to Mailchimp, but 1 mapping writes to it: Email (email_address). Change "
+            "it to Into the hub, or delete it, in the mapping editor first; or keep writing to Mailchimp."]
+
+    @pytest.mark.parametrize(("hubspot_role", "mailchimp_role"), [("both", "write"), ("read", "both")])
+    def test_a_role_that_still_carries_every_mapping_is_saved(self, sync, connections, marketer, hubspot_role,
+                                                             mailchimp_role):
+        self.mapped(sync, connections[HUBSPOT], ("email", "email", "in"), ("company", "company", "both"))
+        self.mapped(sync, connections[MAILCHIMP], ("email", "email_address", "out"))
+        rows = {HUBSPOT: {"role": hubspot_role},
+                MAILCHIMP: {"role": mailchimp_role, "new_member_status": "pending"}}
+        builder = builder_for(form_data(connections, marketer, rows=rows), marketer, sync=Sync.objects.get(pk=sync.pk))
+        assert builder.is_valid(), builder.endpoints.errors
+
+    def test_a_role_left_as_it_was_is_not_refused_for_mappings_saved_before_directions_were_checked(
+            self, sync, connections, marketer):
+        # Both ways with HubSpot only read: the editor flags it, but the sync's other settings still save.
+        self.mapped(sync, connections[HUBSPOT], ("email", "email", "both"))
+        builder = builder_for(form_data(connections, marketer, name="Renamed"), marketer,
+                              sync=Sync.objects.get(pk=sync.pk))
+        assert builder.is_valid(), builder.endpoints.errors
 
     def test_its_own_name_is_not_taken(self, sync, connections, marketer):
         builder = builder_for(form_data(connections, marketer), marketer, sync=Sync.objects.get(pk=sync.pk))

@@ -207,6 +207,21 @@ class TestEdit:
         assert "Mailchimp has 1 field mapping in this sync" in response.content.decode()
         assert sync.endpoints.count() == 2
 
+    def test_a_role_change_that_strands_mappings_is_refused_with_the_reason(self, marketer_client, sync,
+                                                                              connections, marketer):
+        FieldMapping.objects.create(sync=sync, connection=connections["hubspot"], hub_field="first_name",
+                                    external_field="firstname", direction="in")
+        audit_rows = AuditEvent.objects.count()
+        data = builder_post(connections, marketer, **{"endpoints-0-role": "write", "endpoints-1-role": "both"})
+        response = marketer_client.post(reverse("sync_edit", args=[sync.pk]), data)
+        assert response.status_code == 400
+        assert ("The sync would no longer read HubSpot, but 1 mapping reads from it: First name (firstname). Change "
+                "it to Out of the hub, or delete it, in the mapping editor first") in html.unescape(
+            response.content.decode())
+        assert sorted(sync.endpoints.values_list("connection__name", "read", "write")) == [
+            ("HubSpot", True, False), ("Mailchimp", False, True)]
+        assert AuditEvent.objects.count() == audit_rows
+
     def test_the_sync_page_links_to_edit_and_the_mapping_editor(self, marketer_client, sync):
         page = marketer_client.get(reverse("sync_detail", args=[sync.pk])).content.decode()
         assert reverse("sync_edit", args=[sync.pk]) in page

@@ -6,8 +6,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from connections.models import Connection
-from syncapp.models import RecordError, SyncRun
+from syncapp.models import Contact, RecordError, SyncRun
 from syncapp.roles import MARKETER
+from syncapp.selectors import run_record_error_counts
 from tests.workspace import run_make, user_with_role, workspace_make
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +63,36 @@ def test_the_run_page_counts_failed_records_and_warnings_apart(marketer_client, 
     assert html.count('<span class="badge badge-error">Error</span>') == 2
     # Errors first: a record that did not sync matters more than a field left out.
     assert html.index("badge-error\">Error") < html.index("badge-warning\">Warning")
+
+
+def test_the_pages_count_records_as_the_run_does_not_one_per_field_left_out(marketer_client, sync):
+    """A record read without its phone and its birthday, and a contact sent without both, are two warnings."""
+    hubspot = Connection.objects.get(name="HubSpot")
+    mailchimp = Connection.objects.get(name="Mailchimp")
+    ann = Contact.objects.create(email="ann@example.com")
+    run = run_make(sync, status=SyncRun.Status.SUCCEEDED, read_count=3, pushed_count=3, warning_count=2,
+                   finished_at=timezone.now())
+    RecordError.objects.bulk_create([
+        *[RecordError(run=run, connection=hubspot, external_id="601", error_class=f"not_imported:{field}",
+                      severity=WARNING, message=f"{field} was not imported.") for field in ("phone", "birthday")],
+        *[RecordError(run=run, connection=mailchimp, contact=ann, error_class=f"not_sent:{field}",
+                      severity=WARNING, message=f"{field} was not sent.") for field in ("phone", "birthday")],
+    ])
+    assert run_record_error_counts(run=run) == {"error": 0, "warning": run.warning_count}
+    html = marketer_client.get(reverse("run_detail", args=[sync.pk, run.pk])).content.decode()
+    assert "0 errors · 2 warnings" in text(html)
+    assert "Warnings (2)" in html
+    # Each field left out is still listed, naming the field.
+    assert html.count('<span class="badge badge-warning">Warning</span>') == 4
+    assert "0 errors · 2 warnings" in text(marketer_client.get(reverse("sync_detail", args=[sync.pk])).content.decode())
+
+
+def test_rows_without_a_record_id_count_one_each(sync):
+    mailchimp = Connection.objects.get(name="Mailchimp")
+    run = run_make(sync, status=SyncRun.Status.PARTIAL, failed_count=2, finished_at=timezone.now())
+    RecordError.objects.bulk_create(RecordError(run=run, connection=mailchimp, error_class="Invalid Resource",
+                                                message="Refused by Mailchimp.") for _ in range(2))
+    assert run_record_error_counts(run=run) == {"error": 2, "warning": 0}
 
 
 @pytest.mark.parametrize(("severity", "shown", "hidden"), [
