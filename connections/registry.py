@@ -60,8 +60,13 @@ def build_provider(
     fields: Sequence[str] = (),
     sleep: Callable[[float], None] = time.sleep,
     tokens: TokenSource | None = None,
+    max_retries: int | None = None,
 ) -> Provider:
-    """Return a provider client with its own session and the account's shared rate budget."""
+    """Return a provider client with its own session and the account's shared rate budget.
+
+    `max_retries` bounds the client's own retries of transient failures (None: the
+    HTTP layer's default), for callers that retry later themselves.
+    """
     cls = provider_class(name)
     requests, window = cls.rate_limit or (None, None)
     if config.rate_limit_requests and config.rate_limit_window_seconds:
@@ -86,18 +91,21 @@ def build_provider(
         read_timeout=cls.read_timeout,
         secrets=(config.api_key, config.access_token),
         sleep=sleep,
+        **({} if max_retries is None else {"max_retries": max_retries}),
     )
     return cls(config, http, fields=fields)
 
 
-def provider_for(connection: Connection, *, fields: Sequence[str] = ()) -> Provider:
+def provider_for(connection: Connection, *, fields: Sequence[str] = (), max_retries: int | None = None) -> Provider:
     """Return a ready client for `connection`; `fields` names the external fields to read.
 
     An OAuth connection's client takes a fresh access token before each request.
+    `max_retries`: see build_provider.
     """
     tokens = None
     if (connection.settings or {}).get("oauth") is not None:
         from connections.tokens import ConnectionTokens  # tokens imports oauth, which imports this module
 
         tokens = ConnectionTokens(connection.pk)
-    return build_provider(connection.provider, config_for(connection), fields=fields, tokens=tokens)
+    return build_provider(connection.provider, config_for(connection), fields=fields, tokens=tokens,
+                          max_retries=max_retries)

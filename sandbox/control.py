@@ -52,6 +52,11 @@ POST   /_sandbox/hubspot/restore
 GET    /_sandbox/hubspot/contacts
     `{"contacts": [{id, properties (all), createdAt, updatedAt, archived, archivedAt?}],
     "gdpr_deleted": [{email, id, deletedAt}]}`
+POST   /_sandbox/hubspot/contacts
+    `{"properties": {"email": "...", ...}}`: the person signs up again on a HubSpot form,
+    past the GDPR blocklist the API enforces (the deletion tests' "a system that holds
+    the person again"). Replies the contact as the dump shows it; 400 for values HubSpot
+    refuses or an address a live contact holds.
 GET    /_sandbox/oauth
     The OAuth client and token settings (`sandbox.oauth`), and counts of grants,
     refreshes, rotations and refused refreshes.
@@ -69,6 +74,11 @@ POST   /_sandbox/mailchimp/confirm
 GET    /_sandbox/mailchimp/members
     `{"members": [{id, email_address, status, merge_fields, tags (names), last_changed,
     archived, contact_id, ...}], "forgotten": [subscriber hashes]}`
+POST   /_sandbox/mailchimp/members
+    `{"email_address": "...", "status": "subscribed", "merge_fields": {}}`: the person
+    signs up again on a Mailchimp form, which a permanently deleted address may (the API
+    refuses it: "Forgotten Email Not Subscribed"). Replies the member as the dump shows
+    it; 400 for a malformed address, one already a member, or refused merge fields.
 """
 from __future__ import annotations
 
@@ -76,7 +86,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
-from .errors import HubSpotError, json_response
+from .errors import HubSpotError, MailchimpError, json_response
 from .faults import parse_plan
 from .hubspot import Contact, iso_ms
 from .mailchimp import LIST_ID, MEMBER_COLUMNS, Member, iso_seconds
@@ -114,7 +124,9 @@ class Control:
             ("POST", "/hubspot/restore"): self.hubspot_restore,
             ("POST", "/mailchimp/confirm"): self.mailchimp_confirm,
             ("GET", "/hubspot/contacts"): self.hubspot_contacts,
+            ("POST", "/hubspot/contacts"): self.hubspot_signup,
             ("GET", "/mailchimp/members"): self.mailchimp_members,
+            ("POST", "/mailchimp/members"): self.mailchimp_signup,
             ("GET", "/oauth"): self.get_oauth,
             ("POST", "/oauth"): self.set_oauth,
             ("POST", "/oauth/revoke"): self.revoke_oauth,
@@ -286,6 +298,36 @@ class Control:
             member = self.app.mailchimp.confirm(body["email"])
         except ValueError as error:
             raise ControlError(str(error)) from None
+        return self._member_json(member)
+
+    def hubspot_signup(self, request: Request) -> dict[str, Any]:
+        body = self._body(request)
+        unknown = sorted(set(body) - {"properties"})
+        if unknown:
+            raise ControlError(f"unknown keys: {', '.join(unknown)}")
+        if not isinstance(body.get("properties"), dict) or not body["properties"]:
+            raise ControlError("properties must be an object naming at least one property")
+        try:
+            contact = self.app.hubspot.signup(body["properties"])
+        except HubSpotError as error:
+            raise ControlError(error.message) from None
+        return contact.to_json()
+
+    def mailchimp_signup(self, request: Request) -> dict[str, Any]:
+        body = self._body(request)
+        unknown = sorted(set(body) - {"email_address", "status", "merge_fields"})
+        if unknown:
+            raise ControlError(f"unknown keys: {', '.join(unknown)}")
+        if not isinstance(body.get("email_address"), str) or not body["email_address"].strip():
+            raise ControlError("email_address must name the person signing up")
+        status = body.get("status", "subscribed")
+        try:
+            member = self.app.mailchimp.signup(body["email_address"], status, body.get("merge_fields"))
+        except ValueError as error:
+            raise ControlError(str(error)) from None
+        except MailchimpError as error:
+            problems = [f"{item['field']}: {item['message']}" for item in error.errors or []]
+            raise ControlError("; ".join([f"{error.title}: {error.detail}", *problems])) from None
         return self._member_json(member)
 
     def hubspot_contacts(self, request: Request) -> dict[str, Any]:

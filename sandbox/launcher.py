@@ -139,6 +139,15 @@ class SandboxProcess:
         """Restore archived contacts, as HubSpot's recycle bin does; return how many came back."""
         return self._call("POST", "hubspot/restore", {"ids": ids})["restored"]
 
+    def hubspot_signup(self, **properties: str) -> dict:
+        """Create a contact as the person's own HubSpot form does, past the GDPR blocklist; return it."""
+        return self._call("POST", "hubspot/contacts", {"properties": properties})
+
+    def mailchimp_signup(self, email: str, *, status: str = "subscribed", merge_fields: dict | None = None) -> dict:
+        """Add a member as the person's own signup form does, even a forgotten address; return it."""
+        return self._call("POST", "mailchimp/members",
+                          {"email_address": email, "status": status, "merge_fields": merge_fields or {}})
+
     def mailchimp_confirm(self, email: str) -> dict:
         """Confirm a pending member's opt-in, as the person does from Mailchimp's email; return the member."""
         return self._call("POST", "mailchimp/confirm", {"email": email})

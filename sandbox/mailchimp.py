@@ -903,6 +903,40 @@ class MailchimpAPI(EmulatedAPI):
             self._save(db, LIST_ID, [], changed=[member])
             return member
 
+    def signup(self, email: str, status: str, merge_fields: Any) -> Member:
+        """Add a member the way the person's own signup form does, forgotten addresses included.
+
+        Mailchimp refuses to re-import an address deleted permanently ("Forgotten Email
+        Not Subscribed"); the person can still sign up again themselves on a Mailchimp
+        form, which ends the address's forgotten state. This stands for that (the
+        deletion tests' "a system that holds the person again"). Raise ValueError when
+        the address is malformed or already a member, MailchimpError for merge fields
+        the audience refuses.
+        """
+        email = email.strip()
+        problem = email_problem(email)
+        if problem:
+            raise ValueError(f"{email!r} is not an address Mailchimp accepts: {problem}")
+        if status not in WRITABLE_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(WRITABLE_STATUSES)}")
+        if merge_fields is not None and not isinstance(merge_fields, dict):
+            raise ValueError("merge_fields must be an object")
+        member_hash = hash_email(email)
+        now = int(time.time())
+        with self.store.write() as db:
+            if self._member(db, LIST_ID, member_hash) is not None:
+                raise ValueError(f"{email} is already a member of the audience")
+            db.execute("DELETE FROM mailchimp_forgotten WHERE list_id = ? AND id = ?", (LIST_ID, member_hash))
+            member = Member.new(email, now)
+            member.status = status
+            member.source = "Hosted Signup Form"
+            if status == "subscribed":
+                member.timestamp_opt = iso_seconds(now)
+            definitions = {f.tag: f for f in self._merge_fields(db, LIST_ID)}
+            self._apply_merge_fields(member, merge_fields, definitions, require=False)
+            self._save(db, LIST_ID, [member], changed=[], now=now)
+            return member
+
     # The member write path shared by POST, PUT, PATCH and batch subscribe.
 
     def _write_members(self, db: sqlite3.Connection, list_id: str, planned: list[tuple[str, MemberInput]], *,

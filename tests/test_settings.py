@@ -86,18 +86,41 @@ def test_key_lists_are_read_from_comma_separated_variables():
     assert loaded["secret_key_fallbacks"] == ["old-key-1", "old-key-2"]
 
 
+# The keys production requires besides SECRET_KEY and SALT_KEY.
+PRODUCTION_KEYS = {
+    "SUPPRESSION_KEYS": f"k1:{secrets.token_urlsafe(32)}",
+    "RECEIPT_SIGNING_KEY": secrets.token_urlsafe(32),
+}
+
+
 def test_production_settings_pass_the_deployment_checks():
     result = manage(
-        "check", "--deploy", "--fail-level", "WARNING", DJANGO_SETTINGS_MODULE="syncapp.settings.production"
+        "check", "--deploy", "--fail-level", "WARNING", DJANGO_SETTINGS_MODULE="syncapp.settings.production",
+        **PRODUCTION_KEYS,
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("missing", sorted(PRODUCTION_KEYS))
+def test_production_requires_the_suppression_and_receipt_keys(missing):
+    keys = {name: value for name, value in PRODUCTION_KEYS.items() if name != missing}
+    result = manage("check", DJANGO_SETTINGS_MODULE="syncapp.settings.production", **keys)
+    assert result.returncode != 0
+    assert f"Set the {missing} environment variable" in result.stderr
+
+
+def test_development_derives_a_suppression_key_from_the_secret_key():
+    result = run_python("from django.conf import settings\n"
+                        "print(settings.SUPPRESSION_KEYS[0].split(':')[0], len(settings.RECEIPT_SIGNING_KEY))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["k1", "64"]
+
+
 def test_production_refuses_a_weak_secret_key():
     result = manage(
         "check", "--deploy", "--fail-level", "WARNING",
-        DJANGO_SETTINGS_MODULE="syncapp.settings.production", SECRET_KEY="too-short",
+        DJANGO_SETTINGS_MODULE="syncapp.settings.production", SECRET_KEY="too-short", **PRODUCTION_KEYS,
     )
     assert result.returncode != 0
     assert "security.W009" in result.stderr

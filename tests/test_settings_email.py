@@ -1,7 +1,7 @@
 """Outgoing mail is configured by EMAIL_URL: the console in development, SMTP in production."""
 import json
 
-from tests.test_settings import run_python
+from tests.test_settings import PRODUCTION_KEYS, run_python
 
 SHOW_EMAIL = """
 import json
@@ -22,7 +22,8 @@ def test_development_prints_mails_on_the_console():
 
 
 def test_production_sends_through_the_local_relay_unless_told_otherwise():
-    loaded = email_settings(DJANGO_SETTINGS_MODULE="syncapp.settings.production", ALLOWED_HOSTS="sync.example.com")
+    loaded = email_settings(DJANGO_SETTINGS_MODULE="syncapp.settings.production", ALLOWED_HOSTS="sync.example.com",
+                            **PRODUCTION_KEYS)
     assert (loaded["EMAIL_BACKEND"], loaded["EMAIL_HOST"], loaded["EMAIL_PORT"]) == (
         "django.core.mail.backends.smtp.EmailBackend", "localhost", 25)
 

@@ -2,17 +2,37 @@
 from django.conf import settings
 from django.db import models
 
+from audit.expressions import ChangedEmail
+
 
 class AppendOnlyError(Exception):
     """Audit events are never changed or deleted once written."""
 
 
 class AuditEventQuerySet(models.QuerySet):
+    """Events are added at the end of the hash chain and never changed or deleted.
+
+    audit.services.audit_events_erase is the one exception: it replaces a person's
+    values by a redaction marker, with raw SQL the database's guard allows (audit 0003).
+    """
+
     def update(self, **kwargs):
         raise AppendOnlyError("Audit events are append-only.")
 
     def delete(self):
         raise AppendOnlyError("Audit events are append-only.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError("Audit events are append-only.")
+
+    def bulk_create(self, objs, batch_size=None):
+        # A plain INSERT would leave the rows out of the hash chain: they are appended
+        # to it at once, whatever the batch size.
+        from audit.services import audit_events_append
+
+        events = list(objs)
+        audit_events_append(events, set_ids=True)
+        return events
 
 
 class AuditEvent(models.Model):
@@ -24,7 +44,9 @@ class AuditEvent(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=60, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # Protected: the actor is covered by the row's hash, so it cannot be set to null
+    # later. A user who acted is deactivated, not deleted.
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     # The system whose data caused the change ("hub" for user actions in Syncapp).
     system = models.CharField(max_length=100, blank=True)
     object_type = models.CharField(max_length=40)
@@ -54,15 +76,21 @@ class AuditEvent(models.Model):
             models.Index(fields=["run_id", "id"], name="audit_run_id_idx"),
             models.Index(fields=["system", "id"], name="audit_system_id_idx"),
             models.Index(fields=["object_type", "object_id", "id"], name="audit_object_id_idx"),
+            # A person is searched by the addresses their contacts held before (audit.people).
+            models.Index(ChangedEmail(0), name="audit_email_before_idx"),
+            models.Index(ChangedEmail(1), name="audit_email_after_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.object_type} {self.object_id}"
 
     def save(self, *args, **kwargs):
-        if self.pk is not None:
+        if self.pk is not None or not self._state.adding:
             raise AppendOnlyError("Audit events are append-only.")
-        super().save(*args, **kwargs)
+        # A new event extends the hash chain (audit.services), never by a plain INSERT.
+        from audit.services import audit_events_append
+
+        audit_events_append([self], set_ids=True)
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit events are append-only.")

@@ -250,8 +250,23 @@ class Provider(ABC):
         """Archive (soft-delete) one record."""
 
     @abstractmethod
-    def erase(self, external_id: str) -> None:
-        """Permanently delete one record and everything the provider keeps about it."""
+    def find_person(self, *, email: str | None, phone: str | None) -> list[str]:
+        """Return the ids of the records holding this email or this phone, found by searching the system.
+
+        `email` is normalized, `phone` in E.164. A deletion request uses it to reach the
+        records Syncapp never linked; a system whose API cannot search by one of them
+        says so in its docstring, and its records are then found by their links only.
+        """
+
+    @abstractmethod
+    def erase(self, external_id: str) -> dict[str, Any]:
+        """Permanently delete one record and everything the provider keeps about it.
+
+        Return a summary of the provider's answer for the deletion receipt (`request`,
+        `status`, `outcome`: "erased" or "already_gone"); never a credential, nor the
+        person's values. Raise ProviderError (TransientError when it may succeed later)
+        as the other calls do.
+        """
 
     def create_field(self, *, label: str, kind: str) -> FieldInfo:
         """Add a field named `label` holding values of `kind` (one of FIELD_KINDS); return it as discovered.

@@ -1,4 +1,5 @@
-"""HubSpot CRM v3 contacts: properties, full and delta reads, batch read, upsert, merge, archive, GDPR delete.
+"""HubSpot CRM v3 contacts: properties, full and delta reads, batch read, upsert, merge, archive, search
+for a person and GDPR delete.
 
 Field names are HubSpot property names. The properties read are, in order of
 precedence: the `fields` the caller passes (the sync's mappings), the connection's
@@ -86,6 +87,8 @@ MAX_LIST_PAGE = 100
 OPTOUT_PROPERTY = "hs_email_optout"
 # The consent states that take a contact off all email.
 OPT_OUT_STATES = frozenset({"unsubscribed", "cleaned"})
+# The properties a person's phone number may be kept in, searched by a deletion request.
+PHONE_PROPERTIES = ("phone", "mobilephone")
 
 
 class HubSpotProvider(Provider):
@@ -391,16 +394,61 @@ class HubSpotProvider(Provider):
             if error.status != 404:
                 raise
 
-    def erase(self, external_id: str) -> None:
-        """GDPR-delete a contact by id, or by email when given one (which blocklists it)."""
+    def find_person(self, *, email: str | None, phone: str | None) -> list[str]:
+        """Return the ids of the live contacts whose email, phone or mobile phone is this one.
+
+        One search, a filter group per property (groups are ORed): `EQ` on `email`, and on
+        `phone` and `mobilephone` with the E.164 number. HubSpot compares phone properties
+        as text, so a number typed there in another form ("(415) 555-0100") is not found
+        this way; nor is an archived contact (the search never returns those). Both are
+        found by their links when Syncapp ever synced them.
+        """
+        groups = []
+        if email:
+            groups.append({"filters": [{"propertyName": "email", "operator": "EQ", "value": _normal_email(email)}]})
+        if phone:
+            groups += [{"filters": [{"propertyName": name, "operator": "EQ", "value": phone}]}
+                       for name in PHONE_PROPERTIES]
+        if not groups:
+            return []
+        found: list[str] = []
+        after = None
+        while True:
+            body: dict[str, Any] = {
+                "filterGroups": groups,
+                "properties": ["hs_object_id"],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                "limit": self.max_page,
+            }
+            if after is not None:
+                body["after"] = after
+            reply = self._search(body)
+            found += [str(item["id"]) for item in reply.get("results") or [] if item.get("id") is not None]
+            after = _next_after(reply)
+            if after is None:
+                return list(dict.fromkeys(found))
+
+    def erase(self, external_id: str) -> dict[str, Any]:
+        """GDPR-delete a contact by id, or by email when given one; return HubSpot's answer in short.
+
+        HubSpot deletes the contact for good and blocklists its address (an address
+        nobody holds is blocklisted too). An id HubSpot no longer knows was erased
+        already: "already_gone", not an error, so an erasure retried is harmless.
+        """
         body = {"objectId": str(external_id)}
         if "@" in str(external_id):
             body = {"objectId": _normal_email(external_id), "idProperty": "email"}
+        summary: dict[str, Any] = {"request": f"POST {CONTACTS}/gdpr-delete"}
         try:
-            self.http.request("POST", f"{CONTACTS}/gdpr-delete", json=body)
+            response = self.http.request("POST", f"{CONTACTS}/gdpr-delete", json=body)
         except ProviderError as error:
             if error.status != 404:
                 raise
+            error_body = error.body if isinstance(error.body, dict) else {}
+            # Its category and correlation id, never its message: it may quote the person.
+            details = {name: str(error_body[name]) for name in ("category", "correlationId") if error_body.get(name)}
+            return {**summary, "status": 404, "outcome": "already_gone", **details}
+        return {**summary, "status": response.status_code, "outcome": "erased"}
 
     @staticmethod
     def _record(item: Mapping[str, Any]) -> RemoteRecord:

@@ -1,4 +1,5 @@
-"""Mailchimp Marketing v3 audience members: merge fields, delta reads, batch subscribe, archive, erase.
+"""Mailchimp Marketing v3 audience members: merge fields, delta reads, batch subscribe, archive, finding a
+person and erasing them.
 
 Fields are flat: `email_address`, `status`, `tags` (a list of tag names) and each merge
 tag (`FNAME`, `PHONE`...) under its own name. The audience is the connection's
@@ -478,13 +479,46 @@ class MailchimpProvider(Provider):
             if error.status != 404:
                 raise
 
-    def erase(self, external_id: str) -> None:
+    def find_person(self, *, email: str | None, phone: str | None) -> list[str]:
+        """Return the id of the audience's member with this address (archived members included).
+
+        A member's id is the hash of its address: one read finds it. The phone is not
+        searched: Mailchimp's API has no such search (`GET /search-members` takes "a
+        valid email, or a string representing a contact's first or last name", and the
+        member list filters on no merge field), so a member known by its phone is found
+        through its link in the hub.
+        """
+        if not email:
+            return []
+        member_id = subscriber_hash(email)
         try:
-            self.http.request("POST", f"/lists/{self.list_id}/members/{_member_id(external_id)}/actions/delete-permanent")
+            member = self.http.json("GET", f"/lists/{self.list_id}/members/{member_id}", params={"fields": "id"})
+        except ProviderError as error:
+            if error.status == 404:
+                return []
+            raise
+        return [str((member or {}).get("id") or member_id)]
+
+    def erase(self, external_id: str) -> dict[str, Any]:
+        """Delete a member permanently; return Mailchimp's answer in short.
+
+        Mailchimp forgets the member, and refuses its address from then on until the
+        person signs up again themselves. An unknown member was erased already:
+        "already_gone", not an error, so an erasure retried is harmless.
+        """
+        path = "/lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent"
+        summary: dict[str, Any] = {"request": f"POST {path}"}
+        try:
+            response = self.http.request(
+                "POST", f"/lists/{self.list_id}/members/{_member_id(external_id)}/actions/delete-permanent"
+            )
         except ProviderError as error:
             # Nothing held about an unknown member: already erased is erased.
             if error.status != 404:
                 raise
+            # The problem's title, never its detail: that may quote the address.
+            return {**summary, "status": 404, "outcome": "already_gone", "title": _problem_title(error)}
+        return {**summary, "status": response.status_code, "outcome": "erased"}
 
     @staticmethod
     def _record(member: Mapping[str, Any]) -> RemoteRecord:

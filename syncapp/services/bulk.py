@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, models, router
@@ -101,9 +102,13 @@ def bulk_update_rows(model: type[models.Model], objects: Sequence[Any], fields: 
 
 
 def bulk_insert_rows(
-    objects: Sequence[Any], *, set_ids: bool = False, model: type[models.Model] | None = None
+    objects: Sequence[Any],
+    *,
+    set_ids: bool = False,
+    model: type[models.Model] | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Insert unsaved objects, filling in auto_now dates.
+    """Insert unsaved objects, filling in auto_now dates (with `now`, by default the current time).
 
     The objects are instances of `model` (by default the first object's class), or plain
     objects with an attribute for each column's attname: building a model instance per
@@ -119,7 +124,7 @@ def bulk_insert_rows(
     meta = model._meta
     connection, quote = _target(model)
     columns = [field for field in meta.local_concrete_fields if field is not meta.pk]
-    now = timezone.now()
+    now = now or timezone.now()
     readers = [_reader(field, now) for field in columns]
     converters = [_converter(field, connection) for field in columns]
     getters = list(zip(readers, converters))

@@ -293,8 +293,9 @@ def duplicate_dismiss(*, pair: DuplicatePair, user, reason: str = "") -> Duplica
         pair.decided_by = user
         pair.decided_at = timezone.now()
         pair.save(update_fields=["status", "decided_by", "decided_at"])
+        # About two people: the trail files it under the first, and names both.
         audit_record(
-            action="duplicate.dismissed", obj=pair, actor=user,
+            action="duplicate.dismissed", obj=pair, actor=user, contact_id=pair.contact_a_id,
             changes={
                 "status": [DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
                 "contacts": [None, [pair.contact_a_id, pair.contact_b_id]],

@@ -25,10 +25,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record_many, audit_row_build
+from audit.suppression import suppressed_among
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
 from syncapp.engine.consent import reply_statement
-from syncapp.models import ConsentEvent, RecordError, RecordLink
+from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.consent_ledger import ReportedState, consent_reports_apply
 from syncapp.services.held import held_fields
@@ -217,10 +218,15 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
             return
         last_id = rows[-1][0]
         held = held_fields(sync_id=writer.endpoint.sync_id, contact_ids={row[1] for row in rows})
+        suppressed = _suppressed_contacts({row[1] for row in rows})
         settled, unsendable, archiving = [], [], []
         for row in rows:
             values = dict(zip(hub_columns, row[len(LINK_COLUMNS):]))
             link = PendingLink(*row[:len(LINK_COLUMNS)], contact=HubRow(values))
+            if link.contact_id in suppressed:
+                # Never sent anywhere, the mark dropped (see _suppressed_contacts).
+                settled.append(link.pk)
+                continue
             if link.archived:
                 archiving.append(link)
                 continue
@@ -237,6 +243,20 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
             _settle(tracker, writer, settled, unsendable)
         if archiving:
             _archive_remote(tracker, writer, archiving)
+
+
+def _suppressed_contacts(contact_ids: set[int]) -> set[int]:
+    """Return which of these contacts hold an email or a phone on the suppression list.
+
+    Defence in depth: the pull never lets a person erased on request into the hub, and
+    their erasure deletes their contacts; a contact made another way (typed in, merged)
+    with their address must not reach any system either. Two queries per scan page.
+    """
+    rows = list(Contact.objects.filter(pk__in=contact_ids).values_list("pk", "email", "phone"))
+    suppressed = suppressed_among({email for _, email, _ in rows if email}, {phone for _, _, phone in rows if phone})
+    if not suppressed:
+        return set()
+    return {pk for pk, email, phone in rows if suppressed & {email, phone}}
 
 
 def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[PendingLink]) -> None:
@@ -344,10 +364,12 @@ def _apply(
         for item in batch:
             item.link.updated_at = now
         bulk_update_rows(RecordLink, [item.link for item in batch], WRITTEN_COLUMNS)
-        audit_record_many(audits)
         bulk_insert_rows(ledger)
         consent_reports_apply(reports=reports, system=writer.name, connection_id=writer.connection.pk,
                               run_id=tracker.run.pk, now=now)
+        # The audit rows after the contacts' locks: the chain's head is locked until the
+        # commit, and a reviewer's resolution locks a contact, then the head.
+        audit_record_many(audits)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
         record_errors_resolve(connection=writer.connection, contact_ids=pushed, except_classes=PULL_ERRORS,
                               standing=errors)

@@ -4,6 +4,8 @@
 is committed.
 """
 import email.utils
+import hashlib
+import hmac
 from pathlib import Path
 
 import environ
@@ -238,6 +240,24 @@ ADMINS = [email.utils.parseaddr(entry) for entry in env.list("ADMINS", default=[
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Syncapp <syncapp@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+# Compliance (audit.suppression, audit.receipts). The suppression list keeps people who
+# were erased on request out of every sync, as keyed hashes (HMAC-SHA256) of their email
+# and phone: SUPPRESSION_KEYS lists "key_id:secret" pairs, the current key first; lookups
+# try every listed key, so an old key stays listed until its hashes were re-made under
+# the new one (docs/security.md). RECEIPT_SIGNING_KEY signs each deletion receipt. In
+# development both are derived from SECRET_KEY; production requires its own (a change of
+# SECRET_KEY must not forget who was erased, nor void the receipts).
+def _derived_key(purpose: str) -> str:
+    return hmac.new(SECRET_KEY.encode(), f"syncapp.{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
+SUPPRESSION_KEYS = env.list("SUPPRESSION_KEYS", default=[f"k1:{_derived_key('suppression')}"])
+RECEIPT_SIGNING_KEY = env.str("RECEIPT_SIGNING_KEY", default=_derived_key("receipts"))
+# Retention (audit.retention, purged daily): record errors' messages, which echo refused
+# values, and finished runs' saved cursors. The audit trail itself is never purged.
+RETENTION_RECORD_ERROR_DAYS = env.int("RETENTION_RECORD_ERROR_DAYS", default=90)
+RETENTION_RUN_CURSOR_DAYS = env.int("RETENTION_RUN_CURSOR_DAYS", default=90)
+
 # Refresh an access token this long before it expires, but at most this fraction of
 # its lifetime before (a token living two seconds is refreshed after one).
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=300)

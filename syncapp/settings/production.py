@@ -24,6 +24,11 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
 # No loopback exception in production: the sandbox is for development and tests.
 CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=[])
 
+# Erased people stay suppressed, and receipts verifiable, across SECRET_KEY rotations:
+# both keys are set on their own (docs/security.md); there is no default.
+SUPPRESSION_KEYS = env.list("SUPPRESSION_KEYS")
+RECEIPT_SIGNING_KEY = env.str("RECEIPT_SIGNING_KEY")
+
 # Mail leaves through SMTP (the local relay unless EMAIL_URL names another), never the console.
 vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
 

@@ -367,6 +367,39 @@ def test_archive_hides_a_contact_and_erase_removes_it_for_good(sandbox):
     assert [record.external_id for record in read(provider)[0]] == [kept.external_id]
 
 
+def test_find_person_searches_the_email_and_both_phone_properties(sandbox):
+    provider = hubspot(sandbox)
+    people = [
+        {"email": "ada@example.com", "firstname": "Ada"},
+        {"email": "work@example.com", "phone": "+14155550100"},
+        {"email": "mobile@example.com", "mobilephone": "+14155550100"},
+        {"email": "other@example.com", "phone": "+14155550199"},
+    ]
+    response = requests.post(f"{sandbox.hubspot_url}/crm/v3/objects/contacts/batch/create", timeout=30,
+                             json={"inputs": [{"properties": person} for person in people]},
+                             headers={"Authorization": f"Bearer {sandbox.hubspot_token}"})
+    response.raise_for_status()
+    ids = {contact["properties"]["email"]: contact["id"] for contact in sandbox.hubspot_contacts()}
+    assert provider.find_person(email=" ADA@example.com", phone=None) == [ids["ada@example.com"]]
+    assert sorted(provider.find_person(email=None, phone="+14155550100")) == sorted(
+        [ids["work@example.com"], ids["mobile@example.com"]])
+    assert sorted(provider.find_person(email="ada@example.com", phone="+14155550100")) == sorted(
+        [ids["ada@example.com"], ids["work@example.com"], ids["mobile@example.com"]])
+    assert provider.find_person(email="nobody@example.com", phone="+442079460000") == []
+    assert provider.find_person(email=None, phone=None) == []
+
+
+def test_erase_answers_a_summary_without_the_person_and_is_harmless_twice(sandbox):
+    provider = hubspot(sandbox)
+    (written,) = provider.upsert_batch([OutgoingRecord(key=1, email="ada@example.com", fields={})])
+    first = provider.erase(written.external_id)
+    assert first == {"request": "POST /crm/v3/objects/contacts/gdpr-delete", "status": 204, "outcome": "erased"}
+    again = provider.erase(written.external_id)
+    assert (again["status"], again["outcome"], again["category"]) == (404, "already_gone", "OBJECT_NOT_FOUND")
+    assert "ada" not in json.dumps([first, again])
+    assert sandbox.hubspot_contacts() == []
+
+
 def test_reads_and_writes_complete_despite_20_percent_faults(sandbox):
     sandbox.seed(hubspot_contacts=300, random_seed=1)
     sandbox.faults(provider="hubspot", rate=0.2, statuses=[429, 500, 502, 503], reset_rate=0.05, random_seed=7)

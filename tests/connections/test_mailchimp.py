@@ -367,6 +367,32 @@ def test_archive_keeps_the_member_and_erase_forgets_it_for_good(sandbox):
 
 
 @pytest.mark.integration
+def test_find_person_reads_the_member_of_the_address_archived_or_not(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([member_record(key=i, email=f"m{i}@example.com", fields={"PHONE": "+14155550100"})
+                           for i in range(2)])
+    provider.archive(subscriber_hash("m1@example.com"))
+    assert provider.find_person(email="M0@Example.com", phone=None) == [subscriber_hash("m0@example.com")]
+    assert provider.find_person(email="m1@example.com", phone=None) == [subscriber_hash("m1@example.com")]
+    assert provider.find_person(email="nobody@example.com", phone=None) == []
+    # Mailchimp's API cannot search members by phone: those are found by their links.
+    assert provider.find_person(email=None, phone="+14155550100") == []
+
+
+@pytest.mark.integration
+def test_erase_answers_a_summary_without_the_person_and_is_harmless_twice(sandbox):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([member_record(key=1, email="ada@example.com", fields={})])
+    first = provider.erase(subscriber_hash("ada@example.com"))
+    assert first == {"request": "POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent",
+                     "status": 204, "outcome": "erased"}
+    again = provider.erase("ada@example.com")
+    assert (again["status"], again["outcome"]) == (404, "already_gone")
+    assert "ada" not in json.dumps([first, again])
+    assert sandbox.mailchimp_members() == []
+
+
+@pytest.mark.integration
 def test_read_by_ids_accepts_hashes_or_addresses_and_leaves_unknown_ones_out(sandbox):
     provider = mailchimp(sandbox)
     provider.upsert_batch([member_record(key=i, email=f"r{i}@example.com", fields={}) for i in range(2)])

@@ -270,3 +270,56 @@ def test_unknown_control_endpoints_and_methods(sandbox):
     assert control(sandbox, "PUT", "stats").status_code == 405
     assert control(sandbox, "POST", "seed", data="{not json").status_code == 400
     assert requests.get(f"{sandbox.url}/elsewhere", timeout=10).status_code == 404
+
+
+def test_a_person_erased_from_hubspot_can_sign_up_again_past_the_blocklist(sandbox, hubspot):
+    contact = hubspot.post(CONTACTS, json={"properties": {"email": "ada@example.com"}}).json()
+    assert hubspot.post(f"{CONTACTS}/gdpr-delete", json={"objectId": contact["id"]}).status_code == 204
+    # The API refuses the address for good...
+    refused = hubspot.post(CONTACTS, json={"properties": {"email": "ada@example.com"}})
+    assert refused.status_code == 400 and "blocklisted" in refused.json()["message"]
+    # ...the person's own form submission does not.
+    back = sandbox.hubspot_signup(email="ADA@example.com", phone="+14155550100", firstname="Ada")
+    assert back["id"] != contact["id"]
+    assert back["properties"]["email"] == "ada@example.com" and back["properties"]["phone"] == "+14155550100"
+    assert [c["id"] for c in sandbox.hubspot_contacts()] == [back["id"]]
+    assert [entry["email"] for entry in sandbox.hubspot_gdpr_deleted()] == ["ada@example.com"]
+
+
+def test_a_hubspot_signup_keeps_hubspots_rules(sandbox, hubspot):
+    hubspot.post(CONTACTS, json={"properties": {"email": "ada@example.com"}})
+    taken = control(sandbox, "POST", "hubspot/contacts", json={"properties": {"email": "Ada@example.com"}})
+    assert taken.status_code == 400 and "already exists" in taken.json()["error"]
+    for body in ({}, {"properties": {}}, {"properties": {"nope": "x"}}, {"properties": {"email": "a@"}},
+                 {"properties": {"email": "b@example.com"}, "extra": 1}):
+        response = control(sandbox, "POST", "hubspot/contacts", json=body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]
+
+
+def test_a_forgotten_mailchimp_member_can_sign_up_again(sandbox, mailchimp):
+    members = f"/lists/{sandbox.list_id}/members"
+    new_member = {"email_address": "ada@example.com", "status_if_new": "subscribed"}
+    mailchimp.put(f"{members}/ada@example.com", json=new_member)
+    assert mailchimp.post(f"{members}/ada@example.com/actions/delete-permanent").status_code == 204
+    refused = mailchimp.put(f"{members}/ada@example.com", json=new_member)
+    assert (refused.status_code, refused.json()["title"]) == (400, "Forgotten Email Not Subscribed")
+    back = sandbox.mailchimp_signup("ada@example.com", merge_fields={"FNAME": "Ada"})
+    assert (back["id"], back["status"], back["source"]) == (subscriber_hash("ada@example.com"), "subscribed",
+                                                            "Hosted Signup Form")
+    assert back["merge_fields"] == {"FNAME": "Ada"} and back["timestamp_opt"]
+    assert sandbox.mailchimp_forgotten() == []
+    assert [m["email_address"] for m in sandbox.mailchimp_members()] == ["ada@example.com"]
+
+
+def test_a_mailchimp_signup_keeps_mailchimps_rules(sandbox):
+    sandbox.mailchimp_signup("ada@example.com", status="pending")
+    for body in ({"email_address": "ada@example.com"}, {"email_address": "not an address"},
+                 {"email_address": "b@example.com", "status": "archived"},
+                 {"email_address": "b@example.com", "merge_fields": {"NOPE": "x"}},
+                 {"email_address": "b@example.com", "merge_fields": "x"}, {},
+                 {"email_address": "b@example.com", "x": 1}):
+        response = control(sandbox, "POST", "mailchimp/members", json=body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]
+    assert [m["status"] for m in sandbox.mailchimp_members()] == ["pending"]

@@ -36,6 +36,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
+from audit.deletion import deletion_request_file
 from audit.services import audit_record
 from connections.providers.base import FieldInfo
 from mappings.models import FieldCatalog, FieldMapping
@@ -123,12 +124,16 @@ def world_make(hostile_contacts: list[dict]) -> dict[str, list]:
     queued = run_make(two_way.sync)
     RecordError.objects.create(run=finished, connection=two_way.mailchimp, contact=contacts[5], external_id=names[1],
                                error_class="invalid_email", message=names[2])
-    audit_record(action="sync.created", obj=two_way.sync, changes={"name": [None, names[3]]})
+    audited = audit_record(action="sync.created", obj=two_way.sync, contact_id=contacts[0].pk,
+                           changes={"name": [None, names[3]]})
     Schedule.objects.create(name="crawl", func="syncapp.tasks.run_scheduled_task", args=str(two_way.sync.pk),
                             schedule_type=Schedule.MINUTES, minutes=15)
     Task.objects.create(id="0" * 32, name="crawl-task", func="syncapp.tasks.run_execute_task", args=(queued.pk,),
                         started=now, stopped=now, success=False, result=names[4])
     user_with_role("someone")
+    # A deletion request for a person nobody holds; its reference is hostile text.
+    deletion_request = deletion_request_file(email="crawl-erased@example.com", phone=None, regulation="gdpr",
+                                             reference=names[5][:200], due_date=None, user=None)
     # Discovered fields with hostile labels and options, for the mapping editor and its form.
     FieldCatalog.objects.create(connection=two_way.mailchimp, refreshed_at=now, fields=[
         FieldInfo(f"F{index}", name, "dropdown", "enum", options=(name, LONG_TEXT)).as_dict()
@@ -143,6 +148,8 @@ def world_make(hostile_contacts: list[dict]) -> dict[str, list]:
         "conflict_id": [conflict.pk for conflict in conflicts],
         "pair_id": [pair.pk],
         "mapping_id": list(FieldMapping.objects.filter(sync=two_way.sync).values_list("pk", flat=True)[:2]),
+        "event_id": [audited.pk],
+        "request_id": [deletion_request.pk],
     }
 
 

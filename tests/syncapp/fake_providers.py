@@ -120,7 +120,11 @@ class FakeCrm(Provider):
     def archive(self, external_id: str) -> None:
         raise ProviderError("The fake CRM is read-only.")
 
-    def erase(self, external_id: str) -> None:
+    def find_person(self, *, email: str | None, phone: str | None) -> list[str]:
+        return [external_id for external_id, (_, fields) in self.world.crm.items()
+                if (email and fields.get("email") == email) or (phone and fields.get("phone") == phone)]
+
+    def erase(self, external_id: str) -> dict:
         raise ProviderError("The fake CRM is read-only.")
 
 
@@ -189,10 +193,15 @@ class FakeAudience(Provider):
         member = next(m for m in self.world.members.values() if m["id"] == external_id)
         member["status"] = "archived"
 
-    def erase(self, external_id: str) -> None:
+    def find_person(self, *, email: str | None, phone: str | None) -> list[str]:
+        member = self.world.members.get((email or "").lower())
+        return [member["id"]] if member else []
+
+    def erase(self, external_id: str) -> dict:
         self.http.request_count += 1
         email = next(e for e, m in self.world.members.items() if m["id"] == external_id)
         del self.world.members[email]
+        return {"request": "erase", "status": 204, "outcome": "erased"}
 
 
 def fake_workspace(**sync_fields):

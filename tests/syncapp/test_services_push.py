@@ -2,6 +2,7 @@
 import pytest
 
 from audit.models import AuditEvent
+from audit.suppression import suppress
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderError, TransientError
 from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink, SyncRun
 from syncapp.services.push import upsert_isolating
@@ -274,3 +275,21 @@ class TestConsentReportedInReplies:
         execute(sync, world)
         twin.refresh_from_db()
         assert twin.email_consent == "cleaned"
+
+
+class TestPeopleErasedOnRequest:
+    def test_a_pending_contact_holding_a_suppressed_identifier_is_never_sent(self, sync, world):
+        seed(world, 3)
+        world.fail_upsert = RuntimeError("stop before pushing")
+        assert execute(sync, world).status == SyncRun.Status.FAILED
+        assert audience_links().filter(pending_push=True).count() == 3
+        # Made pending before the person was erased (or typed in by hand): defence in depth.
+        suppress(email="p1@example.com", phone=None)
+        Contact.objects.filter(email="p2@example.com").update(phone="+14155550100")
+        suppress(email=None, phone="+14155550100")
+        world.fail_upsert = None
+        world.upsert_calls.clear()
+        execute(sync, world)
+        assert world.upsert_calls == [["p0@example.com"]]
+        assert set(world.members) == {"p0@example.com"}
+        assert not audience_links().filter(pending_push=True).exists()

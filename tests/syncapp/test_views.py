@@ -154,6 +154,14 @@ def test_the_progress_json_reports_phase_counts_and_whether_finished(marketer_cl
     assert data["finished"] is True and data["percent"] == 100
 
 
+def test_the_run_page_and_its_progress_show_the_records_suppressed(marketer_client, sync):
+    run = run_make(sync, status=SyncRun.Status.SUCCEEDED, read_count=10, suppressed_count=2,
+                   started_at=timezone.now(), finished_at=timezone.now())
+    page = marketer_client.get(reverse("run_detail", args=[sync.pk, run.pk])).content.decode()
+    assert '<dt>Suppressed</dt><dd data-count="suppressed">2</dd>' in page
+    assert marketer_client.get(reverse("run_progress", args=[sync.pk, run.pk])).json()["counts"]["suppressed"] == 2
+
+
 def test_the_progress_json_of_a_run_of_another_sync_is_404(marketer_client, sync):
     run = finished_run(sync)
     assert marketer_client.get(reverse("run_progress", args=[sync.pk + 1, run.pk])).status_code == 404
