@@ -115,7 +115,9 @@ class SystemPreview:
     # An email platform the contact is not in yet: the consent status a run would create
     # the member with, and whether that is the hub's consent or the sync's chosen status.
     new_member_consent: str | None = None
-    new_member_consent_chosen: bool = False
+    # Where it comes from: "hub" (its consent), "chosen" (the sync's status for new
+    # members) or "kept" (the state the system told before for this person).
+    new_member_consent_source: str = ""
     # Nor would a run create it: the hub does not know the consent and the sync has no
     # status for new members (the marketer chooses one in the sync's settings).
     waits_for_new_member_status: bool = False
@@ -201,7 +203,14 @@ def _preview_create(endpoint: EndpointPlan, contact: Contact, payload, system: S
         return
     system.summary = "A run would create this record here."
     system.new_member_consent = payload.email_consent_if_new
-    system.new_member_consent_chosen = contact.hub_value("email_consent") in (None, "", UNKNOWN)
+    if contact.hub_value("email_consent") not in (None, "", UNKNOWN):
+        system.new_member_consent_source = "hub"
+    elif payload.email_consent_if_new == endpoint.endpoint.new_member_status:
+        system.new_member_consent_source = "chosen"
+    else:
+        # new_record_consent keeps a state the system told before (an opt-out of a
+        # record deleted there since) over the status chosen for new members.
+        system.new_member_consent_source = "kept"
 
 
 def _read_live(endpoint: EndpointPlan, link: RecordLink | None, system: SystemPreview) -> dict | None:

@@ -36,6 +36,9 @@ def sync_has_read(*, sync: Sync) -> bool:
 def backfill_request(*, sync: Sync, hub_fields: Iterable[str], user) -> SyncRun | None:
     """Queue a backfill of `hub_fields` for every linked record; return its run, or None while it waits.
 
+    `hub_fields` are backfill keys (engine.backfill): `hub_field@connection_id` for the
+    system whose mapping changed (the editor's), a bare hub field for every system.
+
     Called after the mapping change is committed. Nothing is queued before the sync has
     read any system (see sync_has_read). When a run of the sync is under way,
     or the sync is paused, the fields are kept on the sync and read in full by the next

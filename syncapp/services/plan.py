@@ -23,6 +23,7 @@ from mappings.transforms import (
     TransformError,
     shared_field_error,
 )
+from syncapp.engine.backfill import IN, OUT, afresh_for
 from syncapp.engine.consent import RESTRICTIVENESS, new_record_consent, outgoing_consent
 from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
@@ -117,7 +118,9 @@ class EndpointPlan:
     writes: list[FieldPlan]
     # The sync's opt-in rule: an incoming email with a known domain typo is fixed.
     fix_email_typos: bool = False
-    # External fields a backfill compares exactly (see SyncPlan.compare_afresh).
+    # Hub fields whose reading here changed, and the external fields whose writing did,
+    # which a backfill reads and compares afresh (SyncPlan.compare_afresh).
+    afresh: frozenset[str] = frozenset()
     exact_fields: frozenset[str] = frozenset()
     # External field -> its plans (two for a full name), built on first use by `differs`.
     _plans_by_field: dict[str, list[FieldPlan]] | None = field(default=None, repr=False)
@@ -300,26 +303,26 @@ class EndpointPlan:
 class SyncPlan:
     sync: Sync
     endpoints: list[EndpointPlan]
-    # Hub fields merged as if never agreed with any system (a backfill's: their mappings
-    # changed since their values were read); see compare_afresh.
-    afresh: frozenset[str] = frozenset()
 
-    def compare_afresh(self, hub_fields: Collection[str]) -> None:
-        """Merge and compare `hub_fields` as a backfill must, their mappings having changed.
+    def compare_afresh(self, keys: Collection[str]) -> None:
+        """Merge and compare as a backfill must the fields whose mapping on a system changed.
 
-        Reading, a system's value of one is merged without its base: the base was agreed
-        through the old mapping, and a value the system still holds unchanged (skipped
-        as "not news" in any other run) reads differently now. Writing, the fields that
-        carry one are compared exactly: a changed outbound format ("12/31/1990" to
-        "1990-12-31") is the point of the change, not a restyling the sync should spare
-        the system. Consent fields keep their bases whatever their mapping: the consent
-        rule needs the state last agreed to keep an opt-out an opt-out.
+        `keys` are backfill keys (engine.backfill). Only the system whose mapping changed
+        is concerned (`afresh_for`). Reading, a value it still holds unchanged is not
+        skipped as "not news", and is merged against the hub's value as if only the
+        system had changed it: read through the new mapping it may say something else
+        now. Writing, its fields that carry one are compared exactly: a changed outbound
+        format ("12/31/1990" to "1990-12-31") is the point of the change, not a
+        restyling the sync should spare the system. Consent fields keep their bases
+        whatever their mapping: the consent rule needs the state last agreed to keep an
+        opt-out an opt-out.
         """
-        self.afresh = frozenset(hub_fields) - set(CONSENT_FIELDS)
-        for writer in self.writers:
-            writer.exact_fields = frozenset(
-                plan.external_field for plan in writer.writes
-                if plan.hub_field in self.afresh or self.afresh & set(plan.chain.hub_fields_read)
+        for endpoint in self.endpoints:
+            endpoint.afresh = afresh_for(keys, endpoint.connection.pk, IN) - set(CONSENT_FIELDS)
+            written = afresh_for(keys, endpoint.connection.pk, OUT) - set(CONSENT_FIELDS)
+            endpoint.exact_fields = frozenset(
+                plan.external_field for plan in endpoint.writes
+                if plan.hub_field in written or written & set(plan.chain.hub_fields_read)
             )
 
     @property

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record_many, audit_row_build
+from audit.suppression import suppressed_among
 from connections.providers.base import ChangePage, RemoteRecord
 from mappings.transforms import TransformChain, TransformError
 from syncapp.engine.batching import latest_per_key
@@ -175,8 +176,10 @@ def prepare_page(*, reader: EndpointPlan, page: ChangePage) -> PreparedPage:
 def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, prepared: PreparedPage) -> None:
     """Write one prepared page to the hub and move the cursor past it, in one transaction."""
     with transaction.atomic():
+        # People erased on request are skipped before matching (see _without_suppressed).
+        incoming, suppressed = _without_suppressed(prepared.incoming)
         applier = _PageApplier(tracker=tracker, plan=plan, reader=reader)
-        applier.apply(prepared.incoming, prepared.errors, prepared.archived)
+        applier.apply(incoming, prepared.errors, prepared.archived)
         reader.endpoint.cursor = prepared.page.cursor
         reader.endpoint.cursor_updated_at = timezone.now()
         reader.endpoint.save(update_fields=["cursor", "cursor_updated_at"])
@@ -191,7 +194,26 @@ def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, pre
             # Records, not errors: a record left without two fields is one warning count.
             failed_count=len(records_with(applier.errors, severity=RecordError.Severity.ERROR, by_contact=False)),
             warning_count=len(records_with(applier.errors, severity=RecordError.Severity.WARNING, by_contact=False)),
+            suppressed_count=suppressed,
         )
+
+
+def _without_suppressed(incoming: list[Incoming]) -> tuple[list[Incoming], int]:
+    """Return the page's records of people not on the suppression list, and how many were left out.
+
+    A person erased on request (audit.suppression) whom a system holds again is never
+    matched, so never created or updated in the hub, never linked, and so never pushed
+    anywhere: the record is only counted. An email or a phone on the list is enough,
+    the address read or, where a typo was fixed, the one it was fixed from. One query.
+    """
+    emails = {email for item in incoming for email in (item.keys.email, item.email_fixed_from) if email}
+    phones = {item.keys.phone for item in incoming if item.keys.phone}
+    suppressed = suppressed_among(emails, phones)
+    if not suppressed:
+        return incoming, 0
+    kept = [item for item in incoming
+            if not suppressed & {item.keys.email, item.email_fixed_from, item.keys.phone}]
+    return kept, len(incoming) - len(kept)
 
 
 def _email_plan(reader: EndpointPlan) -> FieldPlan:
@@ -376,15 +398,21 @@ class _PageApplier:
         for hub_field, (field_plan, raw, theirs) in item.values.items():
             external_field = field_plan.external_field
             raw = plain(raw)
-            # A backfilled field is merged as if never agreed: its base came through the
-            # mapping as it was (SyncPlan.compare_afresh).
-            agreed = external_field in base and hub_field not in self.plan.afresh
-            if agreed and base[external_field] == raw:
-                continue
-            base_value = NO_BASE
-            if agreed:
-                base_value = _base_in_hub_form(field_plan, base[external_field], self.reader)
             ours = contact.hub_value(hub_field)
+            unchanged_there = external_field in base and base[external_field] == raw
+            base_value = NO_BASE
+            if unchanged_there and hub_field in self.reader.afresh:
+                # Backfilled: this system's mapping of the field changed since the value
+                # was agreed (SyncPlan.compare_afresh). Read through the new mapping it
+                # may say something else, as if only the system had changed it; an empty
+                # value it has held all along changes nothing.
+                if is_empty(theirs):
+                    continue
+                base_value = ours
+            elif unchanged_there:
+                continue
+            elif external_field in base:
+                base_value = _base_in_hub_form(field_plan, base[external_field], self.reader)
             side = Side(self.connection.pk, self.connection.name, external_field, raw, plain(theirs), record.modified_at)
             open_conflict = self.book.find(contact.pk, hub_field)
             if open_conflict is not None:

@@ -499,8 +499,16 @@ def _connection_needs_reauth(connection: Connection | None, error: str) -> None:
 
 
 def run_interrupt(*, run_id: int, reason: str) -> None:
-    """Mark a running run failed because its process is being stopped on purpose."""
-    SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
-        status=SyncRun.Status.FAILED, error=f"Interrupted: {reason}"[:ERROR_LIMIT], finished_at=timezone.now(),
-        phase="Interrupted",
-    )
+    """Mark a running run failed because its process is being stopped on purpose; give its backfill back."""
+    with transaction.atomic():
+        # The sync first, as everywhere: the run's backfill goes back to it.
+        sync_id = SyncRun.objects.filter(pk=run_id).values_list("sync_id", flat=True).first()
+        if sync_id is None:
+            return
+        Sync.objects.select_for_update().filter(pk=sync_id).first()
+        stopped = SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
+            status=SyncRun.Status.FAILED, error=f"Interrupted: {reason}"[:ERROR_LIMIT], finished_at=timezone.now(),
+            phase="Interrupted",
+        )
+        if stopped:
+            _backfill_give_back(SyncRun.objects.get(pk=run_id))

@@ -162,6 +162,8 @@ def sync_resume(*, sync: Sync, user) -> Sync:
 def sync_delete(*, sync: Sync, user) -> None:
     """Delete `sync` with its endpoints, mappings and schedule, auditing each."""
     with transaction.atomic():
+        # The sync first, as the runs' services lock it, then the audit chain's head.
+        Sync.objects.select_for_update().filter(pk=sync.pk).first()
         for mapping in sync.mappings.all():
             _audit_deleted(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
         for endpoint in sync.endpoints.all():

@@ -1,6 +1,8 @@
 """Template helpers for a sync's settings in words (sync page, sync list, dashboard)."""
 from django import template
 
+from connections.models import Connection
+from syncapp.engine.backfill import backfill_key_split
 from syncapp.engine.schedule import schedule_text
 from syncapp.models.hub import hub_field_label
 from syncapp.forms import DELETE_HANDLING_HELP, NEW_MEMBER_STATUS_HELP, provider_of
@@ -40,6 +42,12 @@ def offers_new_member_status(connection) -> bool:
 
 
 @register.filter
-def hub_field_labels(names) -> str:
-    """Hub field names as a reader knows them ("Job title, First name"), for backfill notes."""
-    return ", ".join(hub_field_label(name) for name in names or ())
+def hub_field_labels(keys) -> str:
+    """Backfill keys as a reader knows them ("First name in HubSpot, Company"), for backfill notes."""
+    split = [backfill_key_split(key) for key in keys or ()]
+    names = dict(Connection.objects.filter(pk__in={pk for _, pk, _ in split if pk}).values_list("pk", "name"))
+    ways = {"in": " (read)", "out": " (written)"}
+    return ", ".join(
+        hub_field_label(field) + (f" in {names.get(pk, 'a removed connection')}{ways.get(way, '')}" if pk else "")
+        for field, pk, way in split
+    )

@@ -134,7 +134,8 @@ def assert_counts_are_the_runs(shown: dict, run: SyncRun) -> None:
     stored = {
         "read": run.read_count, "created": run.created_count, "updated": run.updated_count,
         "unchanged": run.unchanged_count, "pushed": run.pushed_count, "conflicts": run.conflict_count,
-        "failed": run.failed_count, "warnings": run.warning_count, "status": run.get_status_display(),
+        "failed": run.failed_count, "warnings": run.warning_count, "suppressed": run.suppressed_count,
+        "status": run.get_status_display(),
     }
     assert shown == stored
 
@@ -298,7 +299,7 @@ def test_a_marketer_builds_a_sync_runs_it_and_backfills_a_new_field(
                           direction="Into the hub", owner=True)
     screenshot("09-company-read-backfill-queued")
     first_backfill = follow_to_run(browser, sync, message)
-    assert first_backfill.backfill_fields == ["company"]
+    assert first_backfill.backfill_fields == [f"company@{Connection.objects.get(name='HubSpot').pk}"]
     shown = run_panel_finished(browser)
     screenshot("10-company-read-backfill-finished")
     first_backfill.refresh_from_db()

@@ -115,25 +115,24 @@ def test_a_new_member_of_unknown_consent_with_no_status_chosen_is_not_created_an
 
 
 @pytest.mark.parametrize(
-    ("hub_consent", "new_member_status", "created_with", "from_the_choice"),
+    ("hub_consent", "new_member_status", "created_with", "source"),
     [
-        ("unknown", "pending", "pending", True),
-        ("unknown", "subscribed", "subscribed", True),
+        ("unknown", "pending", "pending", "chosen"),
+        ("unknown", "subscribed", "subscribed", "chosen"),
         # The hub's consent, where it knows one, whatever was chosen for the unknown.
-        ("unsubscribed", "subscribed", "unsubscribed", False),
-        ("subscribed", "", "subscribed", False),
-        ("transactional", "pending", "transactional", False),
+        ("unsubscribed", "subscribed", "unsubscribed", "hub"),
+        ("subscribed", "", "subscribed", "hub"),
+        ("transactional", "pending", "transactional", "hub"),
     ],
 )
 def test_a_new_member_shows_the_consent_status_it_would_be_created_with(synced, client, hub_consent,
-                                                                       new_member_status, created_with,
-                                                                       from_the_choice):
+                                                                       new_member_status, created_with, source):
     sync, contact = synced
     contact = not_in_mailchimp(sync, contact, hub_consent=hub_consent, new_member_status=new_member_status)
     preview = record_preview(sync=sync, contact=contact)
     mailchimp = system(preview, "Mailchimp")
     assert mailchimp.summary == "A run would create this record here."
-    assert (mailchimp.new_member_consent, mailchimp.new_member_consent_chosen) == (created_with, from_the_choice)
+    assert (mailchimp.new_member_consent, mailchimp.new_member_consent_source) == (created_with, source)
     assert not mailchimp.waits_for_new_member_status
     # HubSpot is only read: no record is created there.
     assert system(preview, "HubSpot").new_member_consent is None
@@ -141,8 +140,8 @@ def test_a_new_member_shows_the_consent_status_it_would_be_created_with(synced, 
     client.force_login(user_with_role("maria", MARKETER))
     page = client.get(reverse("mapping_preview", args=[sync.pk]), {"contact": contact.pk}).content.decode()
     assert f"A new member here gets the email consent status <strong>{created_with}</strong>" in page
-    source = "the status chosen for new members" if from_the_choice else "from the hub's email consent"
-    assert source in page
+    shown = "the status chosen for new members" if source == "chosen" else "from the hub's email consent"
+    assert shown in page
 
 
 def test_a_contact_already_in_mailchimp_shows_no_new_member_status(synced):

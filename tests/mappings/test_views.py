@@ -147,7 +147,7 @@ def test_adding_a_mapping_saves_the_catalog_type_audits_and_queues_a_backfill(ma
     event = AuditEvent.objects.get(action="mapping.created", object_id=str(mapping.pk))
     assert event.actor.username == "maria"
     run = SyncRun.objects.get(sync=sync, trigger=SyncRun.Trigger.BACKFILL)
-    assert run.backfill_fields == ["attributes.job_title"]
+    assert run.backfill_fields == [f"attributes.job_title@{hubspot.pk}"]
     assert (f'Backfill queued: <a href="/syncs/{sync.pk}/runs/{run.pk}/">run #{run.pk}</a> will fill job_title '
             "(custom attribute) for every linked record") in response.content.decode()
 

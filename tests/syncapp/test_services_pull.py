@@ -4,6 +4,7 @@ from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
+from audit.suppression import suppress
 from connections.providers.base import ChangePage, RemoteRecord
 from connections.models import Connection
 from mappings.models import FieldMapping
@@ -373,6 +374,56 @@ class TestQueriesPerPage:
             # Bulk statements split at SQLite's 999 parameters (about 80 rows each),
             # so 150 records cost a few statements more than 3, never one per record.
             assert small <= large <= small + 6, (name, small, large)
+
+
+class TestPeopleErasedOnRequest:
+    """A person on the suppression list (audit.suppression) never comes back through a read."""
+
+    def test_a_suppressed_email_is_skipped_counted_and_never_pushed(self, sync, world):
+        suppress(email="ada@example.com", phone=None)
+        world.add("1", email=" ADA@example.com ", firstname="Ada")
+        world.add("2", email="bo@example.com", firstname="Bo")
+        run = execute(sync, world)
+        assert (run.read_count, run.created_count, run.suppressed_count) == (2, 1, 1)
+        assert run.status == SyncRun.Status.SUCCEEDED
+        assert list(Contact.objects.values_list("email", flat=True)) == ["bo@example.com"]
+        assert not RecordLink.objects.filter(external_id="1").exists()
+        assert set(world.members) == {"bo@example.com"}
+        assert not RecordError.objects.exists()
+        assert "ada" not in str(list(AuditEvent.objects.values_list("changes", flat=True))).lower()
+
+    def test_a_suppressed_phone_keeps_the_record_out_whatever_its_email(self, sync, world):
+        suppress(email=None, phone="+14155550100")
+        world.add("1", email="new-address@example.com", phone="(415) 555-0100")
+        run = execute(sync, world)
+        assert (run.created_count, run.suppressed_count) == (0, 1)
+        assert not Contact.objects.exists() and not world.members
+
+    def test_a_linked_contact_whose_record_now_holds_a_suppressed_email_is_left_alone(self, sync, world):
+        world.add("1", email="ann@example.com", firstname="Ann")
+        execute(sync, world)
+        suppress(email="ada@example.com", phone=None)
+        world.add("1", email="ada@example.com", firstname="Ada")
+        run = execute(sync, world)
+        assert (run.updated_count, run.suppressed_count) == (0, 1)
+        assert crm_link("1").contact.email == "ann@example.com"
+        assert set(world.members) == {"ann@example.com"}
+
+    def test_a_typo_fixed_into_a_new_address_is_still_skipped(self, world):
+        sync = fake_workspace(fix_email_typos=True)
+        suppress(email="ada@gmial.com", phone=None)
+        world.add("1", email="ada@gmial.com")
+        run = execute(sync, world)
+        assert (run.created_count, run.suppressed_count) == (0, 1)
+
+    def test_the_queries_do_not_grow_with_the_people_suppressed(self, sync, world):
+        checker = TestQueriesPerPage()
+        for n in range(60):
+            suppress(email=f"s{n}@example.com", phone=None)
+        one = checker.page_queries(sync, world, checker.records("a", 5, "New") + checker.records("s", 1, "Ada"))
+        many = checker.page_queries(sync, world, checker.records("b", 5, "New") + checker.records("s", 60, "Ada"))
+        assert many <= one
+        assert Contact.objects.count() == 10
 
 
 class TestMatchingExistingContacts:

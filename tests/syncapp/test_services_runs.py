@@ -241,6 +241,13 @@ class TestRunExecute:
         run.refresh_from_db()
         assert run.status == SyncRun.Status.FAILED and run.error.startswith("Interrupted")
 
+    def test_an_interrupted_backfill_gives_its_fields_back_to_the_sync(self, sync):
+        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.COMMAND, enqueue=False, full_read=True,
+                             backfill_fields=["first_name@1:in"])
+        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING, backfill_taken=["phone"])
+        run_interrupt(run_id=run.pk, reason="stopped from the terminal.")
+        assert Sync.objects.get(pk=sync.pk).backfill_pending_fields == ["first_name@1:in", "phone"]
+
 
 def test_a_run_records_a_long_cursor_shortened_with_its_size():
     from syncapp.services.runs import CURSOR_RECORD_LIMIT, _cursor_for_record
