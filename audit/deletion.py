@@ -5,20 +5,28 @@ connection, the identifiers on the suppression list at once (so that no sync bri
 person back, nor sends them anywhere, while the request is carried out), and a
 `deletion.requested` audit row naming the keyed hashes, never the address.
 
-Each task is a queued job: find the person in its system by link (the external ids of
-the hub's contacts holding the email or the phone) and by searching the system
-(`Provider.find_person`, which reaches records Syncapp never linked), erase every record
-found with the provider's erasure call, and keep the answers. A failed attempt waits and
-tries again with exponential backoff: the `deletion_retry_due` schedule hands out every
-task whose time has come, including one whose worker died (its lease ran out) and one
-whose first hand-out was lost. A request is never dropped: a system that keeps refusing
-marks it failing, shown on the dashboard and mailed to the compliance group daily.
+The person's contacts are those subject access finds (`audit.people.person_contact_ids`):
+the contacts holding the email or the phone, those that held the email before a change,
+and every contact merged with one of them.
 
-When every system has answered, the hub is erased in one transaction: the contacts
-holding the email or the phone go with their links (merge bases), conflicts and consent
-ledger; record-error messages and duplicate notes naming them are blanked; the trail's
-events about them lose their values (`audit.services.audit_events_erase`). The request's
-plain identifiers are blanked, and its signed receipt written (audit.receipts).
+Each task is a queued job: find the person in its system by link (the external ids of
+the person's contacts) and by searching the system (`Provider.find_person`, which
+reaches records Syncapp never linked), erase every record found with the provider's
+erasure call, and keep each answer as it comes (a worker killed midway loses none). A
+failed attempt, whatever the error, waits and tries again with exponential backoff: the
+`deletion_retry_due` schedule hands out every task whose time has come, including one
+whose worker died (its lease ran out) and one whose first hand-out was lost; it also
+gives a task to each system connected since the request was filed. A request is never
+dropped: a system that keeps refusing marks it failing, shown on the dashboard and
+mailed to the compliance group daily.
+
+When every system has answered, the hub is erased in one transaction: the person's
+contacts go with their links (merge bases), conflicts and consent ledger; record-error
+messages, duplicate notes and other contacts' conflicts naming them are blanked; the
+trail's events about them lose their values (`audit.services.audit_events_erase`). The
+request's plain identifiers are blanked, the systems' record ids are kept as keyed hashes
+only (`audit.suppression.external_id_key`: a Mailchimp member id is an unkeyed MD5 of
+the address), and the signed receipt is written (audit.receipts).
 
 Every record holding the email or the phone is erased, whoever else shares that phone:
 the request form says so.
@@ -26,6 +34,7 @@ the request form says so.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import smtplib
@@ -37,20 +46,22 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, TextField
+from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 
+from audit import people
 from audit import services as audit_services
 from audit.models import DeletionRequest, DeletionTask
 from audit.receipts import receipt_build, receipt_document, receipt_sign
-from audit.suppression import EMAIL, PHONE, identifier_key, suppress, suppression_keys
+from audit.suppression import EMAIL, PHONE, external_id_key, identifier_key, suppress, suppression_keys
 from connections.models import Connection
 from connections.providers.base import Provider, ProviderError
 from connections.registry import provider_for as registry_provider_for
 from syncapp import queue
 from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
-from syncapp.models import Contact, DuplicatePair, RecordError, RecordLink
+from syncapp.models import Conflict, Contact, DuplicatePair, RecordError, RecordLink
 from syncapp.roles import COMPLIANCE
 
 logger = logging.getLogger(__name__)
@@ -76,6 +87,8 @@ FAILING_AFTER_ATTEMPTS = 3
 HTTP_RETRIES = 0
 # What erased text is replaced by, in the rows that are kept.
 ERASED_TEXT = "(erased on request)"
+# A provider's outcomes of an erasure (Provider.erase).
+ERASED, ALREADY_GONE = "erased", "already_gone"
 
 EXECUTE_TASK = "audit.tasks.deletion_task_execute_task"
 COMPLETE_TASK = "audit.tasks.deletion_request_complete_task"
@@ -191,7 +204,9 @@ def deletion_task_execute(
     responses = list(task.responses)
     try:
         _find_and_erase(task, found, responses, provider_for)
-    except ProviderError as error:
+    except Exception as error:  # noqa: BLE001 - any error, not only a provider's, must reach the retries
+        # Left here, the task would wait for its lease to run out, again and again,
+        # never marked failing nor telling why.
         _task_failed(task, error, found, responses, now=timezone.now())
         return task
     _task_answered(task, found, responses, now=timezone.now())
@@ -208,14 +223,26 @@ def deletion_request_complete(*, request_id: int, now: datetime | None = None) -
     with transaction.atomic():
         request = DeletionRequest.objects.select_for_update(of=("self",)).select_related("requested_by").get(
             pk=request_id)
+        if request.status == Status.COMPLETED:
+            return request
+        # A system connected since the filing may hold the person too: it is searched first.
+        added = _tasks_for_new_connections(request)
         tasks = list(request.tasks.order_by("connection_name", "pk"))
-        if request.status == Status.COMPLETED or any(task.status not in DeletionTask.DONE for task in tasks):
+        if added or any(task.status not in DeletionTask.DONE for task in tasks):
             return request
         now = now or timezone.now()
-        contact_ids = sorted(_hub_contact_ids(request))
-        hub_counts = _hub_erase(request, tasks, contact_ids)
-        values = [value for value in (request.email, request.phone) if value]
-        hub_counts["audit_events_redacted"] = audit_services.audit_events_erase(contact_ids=contact_ids, values=values)
+        person_ids = _person_contact_ids(request)
+        held = list(Contact.objects.filter(pk__in=person_ids).order_by("pk").values_list("pk", "email"))
+        contact_ids = [pk for pk, _ in held]
+        # The contacts' own addresses are the person's too (one found by an old address
+        # holds a new one): the rows kept must not name them either. Not their phones:
+        # a number may be shared with somebody this request does not name.
+        values = sorted({value for value in (request.email, request.phone) if value}
+                        | {email for _, email in held if email})
+        hub_counts = _hub_erase(tasks, contact_ids, values)
+        # Contacts merged away earlier are gone already; the trail's events about them are not.
+        hub_counts["audit_events_redacted"] = audit_services.audit_events_erase(contact_ids=sorted(person_ids),
+                                                                                values=values)
         # After the redaction: these rows name the contacts by id only.
         audit_services.audit_record_many(
             audit_services.audit_row_build(
@@ -231,6 +258,7 @@ def deletion_request_complete(*, request_id: int, now: datetime | None = None) -
             {"kind": kind, "key_id": suppression_keys()[0].key_id, "key_hash": identifier_key(kind, value)}
             for kind, value in ((EMAIL, request.email), (PHONE, request.phone)) if value
         ]
+        _tasks_ids_keyed(tasks)
         request.receipt = receipt_build(request=request, tasks=tasks, identifiers=identifiers,
                                         contact_ids=contact_ids, hub_counts=hub_counts, completed_at=now)
         request.receipt_signature = receipt_sign(request.receipt)
@@ -271,14 +299,36 @@ def deletion_requests_to_complete(*, now: datetime) -> list[int]:
 
 
 def deletion_retry_due(*, now: datetime | None = None) -> list[int]:
-    """Queue every task whose time has come, and the completion of requests left unfinished; return the tasks."""
+    """Queue every task whose time has come, and the completion of requests left unfinished; return the tasks.
+
+    Systems connected since a request was filed get their task first (queued as it is
+    made), so that no request completes without them.
+    """
     now = now or timezone.now()
-    task_ids = deletion_tasks_due(now=now)
+    added = deletion_tasks_for_new_connections()
+    task_ids = [task_id for task_id in deletion_tasks_due(now=now) if task_id not in added]
     for task_id in task_ids:
         queue.enqueue(EXECUTE_TASK, task_id)
+    task_ids = [*added, *task_ids]
     for request_id in deletion_requests_to_complete(now=now):
         queue.enqueue(COMPLETE_TASK, request_id)
     return task_ids
+
+
+def deletion_tasks_for_new_connections() -> list[int]:
+    """Give every open request a task in each system connected since it was filed; return the tasks made."""
+    connections = Connection.objects.count()
+    lacking = (DeletionRequest.objects.exclude(status=Status.COMPLETED)
+               .annotate(systems=Count("tasks", filter=Q(tasks__connection__isnull=False)))
+               .filter(systems__lt=connections).order_by("pk").values_list("pk", flat=True))
+    added = []
+    for request_id in lacking:
+        with transaction.atomic():
+            request = (DeletionRequest.objects.select_for_update().exclude(status=Status.COMPLETED)
+                       .filter(pk=request_id).first())
+            if request is not None:
+                added += [task.pk for task in _tasks_for_new_connections(request)]
+    return added
 
 
 def deletion_requests_needing_attention(*, today: date | None = None):
@@ -389,12 +439,17 @@ def _task_claim(task_id: int, now: datetime) -> DeletionTask | None:
 
 def _find_and_erase(task: DeletionTask, found: list[str], responses: list[dict[str, Any]],
                     provider_for: Callable[..., Provider]) -> None:
-    """Find the person's records in the task's system and erase each; `found` and `responses` grow as it goes."""
+    """Find the person's records in the task's system and erase each; `found` and `responses` grow as it goes.
+
+    Both are saved as they grow: a worker killed midway loses no answer, and the next
+    attempt knows the records the earlier ones found.
+    """
     request, connection = task.request, task.connection
     if connection is None:
         # The connection was removed after the request was filed: nothing Syncapp can reach.
         return
-    linked = RecordLink.objects.filter(connection=connection, contact_id__in=_hub_contact_ids(request)).exclude(
+    found_earlier = set(found)
+    linked = RecordLink.objects.filter(connection=connection, contact_id__in=_person_contact_ids(request)).exclude(
         external_id=None).order_by("pk").values_list("external_id", flat=True)
     provider = provider_for(connection, max_retries=HTTP_RETRIES)
     try:
@@ -402,18 +457,32 @@ def _find_and_erase(task: DeletionTask, found: list[str], responses: list[dict[s
         for external_id in [*linked, *searched]:
             if str(external_id) not in found:
                 found.append(str(external_id))
+        _task_progress_save(task, found, responses)
         answered = {response["external_id"] for response in responses}
         for external_id in found:
             if external_id in answered:
                 continue
             summary = provider.erase(external_id)
+            if summary.get("outcome") == ALREADY_GONE and external_id in found_earlier:
+                # Found by an earlier attempt, and gone now: that attempt's erasure was
+                # carried out and its answer lost (a timeout, a dropped connection).
+                summary["erased_by_an_earlier_attempt"] = True
             responses.append({"external_id": external_id, "at": timezone.now().isoformat(), **summary})
+            _task_progress_save(task, found, responses)
     finally:
         provider.http.close()
 
 
+def _task_progress_save(task: DeletionTask, found: list[str], responses: list[dict[str, Any]]) -> None:
+    DeletionTask.objects.filter(pk=task.pk).update(found=found, responses=responses)
+
+
+def _is_erasure(response: dict[str, Any]) -> bool:
+    return response.get("outcome") == ERASED or bool(response.get("erased_by_an_earlier_attempt"))
+
+
 def _task_answered(task: DeletionTask, found: list[str], responses: list[dict[str, Any]], *, now: datetime) -> None:
-    erased = any(response.get("outcome") == "erased" for response in responses)
+    erased = any(_is_erasure(response) for response in responses)
     with transaction.atomic():
         task.status = TaskStatus.ERASED if erased else TaskStatus.NOT_FOUND
         task.found, task.responses = found, responses
@@ -428,18 +497,23 @@ def _task_answered(task: DeletionTask, found: list[str], responses: list[dict[st
         _request_status_refresh(task.request_id)
 
 
-def _task_failed(task: DeletionTask, error: ProviderError, found: list[str], responses: list[dict[str, Any]], *,
+def _task_failed(task: DeletionTask, error: Exception, found: list[str], responses: list[dict[str, Any]], *,
                  now: datetime) -> None:
-    """Keep what was done, and wait before trying again (a refusal too: a reconnection may fix it)."""
+    """Keep what was done, and wait before trying again (a refusal too: a reconnection may fix it).
+
+    An error that is not the provider's (a client that cannot be made, a bug) fails the
+    task as a refusal does: the request shows failing, with the error's kind and message.
+    """
+    message = str(error) if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
     with transaction.atomic():
-        task.status = TaskStatus.RETRYING if error.retriable else TaskStatus.FAILED
+        task.status = TaskStatus.RETRYING if getattr(error, "retriable", False) else TaskStatus.FAILED
         task.found, task.responses = found, responses
-        task.last_error = _without_identifiers(str(error), task.request)[:2000]
+        task.last_error = _without_identifiers(message, task.request)[:2000]
         task.next_attempt_at = now + deletion_retry_delay(task.attempts)
         task.save(update_fields=["status", "found", "responses", "last_error", "next_attempt_at"])
         _request_status_refresh(task.request_id)
-    logger.warning("Deletion request %s, %s: attempt %d failed; next at %s.", task.request_id, task.connection_name,
-                   task.attempts, task.next_attempt_at.isoformat())
+    logger.warning("Deletion request %s, %s: attempt %d failed (%s); next at %s.", task.request_id,
+                   task.connection_name, task.attempts, task.last_error[:200], task.next_attempt_at.isoformat())
 
 
 def _request_status_refresh(request_id: int) -> None:
@@ -451,32 +525,104 @@ def _request_status_refresh(request_id: int) -> None:
         status=Status.FAILING if failing else Status.IN_PROGRESS)
 
 
-def _hub_contact_ids(request: DeletionRequest) -> set[int]:
-    """Return the hub's contacts holding the request's email or phone."""
-    holding = Q(pk__in=[])
-    if request.email:
-        holding |= Q(email=request.email)
-    if request.phone:
-        holding |= Q(phone=request.phone)
-    return set(Contact.objects.filter(holding).values_list("pk", flat=True))
+def _tasks_for_new_connections(request: DeletionRequest) -> list[DeletionTask]:
+    """Give each system connected since the request was filed its task, audited and queued; return them.
+
+    Call it holding the request's row lock (one task per system and request).
+    """
+    connections = Connection.objects.exclude(
+        pk__in=DeletionTask.objects.filter(request=request, connection__isnull=False).values("connection_id")
+    ).order_by("name")
+    tasks = DeletionTask.objects.bulk_create(
+        DeletionTask(request=request, connection=connection, connection_name=connection.name,
+                     provider=connection.provider)
+        for connection in connections
+    )
+    if tasks:
+        audit_services.audit_record(action="deletion.systems_added", obj=request,
+                                    changes={"systems": [None, [task.connection_name for task in tasks]]})
+        task_ids = [task.pk for task in tasks]
+        transaction.on_commit(lambda: [queue.enqueue(EXECUTE_TASK, task_id) for task_id in task_ids])
+    return tasks
 
 
-def _hub_erase(request: DeletionRequest, tasks: list[DeletionTask], contact_ids: list[int]) -> dict[str, int]:
+def _tasks_ids_keyed(tasks: list[DeletionTask]) -> None:
+    """Replace the record ids the tasks found by their keyed hashes, now that no system is to be asked again."""
+    for task in tasks:
+        task.found = [external_id_key(external_id) for external_id in task.found]
+        task.responses = [{**response, "external_id": external_id_key(response["external_id"])}
+                          for response in task.responses]
+        task.save(update_fields=["found", "responses"])
+
+
+def _person_contact_ids(request: DeletionRequest) -> set[int]:
+    """Return the ids of the contacts that are or were the person (audit.people), merged-away ones included."""
+    ids: set[int] = set()
+    for kind, value in ((people.EMAIL, request.email), (people.PHONE, request.phone)):
+        if value:
+            ids |= people.person_contact_ids(people.Person(kind, value))
+    return ids
+
+
+def _hub_erase(tasks: list[DeletionTask], contact_ids: list[int], values: list[str]) -> dict[str, int]:
     """Delete the contacts (their links, conflicts and consent ledger go with them); blank what names them elsewhere."""
     mentions = Q(contact_id__in=contact_ids)
     for task in tasks:
         if task.connection_id and task.found:
             mentions |= Q(connection_id=task.connection_id, external_id__in=task.found)
-    for value in (request.email, request.phone):
-        if value:
-            mentions |= Q(message__icontains=value)
+    for value in values:
+        mentions |= Q(message__icontains=value)
     record_errors = RecordError.objects.filter(mentions).exclude(message=ERASED_TEXT).update(message=ERASED_TEXT)
     pairs = DuplicatePair.objects.filter(Q(contact_a_id__in=contact_ids) | Q(contact_b_id__in=contact_ids)).update(
         detail=ERASED_TEXT)
     links = RecordLink.objects.filter(contact_id__in=contact_ids).count()
     Contact.objects.filter(pk__in=contact_ids).delete()
     return {"contacts_erased": len(contact_ids), "links_erased": links, "record_errors_blanked": record_errors,
-            "duplicate_notes_blanked": pairs}
+            "duplicate_notes_blanked": pairs, "conflicts_blanked": _conflicts_blank(values)}
+
+
+CONFLICT_VALUES = ("sides", "base_value", "hub_value", "chosen_value")
+
+
+def _conflicts_blank(values: list[str]) -> int:
+    """Take the person's values out of the conflicts left (other contacts'); return how many were changed.
+
+    A system may have proposed the person's address for somebody else's record. Each
+    text naming a value is replaced whole; an open conflict with such a side is closed
+    as settled, so that nobody resolves it with the erased text.
+    """
+    if not values:
+        return 0
+    mentions = Q(pk__in=[])
+    for value in values:
+        # JSON text as stored: SQLite's escapes non-ASCII letters, PostgreSQL's does not.
+        for form in {value, json.dumps(value)[1:-1]}:
+            for column in CONFLICT_VALUES:
+                mentions |= Q(**{f"{column}_text__icontains": form})
+    conflicts = Conflict.objects.alias(**{f"{column}_text": Cast(column, TextField()) for column in CONFLICT_VALUES})
+    changed = 0
+    for conflict in conflicts.filter(mentions).select_for_update():
+        for column in CONFLICT_VALUES:
+            setattr(conflict, column, _without_values(getattr(conflict, column), values))
+        if conflict.is_open:
+            conflict.status = Conflict.Status.SETTLED
+            conflict.resolution = Conflict.Resolution.SETTLED
+            conflict.reason = "Closed: a system's value in it belonged to a person erased on request."
+            conflict.resolved_at = timezone.now()
+        conflict.save(update_fields=[*CONFLICT_VALUES, "status", "resolution", "reason", "resolved_at", "updated_at"])
+        changed += 1
+    return changed
+
+
+def _without_values(data: Any, values: list[str]) -> Any:
+    """Return `data` (JSON) with every text naming one of `values`, in any letter case, replaced by ERASED_TEXT."""
+    if isinstance(data, str):
+        return ERASED_TEXT if any(value.lower() in data.lower() for value in values) else data
+    if isinstance(data, list):
+        return [_without_values(item, values) for item in data]
+    if isinstance(data, dict):
+        return {key: _without_values(item, values) for key, item in data.items()}
+    return data
 
 
 def _without_identifiers(text: str, request: DeletionRequest) -> str:

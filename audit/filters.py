@@ -28,7 +28,11 @@ class MomentField(forms.DateTimeField):
     def to_python(self, value):
         moment = super().to_python(value)
         if moment is not None and self.day_end and _is_date_only(value):
-            moment += timedelta(days=1)
+            try:
+                moment += timedelta(days=1)
+            except OverflowError:
+                # 9999-12-31 has no next day to end at.
+                raise forms.ValidationError("Enter a date before 9999-12-31.", code="invalid") from None
         return moment
 
 

@@ -3,7 +3,9 @@
 The receipt is a JSON document; its signature is HMAC-SHA256 with RECEIPT_SIGNING_KEY
 over the document's canonical form (keys sorted, no spaces, UTF-8), so it verifies
 however the database or a reader reorders its keys. It names the person only by the
-keyed hashes of the suppression list.
+keyed hashes of the suppression list, and the records each system held by keyed hashes
+of their ids too (`audit.suppression.external_id_key`, under the key the identifiers
+name): some ids are the address in disguise, as Mailchimp's MD5 member ids are.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, router, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -189,6 +189,12 @@ def audit_events_erase(*, contact_ids: list[int], values: list[str]) -> int:
     the database's guard lets through only when it writes the marker (audit 0003).
     `audit.erased` events are never redacted: they name no one but by id. Return the
     number of events redacted.
+
+    The trail is searched before the chain's head is taken: the search reads every row,
+    and every writer of audit events would wait for it. Rows never change but by an
+    erasure, so what it finds stays true; under the head only the rows written since are
+    searched. Ids follow the chain's order (audit_events_append assigns them under the
+    head), so every row the first search could not see has an id above the last it could.
     """
     contact_ids = sorted({int(pk) for pk in contact_ids})
     values = sorted({value.strip() for value in values if value and value.strip()})
@@ -197,10 +203,13 @@ def audit_events_erase(*, contact_ids: list[int], values: list[str]) -> int:
     alias = router.db_for_write(AuditEvent)
     connection = connections[alias]
     quote = connection.ops.quote_name
+    seen = AuditEvent.objects.aggregate(last=Max("id"))["last"] or 0
+    row_ids = _erasable_ids(contact_ids=contact_ids, values=values, up_to=seen)
     with transaction.atomic(using=alias), connection.cursor() as cursor:
-        # Taken first, so no event is written between the rows being picked and redacted.
+        # Taken before the rows written since are searched, so none is written between
+        # the rows being picked and redacted.
         _chain_head_take(cursor, quote(AuditChainHead._meta.db_table))
-        row_ids = _erasable_ids(contact_ids=contact_ids, values=values)
+        row_ids += _erasable_ids(contact_ids=contact_ids, values=values, after=seen)
         if not row_ids:
             return 0
         erasure = audit_record(
@@ -219,8 +228,8 @@ def audit_events_erase(*, contact_ids: list[int], values: list[str]) -> int:
     return len(row_ids)
 
 
-def _erasable_ids(*, contact_ids: list[int], values: list[str]) -> list[int]:
-    """Return the ids of the events to redact, in order, read in chunks."""
+def _erasable_ids(*, contact_ids: list[int], values: list[str], after: int = 0, up_to: int | None = None) -> list[int]:
+    """Return the ids of the events to redact with ids in (after, up_to], in order, read in chunks."""
     about = Q(contact_id__in=contact_ids)
     holding = Q()
     for value in values:
@@ -229,9 +238,10 @@ def _erasable_ids(*, contact_ids: list[int], values: list[str]) -> list[int]:
         for form in {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}:
             holding |= Q(changes_text__icontains=form)
         holding |= Q(object_repr__icontains=value)
+    within = Q(id__gt=after) if up_to is None else Q(id__gt=after, id__lte=up_to)
     events = (
         AuditEvent.objects.annotate(changes_text=Cast("changes", models.TextField()))
-        .filter(about | holding)
+        .filter(within, about | holding)
         .exclude(action=chain.ERASED_ACTION)
         .exclude(object_repr=chain.ERASED_REPR, changes__has_key=chain.ERASED_KEY)
         .order_by("id")

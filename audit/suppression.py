@@ -78,6 +78,15 @@ def identifier_key(kind: str, value: str) -> str:
     return _digest(suppression_keys()[0], kind, identifier_form(kind, value))
 
 
+def external_id_key(external_id: str) -> str:
+    """Return a system's record id as kept once a deletion request completes: keyed, under the current key.
+
+    Some ids are the person's address in disguise (a Mailchimp member id is the unkeyed
+    MD5 of it, which anyone can compute from a guess); a keyed hash is not.
+    """
+    return hmac.new(suppression_keys()[0].secret, f"external_id:{external_id}".encode(), hashlib.sha256).hexdigest()
+
+
 def is_suppressed(*, email: str | None = None, phone: str | None = None) -> bool:
     """Return whether the email or the phone belongs to someone erased on request."""
     return bool(suppressed_among([email] if email else [], [phone] if phone else []))

@@ -14,7 +14,8 @@ a person is also searched by an address they no longer have.
 Then, as a Compliance user through Django's test client (middleware, filters, view and
 template all counted), each page is requested `--samples` times for p50 and p95: the
 trail's first page, a deep page (keyset `after` an id 1% from the oldest), the first and
-a deep page of one action, and a person search by a current and by an old address.
+a deep page of one action, a person search by a current and by an old address, the
+sync filter, and time ranges (`since` and `until`) of a month and of six months.
 Each export (CSV, the filter `action=contact.updated`, about a fifth of the rows, then
 the whole trail) runs in a child process that consumes the streamed response; its rows
 per second and the child's peak resident memory are reported. `chain_verify` (what
@@ -55,7 +56,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -187,6 +189,7 @@ class Seeded:
     filtered_rows: int
     current_email: str  # a contact's address, never changed
     old_email: str  # an address a contact had before changing it
+    first_day: str  # the day of the oldest event, ISO
 
 
 def people_create(rng: random.Random, rows: int) -> list[SeedPerson]:
@@ -336,8 +339,9 @@ def trail_seed(rows: int, *, seed: int) -> Seeded:
     head = AuditChainHead.objects.get(pk=CHAIN_HEAD_ID)
     prev_hash = head.last_hash
     now = datetime.now(UTC)
-    events = trail_rows(rows, people=people, runs=runs, actor_id=actor.pk, sync_id=sync_id, rng=rng,
-                        start=now - timedelta(days=365), span=timedelta(days=365) - timedelta(minutes=5))
+    start = now - timedelta(days=365)
+    events = trail_rows(rows, people=people, runs=runs, actor_id=actor.pk, sync_id=sync_id, rng=rng, start=start,
+                        span=timedelta(days=365) - timedelta(minutes=5))
     written, filtered = 0, 0
     while written < rows:
         batch = []
@@ -374,7 +378,8 @@ def trail_seed(rows: int, *, seed: int) -> Seeded:
     unchanged = next(person for person in people if person.old_email is None)
     changed = next(person for person in people if person.old_email is not None)
     return Seeded(rows=rows, seconds=round(time.perf_counter() - started, 1), first_id=first_id, last_id=last_id,
-                  filtered_rows=filtered, current_email=unchanged.email, old_email=changed.old_email)
+                  filtered_rows=filtered, current_email=unchanged.email, old_email=changed.old_email,
+                  first_day=start.date().isoformat())
 
 
 # Pages
@@ -418,6 +423,7 @@ def bench_pages(seeded: Seeded, samples: int) -> list[PageFigures]:
     from django.urls import reverse
 
     from audit.people import person_contact_ids, person_parse
+    from syncapp.models import Sync
 
     client = Client()
     client.force_login(User.objects.get(username=COMPLIANCE_USER))
@@ -430,8 +436,19 @@ def bench_pages(seeded: Seeded, samples: int) -> list[PageFigures]:
         ids = sorted(person_contact_ids(person_parse(email)))
         return f"contact_id IN ({', '.join(['%s'] * len(ids))})", ids
 
+    def days(since: date, until: date) -> tuple[dict, str, list]:
+        # "until" a date includes that day (audit.filters.MomentField).
+        bounds = [datetime.combine(day, dt_time(), UTC) for day in (since, until + timedelta(days=1))]
+        return ({"since": since.isoformat(), "until": until.isoformat()},
+                "WHERE created_at >= %s AND created_at < %s",
+                [connection.ops.adapt_datetimefield_value(moment) for moment in bounds])
+
     current_where, current_ids = person_where(seeded.current_email)
     old_where, old_ids = person_where(seeded.old_email)
+    sync_id = Sync.objects.get(name=SYNC_NAME).pk
+    first_day = date.fromisoformat(seeded.first_day)
+    month = days(first_day + timedelta(days=31), first_day + timedelta(days=61))
+    half_year = days(first_day + timedelta(days=61), first_day + timedelta(days=242))
     pages = [
         ("trail, first page", {}, "", []),
         ("trail, deep page (1% from the oldest)", {"after": deep}, "WHERE id < %s", [deep]),
@@ -440,6 +457,12 @@ def bench_pages(seeded: Seeded, samples: int) -> list[PageFigures]:
          [action, deep]),
         ("person by current email", {"person": seeded.current_email}, f"WHERE {current_where}", current_ids),
         ("person by old email", {"person": seeded.old_email}, f"WHERE {old_where}", old_ids),
+        # Every run is the one sync's here: the filter matches nearly every row.
+        ("sync, first page", {"sync": sync_id},
+         "WHERE (object_type = 'sync' AND object_id = %s) OR run_id IN (SELECT id FROM syncapp_syncrun "
+         "WHERE sync_id = %s)", [str(sync_id), sync_id]),
+        ("since/until, one month 11 months ago", *month),
+        ("since/until, six months", *half_year),
     ]
     figures = []
     for name, query, where, params in pages:
@@ -518,6 +541,12 @@ def child_export(query: dict) -> dict:
     return {"rows": lines - 1, "seconds": seconds, "bytes": size, "rss_before_kb": rss_before}
 
 
+def fetched(cursor, size: int = 2000) -> Iterator[tuple]:
+    """Yield a cursor's rows, fetched `size` at a time (a server-side cursor's default is 100 per trip)."""
+    while rows := cursor.fetchmany(size):
+        yield from rows
+
+
 class NullSink:
     def write(self, text: str) -> int:
         return len(text)
@@ -546,7 +575,7 @@ def child_raw_export(query: dict) -> dict:
     rows = 0
     with connection.chunked_cursor() as cursor:
         cursor.execute(export_sql(where), params)
-        for row in cursor:
+        for row in fetched(cursor):
             writer.writerow(row)
             rows += 1
     return {"rows": rows, "seconds": time.perf_counter() - started, "bytes": 0, "rss_before_kb": rss_before}
@@ -576,7 +605,7 @@ def child_raw_verify(_: dict) -> dict:
             "SELECT id, created_at, action, actor_id, system, object_type, object_id, contact_id, run_id, "
             "CAST(changes AS text), object_repr, changes_digest, prev_hash, row_hash FROM audit_auditevent ORDER BY id"
         )
-        for row in cursor:
+        for row in fetched(cursor):
             hashlib.sha256("\n".join(map(str, row)).encode()).hexdigest()
             rows += 1
     return {"rows": rows, "seconds": time.perf_counter() - started, "bytes": 0, "rss_before_kb": rss_before}

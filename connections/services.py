@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from audit.services import audit_record, field_values, model_changes
+from audit.services import audit_event_build, audit_record, audit_record_many, field_values, model_changes
 from connections.models import Connection
 from connections.validators import validate_public_base_url
 
@@ -61,11 +61,14 @@ def connection_update(*, connection: Connection, user, fields: Mapping[str, Any]
 
 def connection_delete(*, connection: Connection, user) -> None:
     """Delete `connection` and audit it; refused while a sync still uses it."""
+    # Built while the connection has its id, written after the delete: the links it
+    # cascades to are locked first, as a run or a reviewer locks them before auditing.
+    event = audit_event_build(
+        action="connection.deleted",
+        obj=connection,
+        actor=user,
+        changes={"name": [connection.name, None], "provider": [connection.provider, None]},
+    )
     with transaction.atomic():
-        audit_record(
-            action="connection.deleted",
-            obj=connection,
-            actor=user,
-            changes={"name": [connection.name, None], "provider": [connection.provider, None]},
-        )
         connection.delete()
+        audit_record_many([event])

@@ -22,6 +22,8 @@ is strict:
   records in batch read and update are reported per input in a 207 reply.
 - Search: at most 5 filter groups, 6 filters per group and 18 in all; one sort; pages
   of up to 200; results stop at 10,000 (`after` at or past 10,000 is a 400).
+  CONTAINS_TOKEN matches a word of a value, or the whole value; on a multiple-value
+  property (`hs_additional_emails`, options joined by ";") it matches each option so.
 - List: `after` is the id of the next contact to list and pages go by id, so contacts
   edited during a listing move nothing. With `archived=true` it lists the archived
   contacts instead, each with `archived: true` and `archivedAt`; archiving moves
@@ -184,6 +186,14 @@ def contains_token(value: str | None, query: str) -> bool:
     return query in tokens
 
 
+def options_contain_token(value: str | None, query: str) -> bool:
+    """CONTAINS_TOKEN on a multiple-value property ("a;b", as `hs_additional_emails`): each option is
+    matched as a value is (so an address merged into a contact is found among its additional emails)."""
+    if value is None:
+        return False
+    return any(contains_token(option, query) for option in _listed(value))
+
+
 def property_definition_json(definition: PropertyDefinition) -> dict[str, Any]:
     stamp = iso_ms(DEFINITIONS_CREATED_MS)
     return {
@@ -310,6 +320,7 @@ class HubSpotAPI(EmulatedAPI):
         self.search_limit = RollingWindowLimit(search_rate_limit, window_seconds=1.0, daily_limit=None,
                                                policy="SECONDLY")
         store.add_function("hubspot_contains_token", 2, contains_token)
+        store.add_function("hubspot_options_contain_token", 2, options_contain_token)
 
     # Gateway: credentials, limits, error shapes.
 
@@ -973,7 +984,10 @@ class HubSpotAPI(EmulatedAPI):
             value = item.get("value")
             if not isinstance(value, str) or not value:
                 raise bad_request(f"The {operator} filter on {name} needs a string value")
-            test = f"hubspot_contains_token(CAST({column} AS TEXT), ?)"
+            # A multiple-value property ("a;b") has a token per option.
+            multiple = definition.field_type == "checkbox"
+            function = "hubspot_options_contain_token" if multiple else "hubspot_contains_token"
+            test = f"{function}(CAST({column} AS TEXT), ?)"
             return (test if operator == "CONTAINS_TOKEN" else f"NOT {test}"), [value]
         raise bad_request(f"Unknown filter operator {operator!r}")
 

@@ -89,6 +89,8 @@ OPTOUT_PROPERTY = "hs_email_optout"
 OPT_OUT_STATES = frozenset({"unsubscribed", "cleaned"})
 # The properties a person's phone number may be kept in, searched by a deletion request.
 PHONE_PROPERTIES = ("phone", "mobilephone")
+# The contact's other addresses, joined by ";" (a merged contact's among them).
+ADDITIONAL_EMAILS = "hs_additional_emails"
 
 
 class HubSpotProvider(Provider):
@@ -397,15 +399,23 @@ class HubSpotProvider(Provider):
     def find_person(self, *, email: str | None, phone: str | None) -> list[str]:
         """Return the ids of the live contacts whose email, phone or mobile phone is this one.
 
-        One search, a filter group per property (groups are ORed): `EQ` on `email`, and on
-        `phone` and `mobilephone` with the E.164 number. HubSpot compares phone properties
-        as text, so a number typed there in another form ("(415) 555-0100") is not found
-        this way; nor is an archived contact (the search never returns those). Both are
-        found by their links when Syncapp ever synced them.
+        One search, a filter group per property (groups are ORed): `EQ` on `email`,
+        `CONTAINS_TOKEN` on `hs_additional_emails` (where a merge leaves the other
+        contact's address: each address there is a token), and `EQ` on `phone` and
+        `mobilephone` with the E.164 number. An address holding a `*` is not looked for
+        among the additional emails: there it would be a wildcard, and find other people.
+        HubSpot compares phone properties as text, so a number typed there in another
+        form ("(415) 555-0100") is not found this way; nor is an archived contact (the
+        search never returns those). Both are found by their links when Syncapp ever
+        synced them.
         """
         groups = []
         if email:
-            groups.append({"filters": [{"propertyName": "email", "operator": "EQ", "value": _normal_email(email)}]})
+            email = _normal_email(email)
+            groups.append({"filters": [{"propertyName": "email", "operator": "EQ", "value": email}]})
+            if "*" not in email:
+                groups.append({"filters": [{"propertyName": ADDITIONAL_EMAILS, "operator": "CONTAINS_TOKEN",
+                                            "value": email}]})
         if phone:
             groups += [{"filters": [{"propertyName": name, "operator": "EQ", "value": phone}]}
                        for name in PHONE_PROPERTIES]

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from audit.suppression import is_suppressed
 from connections.models import Connection
 from mappings.transforms import TransformError
 from syncapp.engine.text import clean_text
@@ -24,6 +25,8 @@ from syncapp.models.hub import hub_field_label
 from syncapp.services.plan import hub_column, hub_value_check, plain, set_hub_value
 from syncapp.services.runs import runs_request_for
 
+# The hub fields that name a person on the suppression list (audit.suppression).
+SUPPRESSED_FIELDS = ("email", "phone")
 KEEP_SIDE = "side"
 KEEP_HUB = "hub"
 KEEP_TYPED = "typed"
@@ -187,9 +190,14 @@ def _checked_value(conflict: Conflict, value: Any, resolution: str) -> Any:
         # As the engine cleans what systems send: NFC, no NUL bytes.
         value = clean_text(value)
     try:
-        return hub_value_check(conflict.hub_field, value, phone_region=_phone_region(conflict))
+        value = hub_value_check(conflict.hub_field, value, phone_region=_phone_region(conflict))
     except TransformError as error:
         raise InvalidResolution(f"The typed value does not fit {hub_field_label(conflict.hub_field)}: {error}.") from None
+    if conflict.hub_field in SUPPRESSED_FIELDS and value and is_suppressed(**{conflict.hub_field: value}):
+        # A person erased on request is never brought back, nor given to somebody else's contact.
+        raise InvalidResolution(f"This {hub_field_label(conflict.hub_field).lower()} belongs to a person erased on "
+                                "request: it cannot be kept in Syncapp.")
+    return value
 
 
 def _phone_region(conflict: Conflict) -> str | None:

@@ -9,6 +9,10 @@ person who opted out somewhere is subscribed again everywhere.
 Consent belongs to the address (email) or number (SMS): `consent_by_address_apply` gives
 every contact holding one the restrictions stated on the others, whatever identity
 decided. Pages read, write replies and users' statements all end with it.
+
+Each function writes its audit rows after every contact and link it locks or updates:
+the audit chain's head stays locked until the commit, and a reviewer's resolution locks
+a contact and its links before it audits (docs/security.md).
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from audit.services import audit_record, audit_record_many, audit_row_build
+from audit.models import AuditEvent
+from audit.services import AuditRow, audit_event_build, audit_record_many, audit_row_build
 from syncapp.engine import consent as rule
 from syncapp.models import ConsentEvent, Contact, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
@@ -94,10 +99,12 @@ def consent_statement_record(
         )
         if new_state != previous:
             RecordLink.objects.filter(contact=contact, archived=False).update(pending_push=True, updated_at=now)
-        audit_record(action="consent.recorded", obj=contact, actor=user, contact_id=contact.pk,
-                     changes={column: [previous, new_state], "statement": [None, state],
-                              "explicit_opt_in": [None, explicit_opt_in], "note": [None, note[:300]]})
-        consent_by_address_apply(contacts=[contact], now=now)
+        audits: list[AuditEvent | AuditRow] = [audit_event_build(
+            action="consent.recorded", obj=contact, actor=user, contact_id=contact.pk,
+            changes={column: [previous, new_state], "statement": [None, state],
+                     "explicit_opt_in": [None, explicit_opt_in], "note": [None, note[:300]]})]
+        consent_by_address_apply(contacts=[contact], now=now, audits=audits)
+        audit_record_many(audits)
     return event
 
 
@@ -154,15 +161,16 @@ def consent_reports_apply(
     bulk_insert_rows(ledger)
     if changed:
         bulk_update_rows(Contact, list(changed.values()), ["email_consent", "email_opt_in_at", "updated_at"])
-        audit_record_many(audits)
         RecordLink.objects.filter(contact_id__in=list(changed), archived=False).exclude(
             connection_id=connection_id).update(pending_push=True, updated_at=now)
-        consent_by_address_apply(contacts=list(changed.values()), run_id=run_id, now=now)
+        consent_by_address_apply(contacts=list(changed.values()), run_id=run_id, now=now, audits=audits)
+        audit_record_many(audits)
     return list(changed)
 
 
 def consent_by_address_apply(
-    *, contacts: Iterable[Contact], run_id: int | None = None, now: datetime | None = None
+    *, contacts: Iterable[Contact], run_id: int | None = None, now: datetime | None = None,
+    audits: list[AuditEvent | AuditRow] | None = None,
 ) -> list[int]:
     """Give every contact holding an email address or phone number of `contacts` the address's consent.
 
@@ -175,6 +183,9 @@ def consent_by_address_apply(
     contact whose state it took, and its links (where it has an email to be sent with)
     are marked pending, so every system gets the address's state. Return the ids of the
     contacts changed.
+
+    The audit rows are written last, after the contacts and links; given `audits`, they
+    are added to it instead, for a caller that has more rows to lock before it audits.
     """
     given = {contact.pk: contact for contact in contacts if contact.pk is not None}
     holders = {**_address_holders(given.values()), **given}
@@ -229,15 +240,19 @@ def consent_by_address_apply(
                 setattr(contact, column, previous)
             contact.email_opt_in_at = opt_ins[pk]
     bulk_insert_rows([event for pk in written for event in ledger[pk]])
-    audit_record_many(
+    # Without an email no system can be sent the contact (the push refuses it).
+    RecordLink.objects.filter(contact_id__in=[pk for pk in written if holders[pk].email],
+                              archived=False).update(pending_push=True, updated_at=now)
+    rows = [
         audit_row_build(action="contact.updated", object_type="contact", object_id=str(pk),
                         object_repr=str(holders[pk]), system=HUB_SYSTEM, contact_id=pk, run_id=run_id,
                         changes=changed[pk])
         for pk in written
-    )
-    # Without an email no system can be sent the contact (the push refuses it).
-    RecordLink.objects.filter(contact_id__in=[pk for pk in written if holders[pk].email],
-                              archived=False).update(pending_push=True, updated_at=now)
+    ]
+    if audits is None:
+        audit_record_many(rows)
+    else:
+        audits.extend(rows)
     return written
 
 

@@ -5,16 +5,22 @@ ledger, conflicts, duplicate pairs) into the survivor and deletes the other. Whe
 have a live record in the same system, that system holds the person twice: its two
 records are merged there as well, or the other one archived where the system cannot
 merge records.
+
+A contact holding an email or a phone erased on request (audit.suppression) waits for
+its deletion request to erase it: it is neither merged nor offered for review.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from audit.models import Suppression
 from audit.services import audit_record
+from audit.suppression import EMAIL, identifier_form, suppressed_among
 from connections.providers.base import MergeNotSupported, ProviderError
 from connections.registry import provider_for
 from syncapp.engine.consent import SUBSCRIBED, most_restrictive
@@ -40,6 +46,53 @@ class RemoteMergeFailed(Exception):
 
 class PairChanged(Exception):
     """The two contacts' links changed while their records were being merged; try again."""
+
+
+class PersonSuppressed(ValueError):
+    """One of the two contacts holds an email or a phone erased on request."""
+
+
+# Contacts whose identifiers are checked against the suppression list per query.
+SUPPRESSION_CHECK_CHUNK = 500
+
+
+def suppressed_contact_ids(contacts: Iterable[tuple[int, str | None, str | None]]) -> set[int]:
+    """Return the ids among (id, email, phone) rows of the contacts holding an identifier erased on request."""
+    rows = list(contacts)
+    suppressed = suppressed_among([email for _, email, _ in rows if email], [phone for _, _, phone in rows if phone])
+    if not suppressed:
+        return set()
+    return {pk for pk, email, phone in rows
+            if (email and identifier_form(EMAIL, email) in suppressed) or (phone and phone in suppressed)}
+
+
+def duplicate_pairs_to_review(pairs: QuerySet[DuplicatePair]) -> QuerySet[DuplicatePair]:
+    """Return the open pairs among `pairs`, leaving out those holding a person erased on request.
+
+    That includes a pair one of whose contacts an erasure deleted already (its side is empty).
+    """
+    open_pairs = pairs.filter(status=DuplicatePair.Status.OPEN, contact_a__isnull=False, contact_b__isnull=False)
+    if not Suppression.objects.exists():
+        return open_pairs
+    contacts = (Contact.objects.filter(Q(pk__in=open_pairs.values("contact_a_id"))
+                                       | Q(pk__in=open_pairs.values("contact_b_id")))
+                .order_by("pk").values_list("pk", "email", "phone"))
+    suppressed: set[int] = set()
+    chunk: list[tuple[int, str | None, str | None]] = []
+    for row in contacts.iterator(chunk_size=SUPPRESSION_CHECK_CHUNK):
+        chunk.append(row)
+        if len(chunk) == SUPPRESSION_CHECK_CHUNK:
+            suppressed |= suppressed_contact_ids(chunk)
+            chunk = []
+    suppressed |= suppressed_contact_ids(chunk)
+    return open_pairs.exclude(contact_a_id__in=suppressed).exclude(contact_b_id__in=suppressed)
+
+
+def _refuse_suppressed(contact_ids: list[int]) -> None:
+    if suppressed_contact_ids(Contact.objects.filter(pk__in=contact_ids).values_list("pk", "email", "phone")):
+        # The message names neither the address nor the number: it is shown and may be logged.
+        raise PersonSuppressed("One of the two contacts holds an email or a phone erased on request: it is not "
+                               "merged into anyone, and its deletion request erases it from the hub.")
 
 
 @dataclass(frozen=True)
@@ -210,15 +263,19 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
     writing to its systems is requested, so each system gets the merged values; the
     other contact is deleted.
 
-    Raises ValueError when `survivor` is not in the pair, PairClosed when the pair is no
-    longer open, RemoteMergeFailed when a system refuses to merge its two records, and
-    PairChanged when a run linked either contact anew meanwhile; the hub is then as it was.
+    Raises ValueError when `survivor` is not in the pair, PersonSuppressed (a ValueError)
+    when either contact holds an email or a phone erased on request, PairClosed when the
+    pair is no longer open, RemoteMergeFailed when a system refuses to merge its two
+    records, and PairChanged when a run linked either contact anew meanwhile; the hub is
+    then as it was.
     """
     if survivor.pk not in (pair.contact_a_id, pair.contact_b_id):
         raise ValueError(f"Contact #{survivor.pk} is not one of the pair's two contacts.")
     if not DuplicatePair.objects.filter(pk=pair.pk, status=DuplicatePair.Status.OPEN).exists():
         raise PairClosed
     other_id = pair.contact_b_id if survivor.pk == pair.contact_a_id else pair.contact_a_id
+    # Before any system is asked to merge: the person's records there are to be erased.
+    _refuse_suppressed([survivor.pk, other_id])
     # The systems' two records are merged first, before the transaction: a refusal then
     # leaves the hub as it was and the pair open, to be tried again, and no lock is held
     # while a remote API answers (on SQLite a write transaction locks the whole
@@ -234,6 +291,8 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
             raise PairClosed
         contacts = {c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=[survivor.pk, other_id])}
         survivor, other = contacts[survivor.pk], contacts[other_id]
+        # A deletion request may have been filed while the systems merged.
+        _refuse_suppressed([survivor.pk, other_id])
         plan = _link_plan(survivor.pk, other_id)
         # A run may have linked another record in between: its two records were not merged.
         if {(kept.connection_id, merged.external_id) for kept, merged in plan.both_live} != {
@@ -293,13 +352,15 @@ def duplicate_dismiss(*, pair: DuplicatePair, user, reason: str = "") -> Duplica
         pair.decided_by = user
         pair.decided_at = timezone.now()
         pair.save(update_fields=["status", "decided_by", "decided_at"])
-        # About two people: the trail files it under the first, and names both.
-        audit_record(
-            action="duplicate.dismissed", obj=pair, actor=user, contact_id=pair.contact_a_id,
-            changes={
-                "status": [DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
-                "contacts": [None, [pair.contact_a_id, pair.contact_b_id]],
-                "reason": [None, reason],
-            },
-        )
+        # About two people: one event in the trail of each (person search and subject
+        # access find events by their contact), each naming both.
+        for contact_id in (pair.contact_a_id, pair.contact_b_id):
+            audit_record(
+                action="duplicate.dismissed", obj=pair, actor=user, contact_id=contact_id,
+                changes={
+                    "status": [DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
+                    "contacts": [None, [pair.contact_a_id, pair.contact_b_id]],
+                    "reason": [None, reason],
+                },
+            )
     return pair

@@ -17,7 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record_many, audit_row_build
-from audit.suppression import suppressed_among
+from audit.suppression import EMAIL as SUPPRESSED_EMAIL
+from audit.suppression import identifier_form, suppressed_among
 from connections.providers.base import ChangePage, RemoteRecord
 from mappings.transforms import TransformChain, TransformError
 from syncapp.engine.batching import latest_per_key
@@ -121,6 +122,16 @@ class PreparedPage:
     errors: list[ErrorItem]
     # Records the system reports archived (deleted there): never new contacts.
     archived: list[RemoteRecord] = field(default_factory=list)
+    # The addresses each refused record's error names, by external id (see _without_suppressed).
+    refused_emails: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record refused before matching, and the addresses its error names."""
+
+    error: ErrorItem
+    emails: tuple[str, ...]
 
 
 def pull_endpoint(
@@ -161,25 +172,28 @@ def prepare_page(*, reader: EndpointPlan, page: ChangePage) -> PreparedPage:
     incoming: list[Incoming] = []
     errors: list[ErrorItem] = []
     archived: list[RemoteRecord] = []
+    refused_emails: dict[str, tuple[str, ...]] = {}
     for record in records:
         if record.archived:
             archived.append(record)
             continue
         converted = _convert(record, reader, email_plan)
-        if isinstance(converted, ErrorItem):
-            errors.append(converted)
+        if isinstance(converted, Refused):
+            errors.append(converted.error)
+            refused_emails[record.external_id] = converted.emails
         else:
             incoming.append(converted)
-    return PreparedPage(page=page, read=len(records), incoming=incoming, errors=errors, archived=archived)
+    return PreparedPage(page=page, read=len(records), incoming=incoming, errors=errors, archived=archived,
+                        refused_emails=refused_emails)
 
 
 def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, prepared: PreparedPage) -> None:
     """Write one prepared page to the hub and move the cursor past it, in one transaction."""
     with transaction.atomic():
         # People erased on request are skipped before matching (see _without_suppressed).
-        incoming, suppressed = _without_suppressed(prepared.incoming)
+        incoming, errors, suppressed = _without_suppressed(prepared)
         applier = _PageApplier(tracker=tracker, plan=plan, reader=reader)
-        applier.apply(incoming, prepared.errors, prepared.archived)
+        applier.apply(incoming, errors, prepared.archived)
         reader.endpoint.cursor = prepared.page.cursor
         reader.endpoint.cursor_updated_at = timezone.now()
         reader.endpoint.save(update_fields=["cursor", "cursor_updated_at"])
@@ -198,22 +212,29 @@ def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, pre
         )
 
 
-def _without_suppressed(incoming: list[Incoming]) -> tuple[list[Incoming], int]:
-    """Return the page's records of people not on the suppression list, and how many were left out.
+def _without_suppressed(prepared: PreparedPage) -> tuple[list[Incoming], list[ErrorItem], int]:
+    """Return the page's records and refusals of people not on the suppression list, and how many were left out.
 
     A person erased on request (audit.suppression) whom a system holds again is never
     matched, so never created or updated in the hub, never linked, and so never pushed
     anywhere: the record is only counted. An email or a phone on the list is enough,
-    the address read or, where a typo was fixed, the one it was fixed from. One query.
+    the address read or, where a typo was fixed, the one it was fixed from. A record
+    refused before matching (an invalid address, a typo not fixed) is only counted too
+    when an address its error names is on the list: a record error would keep it. One query.
     """
+    incoming = prepared.incoming
     emails = {email for item in incoming for email in (item.keys.email, item.email_fixed_from) if email}
+    emails |= {email for named in prepared.refused_emails.values() for email in named}
     phones = {item.keys.phone for item in incoming if item.keys.phone}
     suppressed = suppressed_among(emails, phones)
     if not suppressed:
-        return incoming, 0
+        return incoming, prepared.errors, 0
     kept = [item for item in incoming
             if not suppressed & {item.keys.email, item.email_fixed_from, item.keys.phone}]
-    return kept, len(incoming) - len(kept)
+    refused = {external_id for external_id, named in prepared.refused_emails.items()
+               if suppressed & {identifier_form(SUPPRESSED_EMAIL, email) for email in named}}
+    errors = [error for error in prepared.errors if error.external_id not in refused]
+    return kept, errors, len(incoming) - len(kept) + len(refused)
 
 
 def _email_plan(reader: EndpointPlan) -> FieldPlan:
@@ -221,7 +242,7 @@ def _email_plan(reader: EndpointPlan) -> FieldPlan:
     return FieldPlan(EMAIL, reader.email_field, TransformChain([]), reader.email_rule())
 
 
-def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) -> Incoming | ErrorItem:
+def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) -> Incoming | Refused:
     """Clean and transform a record's mapped fields; refuse it if its email is invalid."""
     fields = record.fields
     email = None
@@ -233,11 +254,11 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
                 email = normalize_email(raw_email)
             except InvalidEmail as error:
                 message = f"Invalid email {raw_email!r}: {error}."
-                return ErrorItem("invalid_email", message, external_id=record.external_id)
+                return Refused(ErrorItem("invalid_email", message, external_id=record.external_id), (str(raw_email),))
             fixed = suggest_fix(email)
             if fixed is not None and not reader.fix_email_typos:
-                return ErrorItem("invalid_email", f"Not imported: {typo_message(email, fixed)}",
-                                 external_id=record.external_id)
+                return Refused(ErrorItem("invalid_email", f"Not imported: {typo_message(email, fixed)}",
+                                         external_id=record.external_id), (email, fixed))
             if fixed is not None:
                 item.email_fixed_from, email = email, fixed
         item.values[EMAIL] = (email_plan, raw_email, email)

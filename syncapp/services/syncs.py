@@ -2,7 +2,9 @@
 
 Every service takes the instance as edited (a form's instance, or one built in code),
 compares it with the stored row, saves it and writes one audit row with what changed,
-all in one transaction.
+all in one transaction. The audit rows come last, after every row saved or deleted: the
+audit chain's head stays locked until the commit, and a run or a reviewer holding one of
+those rows (a cursor, a conflict the delete cascades to) takes the head after it.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from collections.abc import Sequence
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from audit.services import audit_record, field_values, model_changes
+from audit.models import AuditEvent
+from audit.services import audit_event_build, audit_record_many, field_values, model_changes
 from mappings.models import FieldMapping
 from syncapp.models import Sync, SyncConnection
 from syncapp.services.schedules import sync_schedule_delete, sync_schedule_save
@@ -42,14 +45,15 @@ MAPPING_FIELDS = (
 )
 
 
-def _save_audited(
+def _saved(
     *, instance: models.Model, fields: tuple[str, ...], noun: str, user, action: str | None = None,
     system: str = "hub",
-) -> bool:
-    """Validate and save `instance`, audit what changed; return whether it was saved.
+) -> list[AuditEvent]:
+    """Validate and save `instance`; return the audit event of what changed, unwritten (none when nothing did).
 
     `action` names an update for what it is ("sync.paused") instead of "<noun>.updated";
-    `system` is who decided it ("hub": the person `user`).
+    `system` is who decided it ("hub": the person `user`). The caller writes the event
+    once its other rows are written.
     """
     instance.full_clean()
     if instance._state.adding:
@@ -60,7 +64,7 @@ def _save_audited(
         stored = type(instance).objects.get(pk=instance.pk)
         changes = model_changes(field_values(stored, fields), field_values(instance, fields))
         if not changes:
-            return False
+            return []
     if instance._state.adding:
         instance.save()
     else:
@@ -68,20 +72,27 @@ def _save_audited(
         # was loaded, and a stale copy must not be written back.
         auto_now = [f.name for f in instance._meta.concrete_fields if getattr(f, "auto_now", False)]
         instance.save(update_fields=[*changes, *auto_now])
-    audit_record(action=action, obj=instance, actor=user, system=system, changes=changes)
-    return True
+    return [audit_event_build(action=action, obj=instance, actor=user, system=system, changes=changes)]
 
 
-def _audit_deleted(*, instance: models.Model, fields: tuple[str, ...], noun: str, user) -> None:
+def _deletion(*, instance: models.Model, fields: tuple[str, ...], noun: str, user) -> AuditEvent:
+    """Return the audit event of deleting `instance`, unwritten: built while the instance still has its id."""
     changes = {name: [value, None] for name, value in field_values(instance, fields).items()}
-    audit_record(action=f"{noun}.deleted", obj=instance, actor=user, changes=changes)
+    return audit_event_build(action=f"{noun}.deleted", obj=instance, actor=user, changes=changes)
+
+
+def _sync_saved(*, sync: Sync, user, action: str | None = None, system: str = "hub") -> list[AuditEvent]:
+    """Save `sync` and keep its schedule in step; return its audit event, unwritten (none when unchanged)."""
+    events = _saved(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action=action, system=system)
+    if events:
+        sync_schedule_save(sync=sync)
+    return events
 
 
 def sync_save(*, sync: Sync, user) -> Sync:
     """Create or update `sync`, audit the change and keep its schedule in step."""
     with transaction.atomic():
-        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user):
-            sync_schedule_save(sync=sync)
+        audit_record_many(_sync_saved(sync=sync, user=user))
     return sync
 
 
@@ -94,7 +105,7 @@ def sync_builder_save(*, sync: Sync, endpoints: Sequence[SyncConnection], user) 
     system the sync no longer reads or writes): ValidationError, and nothing is saved.
     """
     with transaction.atomic():
-        sync_save(sync=sync, user=user)
+        events = _sync_saved(sync=sync, user=user)
         kept = {endpoint.pk for endpoint in endpoints if endpoint.pk}
         for stale in sync.endpoints.exclude(pk__in=kept).select_related("connection"):
             mapped = sync.mappings.filter(connection_id=stale.connection_id).count()
@@ -103,10 +114,12 @@ def sync_builder_save(*, sync: Sync, endpoints: Sequence[SyncConnection], user) 
                     f"{stale.connection.name} still has {mapped} field mapping{'s' if mapped != 1 else ''} in this "
                     "sync: delete them in the mapping editor first, or keep the connection."
                 )
-            endpoint_delete(endpoint=stale, user=user)
+            events.append(_deletion(instance=stale, fields=ENDPOINT_FIELDS, noun="endpoint", user=user))
+            stale.delete()
         for endpoint in endpoints:
             endpoint.sync = sync
-            endpoint_save(endpoint=endpoint, user=user)
+            events.extend(_saved(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user))
+        audit_record_many(events)
     return sync
 
 
@@ -123,9 +136,7 @@ def sync_pause(*, sync: Sync, user, reason: str = "", system: str = "hub") -> Sy
         if sync.paused and (not reason or reason == sync.paused_reason):
             return sync
         sync.paused, sync.paused_reason = True, reason
-        if _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.paused",
-                         system=system):
-            sync_schedule_save(sync=sync)
+        audit_record_many(_sync_saved(sync=sync, user=user, action="sync.paused", system=system))
     return sync
 
 
@@ -148,9 +159,9 @@ def sync_resume(*, sync: Sync, user) -> Sync:
                 "the field in the system, refresh its fields on the connection's page. Then resume."
             )
         sync.paused, sync.paused_reason = False, ""
-        resumed = _save_audited(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user, action="sync.resumed")
-        if resumed:
-            sync_schedule_save(sync=sync)
+        events = _sync_saved(sync=sync, user=user, action="sync.resumed")
+        audit_record_many(events)
+        resumed = bool(events)
     if resumed and sync.backfill_pending_fields:
         # The backfill that waited for the pause to end starts now, not at the next scheduled run.
         from syncapp.services.backfill import backfill_request  # backfill -> runs -> here
@@ -162,38 +173,42 @@ def sync_resume(*, sync: Sync, user) -> Sync:
 def sync_delete(*, sync: Sync, user) -> None:
     """Delete `sync` with its endpoints, mappings and schedule, auditing each."""
     with transaction.atomic():
-        # The sync first, as the runs' services lock it, then the audit chain's head.
+        # The sync first, as the runs' services lock it; the audit chain's head last,
+        # after the rows the delete cascades to (runs, conflicts).
         Sync.objects.select_for_update().filter(pk=sync.pk).first()
-        for mapping in sync.mappings.all():
-            _audit_deleted(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
-        for endpoint in sync.endpoints.all():
-            _audit_deleted(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
-        _audit_deleted(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user)
+        events = [_deletion(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
+                  for mapping in sync.mappings.all()]
+        events += [_deletion(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
+                   for endpoint in sync.endpoints.all()]
+        events.append(_deletion(instance=sync, fields=SYNC_FIELDS, noun="sync", user=user))
         sync_schedule_delete(sync=sync)
         sync.delete()
+        audit_record_many(events)
 
 
 def endpoint_save(*, endpoint: SyncConnection, user) -> SyncConnection:
     """Create or update one connection's part in a sync (never its cursor) and audit it."""
     with transaction.atomic():
-        _save_audited(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
+        audit_record_many(_saved(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user))
     return endpoint
 
 
 def endpoint_delete(*, endpoint: SyncConnection, user) -> None:
     with transaction.atomic():
-        _audit_deleted(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
+        event = _deletion(instance=endpoint, fields=ENDPOINT_FIELDS, noun="endpoint", user=user)
         endpoint.delete()
+        audit_record_many([event])
 
 
 def mapping_save(*, mapping: FieldMapping, user) -> FieldMapping:
     """Create or update a field mapping and audit it."""
     with transaction.atomic():
-        _save_audited(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
+        audit_record_many(_saved(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user))
     return mapping
 
 
 def mapping_delete(*, mapping: FieldMapping, user) -> None:
     with transaction.atomic():
-        _audit_deleted(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
+        event = _deletion(instance=mapping, fields=MAPPING_FIELDS, noun="mapping", user=user)
         mapping.delete()
+        audit_record_many([event])

@@ -16,9 +16,11 @@ from syncapp.models import DuplicatePair, RecordLink
 from syncapp.services.duplicates import (
     PairChanged,
     PairClosed,
+    PersonSuppressed,
     RemoteMergeFailed,
     contacts_merge,
     duplicate_dismiss,
+    duplicate_pairs_to_review,
 )
 from syncapp.views.access import permission_needed
 
@@ -60,7 +62,7 @@ def _pairs():
 @require_GET
 @permission_needed("syncapp.view_duplicatepair")
 def duplicate_list(request):
-    pairs = Paginator(_pairs().filter(status=DuplicatePair.Status.OPEN), PAIRS_PER_PAGE).get_page(
+    pairs = Paginator(duplicate_pairs_to_review(_pairs()), PAIRS_PER_PAGE).get_page(
         request.GET.get("page")
     )
     return render(request, "syncapp/duplicates/list.html", {
@@ -93,7 +95,7 @@ def duplicate_merge(request, pair_id: int):
     except PairClosed:
         messages.warning(request, "This pair was already decided by someone else.")
         return redirect("duplicate_list")
-    except (RemoteMergeFailed, PairChanged) as error:
+    except (RemoteMergeFailed, PairChanged, PersonSuppressed) as error:
         form.add_error(None, _refusal(error))
         return _detail(request, pair, form, DismissForm(), status=409)
     messages.success(request, f"Contact #{merged_id} was merged into contact #{survivor.pk}. "

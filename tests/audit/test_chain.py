@@ -223,10 +223,16 @@ def test_0003_chains_the_events_written_before_it_in_id_order():
 
 
 WRITER = """
+import pathlib
 import time
 from django.db import transaction
 from audit.services import audit_record, audit_record_many, audit_row_build
-time.sleep(max(0, {start} - time.time()))
+# A barrier: each says it is ready after its Django setup, then waits for the other,
+# however long a loaded machine takes to start them.
+pathlib.Path({ready!r}, "{name}").touch()
+deadline = time.time() + 60
+while len(list(pathlib.Path({ready!r}).iterdir())) < 2 and time.time() < deadline:
+    time.sleep(0.01)
 for n in range({rounds}):
     with transaction.atomic():
         audit_record(action="writer.{name}", object_type="test", object_id=str(n))
@@ -240,14 +246,15 @@ print("DONE")
 def test_two_processes_writing_at_once_leave_one_valid_chain(tmp_path):
     rounds = 150
     env = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1"}
-    # Both start at the same moment, after their Django setup.
-    start = time.time() + 4
+    # Both start at the same moment, after their Django setup (a barrier of files).
+    ready = tmp_path / "ready"
+    ready.mkdir()
     writers, logs = [], []
     for name in ("one", "two"):
         log = tmp_path / f"{name}.log"
         logs.append(log)
         with log.open("w") as output:
-            code = WRITER.format(start=start, rounds=rounds, name=name)
+            code = WRITER.format(ready=str(ready), rounds=rounds, name=name)
             writers.append(subprocess.Popen([sys.executable, str(REPO / "manage.py"), "shell", "-c", code],
                                             cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT))
     for writer, log in zip(writers, logs):

@@ -3,6 +3,7 @@
 The systems are the sandbox's HubSpot and Mailchimp, reached through the real providers;
 tests/integration/test_deletion.py follows a whole request and the resync after it.
 """
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from django_q.models import Schedule
 
 from audit.deletion import (
     FAILING_AFTER_ATTEMPTS,
+    TASK_LEASE,
     InvalidDeletionRequest,
     deletion_alerts_send,
     deletion_due_date,
@@ -20,15 +22,21 @@ from audit.deletion import (
     deletion_requests_needing_attention,
     deletion_requests_to_complete,
     deletion_retry_delay,
+    deletion_retry_due,
     deletion_schedules_ensure,
     deletion_task_execute,
     deletion_tasks_due,
 )
 from audit.models import AuditEvent, DeletionRequest, DeletionTask, Suppression
 from audit.receipts import receipt_document, receipt_document_verify, receipt_verify
-from audit.suppression import identifier_key, is_suppressed
+from audit.suppression import external_id_key, identifier_key, is_suppressed
+from connections.providers.mailchimp import subscriber_hash
+from connections.registry import provider_for as registry_provider_for
+from syncapp.models import Conflict, Contact
 from syncapp.roles import COMPLIANCE, MARKETER
-from tests.integration.workspace import hubspot_create, run_now, sandbox_sync
+from tests.audit.trail_rows import email_change, event
+from tests.integration.workspace import hubspot_create, hubspot_edit, run_now, sandbox_sync
+from tests.syncapp.conflict_rows import conflict_make, contact_make, side, two_way_make
 from tests.workspace import connection_make, user_with_role
 
 pytestmark = pytest.mark.django_db
@@ -335,3 +343,274 @@ def test_the_retry_and_alert_schedules_are_kept():
     assert schedules == {"deletion:retries": "audit.tasks.deletion_retry_due_task",
                          "deletion:alerts": "audit.tasks.deletion_alerts_task"}
     assert Schedule.objects.get(name="deletion:retries").minutes == 1
+
+
+# The person as subject access finds them (audit.people)
+
+
+def test_contacts_that_held_the_email_before_or_were_merged_with_its_holder_are_erased(compliance):
+    moved = Contact.objects.create(email=ADA, first_name="Ada")
+    email_change(moved, "ada.new@example.com")
+    # A contact created with her address was merged into another, and deleted.
+    survivor = Contact.objects.create(email="lovelace@example.com")
+    merged_away = Contact.objects.create(email=ADA)
+    event("contact.created", contact=merged_away, changes={"email": [None, ADA]})
+    event("contact.merged", contact=survivor, changes={"merged_contact_id": [None, merged_away.pk]})
+    merged_away.delete()
+    Contact.objects.create(email="bob@example.com")
+
+    request = deletion_request_complete(request_id=file(compliance).pk)
+
+    assert list(Contact.objects.values_list("email", flat=True)) == ["bob@example.com"]
+    assert request.contact_ids == sorted([moved.pk, survivor.pk])
+    assert request.receipt["hub"]["contacts_erased"] == 2
+    assert "ada" not in every_audit_text() and "lovelace" not in every_audit_text()
+    erased = set(AuditEvent.objects.filter(action="contact.erased").values_list("contact_id", flat=True))
+    assert erased == {moved.pk, survivor.pk}
+
+
+@pytest.mark.integration
+def test_a_record_linked_to_a_contact_that_held_the_email_before_is_found_by_its_link(sandbox, compliance):
+    sync = sandbox_sync(sandbox)
+    hubspot_create(sandbox, [{"email": ADA, "firstname": "Ada"}])
+    run_now(sync)
+    (record,) = sandbox.hubspot_contacts()
+    hubspot_edit(sandbox, record["id"], email="ada.new@example.com")
+    run_now(sync)
+    assert Contact.objects.get().email == "ada.new@example.com"
+
+    # Her old address: HubSpot's search no longer finds it, the hub's link does.
+    request = file(compliance)
+    execute_all(request)
+
+    assert request.tasks.get(connection_name="HubSpot").status == "erased"
+    assert sandbox.hubspot_contacts() == [] and sandbox.mailchimp_members() == []
+    assert not Contact.objects.exists()
+
+
+# An attempt that goes wrong
+
+
+class WorkerKilled(BaseException):
+    """What a worker's process sees of its kill: nothing of it runs afterwards."""
+
+
+def providers_with(**replacements):
+    """Return a provider_for giving the real providers with some methods wrapped.
+
+    Each keyword names a method, and gives a function of (provider, original method)
+    returning the method to use instead.
+    """
+    def provider_for(connection, **options):
+        provider = registry_provider_for(connection, **options)
+        for name, replace in replacements.items():
+            setattr(provider, name, replace(provider, getattr(provider, name)))
+        return provider
+    return provider_for
+
+
+def test_a_system_whose_client_cannot_be_made_fails_its_task_and_is_retried(compliance):
+    # A provider this installation no longer has: not a ProviderError.
+    connection_make("Pipedrive", "pipedrive")
+    request = file(compliance)
+    before = timezone.now()
+
+    (task,) = execute_all(request)
+
+    assert task.status == "failed" and "Unknown provider 'pipedrive'" in task.last_error
+    assert before + deletion_retry_delay(1) <= task.next_attempt_at <= timezone.now() + deletion_retry_delay(1)
+    request.refresh_from_db()
+    assert request.status == DeletionRequest.Status.FAILING
+
+
+@pytest.mark.integration
+def test_an_unexpected_error_is_kept_without_the_persons_identifiers(sandbox, compliance):
+    sandbox_sync(sandbox)
+
+    def search(provider, original):
+        def find_person(**identifiers):
+            raise KeyError(f"no index for {ADA.upper()} / {ADA_PHONE}")
+        return find_person
+
+    request = file(compliance, phone=ADA_PHONE)
+    task = deletion_task_execute(request.tasks.get(connection_name="HubSpot").pk,
+                                 provider_for=providers_with(find_person=search))
+
+    assert task.status == "failed" and "KeyError" in task.last_error
+    assert ADA not in task.last_error.lower() and ADA_PHONE not in task.last_error
+    assert DeletionTask.objects.get(pk=task.pk).next_attempt_at > timezone.now()
+
+
+@pytest.mark.integration
+def test_each_answer_is_kept_as_it_comes_so_a_killed_worker_loses_none(sandbox, compliance):
+    sandbox_sync(sandbox)
+    hubspot_create(sandbox, [{"email": ADA}, {"email": "ada.work@example.com", "mobilephone": ADA_PHONE}])
+    erasures = []
+
+    def killed_after_one(provider, original):
+        def erase(external_id):
+            if erasures:
+                raise WorkerKilled
+            erasures.append(external_id)
+            return original(external_id)
+        return erase
+
+    request = file(compliance, phone=ADA_PHONE)
+    task = request.tasks.get(connection_name="HubSpot")
+    with pytest.raises(WorkerKilled):
+        deletion_task_execute(task.pk, provider_for=providers_with(erase=killed_after_one))
+
+    task.refresh_from_db()
+    assert len(task.found) == 2
+    assert [(response["external_id"], response["outcome"]) for response in task.responses] == [
+        (erasures[0], "erased")]
+    # Its lease runs out: the next attempt erases the other record only.
+    task = deletion_task_execute(task.pk, now=timezone.now() + TASK_LEASE + timedelta(seconds=1))
+    assert task.status == "erased"
+    assert [response["outcome"] for response in task.responses] == ["erased", "erased"]
+    assert sandbox.hubspot_contacts() == [] and len(sandbox.hubspot_gdpr_deleted()) == 2
+
+
+@pytest.mark.integration
+def test_a_record_erased_by_an_attempt_whose_reply_was_lost_counts_as_erased(sandbox, compliance):
+    sandbox_sync(sandbox)
+    hubspot_create(sandbox, [{"email": ADA, "firstname": "Ada"}])
+
+    def then_lose_the_next_reply(provider, original):
+        def find_person(**identifiers):
+            found = original(**identifiers)
+            # HubSpot carries the erasure out; its reply never arrives.
+            sandbox.faults(provider="hubspot", lost_reply_rate=1.0, count=1)
+            return found
+        return find_person
+
+    request = file(compliance)
+    task = deletion_task_execute(request.tasks.get(connection_name="HubSpot").pk,
+                                 provider_for=providers_with(find_person=then_lose_the_next_reply))
+    assert (task.status, len(task.found), task.responses) == ("retrying", 1, [])
+    assert sandbox.hubspot_contacts() == []
+
+    task = deletion_task_execute(task.pk, now=task.next_attempt_at)
+
+    assert [response["outcome"] for response in task.responses] == ["already_gone"]
+    assert task.status == "erased" and task.erased_at is not None
+
+
+# Systems connected after the request was filed
+
+
+def test_a_system_connected_after_filing_is_searched_before_the_request_completes(
+        compliance, queued_tasks, django_capture_on_commit_callbacks):
+    connection_make("HubSpot", "hubspot", access_token="token-0123456789")
+    request = file(compliance)
+    request.tasks.update(status="not_found")
+    mailchimp = connection_make("Mailchimp", "mailchimp", api_key="key-0123456789-us1", settings={"list_id": "abc"})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request = deletion_request_complete(request_id=request.pk)
+
+    assert request.status != DeletionRequest.Status.COMPLETED and request.email == ADA
+    added = request.tasks.get(connection=mailchimp)
+    assert (added.connection_name, added.provider, added.status) == ("Mailchimp", "mailchimp", "pending")
+    assert [(task["func"], task["args"]) for task in queued_tasks()] == [
+        ("audit.tasks.deletion_task_execute_task", (added.pk,))]
+    event = AuditEvent.objects.get(action="deletion.systems_added")
+    assert event.changes["systems"] == [None, ["Mailchimp"]]
+    # Once it has answered, the request completes.
+    request.tasks.update(status="not_found")
+    assert deletion_request_complete(request_id=request.pk).status == DeletionRequest.Status.COMPLETED
+
+
+def test_the_retry_schedule_gives_systems_connected_after_filing_their_task(
+        compliance, queued_tasks, django_capture_on_commit_callbacks):
+    connection_make("HubSpot", "hubspot", access_token="token-0123456789")
+    request = file(compliance)
+    done = file(compliance, email="bob@example.com", reference="T-DONE")
+    DeletionRequest.objects.filter(pk=done.pk).update(status=DeletionRequest.Status.COMPLETED)
+    mailchimp = connection_make("Mailchimp", "mailchimp", api_key="key-0123456789-us1", settings={"list_id": "abc"})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = deletion_retry_due()
+
+    added = request.tasks.get(connection=mailchimp)
+    assert queued == [added.pk]
+    assert [task["args"] for task in queued_tasks()] == [(added.pk,)]
+    # A completed request is not reopened.
+    assert not DeletionTask.objects.filter(request=done, connection=mailchimp).exists()
+
+
+# External ids, kept as keyed hashes
+
+
+@pytest.mark.integration
+def test_tasks_and_receipts_keep_external_ids_only_as_keyed_hashes(sandbox, compliance):
+    sync = sandbox_sync(sandbox)
+    hubspot_create(sandbox, [{"email": ADA, "firstname": "Ada"}])
+    run_now(sync)
+    member_id = subscriber_hash(ADA)  # an unkeyed MD5 of her address
+
+    request = file(compliance)
+    execute_all(request)
+    request.refresh_from_db()
+
+    assert request.status == DeletionRequest.Status.COMPLETED
+    mailchimp_task = request.tasks.get(connection_name="Mailchimp")
+    assert mailchimp_task.found == [external_id_key(member_id)]
+    assert [response["external_id"] for response in mailchimp_task.responses] == [external_id_key(member_id)]
+    everything = json.dumps([request.receipt, list(request.tasks.values("found", "responses"))])
+    assert member_id not in everything
+    systems = {system["connection"]: system for system in request.receipt["systems"]}
+    assert systems["Mailchimp"]["found"] == [external_id_key(member_id)]
+    assert receipt_verify(request)
+
+
+def test_an_external_id_key_is_keyed_by_the_current_suppression_key(settings):
+    key = external_id_key("e3b0c44298fc1c149afbf4c8996fb924")
+    assert len(key) == 64 and key != external_id_key("another-id")
+    settings.SUPPRESSION_KEYS = ["k9:" + "z" * 40, *settings.SUPPRESSION_KEYS]
+    assert external_id_key("e3b0c44298fc1c149afbf4c8996fb924") != key
+
+
+# Other rows naming the person
+
+
+def test_conflicts_go_with_the_erased_contacts_and_others_lose_the_persons_values(compliance):
+    workspace = two_way_make()
+    ada = contact_make(workspace, ADA, first_name="Ada")
+    grace = contact_make(workspace, "grace@example.com")
+    own = conflict_make(workspace, ada, hubspot="Ada", mailchimp="Augusta")
+    # HubSpot once proposed her address, in its own letter case, for Grace's record.
+    proposed = conflict_make(workspace, grace, hub_field="email", sides=[
+        side(workspace.hubspot, "email", ADA, raw="Ada@Example.COM"),
+        side(workspace.mailchimp, "email_address", "grace@example.org"),
+    ])
+    untouched = conflict_make(workspace, grace, hub_field="first_name", hubspot="Gracie", mailchimp="G.")
+    request = file(compliance)
+    request.tasks.update(status="not_found")
+
+    deletion_request_complete(request_id=request.pk)
+
+    assert not Conflict.objects.filter(pk=own.pk).exists()
+    proposed.refresh_from_db()
+    values = json.dumps([proposed.sides, proposed.base_value, proposed.hub_value, proposed.chosen_value]).lower()
+    assert "ada" not in values and "grace@example.org" in values
+    # Its side is gone from HubSpot: the conflict is closed, never resolved with it.
+    assert proposed.status == Conflict.Status.SETTLED
+    untouched.refresh_from_db()
+    assert untouched.is_open and [entry["value"] for entry in untouched.sides] == ["Gracie", "G."]
+
+
+def test_a_non_ascii_address_is_taken_out_of_other_contacts_conflicts_too(compliance):
+    workspace = two_way_make()
+    grace = contact_make(workspace, "grace@example.com")
+    proposed = conflict_make(workspace, grace, hub_field="email", sides=[
+        side(workspace.hubspot, "email", "zoë@example.com", raw="Zoë@Example.com"),
+        side(workspace.mailchimp, "email_address", "grace@example.org"),
+    ])
+    request = file(compliance, email="Zoë@example.com")
+    request.tasks.update(status="not_found")
+
+    deletion_request_complete(request_id=request.pk)
+
+    proposed.refresh_from_db()
+    assert "zo" not in json.dumps(proposed.sides, ensure_ascii=False).lower()

@@ -178,6 +178,7 @@ def test_the_files_are_attachments_kept_out_of_caches(compliance):
 @pytest.mark.parametrize(("params", "reason"), [
     ({"format": "xlsx"}, "Choose the export's format: csv or jsonl."),
     ({"format": "csv", "since": "yesterday"}, "Since: Enter a valid date/time."),
+    ({"format": "csv", "until": "9999-12-31"}, "Until: Enter a date before 9999-12-31."),
     ({"format": "csv", "person": "nobody@example.com"}, "No contact has or had this email address."),
 ])
 def test_a_bad_export_request_says_why_and_exports_nothing(compliance, params, reason):

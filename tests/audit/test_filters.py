@@ -95,6 +95,7 @@ def test_by_person_through_their_contacts(carla):
 @pytest.mark.parametrize(("params", "field", "message"), [
     ({"since": "2026-13-01"}, "since", "Enter a valid date/time."),
     ({"until": "soon"}, "until", "Enter a valid date/time."),
+    ({"until": "9999-12-31"}, "until", "Enter a date before 9999-12-31."),
     ({"person": "nobody@example.com"}, "person", "No contact has or had this email address."),
     ({"person": "+14155550199"}, "person", "No contact has or had this phone number."),
     ({"person": "nodomain@"}, "person", "This email address"),

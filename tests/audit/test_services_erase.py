@@ -1,8 +1,13 @@
 """audit_events_erase: an erasure request takes a person's values out of the trail, and the chain still holds."""
+import threading
+import time
+
 import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from audit import chain
-from audit.models import AuditEvent
+from audit.models import AuditChainHead, AuditEvent
 from audit.services import audit_events_erase, audit_record, audit_record_many, audit_row_build
 from audit.verification import chain_verify
 
@@ -86,3 +91,72 @@ def test_nothing_to_erase_writes_nothing(contact_ids, values):
     assert audit_events_erase(contact_ids=contact_ids, values=values) == 0
     assert not AuditEvent.objects.filter(action=chain.ERASED_ACTION).exists()
     assert redacted_ids() == set()
+
+
+def test_the_trail_is_searched_before_the_chains_head_is_taken():
+    """Every writer of audit events waits while the head is held: the search of the whole trail must not hold it."""
+    write("contact.updated", contact_id=7, object_repr="ann@example.com")
+    with CaptureQueriesContext(connection) as queries:
+        assert audit_events_erase(contact_ids=[7], values=["ann@example.com"]) == 1
+    statements = [query["sql"] for query in queries.captured_queries]
+    head = next(index for index, sql in enumerate(statements) if AuditChainHead._meta.db_table in sql)
+    searches = [index for index, sql in enumerate(statements) if "LIKE" in sql.upper()]
+    # The whole trail before; under the head, only the rows written since.
+    assert len(searches) == 2 and searches[0] < head < searches[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_while_the_trail_is_searched_is_erased_too():
+    """On PostgreSQL: the search runs without the chain's head, so a writer may add a row meanwhile.
+
+    The writer holds the head with the row not yet committed: the erasure's first search
+    cannot see it, and the erasure waits for the head; the row is found under the head.
+    """
+    if connection.vendor != "postgresql":
+        pytest.skip("Needs two sessions writing at once; SQLite serializes writers.")
+    older = write("contact.updated", contact_id=7, first_name=["Ann", "Anna"])
+    written, release, erased, errors = threading.Event(), threading.Event(), [], []
+    late = {}
+
+    def writer():
+        try:
+            with transaction.atomic():
+                late["event"] = write("contact.updated", object_repr="ann@example.com", last_name=[None, "Lee"])
+                written.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    def eraser():
+        try:
+            erased.append(audit_events_erase(contact_ids=[7], values=["ann@example.com"]))
+        except Exception as error:  # the test asserts there were none
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, daemon=True)]
+    threads[0].start()
+    assert written.wait(30)
+    threads.append(threading.Thread(target=eraser, daemon=True))
+    threads[1].start()
+    _wait_for_a_lock_waiter()
+    release.set()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == [] and erased == [2]
+    assert redacted_ids() == {older.pk, late["event"].pk}
+    assert chain_verify().valid
+
+
+def _wait_for_a_lock_waiter(timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the erasure never waited for the chain's head")

@@ -121,6 +121,8 @@ def test_filters_combine(compliance, history):
 @pytest.mark.parametrize(("params", "error"), [
     ({"since": "last tuesday"}, "Since: Enter a valid date/time."),
     ({"until": "2026-02-30"}, "Until: Enter a valid date/time."),
+    # The end of the last day a date can hold: once a 500 (OverflowError).
+    ({"until": "9999-12-31"}, "Until: Enter a date before 9999-12-31."),
     ({"person": "nobody@example.com"}, "No contact has or had this email address."),
     ({"person": "a@b@example.com"}, "This email address has more than one @."),
     ({"person": "call me maybe"}, "Write the phone number with its country code"),

@@ -389,6 +389,23 @@ def test_find_person_searches_the_email_and_both_phone_properties(sandbox):
     assert provider.find_person(email=None, phone=None) == []
 
 
+def test_find_person_finds_an_address_a_merge_left_among_the_additional_emails(sandbox):
+    provider = hubspot(sandbox)
+    primary, first, second = provider.upsert_batch([
+        OutgoingRecord(key=1, email="keep@example.com", fields={}),
+        OutgoingRecord(key=2, email="ada@example.com", fields={}),
+        OutgoingRecord(key=3, email="ada.work@example.com", fields={}),
+    ])
+    for other in (first, second):
+        provider.merge_records(primary.external_id, other.external_id)
+    assert provider.find_person(email="Ada@Example.com", phone=None) == [primary.external_id]
+    assert provider.find_person(email="ada.work@example.com", phone=None) == [primary.external_id]
+    assert provider.find_person(email="keep@example.com", phone=None) == [primary.external_id]
+    assert provider.find_person(email="ada", phone=None) == []
+    # A `*` in an address is no wildcard here: it would find other people.
+    assert provider.find_person(email="ada*@example.com", phone=None) == []
+
+
 def test_erase_answers_a_summary_without_the_person_and_is_harmless_twice(sandbox):
     provider = hubspot(sandbox)
     (written,) = provider.upsert_batch([OutgoingRecord(key=1, email="ada@example.com", fields={})])

@@ -2,12 +2,16 @@ import json
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection as db_connection
 from django.db.models import ProtectedError
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from audit.services import SECRET_PLACEHOLDER
 from connections.models import Connection
 from connections.services import connection_create, connection_delete, connection_update
+from syncapp.models import Contact, RecordLink
+from tests.audit_order import statements_after_the_head
 from tests.workspace import connection_make, user_with_role, workspace_make
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +92,19 @@ def test_delete_removes_the_connection_and_audits_it():
     event = AuditEvent.objects.get(action="connection.deleted")
     assert event.object_repr == "Spare"
     assert SECRET not in trail_text()
+
+
+def test_delete_audits_after_the_links_it_removes():
+    """A run or a reviewer locks a link before auditing; the delete locks it before taking the audit chain's head."""
+    connection = connection_make("Spare", "hubspot", api_key=SECRET)
+    RecordLink.objects.create(contact=Contact.objects.create(email="ann@example.com"), connection=connection,
+                              external_id="1")
+    connection_id = connection.pk
+    with CaptureQueriesContext(db_connection) as queries:
+        connection_delete(connection=connection, user=None)
+    assert statements_after_the_head(queries) == []
+    assert not RecordLink.objects.exists()
+    assert AuditEvent.objects.get(action="connection.deleted").object_id == str(connection_id)
 
 
 def test_a_connection_a_sync_uses_cannot_be_deleted_and_nothing_is_audited():

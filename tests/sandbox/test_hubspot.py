@@ -602,6 +602,25 @@ def test_a_merge_keeps_the_primarys_values_fills_its_empty_ones_and_removes_the_
     assert create(hubspot, email="other@example.com")["id"] not in (primary["id"], other["id"])
 
 
+def test_an_address_merged_into_a_contact_is_a_token_of_its_additional_emails(hubspot):
+    primary = create(hubspot, email="primary@example.com")
+    for address in ("first@example.com", "second@example.com"):
+        other = create(hubspot, email=address)
+        response = hubspot.post(f"{CONTACTS}/merge", json={"primaryObjectId": primary["id"],
+                                                           "objectIdToMerge": other["id"]})
+        assert response.status_code == 200, response.text
+    create(hubspot, email="third@example.com")
+
+    def among_additional(value, operator="CONTAINS_TOKEN"):
+        return found_emails(hubspot, [{"propertyName": "hs_additional_emails", "operator": operator, "value": value}])
+
+    # HubSpot keeps the options of a multiple-value property joined by ";": each is a token.
+    assert among_additional("second@example.com") == ["primary@example.com"]
+    assert among_additional("FIRST@example.com") == ["primary@example.com"]
+    assert among_additional("first@example") == [] and among_additional("third@example.com") == []
+    assert among_additional("second@example.com", "NOT_CONTAINS_TOKEN") == ["third@example.com"]
+
+
 @pytest.mark.parametrize("body, status, category", [
     ({"primaryObjectId": "SELF", "objectIdToMerge": "SELF"}, 400, "VALIDATION_ERROR"),
     ({"primaryObjectId": "SELF", "objectIdToMerge": "999999"}, 404, "OBJECT_NOT_FOUND"),

@@ -2,6 +2,7 @@
 import pytest
 
 from audit.models import AuditEvent
+from audit.suppression import suppress
 from syncapp.models import Conflict, Contact, RecordLink, SyncConnection, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.conflicts import (
@@ -168,6 +169,26 @@ def test_a_typed_value_the_field_cannot_hold_is_refused_with_a_message(workspace
     assert not AuditEvent.objects.filter(action="conflict.resolved").exists()
     assert not SyncRun.objects.exists()
     assert not RecordLink.objects.filter(pending_push=True).exists()
+
+
+@pytest.mark.parametrize(("hub_field", "sides", "typed"), [
+    ("email", ("di@example.org", "di@example.net"), " ADA@example.com "),
+    # Read in the region of the conflict's first system (HubSpot: GB).
+    ("phone", ("+442079460000", "+442079461111"), "020 7946 0999"),
+])
+def test_a_typed_email_or_phone_of_a_person_erased_on_request_is_refused(workspace, reviewer, hub_field, sides, typed):
+    suppress(email="ada@example.com", phone="+442079460999")
+    contact = contact_make(workspace, "di@example.com", phone="+442079460958")
+    conflict = conflict_make(workspace, contact, hub_field=hub_field, hubspot=sides[0], mailchimp=sides[1])
+
+    with pytest.raises(InvalidResolution, match="erased on request") as refused:
+        conflict_resolve(conflict=conflict, value=typed, resolution=TYPED, user=reviewer, reason="r")
+
+    assert "ada" not in str(refused.value).lower() and "7946" not in str(refused.value)
+    conflict.refresh_from_db()
+    contact.refresh_from_db()
+    assert conflict.is_open and (contact.email, contact.phone) == ("di@example.com", "+442079460958")
+    assert not AuditEvent.objects.filter(action="conflict.resolved").exists()
 
 
 def test_a_side_value_no_system_holds_any_more_is_refused(contact, conflict, reviewer):

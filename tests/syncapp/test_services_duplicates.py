@@ -10,11 +10,21 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from audit.people import EMAIL, Person
+from audit.subject_access import subject_access_document
+from audit.suppression import suppress
 from connections.models import Connection
 from connections.providers.base import MergeNotSupported, ProviderError, RemoteRecord, TransientError
 from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync, SyncRun
 from syncapp.roles import REVIEWER
-from syncapp.services.duplicates import PairClosed, RemoteMergeFailed, contacts_merge, duplicate_dismiss
+from syncapp.services.duplicates import (
+    PairClosed,
+    PersonSuppressed,
+    RemoteMergeFailed,
+    contacts_merge,
+    duplicate_dismiss,
+    duplicate_pairs_to_review,
+)
 from tests.workspace import user_with_role, workspace_make
 
 pytestmark = pytest.mark.django_db
@@ -454,9 +464,68 @@ def test_dismissing_closes_the_pair_with_who_and_why_and_keeps_both_contacts(rev
     assert (pair.status, pair.decided_by) == (DuplicatePair.Status.DISMISSED, reviewer)
     assert pair.decided_at is not None
     assert Contact.objects.count() == 2
-    event = AuditEvent.objects.get(action="duplicate.dismissed")
-    assert event.actor == reviewer and event.object_id == str(pair.pk)
-    assert event.changes["reason"] == [None, "Twins sharing a phone"]
-    assert event.changes["contacts"] == [None, [first.pk, second.pk]]
+    for event in AuditEvent.objects.filter(action="duplicate.dismissed"):
+        assert event.actor == reviewer and event.object_id == str(pair.pk)
+        assert event.changes["reason"] == [None, "Twins sharing a phone"]
+        assert event.changes["contacts"] == [None, [first.pk, second.pk]]
     with pytest.raises(PairClosed):
         duplicate_dismiss(pair=pair, user=reviewer)
+
+
+def test_a_dismissal_is_in_the_trail_of_each_of_the_two_people(reviewer):
+    first = Contact.objects.create(email="a@example.com")
+    second = Contact.objects.create(email="b@example.com")
+    pair = pair_of(first, second)
+
+    duplicate_dismiss(pair=pair, user=reviewer)
+
+    events = AuditEvent.objects.filter(action="duplicate.dismissed").order_by("contact_id")
+    assert [event.contact_id for event in events] == [first.pk, second.pk]
+    for address in ("a@example.com", "b@example.com"):
+        found = subject_access_document(person=Person(EMAIL, address))["events"]
+        assert [event["action"] for event in found] == ["duplicate.dismissed"]
+
+
+# People erased on request
+
+
+@pytest.mark.parametrize("erased", [
+    {"email": "ada.l@example.com", "phone": None},
+    {"email": None, "phone": "+14155550100"},
+    {"email": "ada@example.com", "phone": None},
+])
+def test_a_pair_holding_a_person_erased_on_request_is_never_merged(remote, reviewer, hubspot, erased):
+    survivor = Contact.objects.create(email="ada@example.com")
+    other = Contact.objects.create(email="ada.l@example.com", phone="+14155550100", first_name="Augusta")
+    link(survivor, hubspot, "101")
+    link(other, hubspot, "202")
+    pair = pair_of(survivor, other)
+    suppress(**erased)
+
+    with pytest.raises(PersonSuppressed, match="erased on request") as refused:
+        contacts_merge(pair=pair, survivor=survivor, user=reviewer)
+
+    assert isinstance(refused.value, ValueError)
+    assert "ada" not in str(refused.value) and "4155550100" not in str(refused.value)
+    assert remote.calls == []
+    assert Contact.objects.count() == 2 and Contact.objects.get(pk=survivor.pk).first_name == ""
+    pair.refresh_from_db()
+    assert pair.status == DuplicatePair.Status.OPEN
+    assert not AuditEvent.objects.filter(action="contact.merged").exists()
+
+
+def test_pairs_holding_a_person_erased_on_request_are_left_out_of_review():
+    kept = pair_of(Contact.objects.create(email="a@example.com"), Contact.objects.create(email="b@example.com"))
+    pair_of(Contact.objects.create(email="c@example.com"), Contact.objects.create(email="d@example.com"))
+    pair_of(Contact.objects.create(email="e@example.com", phone="+14155550100"),
+            Contact.objects.create(email="f@example.com"))
+    decided = pair_of(Contact.objects.create(email="g@example.com"), Contact.objects.create(email="h@example.com"))
+    DuplicatePair.objects.filter(pk=decided.pk).update(status=DuplicatePair.Status.DISMISSED)
+    erased = pair_of(Contact.objects.create(email="i@example.com"), Contact.objects.create(email="j@example.com"))
+    suppress(email="D@example.com", phone=None)
+    suppress(email=None, phone="+14155550100")
+    suppress(email="j@example.com", phone=None)
+    # Its deletion request has completed: the contact is gone, the pair's side empty.
+    Contact.objects.filter(pk=erased.contact_b_id).delete()
+
+    assert list(duplicate_pairs_to_review(DuplicatePair.objects.all())) == [kept]

@@ -416,6 +416,17 @@ class TestPeopleErasedOnRequest:
         run = execute(sync, world)
         assert (run.created_count, run.suppressed_count) == (0, 1)
 
+    @pytest.mark.parametrize("erased", ["ada@gmail.com", "ada@gmial.com"])
+    def test_a_record_refused_for_a_typo_keeps_no_error_naming_an_erased_address(self, sync, world, erased):
+        # The sync's fix rule is off: "ada@gmial.com" is refused, its error would name both addresses.
+        suppress(email=erased, phone=None)
+        world.add("1", email="Ada@Gmial.com")
+        world.add("2", email="bo@gmial.com")
+        run = execute(sync, world)
+        assert (run.created_count, run.suppressed_count) == (0, 1)
+        assert list(RecordError.objects.values_list("external_id", flat=True)) == ["2"]
+        assert "ada" not in " ".join(RecordError.objects.values_list("message", flat=True)).lower()
+
     def test_the_queries_do_not_grow_with_the_people_suppressed(self, sync, world):
         checker = TestQueriesPerPage()
         for n in range(60):

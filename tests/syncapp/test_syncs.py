@@ -1,5 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
 from audit.models import AuditEvent
@@ -19,6 +21,7 @@ from syncapp.services.syncs import (
     sync_resume,
     sync_save,
 )
+from tests.audit_order import statements_after_the_head
 from tests.workspace import connection_make, user_with_role, workspace_make
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +61,42 @@ def test_deleting_a_sync_removes_its_schedule_and_audits_every_part():
     assert AuditEvent.objects.filter(action="sync.deleted").count() == 1
     assert AuditEvent.objects.filter(action="mapping.deleted").count() == 4
     assert AuditEvent.objects.filter(action="endpoint.deleted").count() == 2
+
+
+class TestAuditRowsComeLast:
+    """After the rows saved or deleted: a run holding a cursor, or a reviewer a conflict the
+    delete cascades to, takes the audit chain's head after those rows."""
+
+    def test_deleting_a_sync(self):
+        sync = workspace_make()
+        with CaptureQueriesContext(connection) as queries:
+            sync_delete(sync=sync, user=None)
+        assert statements_after_the_head(queries) == []
+        assert AuditEvent.objects.count() == 7
+
+    def test_saving_a_sync_with_its_endpoints(self):
+        sync = workspace_make()
+        hubspot, mailchimp = sync.endpoints.all()
+        sync.mappings.filter(connection=mailchimp.connection).delete()
+        sync.schedule_minutes, hubspot.write = 5, True
+        with CaptureQueriesContext(connection) as queries:
+            sync_builder_save(sync=sync, endpoints=[hubspot, SyncConnection(connection=connection_make("EU", "hubspot"))],
+                              user=None)
+        assert statements_after_the_head(queries) == []
+        assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
+            "sync.updated", "endpoint.deleted", "endpoint.updated", "endpoint.created"]
+
+    def test_pausing_and_deleting_a_mapping_or_an_endpoint(self):
+        sync = workspace_make()
+        endpoint, mapping = sync.endpoints.first(), sync.mappings.first()
+        ids = [str(sync.pk), str(mapping.pk), str(endpoint.pk)]
+        for change in (lambda: sync_pause(sync=sync, user=None), lambda: mapping_delete(mapping=mapping, user=None),
+                       lambda: endpoint_delete(endpoint=endpoint, user=None)):
+            with CaptureQueriesContext(connection) as queries:
+                change()
+            assert statements_after_the_head(queries) == []
+        assert list(AuditEvent.objects.order_by("id").values_list("action", "object_id")) == [
+            ("sync.paused", ids[0]), ("mapping.deleted", ids[1]), ("endpoint.deleted", ids[2])]
 
 
 def test_endpoint_changes_are_audited_and_never_touch_the_cursor():

@@ -4,6 +4,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from audit.suppression import suppress
 from connections.models import Connection
 from connections.providers.base import TransientError
 from syncapp.engine.text import clean_text
@@ -162,6 +163,22 @@ def test_a_system_refusing_to_merge_its_records_is_reported_and_nothing_changes(
     assert pair.status == DuplicatePair.Status.OPEN
 
 
+def test_a_merge_touching_a_person_erased_on_request_is_refused_with_a_message(pair):
+    suppress(email="ada.lovelace@example.com", phone=None)
+    response = merge(client_as(REVIEWER), pair, survivor=pair.contact_a_id)
+    assert response.status_code == 409
+    assert "Nothing was merged" in response.content.decode() and "erased on request" in response.content.decode()
+    assert Contact.objects.count() == 2
+    pair.refresh_from_db()
+    assert pair.status == DuplicatePair.Status.OPEN
+
+
+def test_the_list_leaves_out_pairs_holding_a_person_erased_on_request(pair):
+    suppress(email=None, phone="+14155550100")
+    html = client_as(REVIEWER).get(reverse("duplicate_list")).content.decode()
+    assert "ada.lovelace@example.com" not in html and "No likely duplicates" in html
+
+
 def test_a_pair_someone_else_decided_meanwhile_is_not_merged(pair):
     client = client_as(REVIEWER)
     dismiss(client, pair)
@@ -191,7 +208,9 @@ def test_not_the_same_person_closes_the_pair_with_the_reason(pair):
     assert response.status_code == 302 and response.url == reverse("duplicate_list")
     pair.refresh_from_db()
     assert (pair.status, pair.decided_by.username) == (DuplicatePair.Status.DISMISSED, "rita")
-    assert AuditEvent.objects.get(action="duplicate.dismissed").changes["reason"] == [None, "Twins"]
+    # One event in the trail of each of the two contacts.
+    assert [event.changes["reason"] for event in AuditEvent.objects.filter(action="duplicate.dismissed")] == [
+        [None, "Twins"], [None, "Twins"]]
     assert Contact.objects.count() == 2
     detail = client.get(reverse("duplicate_detail", args=[pair.pk])).content.decode()
     assert "Not the same person by rita" in detail and 'data-testid="merge-form"' not in detail
