@@ -40,6 +40,7 @@ CHROMIUM_FLAGS = [
     "--window-size=1366,1000",
 ]
 WAIT_SECONDS = 20
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "var" / "screenshots")
 WORKER_STOP_SECONDS = 15
 
 
@@ -115,3 +116,25 @@ def worker(live_server):
     output = log.read()
     log.close()
     assert "Traceback" not in output, f"the worker failed:\n{output[-5000:]}"
+
+
+def full_page_screenshots(browser, prefix: str) -> Callable[[str], Path]:
+    """Return `take(step)`, which saves the whole page as `<prefix>-<step>.png` in SCREENSHOTS.
+
+    The journey's screenshots from an earlier session are removed first. The whole page,
+    not only the window: counts and messages may be below the fold.
+    """
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob(f"{prefix}-*.png"):
+        old.unlink()
+
+    def take(step: str) -> Path:
+        path = SCREENSHOTS / f"{prefix}-{step}.png"
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1366, max(1000, min(height + 120, 6000)))
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(path))
+        browser.set_window_size(1366, 1000)
+        return path
+
+    return take

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from pathlib import Path
 
 import pytest
 import requests
@@ -24,33 +22,18 @@ from audit.models import AuditEvent
 from syncapp.models import Conflict, Contact
 from syncapp.roles import COMPLIANCE, REVIEWER
 from syncapp.services.conflicts import Choice, conflict_resolve
-from tests.browser.conftest import REPO, wait_for
+from tests.browser.conftest import full_page_screenshots, wait_for
 from tests.integration.two_way import hubspot_create, hubspot_edit, mailchimp_edit, run, two_way_workspace
 from tests.workspace import user_with_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "var" / "screenshots")
 OLD_EMAIL, NEW_EMAIL = "ann@example.com", "ann.lee@example.com"
 
 
 @pytest.fixture
 def screenshot(browser):
-    """Save the whole page as `audit-trail-<step>.png` in the screenshot directory."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("audit-trail-*.png"):
-        old.unlink()
-
-    def take(step: str) -> Path:
-        path = SCREENSHOTS / f"audit-trail-{step}.png"
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1366, max(1000, min(height + 120, 6000)))
-        browser.execute_script("window.scrollTo(0, 0)")
-        browser.save_screenshot(str(path))
-        browser.set_window_size(1366, 1000)
-        return path
-
-    return take
+    return full_page_screenshots(browser, "audit-trail")
 
 
 def ann_history(sandbox) -> Contact:

@@ -9,10 +9,8 @@ Screenshots of each step are kept in $SCREENSHOT_DIR (default var/screenshots/).
 """
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
@@ -25,7 +23,7 @@ from mappings.models import FieldMapping
 from syncapp.engine.text import clean_text
 from syncapp.models import Contact, RecordError, RecordLink, Sync, SyncRun
 from syncapp.roles import MARKETER
-from tests.browser.conftest import REPO, wait_for
+from tests.browser.conftest import full_page_screenshots, wait_for
 from tests.workspace import user_with_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -35,28 +33,12 @@ SYNC_NAME = "Newsletter audience"
 INTERVAL_MINUTES = "30"
 RUN_TIMEOUT_SECONDS = 180
 DONE = ("Succeeded", "Partial")
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "var" / "screenshots")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 @pytest.fixture
 def screenshot(browser):
-    """Save the page as `<step>.png` in the screenshot directory; return the path."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("build-a-sync-*.png"):
-        old.unlink()
-
-    def take(step: str) -> Path:
-        path = SCREENSHOTS / f"build-a-sync-{step}.png"
-        # The whole page, not only the window: the counts and messages may be below the fold.
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1366, max(1000, min(height + 120, 6000)))
-        browser.execute_script("window.scrollTo(0, 0)")
-        browser.save_screenshot(str(path))
-        browser.set_window_size(1366, 1000)
-        return path
-
-    return take
+    return full_page_screenshots(browser, "build-a-sync")
 
 
 def page_text(browser) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
 import time
 from datetime import timedelta
@@ -26,7 +25,7 @@ from audit.models import DeletionRequest
 from audit.receipts import receipt_document_verify
 from syncapp.models import Contact
 from syncapp.roles import COMPLIANCE
-from tests.browser.conftest import REPO, wait_for
+from tests.browser.conftest import full_page_screenshots, wait_for
 from tests.integration.workspace import hubspot_create, run_now, sandbox_sync
 from tests.workspace import user_with_role
 
@@ -35,26 +34,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 ADA = "ada@example.com"
 ADA_PHONE = "+14155550100"
 COMPLETION_TIMEOUT_SECONDS = 90
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "var" / "screenshots")
 
 
 @pytest.fixture
 def screenshot(browser):
-    """Save the whole page as `deletion-request-<step>.png` in the screenshot directory."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("deletion-request-*.png"):
-        old.unlink()
-
-    def take(step: str) -> Path:
-        path = SCREENSHOTS / f"deletion-request-{step}.png"
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1366, max(1000, min(height + 120, 6000)))
-        browser.execute_script("window.scrollTo(0, 0)")
-        browser.save_screenshot(str(path))
-        browser.set_window_size(1366, 1000)
-        return path
-
-    return take
+    return full_page_screenshots(browser, "deletion-request")
 
 
 @pytest.fixture
