@@ -226,9 +226,10 @@ def deletion_request_complete(*, request_id: int, now: datetime | None = None) -
         if request.status == Status.COMPLETED:
             return request
         # A system connected since the filing may hold the person too: it is searched first.
-        added = _tasks_for_new_connections(request)
+        if _tasks_for_new_connections(request):
+            return request
         tasks = list(request.tasks.order_by("connection_name", "pk"))
-        if added or any(task.status not in DeletionTask.DONE for task in tasks):
+        if any(task.status not in DeletionTask.DONE for task in tasks):
             return request
         now = now or timezone.now()
         person_ids = _person_contact_ids(request)
@@ -240,6 +241,17 @@ def deletion_request_complete(*, request_id: int, now: datetime | None = None) -
         values = sorted({value for value in (request.email, request.phone) if value}
                         | {email for _, email in held if email})
         hub_counts = _hub_erase(tasks, contact_ids, values)
+        # Again, in case SUPPRESSION_KEYS turned over since filing: the current key holds them.
+        suppress(email=request.email, phone=request.phone, request=request)
+        identifiers = [
+            {"kind": kind, "key_id": suppression_keys()[0].key_id, "key_hash": identifier_key(kind, value)}
+            for kind, value in ((EMAIL, request.email), (PHONE, request.phone)) if value
+        ]
+        # After the hub's erasure, which looks for the ids the systems found.
+        _tasks_ids_keyed(tasks)
+        # The audit trail last: the redaction takes the chain's head, locked until the
+        # commit (docs/security.md). Only the request's row is written after it, for the
+        # receipt counts the rows redacted; this transaction locked it first.
         # Contacts merged away earlier are gone already; the trail's events about them are not.
         hub_counts["audit_events_redacted"] = audit_services.audit_events_erase(contact_ids=sorted(person_ids),
                                                                                 values=values)
@@ -252,13 +264,6 @@ def deletion_request_complete(*, request_id: int, now: datetime | None = None) -
             )
             for contact_id in contact_ids
         )
-        # Again, in case SUPPRESSION_KEYS turned over since filing: the current key holds them.
-        suppress(email=request.email, phone=request.phone, request=request)
-        identifiers = [
-            {"kind": kind, "key_id": suppression_keys()[0].key_id, "key_hash": identifier_key(kind, value)}
-            for kind, value in ((EMAIL, request.email), (PHONE, request.phone)) if value
-        ]
-        _tasks_ids_keyed(tasks)
         request.receipt = receipt_build(request=request, tasks=tasks, identifiers=identifiers,
                                         contact_ids=contact_ids, hub_counts=hub_counts, completed_at=now)
         request.receipt_signature = receipt_sign(request.receipt)
@@ -489,12 +494,13 @@ def _task_answered(task: DeletionTask, found: list[str], responses: list[dict[st
         task.erased_at = now if erased else None
         task.next_attempt_at = None
         task.save(update_fields=["status", "found", "responses", "erased_at", "next_attempt_at"])
+        _request_status_refresh(task.request_id)
+        # Last: the chain's head stays locked until the commit (docs/security.md).
         audit_services.audit_record(
             action="deletion.system_answered", obj=task.request, system=task.connection_name,
             changes={"system": [None, task.connection_name], "status": [None, task.status],
                      "records": [None, len(found)], "attempts": [None, task.attempts]},
         )
-        _request_status_refresh(task.request_id)
 
 
 def _task_failed(task: DeletionTask, error: Exception, found: list[str], responses: list[dict[str, Any]], *,

@@ -120,7 +120,7 @@ class ReportedState:
 
 def consent_reports_apply(
     *, reports: Sequence[ReportedState], system: str, connection_id: int, run_id: int | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, audits: list[AuditEvent | AuditRow] | None = None,
 ) -> list[int]:
     """Take the states a system reported in reply to a write into the hub, as read ones are.
 
@@ -130,12 +130,16 @@ def consent_reports_apply(
     marked pending, so they take the new state; then the contacts holding the same
     address take it too. Call inside the transaction that stores the write's results.
     Return the ids of the contacts changed.
+
+    The audit rows are written last, after the contacts and links; given `audits`, they
+    (and the address rule's) are added to it instead, for a caller that writes more
+    rows before it audits.
     """
     if not reports:
         return []
     now = now or timezone.now()
     contacts = Contact.objects.select_for_update().in_bulk([report.contact_id for report in reports])
-    ledger, audits, changed = [], [], {}
+    ledger, rows, changed = [], [], {}
     for report in reports:
         contact = contacts.get(report.contact_id)
         if contact is None:
@@ -155,16 +159,19 @@ def consent_reports_apply(
             contact.email_opt_in_at = None
         contact.updated_at = now
         changed[contact.pk] = contact
-        audits.append(audit_row_build(action="contact.updated", object_type="contact", object_id=str(contact.pk),
-                                      object_repr=str(contact), system=system, contact_id=contact.pk, run_id=run_id,
-                                      changes={"email_consent": [ours, state]}))
+        rows.append(audit_row_build(action="contact.updated", object_type="contact", object_id=str(contact.pk),
+                                    object_repr=str(contact), system=system, contact_id=contact.pk, run_id=run_id,
+                                    changes={"email_consent": [ours, state]}))
     bulk_insert_rows(ledger)
     if changed:
         bulk_update_rows(Contact, list(changed.values()), ["email_consent", "email_opt_in_at", "updated_at"])
         RecordLink.objects.filter(contact_id__in=list(changed), archived=False).exclude(
             connection_id=connection_id).update(pending_push=True, updated_at=now)
-        consent_by_address_apply(contacts=list(changed.values()), run_id=run_id, now=now, audits=audits)
-        audit_record_many(audits)
+        consent_by_address_apply(contacts=list(changed.values()), run_id=run_id, now=now, audits=rows)
+        if audits is None:
+            audit_record_many(rows)
+        else:
+            audits.extend(rows)
     return list(changed)
 
 

@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from audit.models import Suppression
-from audit.services import audit_record
+from audit.services import audit_event_build, audit_record, audit_record_many
 from audit.suppression import EMAIL, identifier_form, suppressed_among
 from connections.providers.base import MergeNotSupported, ProviderError
 from connections.registry import provider_for
@@ -320,7 +320,9 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
         pair.decided_by = user
         pair.decided_at = now
         pair.save(update_fields=["status", "decided_by", "decided_at"])
-        audit_record(
+        # Built while the other contact still has its id; written after its deletion, last:
+        # the chain's head stays locked until the commit (docs/security.md).
+        merged = audit_event_build(
             action="contact.merged", obj=survivor, actor=user, contact_id=survivor.pk,
             changes={
                 **changes,
@@ -332,6 +334,7 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
             },
         )
         other.delete()
+        audit_record_many([merged])
     # The merged values reach every system now rather than at the next scheduled run.
     runs_request_for(syncs=Sync.objects.filter(
         endpoints__write=True, endpoints__connection__links__contact=survivor).distinct(), user=user)

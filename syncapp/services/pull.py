@@ -2,9 +2,11 @@
 
 Per page, in one transaction: map and transform, match identity, merge field by field,
 write the hub's changes, the links' merge bases, the pending-push marks of the other
-systems, audit rows and record errors, and move the endpoint's cursor. A crash re-reads
-at most that page, and re-reading it is harmless: values equal to the merge base change
-nothing. The number of queries per page is fixed, whatever the page size.
+systems, the consent ledger and record errors, move the endpoint's cursor and the run's
+counts, and write the audit rows last (the chain's head stays locked until the commit:
+docs/security.md). A crash re-reads at most that page, and re-reading it is harmless:
+values equal to the merge base change nothing. The number of queries per page is fixed,
+whatever the page size.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.services import audit_record_many, audit_row_build
+from audit.services import AuditRow, audit_record_many, audit_row_build
 from audit.suppression import EMAIL as SUPPRESSED_EMAIL
 from audit.suppression import identifier_form, suppressed_among
 from connections.providers.base import ChangePage, RemoteRecord
@@ -210,6 +212,9 @@ def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, pre
             warning_count=len(records_with(applier.errors, severity=RecordError.Severity.WARNING, by_contact=False)),
             suppressed_count=suppressed,
         )
+        # Last: the chain's head is locked from here to the commit, so every contact,
+        # link, ledger row, error, the cursor and the run's row are written before it.
+        audit_record_many(applier.audit_rows)
 
 
 def _without_suppressed(prepared: PreparedPage) -> tuple[list[Incoming], list[ErrorItem], int]:
@@ -314,6 +319,8 @@ class _PageApplier:
         self.book: ConflictBook | None = None
         # Contacts whose record here came back after being archived.
         self.restored: list[int] = []
+        # The page's audit rows, built by _write; apply_page writes them last of all.
+        self.audit_rows: list[AuditRow] = []
 
     def apply(self, incoming: list[Incoming], errors: list[ErrorItem], archived: list[RemoteRecord]) -> None:
         self.errors.extend(errors)
@@ -620,7 +627,9 @@ class _PageApplier:
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
         run_id = self.tracker.run.pk
         # After the links: it marks those of every contact it restricts, the page's included.
-        consent_by_address_apply(contacts=touched, run_id=run_id, now=self.now)
+        # Its audit rows join the page's, written after everything else (apply_page).
+        by_address: list[AuditRow] = []
+        consent_by_address_apply(contacts=touched, run_id=run_id, now=self.now, audits=by_address)
         events = [
             audit_row_build(
                 action=action,
@@ -639,13 +648,13 @@ class _PageApplier:
                 links_by_contact=self._other_links([opening.contact.pk for opening in self.book.openings]),
                 side_of=self._side_of, audits=events,
             )
-        audit_record_many(events)
         if self.ledger:
             bulk_insert_rows([ConsentEvent(contact_id=contact.pk, **fields) for contact, fields in self.ledger])
         self._flag_duplicates()
         record_errors_save(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False)
         record_errors_resolve(connection=self.connection, external_ids=self.synced_ids, classes=PULL_ERRORS,
                               standing=self.errors)
+        self.audit_rows = events + by_address
 
     def _other_links(self, contact_ids: list[int]) -> dict[int, list[RecordLink]]:
         found: dict[int, list[RecordLink]] = {}

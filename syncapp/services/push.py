@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record_many, audit_row_build
+from audit.services import AuditRow, audit_record_many, audit_row_build
 from audit.suppression import suppressed_among
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
@@ -279,9 +279,10 @@ def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[Pendi
         ))
     with transaction.atomic():
         RecordLink.objects.filter(pk__in=done).update(pending_push=False, updated_at=timezone.now())
-        audit_record_many(audits)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
         tracker.advance(done=len(links), failed_count=len(errors))
+        # Last: the chain's head stays locked until the commit (docs/security.md).
+        audit_record_many(audits)
 
 
 def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], unsendable: list[Outgoing]) -> None:
@@ -301,7 +302,13 @@ def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], unsen
 def _apply(
     tracker: RunTracker, writer: EndpointPlan, batch: list[Outgoing], results: list[RecordResult], *, progress: bool
 ) -> None:
-    """Record one batch's results: bases, marks, errors and audit rows, in one transaction."""
+    """Record one batch's results: bases, marks, errors and audit rows, in one transaction.
+
+    Rows are locked in the order a page of a pull takes them: the contacts a reply
+    changes, then the links, then the contacts and links the address rule reaches; the
+    audit rows come last of all, as the chain's head stays locked until the commit and
+    a reviewer's resolution locks a contact, then the head (docs/security.md).
+    """
     by_key = {result.key: result for result in results}
     now = timezone.now()
     accepted_ids = {result.external_id for result in results if result.ok and result.external_id}
@@ -363,13 +370,16 @@ def _apply(
             )
         for item in batch:
             item.link.updated_at = now
+        if reports:
+            # Contacts before links, as a page takes them (consent_reports_apply updates them
+            # after the batch's links, which must first lose their marks).
+            _contacts_lock([report.contact_id for report in reports])
         bulk_update_rows(RecordLink, [item.link for item in batch], WRITTEN_COLUMNS)
         bulk_insert_rows(ledger)
+        # The reply's rows and the address rule's, in the chain before the batch's own.
+        replies: list[AuditRow] = []
         consent_reports_apply(reports=reports, system=writer.name, connection_id=writer.connection.pk,
-                              run_id=tracker.run.pk, now=now)
-        # The audit rows after the contacts' locks: the chain's head is locked until the
-        # commit, and a reviewer's resolution locks a contact, then the head.
-        audit_record_many(audits)
+                              run_id=tracker.run.pk, now=now, audits=replies)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
         record_errors_resolve(connection=writer.connection, contact_ids=pushed, except_classes=PULL_ERRORS,
                               standing=errors)
@@ -378,6 +388,12 @@ def _apply(
                         failed_count=len(records_with(errors, severity=RecordError.Severity.ERROR, by_contact=True)),
                         warning_count=len(records_with(errors, severity=RecordError.Severity.WARNING,
                                                        by_contact=True)))
+        audit_record_many(replies + audits)
+
+
+def _contacts_lock(contact_ids: list[int]) -> None:
+    """Lock these contacts' rows until the commit, in id order (SQLite has no row locks: its writer holds it all)."""
+    list(Contact.objects.select_for_update().filter(pk__in=contact_ids).order_by("pk").values_list("pk", flat=True))
 
 
 def _refusal(item: Outgoing, result: RecordResult | None, taken: dict[str, int]) -> ErrorItem | None:

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -15,6 +17,7 @@ from audit.deletion import (
     FAILING_AFTER_ATTEMPTS,
     TASK_LEASE,
     InvalidDeletionRequest,
+    _task_answered,
     deletion_alerts_send,
     deletion_due_date,
     deletion_request_complete,
@@ -35,6 +38,7 @@ from connections.registry import provider_for as registry_provider_for
 from syncapp.models import Conflict, Contact
 from syncapp.roles import COMPLIANCE, MARKETER
 from tests.audit.trail_rows import email_change, event
+from tests.audit_order import statements_after_the_head
 from tests.integration.workspace import hubspot_create, hubspot_edit, run_now, sandbox_sync
 from tests.syncapp.conflict_rows import conflict_make, contact_make, side, two_way_make
 from tests.workspace import connection_make, user_with_role
@@ -249,6 +253,39 @@ def test_a_request_whose_systems_all_answered_but_was_not_completed_is_completed
     assert deletion_requests_to_complete(now=later) == [request.pk]
     assert deletion_request_complete(request_id=request.pk).status == DeletionRequest.Status.COMPLETED
     assert deletion_requests_to_complete(now=later) == []
+
+
+def test_a_systems_answer_is_audited_after_the_task_and_the_requests_status(compliance):
+    connection_make("HubSpot", "hubspot", access_token="token-0123456789")
+    request = file(compliance)
+    task = DeletionTask.objects.select_related("request").get(request=request)
+
+    with CaptureQueriesContext(db_connection) as queries:
+        _task_answered(task, [], [], now=timezone.now())
+
+    # The chain's head stays locked until the commit (docs/security.md).
+    assert statements_after_the_head(queries) == []
+    request.refresh_from_db()
+    assert (task.status, request.status) == ("not_found", DeletionRequest.Status.IN_PROGRESS)
+
+
+def test_completion_audits_after_every_row_but_the_request_it_locked_first(compliance):
+    connection_make("HubSpot", "hubspot", access_token="token-0123456789")
+    Contact.objects.create(email=ADA, first_name="Ada")
+    request = file(compliance)
+    request.tasks.update(status="erased", found=["101"], responses=[{"external_id": "101", "outcome": "erased"}])
+
+    with CaptureQueriesContext(db_connection) as queries:
+        request = deletion_request_complete(request_id=request.pk)
+
+    assert request.status == DeletionRequest.Status.COMPLETED
+    assert 'FROM "audit_deletionrequest"' in queries.captured_queries[1]["sql"]
+    # The receipt counts the audit rows redacted, which only the head can tell: it is
+    # saved on the request's row, locked at the start, so waiting for nobody.
+    assert [sql.split(" SET ")[0] for sql in statements_after_the_head(queries)] == [
+        'UPDATE "audit_deletionrequest"']
+    assert request.tasks.get().found == [external_id_key("101")]
+    assert not Contact.objects.exists() and is_suppressed(email=ADA)
 
 
 def test_a_workspace_without_connections_completes_at_once_with_the_hub_erased(compliance):

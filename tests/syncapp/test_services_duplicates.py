@@ -7,6 +7,8 @@ merges real records in the sandbox.
 from datetime import timedelta
 
 import pytest
+from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -25,6 +27,7 @@ from syncapp.services.duplicates import (
     duplicate_dismiss,
     duplicate_pairs_to_review,
 )
+from tests.audit_order import statements_after_the_head
 from tests.workspace import user_with_role, workspace_make
 
 pytestmark = pytest.mark.django_db
@@ -414,6 +417,33 @@ def test_the_others_pairs_follow_it_to_the_survivor(remote, reviewer):
     assert repeats.pk not in pairs  # the survivor and the fourth are paired already
     assert pairs[already.pk].reason == DuplicatePair.Reason.SAME_EMAIL
     assert merged_event().changes["duplicate_pair_id"] == [None, pair.pk]
+
+
+def test_a_merge_audits_after_every_row_it_locks_changes_or_deletes(remote, reviewer, sync, hubspot, mailchimp,
+                                                                   monkeypatch):
+    # The runs it requests are transactions of their own, after the merge's commit.
+    requested = []
+    monkeypatch.setattr("syncapp.services.duplicates.runs_request_for", lambda **kwargs: requested.append(kwargs))
+    survivor = Contact.objects.create(email="ada@example.com", first_name="Ada")
+    other = Contact.objects.create(email="ada.l@example.com", last_name="Lovelace", email_consent="unsubscribed")
+    link(survivor, hubspot, "101")
+    link(other, mailchimp, "md5-of-b")
+    Conflict.objects.create(sync=sync, contact=other, hub_field="last_name", hub_value="King")
+    third = Contact.objects.create(email="c@example.com")
+    pair = pair_of(survivor, other)
+    pair_of(other, third)
+
+    with CaptureQueriesContext(db_connection) as queries:
+        contacts_merge(pair=pair, survivor=survivor, user=reviewer, reason="One person")
+
+    assert statements_after_the_head(queries) == []
+    assert not Contact.objects.filter(pk=other.pk).exists()
+    assert set(RecordLink.objects.values_list("contact_id", flat=True)) == {survivor.pk}
+    assert Conflict.objects.get().contact_id == survivor.pk
+    event = merged_event()
+    assert (event.contact_id, event.changes["merged_contact_id"]) == (survivor.pk, [None, other.pk])
+    assert event.changes["email_consent"] == ["unknown", "unsubscribed"]
+    assert len(requested) == 1
 
 
 def test_the_merged_pair_is_kept_closed_with_who_decided(remote, reviewer):

@@ -15,6 +15,7 @@ from syncapp.services.plan import sync_plan_build
 from syncapp.services.pull import apply_page, prepare_page
 from syncapp.services.runs import run_execute, run_request
 from syncapp.services.tracker import RunTracker
+from tests.audit_order import statements_after_the_head
 from tests.syncapp.fake_providers import World, fake_workspace
 from tests.workspace import user_with_role
 
@@ -344,20 +345,25 @@ class TestRecordsThatCannotBeImported:
         assert run.status == SyncRun.Status.PARTIAL
 
 
+def page_applied(sync, world, records) -> CaptureQueriesContext:
+    """Apply one page of `records` inside a running run; return the queries it ran."""
+    run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)
+    run.status = SyncRun.Status.RUNNING
+    tracker = RunTracker(run)
+    tracker.plan = plan = sync_plan_build(sync=sync, provider_for=world.provider_for)
+    page = ChangePage(records=records, cursor="next")
+    prepared = prepare_page(reader=plan.readers[0], page=page)
+    with CaptureQueriesContext(db_connection) as queries:
+        apply_page(tracker=tracker, plan=plan, reader=plan.readers[0], prepared=prepared)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.SUCCEEDED)
+    return queries
+
+
 class TestQueriesPerPage:
     def page_queries(self, sync, world, records):
         """Return the queries one page of `records` costs, inside a running run."""
-        run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
-        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)
-        run.status = SyncRun.Status.RUNNING
-        tracker = RunTracker(run)
-        tracker.plan = plan = sync_plan_build(sync=sync, provider_for=world.provider_for)
-        page = ChangePage(records=records, cursor="next")
-        prepared = prepare_page(reader=plan.readers[0], page=page)
-        with CaptureQueriesContext(db_connection) as queries:
-            apply_page(tracker=tracker, plan=plan, reader=plan.readers[0], prepared=prepared)
-        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.SUCCEEDED)
-        return len(queries)
+        return len(page_applied(sync, world, records))
 
     def records(self, prefix, count, name):
         return [
@@ -374,6 +380,39 @@ class TestQueriesPerPage:
             # Bulk statements split at SQLite's 999 parameters (about 80 rows each),
             # so 150 records cost a few statements more than 3, never one per record.
             assert small <= large <= small + 6, (name, small, large)
+
+
+class TestAuditRowsComeLast:
+    """A page writes its audit rows after every other row: the chain's head is locked
+    until the commit, and a transaction holding it must wait for nothing (docs/security.md)."""
+
+    def test_a_page_audits_after_its_contacts_links_ledger_pairs_errors_cursor_and_counts(self, sync, world):
+        # An existing contact, updated; two records of one address, the later opting out
+        # (the address rule restricts the first, a pair is flagged); an invalid email.
+        world.add("1", email="ann@example.com", firstname="Ann")
+        execute(sync, world)
+        records = [
+            RemoteRecord("1", {"email": "ann@example.com", "firstname": "Annie"}),
+            RemoteRecord("2", {"email": "ana@x.com", "firstname": "Ana", "hs_email_optout": "false"}),
+            RemoteRecord("3", {"email": "ANA@x.com", "firstname": "Twin", "hs_email_optout": "true"}),
+            RemoteRecord("4", {"email": "a..b@example.com", "firstname": "Broken"}),
+        ]
+        events_before = AuditEvent.objects.count()
+
+        queries = page_applied(sync, world, records)
+
+        assert statements_after_the_head(queries) == []
+        first, second = crm_link("2").contact, crm_link("3").contact
+        assert (first.email_consent, second.email_consent) == ("unsubscribed", "unsubscribed")
+        assert DuplicatePair.objects.get().contact_b == second
+        assert RecordError.objects.get().external_id == "4"
+        assert ConsentEvent.objects.filter(contact=first, system="Syncapp").exists()
+        assert sync.endpoints.get(connection__name="CRM").cursor == "next"
+        # Every row in one append, the address rule's among them.
+        new_events = AuditEvent.objects.order_by("id")[events_before:]
+        assert {(event.action, event.contact_id, event.system) for event in new_events} == {
+            ("contact.updated", crm_link("1").contact_id, "CRM"), ("contact.created", first.pk, "CRM"),
+            ("contact.created", second.pk, "CRM"), ("contact.updated", first.pk, "Syncapp")}
 
 
 class TestPeopleErasedOnRequest:

@@ -1,12 +1,19 @@
 """Pushing pending contacts, in batches, over the fake providers."""
+import re
+
 import pytest
+from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from audit.suppression import suppress
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderError, TransientError
 from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink, SyncRun
-from syncapp.services.push import upsert_isolating
+from syncapp.services.plan import sync_plan_build
+from syncapp.services.push import HubRow, PendingLink, _apply, _archive_remote, _pending, upsert_isolating
 from syncapp.services.runs import run_execute, run_request
+from syncapp.services.tracker import RunTracker
+from tests.audit_order import statements_after_the_head
 from tests.syncapp.fake_providers import FakeAudience, World, fake_workspace
 
 pytestmark = pytest.mark.django_db
@@ -293,3 +300,123 @@ class TestPeopleErasedOnRequest:
         assert world.upsert_calls == [["p0@example.com"]]
         assert set(world.members) == {"p0@example.com"}
         assert not audience_links().filter(pending_push=True).exists()
+
+
+def running(sync, world):
+    """Return the tracker of a run under way and the audience's endpoint plan, as run_execute makes them."""
+    run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING)
+    run.status = SyncRun.Status.RUNNING
+    tracker = RunTracker(run)
+    tracker.plan = plan = sync_plan_build(sync=sync, provider_for=world.provider_for)
+    return tracker, plan.writers[0]
+
+
+def statement_index(queries, table: str, starts: str, *, locking: bool = False) -> int:
+    """Return the position of the first statement on `table` starting with `starts` (FOR UPDATE ones with `locking`)."""
+    for index, query in enumerate(queries.captured_queries):
+        # Statements run for many rows at once are captured as "N times: ...".
+        sql = re.sub(r"^\d+ times: ", "", query["sql"])
+        if sql.startswith(starts) and f'"{table}"' in sql and (not locking or "FOR UPDATE" in sql):
+            return index
+    raise AssertionError(f"no {starts} on {table}")
+
+
+class TestAuditRowsComeLast:
+    """A batch's transaction writes its audit rows after every other row: the chain's
+    head is locked until the commit, and a transaction holding it must wait for nothing
+    (docs/security.md)."""
+
+    @pytest.fixture
+    def world(self):
+        world = World(page_size=50, max_batch=4)
+        world.report_status = True
+        return world
+
+    def test_a_batch_audits_after_its_links_contacts_errors_and_counts(self, sync, world):
+        world.add("1", email="ann@example.com", firstname="Ann")
+        world.add("2", email="ANN@example.com", firstname="Twin")
+        world.add("3", email="bo@example.com", firstname="Bo")
+        execute(sync, world)
+        ann = RecordLink.objects.get(connection__name="CRM", external_id="1").contact
+        twin = RecordLink.objects.get(connection__name="CRM", external_id="2").contact
+        # Ann unsubscribed on the audience's own page (its reply says so, and the address
+        # rule gives the twin the same); Bo's next write is refused.
+        world.members["ann@example.com"]["status"] = "unsubscribed"
+        world.add("1", firstname="Anna")
+        world.add("3", firstname="Bob")
+        world.reject["bo@example.com"] = "bad"
+        world.fail_upsert = RuntimeError("stop before pushing")
+        execute(sync, world)
+        world.fail_upsert = None
+        tracker, writer = running(sync, world)
+        batch = list(_pending(tracker=tracker, writer=writer))
+        assert {item.payload.email for item in batch} == {"ann@example.com", "bo@example.com"}
+        results = upsert_isolating(writer.provider, [item.record() for item in batch])
+        events_before = AuditEvent.objects.count()
+
+        with CaptureQueriesContext(db_connection) as queries:
+            _apply(tracker, writer, batch, results, progress=True)
+
+        assert statements_after_the_head(queries) == []
+        ann.refresh_from_db()
+        twin.refresh_from_db()
+        assert (ann.email_consent, twin.email_consent) == ("unsubscribed", "unsubscribed")
+        assert RecordError.objects.get().contact.email == "bo@example.com"
+        assert SyncRun.objects.get(pk=tracker.run.pk).pushed_count == 1
+        # The reply's statement, what the address gave the twin, and the push, in one append.
+        assert list(AuditEvent.objects.order_by("id")[events_before:].values_list("action", "contact_id")) == [
+            ("contact.updated", ann.pk), ("contact.updated", twin.pk), ("contact.pushed", ann.pk)]
+
+    def test_a_batch_locks_the_contacts_before_the_links_as_a_page_does(self, sync, world):
+        world.add("1", email="ann@example.com", firstname="Ann")
+        execute(sync, world)
+        world.members["ann@example.com"]["status"] = "unsubscribed"
+        world.add("1", firstname="Anna")
+        world.fail_upsert = RuntimeError("stop before pushing")
+        execute(sync, world)
+        world.fail_upsert = None
+        tracker, writer = running(sync, world)
+        batch = list(_pending(tracker=tracker, writer=writer))
+        results = upsert_isolating(writer.provider, [item.record() for item in batch])
+
+        with CaptureQueriesContext(db_connection) as queries:
+            _apply(tracker, writer, batch, results, progress=True)
+
+        # A page updates the contacts, then their links; a batch whose reply changes a
+        # contact takes the same order, so the two never wait for each other crosswise.
+        links_updated = statement_index(queries, "syncapp_recordlink", "UPDATE")
+        if db_connection.features.has_select_for_update:
+            assert statement_index(queries, "syncapp_contact", "SELECT", locking=True) < links_updated
+        else:
+            # SQLite locks the whole database at the first write; the contacts are read first all the same.
+            assert statement_index(queries, "syncapp_contact", "SELECT") < links_updated
+        assert Contact.objects.get().email_consent == "unsubscribed"
+
+    def test_archiving_there_audits_after_the_links_errors_and_counts(self, sync, world, monkeypatch):
+        seed(world, 2)
+        execute(sync, world)
+        links = list(audience_links().order_by("contact__email"))
+        RecordLink.objects.filter(pk__in=[link.pk for link in links]).update(archived=True, pending_push=True)
+        tracker, writer = running(sync, world)
+        archive = writer.provider.archive
+
+        def archive_or_refuse(external_id):
+            if external_id == links[1].external_id:
+                raise ProviderError("404 Not Found", status=404)
+            archive(external_id)
+
+        monkeypatch.setattr(writer.provider, "archive", archive_or_refuse)
+        pending = [PendingLink(link.pk, link.contact_id, link.external_id, link.stable_id, link.merge_base,
+                               link.email_consent_base, link.rejected_payload_hash, True, contact=HubRow({}))
+                   for link in links]
+
+        with CaptureQueriesContext(db_connection) as queries:
+            _archive_remote(tracker, writer, pending)
+
+        assert statements_after_the_head(queries) == []
+        assert world.members["p0@example.com"]["status"] == "archived"
+        assert list(audience_links().order_by("contact__email").values_list("pending_push", flat=True)) == [
+            False, True]
+        assert RecordError.objects.get().error_class == "archive_failed"
+        assert AuditEvent.objects.filter(action="contact.archived").get().contact_id == links[0].contact_id
