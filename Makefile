@@ -57,7 +57,9 @@ install: $(INSTALLED)
 	echo "Generated .env with a new SECRET_KEY and SALT_KEY."
 
 # Start a service in its own session, so that `make stop` can end its whole process
-# group (qcluster's workers included). $(1): name, $(2): command.
+# group (qcluster's workers included). $(1): name, $(2): command. The web server and the
+# worker are given the sandbox's address (SANDBOX_URL): connections to it authorize
+# through its OAuth app.
 define start_service
 setsid $(2) >> $(LOG_DIR)/$(1).log 2>&1 < /dev/null &
 echo $$! > $(RUN_DIR)/$(1).pid
@@ -94,8 +96,8 @@ demo: install .env stop
 	$(call wait_for,sandbox,$(SANDBOX_URL)/_sandbox/info)
 	$(PY) manage.py seed_demo --sandbox-url $(SANDBOX_URL) --contacts $(CONTACTS) --logins-file $(LOGINS) \
 		$(if $(wildcard $(HOSTILE_FILE)),--hostile,--no-hostile)
-	$(call start_service,web,$(VENV)/bin/waitress-serve --listen=$(HOST):$(PORT) --threads=$(WEB_THREADS) syncapp.wsgi:application)
-	$(call start_service,worker,$(PY) manage.py qcluster)
+	$(call start_service,web,env SANDBOX_URL=$(SANDBOX_URL) $(VENV)/bin/waitress-serve --listen=$(HOST):$(PORT) --threads=$(WEB_THREADS) syncapp.wsgi:application)
+	$(call start_service,worker,env SANDBOX_URL=$(SANDBOX_URL) $(PY) manage.py qcluster)
 	$(call wait_for,web,$(APP_URL)/login/)
 	sleep 2
 	if ! kill -0 "$$(cat $(RUN_DIR)/worker.pid)" 2>/dev/null; then

@@ -393,6 +393,8 @@ def _explain(response: requests.Response) -> str:
     for item in body.get("errors") or []:
         if isinstance(item, dict):
             field = item.get("field") or item.get("name") or ""
-            message = item.get("message") or item.get("field_message") or item.get("error") or ""
+            # JSON:API-style errors (ActiveCampaign's 422s) say it in title and detail.
+            message = (item.get("message") or item.get("field_message") or item.get("error")
+                       or " ".join(str(item[key]) for key in ("title", "detail") if item.get(key)))
             parts.append(f"{field}: {message}" if field else str(message))
     return "; ".join(parts)[:_DETAIL_LIMIT] or response.reason or "no explanation given"

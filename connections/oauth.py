@@ -1,4 +1,4 @@
-"""OAuth 2.0 authorization code flow for HubSpot and Mailchimp, with oauthlib.
+"""OAuth 2.0 authorization code flow, with oauthlib, for every provider that declares it.
 
 A flow has two halves. `authorization_start` returns the provider's authorize URL
 and the facts to keep in the user's session (a random `state` and a PKCE verifier);
@@ -6,61 +6,53 @@ and the facts to keep in the user's session (a random `state` and a PKCE verifie
 tokens. `token_refresh` trades a refresh token for a new access token (and, with
 rotation, a new refresh token).
 
-Endpoints and the OAuth app's credentials come from settings (`OAUTH_ENDPOINTS`,
-`OAUTH_CLIENTS`). A connection whose API root is not the provider's real one points at
-the sandbox: its OAuth pages are at the same origin, in the sandbox's layout, and it
-uses `OAUTH_SANDBOX_CLIENT`.
+Nothing here knows a provider by name. A provider connects with OAuth by declaring
+`oauth` (a `connections.providers.base.OAuthSpec`: its endpoints, scopes and the
+sandbox's paths for them) and, where the standard flow is not all, overriding its hooks:
+`oauth_grant_complete` (after the code exchange; Mailchimp asks its metadata endpoint
+for the API root there) and `oauth_token_error` (HubSpot's token errors are not RFC
+6749's). The OAuth app's credentials come from settings (`OAUTH_CLIENTS`, by provider
+name), and an installation may move any endpoint (`OAUTH_ENDPOINTS`).
+
+A connection uses the sandbox's OAuth (its approval screens, in its layout, and the
+sandbox's app, `OAUTH_SANDBOX_CLIENT`) only when its base URL is at the origin of
+`settings.SANDBOX_URL` (scheme, host and port), and only while that is set: production
+sets none. Every other base URL, the provider's default or not, authorizes through the
+provider's own endpoints with the installation's app for it.
 
 Every request goes through `connections.http.GuardedSession`, like the provider
-clients' requests. The token requests are built with oauthlib's client helpers and
-sent through it, rather than with `OAuth2Session.fetch_token`: that refuses plain http
-unless `OAUTHLIB_INSECURE_TRANSPORT` is set in the process's environment, which would
-let every flow in the process speak plain http. The guarded session allows plain http
-to allowlisted hosts (the sandbox on loopback) and to nothing else.
+clients' requests, the providers' hooks included (they are handed the session). The
+token requests are built with oauthlib's client helpers and sent through it, rather
+than with `OAuth2Session.fetch_token`: that refuses plain http unless
+`OAUTHLIB_INSECURE_TRANSPORT` is set in the process's environment, which would let
+every flow in the process speak plain http. The guarded session allows plain http to
+allowlisted hosts (the sandbox on loopback) and to nothing else.
 """
 from __future__ import annotations
 
 import hmac
 import json
 import secrets
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 from oauthlib.oauth2.rfc6749.utils import list_to_scope
 
-from connections.addresses import AddressRefused, allowlisted
+from connections.addresses import AddressRefused, allowlisted, normalized_host
 from connections.http import USER_AGENT, GuardedSession, RequestRefused
-from connections.providers.base import ProviderError
-from connections.registry import provider_class
-from connections.validators import validate_public_base_url
+from connections.providers.base import Provider, ProviderError
+from connections.registry import PROVIDERS, UnknownProvider, provider_class
 
-# The scopes each provider's sync needs, and nothing more: HubSpot's contacts read and
-# write, and communication preferences write (an opt-out reaches HubSpot only through
-# its subscriptions API); `oauth` is required by HubSpot for every app. Mailchimp has no
-# scopes.
-SCOPES: dict[str, tuple[str, ...]] = {
-    "hubspot": ("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
-                "communication_preferences.write"),
-    "mailchimp": (),
-}
-# The sandbox's paths for each provider's OAuth endpoints (see sandbox.oauth).
-SANDBOX_PATHS = {
-    "hubspot": {"authorize_url": "/hubspot/oauth/authorize", "token_url": "/hubspot/oauth/v1/token"},
-    "mailchimp": {
-        "authorize_url": "/mailchimp-login/oauth2/authorize",
-        "token_url": "/mailchimp-login/oauth2/token",
-        "metadata_url": "/mailchimp-login/oauth2/metadata",
-    },
-}
 TIMEOUT = (5.0, 30.0)
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class OAuthError(Exception):
@@ -80,11 +72,12 @@ class OAuthEndpoints:
     provider: str
     authorize_url: str
     token_url: str
-    metadata_url: str
     client_id: str
     client_secret: str
     scopes: tuple[str, ...]
     sandbox: bool
+    # Every endpoint of the flow by name, the two above and those the provider's hooks call.
+    urls: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,45 +94,69 @@ class TokenGrant:
 
 
 def oauth_providers() -> list[str]:
-    """Return the providers that connect with OAuth."""
-    return list(SCOPES)
+    """Return the registered providers that connect with OAuth: those that declare it."""
+    return [name for name, cls in PROVIDERS.items() if cls.oauth is not None]
 
 
 def scopes_for(provider: str) -> tuple[str, ...]:
-    if provider not in SCOPES:
-        raise OAuthError(f"{provider!r} does not connect with OAuth.")
-    return SCOPES[provider]
+    """Return the scopes a flow for `provider` asks for."""
+    return tuple(_oauth_class(provider).oauth.scopes)
+
+
+def sandbox_origin() -> str | None:
+    """Return the configured sandbox's origin (`http://127.0.0.1:8765`), or None when there is no sandbox."""
+    origin = _origin(settings.SANDBOX_URL or "")
+    if origin is None:
+        return None
+    scheme, host, port = origin
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}" + ("" if port == DEFAULT_PORTS[scheme] else f":{port}")
+
+
+def at_sandbox(base_url: str) -> bool:
+    """Return whether `base_url` is at the configured sandbox's origin (scheme, host and port)."""
+    sandbox = _origin(settings.SANDBOX_URL or "")
+    return sandbox is not None and _origin(base_url or "") == sandbox
 
 
 def oauth_endpoints(provider: str, base_url: str = "") -> OAuthEndpoints:
-    """Return where `provider`'s OAuth lives for a connection with API root `base_url`."""
-    scopes = scopes_for(provider)
-    default_root = provider_class(provider).default_base_url
-    sandbox = bool(base_url) and not _same_host(base_url, default_root)
-    if sandbox:
+    """Return where `provider`'s OAuth lives for a connection with API root `base_url`, and the app to use."""
+    cls = _oauth_class(provider)
+    spec = cls.oauth
+    if base_url:
         parts = urlsplit(base_url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        urls = {name: origin + path for name, path in SANDBOX_PATHS[provider].items()}
-        client = settings.OAUTH_SANDBOX_CLIENT
         if parts.scheme != "https" and not allowlisted(parts.hostname or ""):
             raise OAuthError(
                 f"{base_url} uses plain {parts.scheme}: use https (plain http is only for the sandbox "
                 "and other hosts in CONNECTION_URL_ALLOWLIST)."
             )
+    sandbox = bool(base_url) and at_sandbox(base_url)
+    if sandbox:
+        if not spec.sandbox_paths:
+            raise OAuthError(f"The sandbox does not emulate {cls.label}'s OAuth: leave the API root empty "
+                             f"to connect to {cls.label} itself.")
+        origin = sandbox_origin()
+        urls = {name: origin + path for name, path in spec.sandbox_paths.items()}
+        client = settings.OAUTH_SANDBOX_CLIENT or {}
+        if not client.get("client_id") or not client.get("client_secret"):
+            raise OAuthError("No OAuth app is configured for the sandbox: set SANDBOX_OAUTH_CLIENT_ID and "
+                             "SANDBOX_OAUTH_CLIENT_SECRET in the environment.")
     else:
-        urls = settings.OAUTH_ENDPOINTS[provider]
-        client = settings.OAUTH_CLIENTS[provider]
-    if not client.get("client_id") or not client.get("client_secret"):
-        raise OAuthError(f"No OAuth app is configured for {provider}: set its client id and secret in the environment.")
+        urls = {"authorize_url": spec.authorize_url, "token_url": spec.token_url, **spec.extra_urls,
+                **(settings.OAUTH_ENDPOINTS.get(provider) or {})}
+        client = settings.OAUTH_CLIENTS.get(provider) or {}
+        if not client.get("client_id") or not client.get("client_secret"):
+            raise OAuthError(f"No OAuth app is configured for {cls.label}: set its client id and secret "
+                             "in the environment.")
     return OAuthEndpoints(
         provider=provider,
         authorize_url=urls["authorize_url"],
         token_url=urls["token_url"],
-        metadata_url=urls.get("metadata_url", ""),
         client_id=client["client_id"],
         client_secret=client["client_secret"],
-        scopes=scopes,
+        scopes=tuple(spec.scopes),
         sandbox=sandbox,
+        urls=urls,
     )
 
 
@@ -187,7 +204,7 @@ def authorization_finish(endpoints: OAuthEndpoints, flow: dict[str, str], params
         code_verifier=flow["code_verifier"],
     )
     try:
-        token = client.parse_request_body_response(_token_post(endpoints.token_url, body).text)
+        token = client.parse_request_body_response(_token_reply(endpoints, body))
     except (OAuth2Error, ValueError) as error:
         raise OAuthError(f"{_label(endpoints)} refused the authorization code: {_describe(error)}") from None
     except (AddressRefused, RequestRefused) as refusal:
@@ -198,11 +215,9 @@ def authorization_finish(endpoints: OAuthEndpoints, flow: dict[str, str], params
         ) from None
     grant = _grant(token)
     if not grant.scopes:
-        # HubSpot's token reply leaves out the scopes; they are the ones approved.
+        # A token reply may leave out the scopes (HubSpot's does); they are the ones approved.
         grant = replace(grant, scopes=" ".join(endpoints.scopes))
-    if endpoints.provider == "mailchimp":
-        return _with_mailchimp_metadata(endpoints, grant)
-    return grant
+    return _completed(endpoints, grant)
 
 
 def token_refresh(endpoints: OAuthEndpoints, refresh_token: str) -> TokenGrant:
@@ -212,7 +227,7 @@ def token_refresh(endpoints: OAuthEndpoints, refresh_token: str) -> TokenGrant:
         refresh_token=refresh_token, client_id=endpoints.client_id, client_secret=endpoints.client_secret
     )
     try:
-        token = client.parse_request_body_response(_standard_error(_token_post(endpoints.token_url, body)).text)
+        token = client.parse_request_body_response(_token_reply(endpoints, body))
     except OAuth2Error as error:
         if error.error in ("invalid_grant", "invalid_client", "unauthorized_client"):
             raise GrantRevoked(f"{_label(endpoints)} refused the refresh token: {_describe(error)}") from None
@@ -249,21 +264,23 @@ def _token_post(token_url: str, body: str) -> requests.Response:
         )
 
 
-def _standard_error(response: requests.Response) -> requests.Response:
-    """Rewrite HubSpot's `{status: "BAD_REFRESH_TOKEN", message}` as RFC 6749's invalid_grant."""
-    if response.status_code == 400:
-        try:
-            body = response.json()
-        except ValueError:
-            return response
-        if isinstance(body, dict) and "error" not in body and body.get("status"):
-            error = "invalid_grant" if body["status"] == "BAD_REFRESH_TOKEN" else "invalid_request"
-            if body["status"] == "BAD_CLIENT_ID":
-                error = "invalid_client"
-            response._content = json.dumps(
-                {"error": error, "error_description": f"{body['status']}: {body.get('message', '')}"}
-            ).encode()
-    return response
+def _token_reply(endpoints: OAuthEndpoints, body: str) -> str:
+    """POST a token request and return the reply's text.
+
+    An error reply that is not RFC 6749's is rewritten as one where the provider's hook
+    (`oauth_token_error`) reads it: oauthlib then raises the matching error.
+    """
+    response = _token_post(endpoints.token_url, body)
+    if response.status_code < 400:
+        return response.text
+    try:
+        reply = response.json()
+    except ValueError:
+        return response.text
+    if isinstance(reply, dict) and "error" in reply:
+        return response.text
+    translated = provider_class(endpoints.provider).oauth_token_error(response.status_code, reply)
+    return json.dumps(translated) if translated else response.text
 
 
 def _grant(token: dict[str, Any]) -> TokenGrant:
@@ -283,41 +300,40 @@ def _grant(token: dict[str, Any]) -> TokenGrant:
     )
 
 
-def _with_mailchimp_metadata(endpoints: OAuthEndpoints, grant: TokenGrant) -> TokenGrant:
-    """Ask Mailchimp which data center the account lives in: the API root depends on it."""
+def _completed(endpoints: OAuthEndpoints, grant: TokenGrant) -> TokenGrant:
+    """Hand a new grant to the provider's `oauth_grant_complete`, its requests going through the guard."""
+    cls = provider_class(endpoints.provider)
     try:
         with GuardedSession() as session:
-            response = session.get(
-                endpoints.metadata_url,
-                headers={"User-Agent": USER_AGENT, "Authorization": f"OAuth {grant.access_token}"},
-                timeout=TIMEOUT,
-            )
-        response.raise_for_status()
-        metadata = response.json()
-        api_endpoint = metadata["api_endpoint"].rstrip("/")
-        dc = str(metadata["dc"])
-    except (AddressRefused, RequestRefused) as refusal:
-        raise OAuthError(f"Mailchimp's metadata call was refused: {refusal}") from None
-    except (requests.RequestException, ValueError, KeyError, AttributeError) as error:
-        raise OAuthError(f"Mailchimp's metadata call failed ({type(error).__name__}).") from None
-    base_url = f"{api_endpoint}/3.0"
+            session.headers["User-Agent"] = USER_AGENT
+            return cls.oauth_grant_complete(grant, urls=endpoints.urls, session=session, timeout=TIMEOUT)
+    except ProviderError as error:
+        # The provider's message, safe to show (AddressRefused and RequestRefused too).
+        raise OAuthError(str(error)) from None
+
+
+def _oauth_class(provider: str) -> type[Provider]:
+    """Return the provider class registered under `provider`, which must declare OAuth."""
     try:
-        # The same check as a typed base URL: the metadata comes from whichever host the
-        # flow's token endpoint is on, which for the sandbox layout is the one typed.
-        validate_public_base_url(base_url)
-    except ValidationError as error:
-        raise OAuthError(
-            f"Mailchimp's metadata names an API root Syncapp will not call: {' '.join(error.messages)}"
-        ) from None
-    return replace(grant, base_url=base_url,
-                   settings={"dc": dc, "accountname": str(metadata.get("accountname", ""))[:200]})
+        cls = provider_class(provider)
+    except UnknownProvider:
+        raise OAuthError(f"{provider!r} does not connect with OAuth.") from None
+    if cls.oauth is None:
+        raise OAuthError(f"{cls.label} does not connect with OAuth; it takes other credentials.")
+    return cls
 
 
-def _same_host(url: str, other: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    # Mailchimp's default root carries a {dc} placeholder: compare the registrable part.
-    other_host = (urlsplit(other).hostname or "").replace("{dc}.", "")
-    return host == other_host or host.endswith("." + other_host)
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """Return (scheme, host, port) of an http(s) URL, the port made explicit; None for anything else."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, normalized_host(parts.hostname), port or DEFAULT_PORTS[scheme]
 
 
 def _label(endpoints: OAuthEndpoints) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from connections.http import HttpClient, TokenSource
 from connections.models import Connection
+from connections.providers.activecampaign import ActiveCampaignProvider
 from connections.providers.base import Provider, ProviderConfig
 from connections.providers.hubspot import HubSpotProvider
 from connections.providers.mailchimp import MailchimpProvider
@@ -18,6 +19,7 @@ from connections.ratelimit import RateBudget
 PROVIDERS: dict[str, type[Provider]] = {
     "hubspot": HubSpotProvider,
     "mailchimp": MailchimpProvider,
+    "activecampaign": ActiveCampaignProvider,
 }
 CONNECT_TIMEOUT = 5.0
 

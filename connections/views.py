@@ -24,6 +24,7 @@ from connections.oauth import (
     authorization_start,
     oauth_endpoints,
     oauth_providers,
+    sandbox_origin,
     scopes_for,
 )
 from connections.providers.base import FieldInfo
@@ -44,12 +45,19 @@ class ConnectForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="How Syncapp names this connection, e.g. “HubSpot (sales)”.")
     base_url = forms.URLField(
         label="API root", required=False, max_length=300, assume_scheme="https",
-        help_text="Leave empty for the provider itself; enter the sandbox's address to connect to it.",
+        help_text="Leave empty for the provider's own API. Another address is still authorized by the provider.",
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = [(name, provider_class(name).label) for name in oauth_providers()]
+        sandbox = sandbox_origin()
+        if sandbox:
+            # Only an API root at the configured sandbox authorizes through the sandbox.
+            self.fields["base_url"].help_text = (
+                f"Leave empty for the provider's own API; an address on the sandbox ({sandbox}) connects to the "
+                "sandbox. Any other address is still authorized by the provider."
+            )
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -106,13 +114,13 @@ def connection_fields_refresh_view(request: HttpRequest, connection_id: int) -> 
 @require_http_methods(["GET", "POST"])
 def connection_connect(request: HttpRequest) -> HttpResponse:
     """Ask which provider to connect and under which name; then show what will be asked for."""
-    form = ConnectForm(request.POST or None, initial={"provider": request.GET.get("provider", "hubspot")})
+    offered = oauth_providers()
+    form = ConnectForm(request.POST or None,
+                       initial={"provider": request.GET.get("provider", offered[0] if offered else "")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         return _begin(request, provider=data["provider"], base_url=data["base_url"], name=data["name"])
-    providers = [
-        {"name": name, "label": provider_class(name).label, "scopes": scopes_for(name)} for name in oauth_providers()
-    ]
+    providers = [{"name": name, "label": provider_class(name).label, "scopes": scopes_for(name)} for name in offered]
     return render(request, "connections/connect.html", {"form": form, "providers": providers})
 
 

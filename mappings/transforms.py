@@ -193,10 +193,10 @@ _FORMAT_ALIASES = {
 DATE_FORMATS = {
     ISO: "ISO 8601 date (YYYY-MM-DD)",
     ISO_DATETIME: "ISO 8601 date and time with offset (2024-03-01T00:00:00+00:00)",
-    EPOCH_MS: "Milliseconds since 1970 (HubSpot date properties)",
+    EPOCH_MS: "Milliseconds since 1970, midnight UTC (CRM date properties)",
     "%m/%d/%Y": "MM/DD/YYYY",
     "%d/%m/%Y": "DD/MM/YYYY",
-    BIRTHDAY: "Birthday without a year, MM/DD (Mailchimp birthday)",
+    BIRTHDAY: "Birthday without a year, MM/DD (audience birthday fields)",
 }
 # The longest date text worth parsing: anything longer is not a date, and a 10,000
 # digit "timestamp" would cost a big-integer conversion to find that out.
@@ -660,7 +660,7 @@ TRANSFORM_INFO: dict[str, TransformInfo] = {
         external_kinds=frozenset({"phone", "text"}), hub_kinds=frozenset({"phone"})),
     "date": TransformInfo(
         "Date format",
-        "Converts between the hub's dates (YYYY-MM-DD) and the system's format. Mailchimp birthdays (MM/DD) "
+        "Converts between the hub's dates (YYYY-MM-DD) and the system's format. Birthday fields (MM/DD) "
         "have no year: the hub keeps them as --MM-DD.",
         params=(ParamInfo("format", "The system's format", "choice", required=True,
                           choices=tuple(DATE_FORMATS.items())),),
@@ -701,7 +701,7 @@ TRANSFORM_INFO: dict[str, TransformInfo] = {
         external_kinds=frozenset({"text"}), hub_kinds=frozenset({"text"})),
     "optout_flag": TransformInfo(
         "Opt-out flag",
-        "Reads a true/false opt-out (HubSpot hs_email_optout) as an unsubscribe; sends only opt-outs.",
+        "Reads a true/false opt-out (a CRM's email opt-out property) as an unsubscribe; sends only opt-outs.",
         external_kinds=frozenset({"bool"}), hub_kinds=frozenset({"consent"})),
 }
 # Formats of `date` that need a particular kind of field on the system's side.

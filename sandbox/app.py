@@ -1,18 +1,18 @@
-"""The sandbox WSGI app: emulated HubSpot under /hubspot, Mailchimp under /mailchimp/3.0,
-their OAuth pages and token endpoints (see `sandbox.oauth`), control endpoints under
-/_sandbox/ (see `sandbox.control`).
+"""The sandbox WSGI app: every emulator of `sandbox.registry` under its prefix, their OAuth
+pages and token endpoints (see `sandbox.oauth`), control endpoints under /_sandbox/ (see
+`sandbox.control`).
 
 Every provider request goes through the same gateway, in the order the real services
-apply it: credentials (the provider's 401), limits (its 429), injected faults, then the
-endpoint itself. It is counted in the stats whatever the outcome.
+apply it: credentials (the provider's 401 or 403), limits (its 429), injected faults,
+then the endpoint itself. It is counted in the stats whatever the outcome.
 """
 from __future__ import annotations
 
 import logging
-import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
@@ -20,20 +20,13 @@ from .control import PREFIX as CONTROL_PREFIX
 from .control import Control
 from .errors import DropConnection, ProviderError, json_response
 from .faults import Fault, FaultInjector
-from .hubspot import HubSpotAPI
-from .mailchimp import MAX_CONNECTIONS, MailchimpAPI
-from .oauth import PATHS as OAUTH_PATHS
 from .oauth import OAuthAuthority
 from .provider import EmulatedAPI, Route
+from .registry import EMULATORS
 from .seed import Seeder
 from .stats import RequestStats
 from .store import Store
 
-DEFAULT_HUBSPOT_TOKEN = "sandbox-hubspot-token"
-# A Mailchimp API key ends in "-<datacenter>"; clients take the datacenter from it.
-DEFAULT_MAILCHIMP_KEY = "sandbox-mailchimp-key-us1"
-DEFAULT_HUBSPOT_RATE_LIMIT = 190
-DEFAULT_HUBSPOT_SEARCH_RATE_LIMIT = 5
 DATABASE_NAME = "sandbox.sqlite3"
 # Mailchimp batches of 500 members with long values run to several megabytes.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -41,26 +34,38 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 logger = logging.getLogger("sandbox")
 
 
-@dataclass(frozen=True)
-class SandboxSettings:
-    hubspot_token: str = DEFAULT_HUBSPOT_TOKEN
-    mailchimp_key: str = DEFAULT_MAILCHIMP_KEY
-    hubspot_rate_limit: int = DEFAULT_HUBSPOT_RATE_LIMIT
-    hubspot_search_rate_limit: int = DEFAULT_HUBSPOT_SEARCH_RATE_LIMIT
-    mailchimp_max_connections: int = MAX_CONNECTIONS
-    hostile_file: Path | None = None
+class SandboxSettings(Mapping[str, Any]):
+    """The emulators a sandbox serves and their options (`EmulatedAPI.options`) by name, defaults
+    filled in; and the file the hostile records are seeded from.
 
-    def __post_init__(self):
-        if not re.fullmatch(r".+-[a-z]+\d+", self.mailchimp_key):
-            raise ValueError("a Mailchimp API key ends in -<datacenter>, for example -us1")
-        if not self.hubspot_token.strip():
-            raise ValueError("the HubSpot token must not be empty")
-        if min(self.hubspot_rate_limit, self.hubspot_search_rate_limit, self.mailchimp_max_connections) < 0:
-            raise ValueError("limits must not be negative")
+    Raise ValueError naming the problem for an unknown option or a value its option refuses.
+    """
 
-    @property
-    def mailchimp_dc(self) -> str:
-        return self.mailchimp_key.rsplit("-", 1)[1]
+    def __init__(self, emulators: Sequence[type[EmulatedAPI]] = EMULATORS, *, hostile_file: Path | None = None,
+                 **values: Any):
+        options = {option.name: option for api in emulators for option in api.options}
+        unknown = sorted(set(values) - set(options))
+        if unknown:
+            raise ValueError(f"unknown options: {', '.join(unknown)}")
+        self._values = {name: values.get(name, option.default) for name, option in options.items()}
+        for name, option in options.items():
+            value = self._values[name]
+            if isinstance(value, bool) or not isinstance(value, option.type):
+                raise ValueError(f"{name} must be {'an integer' if option.type is int else 'a string'}")
+            problem = option.problem(value)
+            if problem:
+                raise ValueError(problem)
+        self.emulators = tuple(emulators)
+        self.hostile_file = hostile_file
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class SandboxApp:
@@ -68,16 +73,16 @@ class SandboxApp:
 
     def __init__(self, data_dir: Path, settings: SandboxSettings):
         self.settings = settings
-        self.store = Store(data_dir / DATABASE_NAME)
-        self.hubspot = HubSpotAPI(self.store, token=settings.hubspot_token, rate_limit=settings.hubspot_rate_limit,
-                                  search_rate_limit=settings.hubspot_search_rate_limit)
-        self.mailchimp = MailchimpAPI(self.store, api_key=settings.mailchimp_key,
-                                      max_connections=settings.mailchimp_max_connections)
-        self.apis: tuple[EmulatedAPI, ...] = (self.hubspot, self.mailchimp)
+        self.store = Store(data_dir / DATABASE_NAME, [api.schema for api in settings.emulators])
+        self.oauth = OAuthAuthority(tuple(api.name for api in settings.emulators if api.oauth_routes))
+        self.apis: tuple[EmulatedAPI, ...] = tuple(api(self.store, settings, self.oauth)
+                                                   for api in settings.emulators)
+        with self.store.write() as db:
+            for api in self.apis:
+                api.install_defaults(db)
         self.faults = FaultInjector()
         self.stats = RequestStats()
-        self.seeder = Seeder(self.store, settings.hostile_file)
-        self.oauth = OAuthAuthority(settings.mailchimp_dc)
+        self.seeder = Seeder(self.store, self.apis, settings.hostile_file)
         self.control = Control(self)
 
     def __call__(self, environ, start_response):
@@ -89,21 +94,26 @@ class SandboxApp:
         path = request.path
         if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
             return self.control.dispatch(request)
-        if path.rstrip("/") in OAUTH_PATHS:
-            return self.oauth.dispatch(request)
+        for api in self.apis:
+            route, arguments, status = api.match_oauth(request.method, path)
+            if route is not None:
+                return api.handle(route, request, arguments)
+            if status == 405:
+                return json_response({"error": f"method {request.method} not allowed on {path}"}, 405)
         for api in self.apis:
             if path == api.prefix or path.startswith(api.prefix + "/"):
                 return self.serve(api, request, path[len(api.prefix):] or "/")
-        return json_response({"error": "the sandbox serves /hubspot, /mailchimp/3.0 and /_sandbox"}, 404)
+        served = ", ".join(api.prefix for api in self.apis)
+        return json_response({"error": f"the sandbox serves {served} and {CONTROL_PREFIX}"}, 404)
 
     def reset(self) -> None:
-        """Wipe both providers' data and restore the limits the sandbox started with."""
+        """Wipe every emulator's data and restore the limits the sandbox started with."""
         with self.store.write() as db:
-            self.store.wipe(db)
-            self.mailchimp.install_defaults(db)
-        self.hubspot.limit.configure(self.settings.hubspot_rate_limit)
-        self.hubspot.search_limit.configure(self.settings.hubspot_search_rate_limit)
-        self.mailchimp.connections.configure(self.settings.mailchimp_max_connections)
+            self.store.wipe(db, [table for api in self.apis for table in api.tables()])
+            for api in self.apis:
+                api.install_defaults(db)
+        for api in self.apis:
+            api.reset_limits()
         self.oauth.reset()
 
     def serve(self, api: EmulatedAPI, request: Request, path: str) -> Response:
@@ -121,8 +131,12 @@ class SandboxApp:
 
     def _answer(self, api: EmulatedAPI, request: Request, route: Route | None, arguments: dict[str, str],
                 routing_status: int) -> Response:
+        # An access token issued here, or else the API's own credential.
+        live = self.oauth.authenticate(api.name, request)
+        if live is False:
+            return api.oauth_expired(self.oauth.seconds_since_expiry(request))
         try:
-            account = self._authenticate(api, request)
+            account = api.oauth_account() if live else api.authenticate(request)
             with api.admitted(account, route) as limit_headers:
                 latency_ms, fault, after_write = self.faults.draw(api.name)
                 if latency_ms:
@@ -137,16 +151,6 @@ class SandboxApp:
                 return response
         except ProviderError as error:
             return error.response()
-
-    def _authenticate(self, api: EmulatedAPI, request: Request) -> str:
-        """Return the account of the request: an OAuth access token issued here, or the API's own credential."""
-        live = self.oauth.authenticate(api.name, request)
-        if live is None:
-            return api.authenticate(request)
-        if not live:
-            raise self.oauth.expired_error(api.name, request)
-        # An OAuth grant is to the sandbox's one account of that provider.
-        return self.settings.hubspot_token if api is self.hubspot else self.settings.mailchimp_key
 
     @staticmethod
     def _handle(api: EmulatedAPI, request: Request, route: Route | None, arguments: dict[str, str],

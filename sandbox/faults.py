@@ -7,7 +7,6 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PROVIDERS = ("hubspot", "mailchimp")
 INJECTABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # How a reply is lost after the request was carried out: the connection drops, or a
 # gateway in front of the provider gives up waiting (the change is made all the same).
@@ -43,8 +42,8 @@ class FaultPlan:
         return self.count is not None and self.injected >= self.count
 
 
-def parse_plan(body: Any) -> tuple[list[str], FaultPlan]:
-    """Return the providers a `POST /_sandbox/faults` body targets and its plan.
+def parse_plan(body: Any, providers: tuple[str, ...]) -> tuple[list[str], FaultPlan]:
+    """Return which of `providers` a `POST /_sandbox/faults` body targets ("all": every one) and its plan.
 
     Raise ValueError naming the offending key when the body is malformed.
     """
@@ -55,8 +54,8 @@ def parse_plan(body: Any) -> tuple[list[str], FaultPlan]:
     if unknown:
         raise ValueError(f"unknown keys: {', '.join(unknown)}")
     provider = body.get("provider", "all")
-    if provider not in (*PROVIDERS, "all"):
-        raise ValueError("provider must be hubspot, mailchimp or all")
+    if provider not in (*providers, "all"):
+        raise ValueError(f"provider must be {', '.join(providers)} or all")
     plan = FaultPlan()
     for name in ("rate", "reset_rate", "lost_reply_rate"):
         value = body.get(name, 0.0)
@@ -82,8 +81,7 @@ def parse_plan(body: Any) -> tuple[list[str], FaultPlan]:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
         setattr(plan, name, value)
-    providers = list(PROVIDERS) if provider == "all" else [provider]
-    return providers, plan
+    return list(providers) if provider == "all" else [provider], plan
 
 
 class FaultInjector:

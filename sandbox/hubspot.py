@@ -51,28 +51,95 @@ is strict:
   by default; "rate limited to five requests per second per account"), and count
   against the 10-second window too. Over it, the 429 names the `SECONDLY` policy.
   Search replies carry no rate-limit headers, as HubSpot documents.
+
+OAuth (stands for https://app.hubspot.com/oauth/authorize and
+https://api.hubapi.com/oauth/v1/token): `GET|POST /hubspot/oauth/authorize` is the
+approval screen (`sandbox.oauth`); `POST /hubspot/oauth/v1/token` takes
+`grant_type=authorization_code|refresh_token` and answers `{access_token, refresh_token,
+expires_in, token_type}`, or a 400 `{status: "BAD_REFRESH_TOKEN" | "BAD_AUTH_CODE" |
+"BAD_CLIENT_ID" | "BAD_GRANT_TYPE", message}`. An expired or revoked access token gets the
+401 EXPIRED_AUTHENTICATION.
+
+Control actions (under `/_sandbox/hubspot/`):
+POST bulk-edit   `{"ids": ["101", ...], "properties": {...}}` (no `ids`: every live contact):
+                 set the properties in one instant, as bulk edits, imports and workflows can.
+                 Replies `{"edited": n, "lastmodifieddate": "...Z" | null}`.
+POST restore     `{"ids": [...]}`: bring archived contacts back from the recycle bin (each gets
+                 a new `lastmodifieddate`). Replies `{"restored": n}`; 400 when a live contact
+                 holds one's address meanwhile.
+GET  contacts    `{"contacts": [{id, properties (all), createdAt, updatedAt, archived,
+                 archivedAt?}], "gdpr_deleted": [{email, id, deletedAt}]}`
+POST contacts    `{"properties": {"email": ...}}`: the person signs up again on a HubSpot form,
+                 past the GDPR blocklist the API enforces. Replies the contact as the dump
+                 shows it; 400 for values HubSpot refuses or an address a live contact holds.
 """
 from __future__ import annotations
 
 import fnmatch
 import hmac
 import json
+import random
 import re
+import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
 from .emails import email_problem
-from .errors import HubSpotError, HubSpotRateLimited, gateway_page, json_response
+from .errors import ProviderError, gateway_page, json_response
 from .faults import Fault
 from .limits import RollingWindowLimit
-from .provider import EmulatedAPI, Route, parse_json
-from .store import Store
+from .provider import (
+    ControlAction,
+    ControlError,
+    EmulatedAPI,
+    Option,
+    Route,
+    not_blank,
+    not_negative,
+    parse_json,
+    refuse_unknown_keys,
+)
+from .seed import YEAR_MS, Person
+from .store import Store, lookup
+
+if TYPE_CHECKING:
+    from .oauth import OAuthAuthority
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hubspot_contact (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- The trimmed, lowercased email: HubSpot's uniqueness key. NULL without an email.
+    email_key TEXT,
+    properties TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    modified_ms INTEGER NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    archived_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS hubspot_contact_modified ON hubspot_contact (archived, modified_ms, id);
+CREATE INDEX IF NOT EXISTS hubspot_contact_email ON hubspot_contact (email_key);
+
+CREATE TABLE IF NOT EXISTS hubspot_gdpr_deleted (
+    email_key TEXT PRIMARY KEY,
+    contact_id INTEGER,
+    deleted_ms INTEGER NOT NULL
+);
+
+-- Addresses unsubscribed from all email: HubSpot ties the status to the address, so
+-- a contact created with it later is opted out too.
+CREATE TABLE IF NOT EXISTS hubspot_email_optout (
+    email_key TEXT PRIMARY KEY,
+    opted_out_ms INTEGER NOT NULL
+);
+"""
 
 MAX_BATCH = 100
 MAX_LIST_PAGE = 100
@@ -89,6 +156,65 @@ SEARCH_BASE_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")
 NOT_FOUND_MESSAGE = "Object not found.  objectId are usually numeric."
 NO_PROPERTIES_MESSAGE = "No properties found to update, please provide at least one."
 OPTOUT = "hs_email_optout"
+SEED_JOB_TITLES = ("Marketing Manager", "CEO", "Software Engineer", "Office Manager", "Head of Sales", "Designer",
+                   "Directrice commerciale", "Einkaufsleiter", "")
+SEED_LIFECYCLE_WEIGHTS = (30, 35, 10, 5, 5, 12, 1, 2)
+SEED_CITIES = (("San Francisco", "CA", "94107", "United States"), ("Berlin", "", "10115", "Germany"),
+               ("Paris", "", "75002", "France"), ("São Paulo", "SP", "01310-100", "Brazil"),
+               ("東京", "", "100-0001", "Japan"), ("London", "", "EC1A 1BB", "United Kingdom"))
+SEED_SKIPPED_KEYS = {"why"}
+SEED_HOSTILE_PROPERTY = {"birthday": "date_of_birth"}
+
+
+class HubSpotError(ProviderError):
+    """An error reply in HubSpot's shape: `{status: "error", message, correlationId, category}`."""
+
+    def __init__(self, status: int, message: str, category: str, *, sub_category: str | None = None,
+                 context: dict[str, list[str]] | None = None, errors: list[dict] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.category = category
+        self.sub_category = sub_category
+        self.context = context
+        self.errors = errors
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": "error",
+            "message": self.message,
+            "correlationId": str(uuid.uuid4()),
+            "category": self.category,
+        }
+        if self.sub_category:
+            body["subCategory"] = self.sub_category
+        if self.context is not None:
+            body["context"] = self.context
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+    def response(self) -> Response:
+        return json_response(self.body(), self.status, headers=self.headers)
+
+
+class HubSpotRateLimited(HubSpotError):
+    """HubSpot's 429, whose body names the policy instead of a category."""
+
+    def __init__(self, policy_name: str, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(429, message, "RATE_LIMITS", headers=headers)
+        self.policy_name = policy_name
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "message": self.message,
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()),
+            "policyName": self.policy_name,
+        }
 
 
 @dataclass(frozen=True)
@@ -290,7 +416,30 @@ class Contact:
 
 class HubSpotAPI(EmulatedAPI):
     name = "hubspot"
+    label = "HubSpot"
     prefix = "/hubspot"
+    options = (
+        Option("hubspot_token", "sandbox-hubspot-token", "the Bearer token HubSpot accepts",
+               not_blank("HubSpot token")),
+        Option("hubspot_rate_limit", 190, "HubSpot requests allowed per rolling 10 s per token; 0 turns the "
+                                          "limit off", not_negative),
+        Option("hubspot_search_rate_limit", 5, "HubSpot search requests allowed per second per token, on top "
+                                               "of the general limit; 0 turns it off", not_negative),
+    )
+    credential = "hubspot_token"
+    schema = SCHEMA
+    seed_key = "hubspot_contacts"
+    control_actions = (
+        ControlAction("POST", "bulk-edit", "control_bulk_edit"),
+        ControlAction("POST", "restore", "control_restore"),
+        ControlAction("GET", "contacts", "control_contacts"),
+        ControlAction("POST", "contacts", "control_signup"),
+    )
+    oauth_routes = (
+        Route("GET", "/hubspot/oauth/authorize", "oauth_authorize"),
+        Route("POST", "/hubspot/oauth/authorize", "oauth_authorize"),
+        Route("POST", "/hubspot/oauth/v1/token", "oauth_token"),
+    )
     routes = (
         Route("GET", CONTACTS, "list_contacts"),
         Route("POST", CONTACTS, "create_contact", write=True),
@@ -311,16 +460,23 @@ class HubSpotAPI(EmulatedAPI):
         Route("GET", "/crm/v3/properties/contacts/{propertyName}", "get_property"),
     )
 
-    def __init__(self, store: Store, *, token: str, rate_limit: int, search_rate_limit: int):
-        super().__init__()
-        self.store = store
-        self.token = token
-        self.limit = RollingWindowLimit(rate_limit)
+    def __init__(self, store: Store, settings: Mapping[str, Any], oauth: OAuthAuthority):
+        super().__init__(store, settings, oauth)
+        self.token = settings["hubspot_token"]
+        self.limit = RollingWindowLimit(settings["hubspot_rate_limit"])
         # The daily count is the general limit's: search requests count there as well.
-        self.search_limit = RollingWindowLimit(search_rate_limit, window_seconds=1.0, daily_limit=None,
-                                               policy="SECONDLY")
+        self.search_limit = RollingWindowLimit(settings["hubspot_search_rate_limit"], window_seconds=1.0,
+                                               daily_limit=None, policy="SECONDLY")
+        self.limiters = {"hubspot_rate_limit": self.limit, "hubspot_search_rate_limit": self.search_limit}
         store.add_function("hubspot_contains_token", 2, contains_token)
         store.add_function("hubspot_options_contain_token", 2, options_contain_token)
+        with store.read() as db:
+            (last_ms,) = db.execute("SELECT COALESCE(MAX(modified_ms), 0) FROM hubspot_contact").fetchone()
+        # After a restart, changes must still come after the stored ones.
+        store.clock.advance_to(last_ms)
+
+    def info(self) -> dict[str, Any]:
+        return {"base_path": self.prefix, "stands_for": "https://api.hubapi.com"}
 
     # Gateway: credentials, limits, error shapes.
 
@@ -701,7 +857,7 @@ class HubSpotAPI(EmulatedAPI):
         return json_response({"status": "COMPLETE", "results": [], "requestedAt": started, "startedAt": started,
                               "completedAt": iso_ms(int(datetime.now(UTC).timestamp() * 1000))})
 
-    # Sandbox control.
+    # What the control actions below do.
 
     def restore(self, ids: list[str]) -> list[Contact]:
         """Bring archived contacts back, as HubSpot's recycle bin does; return them.
@@ -758,6 +914,212 @@ class HubSpotAPI(EmulatedAPI):
             else:
                 contacts = sorted(self._find_many(db, ids, None, archived=False).values(), key=lambda c: c.id)
             return self._apply(db, [(contact, dict(cleaned)) for contact in contacts])
+
+    # Sandbox control: what people do in HubSpot's pages, and dumps for the tests.
+
+    def control_bulk_edit(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"ids": ["101", ...], "properties": {...}}` (no `ids`: every live contact)."""
+        refuse_unknown_keys(body, {"ids", "properties"})
+        ids = body.get("ids")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise ControlError("ids must be a list of contact ids (strings), or left out for every contact")
+        if not isinstance(body.get("properties"), dict) or not body["properties"]:
+            raise ControlError("properties must be an object naming at least one property")
+        try:
+            changed = self.bulk_edit(ids, body["properties"])
+        except HubSpotError as error:
+            raise ControlError(error.message) from None
+        return {"edited": len(changed), "lastmodifieddate": iso_ms(changed[0].modified_ms) if changed else None}
+
+    def control_restore(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"ids": ["101", ...]}`: bring archived contacts back from the recycle bin."""
+        refuse_unknown_keys(body, {"ids"})
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ControlError("ids must be a non-empty list of contact ids (strings)")
+        try:
+            restored = self.restore(ids)
+        except HubSpotError as error:
+            raise ControlError(error.message) from None
+        return {"restored": len(restored)}
+
+    def control_signup(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"properties": {"email": "...", ...}}`: the person signs up again on a HubSpot form."""
+        refuse_unknown_keys(body, {"properties"})
+        if not isinstance(body.get("properties"), dict) or not body["properties"]:
+            raise ControlError("properties must be an object naming at least one property")
+        try:
+            contact = self.signup(body["properties"])
+        except HubSpotError as error:
+            raise ControlError(error.message) from None
+        return contact.to_json()
+
+    def control_contacts(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Every stored contact, archived ones included, and the GDPR blocklist."""
+        with self.store.read() as db:
+            rows = db.execute(f"SELECT {ROW_COLUMNS} FROM hubspot_contact ORDER BY id").fetchall()
+            deleted = db.execute("SELECT email_key, contact_id, deleted_ms FROM hubspot_gdpr_deleted "
+                                 "ORDER BY deleted_ms").fetchall()
+        return {
+            "contacts": [Contact(row).to_json() for row in rows],
+            "gdpr_deleted": [{"email": email, "id": str(contact_id) if contact_id else None,
+                              "deletedAt": iso_ms(deleted_ms)} for email, contact_id, deleted_ms in deleted],
+        }
+
+    # OAuth (stands for https://app.hubspot.com/oauth/authorize and https://api.hubapi.com/oauth/v1/token).
+
+    def oauth_token(self, request: Request) -> Response:
+        """Form-encoded `grant_type=authorization_code` (code, redirect_uri[, code_verifier]) or
+        `grant_type=refresh_token` (refresh_token), with client_id and client_secret in the body
+        or as HTTP Basic. Reply `{access_token, refresh_token, expires_in, token_type}`."""
+        if not self.oauth.client_ok(request):
+            return oauth_error("BAD_CLIENT_ID", "missing or unknown client id or secret")
+        grant_type = request.form.get("grant_type")
+        if grant_type == "authorization_code":
+            grant, error = self.oauth.exchange_code(request, self.name, refreshable=True)
+            if error:
+                return oauth_error("BAD_AUTH_CODE", error)
+            return json_response(self.oauth.issue(grant))
+        if grant_type == "refresh_token":
+            grant = self.oauth.refresh(self.name, request.form.get("refresh_token", ""))
+            if grant is None:
+                return oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+            return json_response(self.oauth.issue(grant))
+        return oauth_error("BAD_GRANT_TYPE", "grant_type must be authorization_code or refresh_token")
+
+    def oauth_expired(self, seconds_ago: int) -> Response:
+        return HubSpotError(401, f"The OAuth token used to make this call expired {seconds_ago} second(s) ago.",
+                            "EXPIRED_AUTHENTICATION").response()
+
+    # Seeding (see `sandbox.seed`).
+
+    def seed(self, db: sqlite3.Connection, rng: random.Random, people: list[Person],
+             hostile_records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write the people as contacts of a portal with years of imports behind it, then the
+        hostile records verbatim, each address once.
+
+        Some break the rules the API enforces on writes, on purpose: about 1% have a
+        malformed email and 0.5% none at all; about 1% are the same person again under
+        another email, with the same name and phone; phones come in many shapes, about 1%
+        of them garbage; about 5% opted out of email. What no portal holds, however old, is
+        one address twice: a contact whose address a live contact already holds (a twin by
+        case in the hostile records, or an address created through the API before the seed)
+        is refused as the API would refuse it, and listed in the reply; a contact seeded
+        with an address unsubscribed before reads opted out.
+        """
+        rows = self._seed_rows(rng, people)
+        hostile_rows = [_hostile_row(record) for record in hostile_records]
+        refused = self._write_seeded(db, rng, rows + hostile_rows)
+        refused_rows = {id(row) for row, _ in refused}
+        return {"hubspot_contacts": sum(1 for row in rows if id(row) not in refused_rows),
+                "hostile_contacts": sum(1 for row in hostile_rows if id(row) not in refused_rows),
+                "hubspot_refused": [{"email": _seed_key(row), "message": message} for row, message in refused]}
+
+    @staticmethod
+    def _seed_rows(rng: random.Random, people: list[Person]) -> list[dict[str, str]]:
+        rows = []
+        for index, person in enumerate(people):
+            properties = {"firstname": person.firstname, "lastname": person.lastname, "email": person.email}
+            roll = rng.random()
+            if roll < 0.01:
+                properties["email"] = rng.choice((
+                    person.email.rsplit(".", 1)[0], person.email.replace("@", "@@"), person.email.replace(".", "..", 1),
+                    person.email.replace("@", " at "), person.email.replace("@", " @"),
+                ))
+            elif roll < 0.015:
+                del properties["email"]
+            elif roll < 0.025 and index:
+                previous = people[index - 1]
+                properties.update(firstname=previous.firstname, lastname=previous.lastname)
+                # The same person again: the other systems see the shared phone too.
+                person.phone = previous.phone or person.phone
+            if person.phone:
+                properties["phone"] = person.phone
+            if person.company:
+                properties["company"] = person.company
+                properties["jobtitle"] = rng.choice(SEED_JOB_TITLES)
+            optout = rng.random()
+            if optout < 0.05:
+                properties[OPTOUT] = "true"
+            elif optout < 0.35:
+                properties[OPTOUT] = "false"
+            properties["lifecyclestage"] = rng.choices(LIFECYCLE_STAGES, SEED_LIFECYCLE_WEIGHTS)[0]
+            if rng.random() < 0.5:
+                city, state, postal_code, country = rng.choice(SEED_CITIES)
+                properties.update(city=city, zip=postal_code, country=country)
+                if state:
+                    properties["state"] = state
+            rows.append({name: value for name, value in properties.items() if value})
+        return rows
+
+    def _write_seeded(self, db: sqlite3.Connection, rng: random.Random,
+                      rows: list[dict[str, str]]) -> list[tuple[dict[str, str], str]]:
+        """Insert `rows` as contacts, each address once; return the rows refused, with HubSpot's reason."""
+        rows, refused = self._one_per_address(db, rows)
+        if not rows:
+            return refused
+        opted_out = {key for (key,) in lookup(
+            db, "SELECT email_key FROM hubspot_email_optout WHERE email_key IN ({marks})",
+            sorted({key for key in map(_seed_key, rows) if key}))}
+        for properties in rows:
+            if _seed_key(properties) in opted_out:
+                properties[OPTOUT] = "true"
+        now_ms = int(time.time() * 1000)
+        # Seeded changes happened in the past year, but never before a change the sandbox
+        # already handed out: a delta cursor must not miss them.
+        start = max(self.store.clock.last_ms + 1, now_ms - YEAR_MS)
+        end = max(now_ms, start + len(rows))
+        modified = sorted(rng.sample(range(start, end), len(rows)))
+        rng.shuffle(modified)
+        db.executemany(
+            "INSERT INTO hubspot_contact (email_key, properties, created_ms, modified_ms) VALUES (?, ?, ?, ?)",
+            [(_seed_key(properties), json.dumps(properties, ensure_ascii=False),
+              changed - rng.randrange(0, YEAR_MS // 2), changed)
+             for properties, changed in zip(rows, modified, strict=True)],
+        )
+        # Seeded opt-outs hold for their addresses, as the subscriptions API's do.
+        db.executemany(
+            "INSERT OR IGNORE INTO hubspot_email_optout (email_key, opted_out_ms) VALUES (?, ?)",
+            [(_seed_key(properties), changed) for properties, changed in zip(rows, modified, strict=True)
+             if properties.get(OPTOUT) == "true" and _seed_key(properties)],
+        )
+        self.store.clock.advance_to(max(modified))
+        if refused:
+            # A twin within the seed names the contact seeded first, known only now.
+            holders = self._holders(db, [_seed_key(row) for row, _ in refused])
+            refused = [(row, message or f"Contact already exists. Existing ID: {holders[_seed_key(row)]}")
+                       for row, message in refused]
+        return refused
+
+    @staticmethod
+    def _one_per_address(db: sqlite3.Connection,
+                         rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[tuple[dict, str]]]:
+        """Split `rows` into those HubSpot would take and those it refuses, with the reason ("" when
+        the address goes to an earlier row of this seed): an address held already, or blocklisted."""
+        keys = sorted({key for key in map(_seed_key, rows) if key})
+        holders = HubSpotAPI._holders(db, keys)
+        blocklisted = {key for (key,) in lookup(
+            db, "SELECT email_key FROM hubspot_gdpr_deleted WHERE email_key IN ({marks})", keys)}
+        kept, refused, seen = [], [], set()
+        for row in rows:
+            key = _seed_key(row)
+            if key in holders:
+                refused.append((row, f"Contact already exists. Existing ID: {holders[key]}"))
+            elif key in blocklisted:
+                refused.append((row, f"Email address {key} was permanently deleted and is blocklisted"))
+            elif key in seen:
+                refused.append((row, ""))
+            else:
+                kept.append(row)
+                if key:
+                    seen.add(key)
+        return kept, refused
+
+    @staticmethod
+    def _holders(db: sqlite3.Connection, keys: list[str]) -> dict[str, int]:
+        """Return the id of the live contact holding each of these addresses, where one does."""
+        return dict(lookup(db, "SELECT email_key, MIN(id) FROM hubspot_contact WHERE archived = 0 "
+                               "AND email_key IN ({marks}) GROUP BY email_key", keys))
 
     # Helpers: parsing.
 
@@ -1151,3 +1513,19 @@ class HubSpotAPI(EmulatedAPI):
         }]
         return json_response(body, 207)
 
+
+def oauth_error(status: str, message: str) -> Response:
+    """Return the 400 of HubSpot's token endpoint: `{status: "BAD_REFRESH_TOKEN", message, correlationId}`."""
+    return json_response({"status": status, "message": message, "correlationId": secrets.token_hex(8)}, 400)
+
+
+def _seed_key(properties: dict[str, str]) -> str | None:
+    """Return HubSpot's key for a seeded contact's address: trimmed and lowercased, None without one."""
+    return (properties.get("email") or "").strip().lower() or None
+
+
+def _hostile_row(record: dict[str, Any]) -> dict[str, str]:
+    """Return a hostile record as the properties of a contact, verbatim (the shared file's `birthday`
+    is HubSpot's `date_of_birth`; `why` explains the record and is not stored)."""
+    return {SEED_HOSTILE_PROPERTY.get(name, name): str(value) for name, value in record.items()
+            if name not in SEED_SKIPPED_KEYS and value is not None}

@@ -13,12 +13,12 @@ from typing import Any
 
 import requests
 
+from .registry import EMULATORS
+
 REPO = Path(__file__).resolve().parent.parent
 READY_LINE = re.compile(r"sandbox listening on (http://\S+)")
 START_TIMEOUT_SECONDS = 15
 STDERR_LINES_KEPT = 2000
-HUBSPOT_TOKEN = "sandbox-hubspot-token"
-MAILCHIMP_KEY = "sandbox-mailchimp-key-us1"
 
 
 class SandboxStartError(RuntimeError):
@@ -29,29 +29,32 @@ class SandboxProcess:
     """A running sandbox: its URLs, credentials and control calls.
 
     `SandboxProcess.start()` launches one on a free port with its own temporary data
-    directory; `stop()` ends it and removes the directory.
+    directory; `stop()` ends it and removes the directory. Every emulator of the registry
+    is reached the same way: `base_url(name)`, `credential(name)`, `control(name, action)`,
+    and `seed(<its seed_key>=N)`; the HubSpot and Mailchimp helpers below are shorthands.
     """
 
     def __init__(self, process: subprocess.Popen, url: str, data_dir: tempfile.TemporaryDirectory,
-                 stderr_lines: deque[str]):
+                 stderr_lines: deque[str], options: dict[str, str]):
         self.process = process
         self.url = url
-        self.hubspot_url = f"{url}/hubspot"
-        self.mailchimp_url = f"{url}/mailchimp/3.0"
-        self.hubspot_token = HUBSPOT_TOKEN
-        self.mailchimp_key = MAILCHIMP_KEY
+        self._options = options
         self._data_dir = data_dir
         self._stderr_lines = stderr_lines
         self._session = requests.Session()
-        self.list_id: str = self._call("GET", "info")["mailchimp"]["list_id"]
+        self.info: dict[str, Any] = self._call("GET", "info")
+        self.hubspot_url = self.base_url("hubspot")
+        self.mailchimp_url = self.base_url("mailchimp")
+        self.hubspot_token = self.credential("hubspot")
+        self.mailchimp_key = self.credential("mailchimp")
+        self.list_id: str = self.info["mailchimp"]["list_id"]
 
     @classmethod
     def start(cls, *extra_args: str) -> SandboxProcess:
         """Start a sandbox; extra arguments go to `manage.py sandbox` (e.g. "--threads", "4")."""
         data_dir = tempfile.TemporaryDirectory(prefix="sandbox-")
         command = [sys.executable, str(REPO / "manage.py"), "sandbox", "--addr", "127.0.0.1:0",
-                   "--data-dir", data_dir.name, "--hubspot-token", HUBSPOT_TOKEN, "--mailchimp-key", MAILCHIMP_KEY,
-                   *extra_args]
+                   "--data-dir", data_dir.name, *extra_args]
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         stderr_lines: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
@@ -70,7 +73,7 @@ class SandboxProcess:
                 f"the sandbox did not start within {START_TIMEOUT_SECONDS} s (exit code {process.returncode}); "
                 f"its stderr:\n{''.join(stderr_lines) or '(empty)'}"
             )
-        return cls(process, ready[0], data_dir, stderr_lines)
+        return cls(process, ready[0], data_dir, stderr_lines, _option_values(extra_args))
 
     def stop(self) -> None:
         """End the process and remove its data directory."""
@@ -89,14 +92,29 @@ class SandboxProcess:
         """What the process has written to stderr so far (tracebacks of failed requests)."""
         return "".join(self._stderr_lines)
 
+    def base_url(self, provider: str) -> str:
+        """The base URL of an emulated API, e.g. `http://127.0.0.1:PORT/hubspot`."""
+        return f"{self.url}{self.info[provider]['base_path']}"
+
+    def credential(self, provider: str) -> str:
+        """The token or key the emulated API accepts (its `credential` option, as started)."""
+        api = next(api for api in EMULATORS if api.name == provider)
+        return self._options[api.credential]
+
+    def control(self, provider: str, action: str, body: dict | None = None, *, method: str | None = None) -> Any:
+        """Call an emulator's own control action, `/_sandbox/<provider>/<action>`; the method is
+        POST with a body, GET without, unless given."""
+        return self._call(method or ("GET" if body is None else "POST"), f"{provider}/{action}", body)
+
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         response = self._session.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=120)
         if response.status_code != 200:
             raise RuntimeError(f"{method} /_sandbox/{path} answered {response.status_code}: {response.text}")
         return response.json()
 
-    def seed(self, **counts: Any) -> dict[str, int]:
-        """Seed data: hubspot_contacts, mailchimp_members, hostile, random_seed."""
+    def seed(self, **counts: Any) -> dict[str, Any]:
+        """Seed data: a count per emulator (hubspot_contacts, mailchimp_members, activecampaign_contacts...),
+        hostile (true, or a list of emulator names), random_seed."""
         return self._call("POST", "seed", counts)
 
     def faults(self, **plan: Any) -> dict:
@@ -113,7 +131,7 @@ class SandboxProcess:
         self._call("POST", "stats/reset")
 
     def limits(self, **limits: int) -> dict[str, int]:
-        """Change hubspot_rate_limit, hubspot_search_rate_limit or mailchimp_max_connections (until the next reset)."""
+        """Change any emulator's limits, e.g. hubspot_rate_limit=0 (until the next reset); return them all."""
         return self._call("POST", "limits", limits)
 
     def reset(self) -> None:
@@ -125,40 +143,52 @@ class SandboxProcess:
         return self._call("POST", "oauth", settings) if settings else self._call("GET", "oauth")
 
     def oauth_revoke(self, provider: str | None = None) -> dict:
-        """Revoke every OAuth grant (of `provider`, or of both)."""
+        """Revoke every OAuth grant (of `provider`, or of all)."""
         return self._call("POST", "oauth/revoke", {"provider": provider} if provider else {})
 
     def hubspot_contacts(self) -> list[dict]:
         """Every stored HubSpot contact, archived ones included, with all its properties."""
-        return self._call("GET", "hubspot/contacts")["contacts"]
+        return self.control("hubspot", "contacts")["contacts"]
 
     def hubspot_gdpr_deleted(self) -> list[dict]:
-        return self._call("GET", "hubspot/contacts")["gdpr_deleted"]
+        return self.control("hubspot", "contacts")["gdpr_deleted"]
 
     def hubspot_restore(self, ids: list[str]) -> int:
         """Restore archived contacts, as HubSpot's recycle bin does; return how many came back."""
-        return self._call("POST", "hubspot/restore", {"ids": ids})["restored"]
+        return self.control("hubspot", "restore", {"ids": ids})["restored"]
 
     def hubspot_signup(self, **properties: str) -> dict:
         """Create a contact as the person's own HubSpot form does, past the GDPR blocklist; return it."""
-        return self._call("POST", "hubspot/contacts", {"properties": properties})
+        return self.control("hubspot", "contacts", {"properties": properties})
 
     def mailchimp_signup(self, email: str, *, status: str = "subscribed", merge_fields: dict | None = None) -> dict:
         """Add a member as the person's own signup form does, even a forgotten address; return it."""
-        return self._call("POST", "mailchimp/members",
-                          {"email_address": email, "status": status, "merge_fields": merge_fields or {}})
+        return self.control("mailchimp", "members",
+                            {"email_address": email, "status": status, "merge_fields": merge_fields or {}})
 
     def mailchimp_confirm(self, email: str) -> dict:
         """Confirm a pending member's opt-in, as the person does from Mailchimp's email; return the member."""
-        return self._call("POST", "mailchimp/confirm", {"email": email})
+        return self.control("mailchimp", "confirm", {"email": email})
 
     def mailchimp_members(self) -> list[dict]:
         """Every stored Mailchimp member, archived ones included."""
-        return self._call("GET", "mailchimp/members")["members"]
+        return self.control("mailchimp", "members")["members"]
 
     def mailchimp_forgotten(self) -> list[str]:
         """Subscriber hashes of permanently deleted members."""
-        return self._call("GET", "mailchimp/members")["forgotten"]
+        return self.control("mailchimp", "members")["forgotten"]
+
+
+def _option_values(args: tuple[str, ...]) -> dict[str, str]:
+    """Return every emulator option's value as `manage.py sandbox` gets it: the default, unless
+    `args` give it (`--flag value` or `--flag=value`, the last one winning)."""
+    flags = {option.flag: option for api in EMULATORS for option in api.options}
+    values = {option.name: str(option.default) for option in flags.values()}
+    for index, arg in enumerate(args):
+        flag, equals, value = arg.partition("=")
+        if flag in flags and (equals or index + 1 < len(args)):
+            values[flags[flag].name] = value if equals else args[index + 1]
+    return values
 
 
 def _wait_for_ready(stream, ready: list[str], started: threading.Event) -> None:

@@ -1,4 +1,4 @@
-"""The providers' published limits: HubSpot's rolling request budgets, Mailchimp's connection cap."""
+"""The providers' published limits: rolling request budgets (HubSpot's, ActiveCampaign's), connection caps (Mailchimp's)."""
 from __future__ import annotations
 
 import threading
@@ -64,6 +64,18 @@ class RollingWindowLimit:
             self._daily[day] = used_today + 1
             return Admission(True, "", self.limit, self.limit - len(recent), daily_limit,
                              max(0, daily_limit - used_today - 1))
+
+    def retry_after(self, key: str) -> float:
+        """Return the seconds until the rolling window admits `key` again (0 when it does now)."""
+        now = time.monotonic()
+        with self._lock:
+            recent = self._recent[key]
+            while recent and recent[0] <= now - self.window_seconds:
+                recent.popleft()
+            if not self.limit or len(recent) < self.limit:
+                return 0.0
+            # The window frees up as its oldest entries expire.
+            return max(0.0, recent[len(recent) - self.limit] + self.window_seconds - now)
 
     def refund(self, key: str) -> None:
         """Give back the budget of a request admitted here but refused by another limit."""

@@ -48,37 +48,117 @@ emulator is strict:
   one). `contact_id` and `unique_email_id` stay when the address changes; `id` (the
   hash of the address) changes with it.
 - At most 10 requests per API key may be in flight at once; more get a 429.
+
+OAuth (stands for https://login.mailchimp.com/oauth2/...): `GET|POST
+/mailchimp-login/oauth2/authorize` is the approval screen (`sandbox.oauth`); `POST
+/mailchimp-login/oauth2/token` answers `{access_token, expires_in: 0, scope: null}` (the
+token never expires; there is no refresh token); `GET /mailchimp-login/oauth2/metadata`
+with `Authorization: OAuth <token>` answers `{dc, api_endpoint, login_url, accountname}`.
+
+Control actions (under `/_sandbox/mailchimp/`):
+POST confirm   `{"email": ...}`: the person clicks the confirmation link of a pending member,
+               who becomes subscribed with a new `timestamp_opt`; 400 when none is pending.
+GET  members   `{"members": [{id, email_address, status, merge_fields, tags (names),
+               last_changed, archived, contact_id, ...}], "forgotten": [subscriber hashes]}`
+POST members   `{"email_address": ..., "status": "subscribed", "merge_fields": {}}`: the person
+               signs up on a Mailchimp form, which a permanently deleted address may. Replies
+               the member as the dump shows it; 400 for a malformed address, one already a
+               member, or refused merge fields.
 """
 from __future__ import annotations
 
 import hmac
 import json
+import random
 import re
 import secrets
 import sqlite3
 import time
+import uuid
 from base64 import b64decode
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
 from .emails import email_problem
 from .emails import subscriber_hash as hash_email
-from .errors import (
-    MailchimpError,
-    gateway_page,
-    json_response,
-    mailchimp_field_errors,
-    mailchimp_invalid,
-)
+from .errors import ProviderError, gateway_page, json_response
 from .faults import Fault
 from .limits import ConcurrencyLimit
-from .provider import EmulatedAPI, Route, parse_json
+from .provider import (
+    ControlAction,
+    ControlError,
+    EmulatedAPI,
+    Option,
+    Route,
+    not_negative,
+    parse_json,
+    refuse_unknown_keys,
+)
+from .seed import YEAR_MS, Person
 from .store import Store
+
+if TYPE_CHECKING:
+    from .oauth import OAuthAuthority
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mailchimp_member (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    list_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    email_address TEXT NOT NULL,
+    unique_email_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    email_type TEXT NOT NULL DEFAULT 'html',
+    merge_fields TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    language TEXT NOT NULL DEFAULT '',
+    vip INTEGER NOT NULL DEFAULT 0,
+    ip_signup TEXT NOT NULL DEFAULT '',
+    timestamp_signup TEXT NOT NULL DEFAULT '',
+    ip_opt TEXT NOT NULL DEFAULT '',
+    timestamp_opt TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT 'API - Generic',
+    last_changed INTEGER NOT NULL,
+    UNIQUE (list_id, id)
+);
+CREATE INDEX IF NOT EXISTS mailchimp_member_changed ON mailchimp_member (list_id, last_changed, seq);
+CREATE INDEX IF NOT EXISTS mailchimp_member_status ON mailchimp_member (list_id, status, seq);
+
+CREATE TABLE IF NOT EXISTS mailchimp_forgotten (
+    list_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (list_id, id)
+);
+
+CREATE TABLE IF NOT EXISTS mailchimp_merge_field (
+    list_id TEXT NOT NULL,
+    merge_id INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    required INTEGER NOT NULL DEFAULT 0,
+    default_value TEXT NOT NULL DEFAULT '',
+    public INTEGER NOT NULL DEFAULT 1,
+    display_order INTEGER NOT NULL,
+    options TEXT NOT NULL DEFAULT '{}',
+    help_text TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (list_id, merge_id),
+    UNIQUE (list_id, tag)
+);
+
+CREATE TABLE IF NOT EXISTS mailchimp_tag (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    list_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (list_id, name)
+);
+"""
 
 LIST_ID = "a1b2c3d4e5"
 LIST_NAME = "Syncapp Sandbox Audience"
@@ -119,6 +199,52 @@ SORT_FIELDS = {"last_changed": "last_changed", "timestamp_opt": "timestamp_opt",
 _PHONE = re.compile(r"^\+?[\d\s().\-/]+(\s*(ext\.?|x)\s*\d+)?$", re.IGNORECASE)
 _ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 _TAG = re.compile(r"^[A-Z][A-Z0-9_]{0,9}$")
+MAILCHIMP_ERROR_DOCS = "https://mailchimp.com/developer/marketing/docs/errors/"
+# A Mailchimp API key ends in "-<datacenter>"; clients take the datacenter from it.
+_API_KEY = re.compile(r".+-[a-z]+\d+")
+MAILCHIMP_ACCOUNT_NAME = "Sandbox Audience Co"
+SEED_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
+SEED_STATUS_WEIGHTS = (80, 8, 3, 3, 2, 4)
+SEED_TAG_NAMES = ("Newsletter", "VIP", "Webinar 2024", "Kunden", "Clients fidèles", "顾客")
+
+
+class MailchimpError(ProviderError):
+    """An error reply in Mailchimp's `application/problem+json` shape."""
+
+    def __init__(self, status: int, title: str, detail: str, *, errors: list[dict[str, str]] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": MAILCHIMP_ERROR_DOCS,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": str(uuid.uuid4()),
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+    def response(self) -> Response:
+        return json_response(self.body(), self.status, content_type="application/problem+json")
+
+
+def mailchimp_invalid(detail: str, errors: list[dict[str, str]] | None = None) -> MailchimpError:
+    """Return Mailchimp's 400 "Invalid Resource" error."""
+    return MailchimpError(400, "Invalid Resource", detail, errors=errors)
+
+
+def mailchimp_field_errors(errors: list[dict[str, str]]) -> MailchimpError:
+    """Return the "Invalid Resource" error that lists field-level problems."""
+    return mailchimp_invalid(
+        "The resource submitted could not be validated. For field-specific details, see the 'errors' array.",
+        errors,
+    )
 
 
 def iso_seconds(epoch_seconds: int) -> str:
@@ -368,9 +494,37 @@ class Member:
         }
 
 
+def _key_problem(key: str) -> str | None:
+    if not _API_KEY.fullmatch(key):
+        return "a Mailchimp API key ends in -<datacenter>, for example -us1"
+    return None
+
+
 class MailchimpAPI(EmulatedAPI):
     name = "mailchimp"
+    label = "Mailchimp"
     prefix = "/mailchimp/3.0"
+    options = (
+        Option("mailchimp_key", "sandbox-mailchimp-key-us1", "the API key Mailchimp accepts, ending in -<dc>",
+               _key_problem),
+        Option("mailchimp_max_connections", MAX_CONNECTIONS, "Mailchimp requests in flight per key; 0 turns the "
+                                                             "limit off", not_negative),
+    )
+    credential = "mailchimp_key"
+    schema = SCHEMA
+    seed_key = "mailchimp_members"
+    control_actions = (
+        ControlAction("POST", "confirm", "control_confirm"),
+        ControlAction("GET", "members", "control_members"),
+        ControlAction("POST", "members", "control_signup"),
+    )
+    # Stands for https://login.mailchimp.com/oauth2/...
+    oauth_routes = (
+        Route("GET", "/mailchimp-login/oauth2/authorize", "oauth_authorize"),
+        Route("POST", "/mailchimp-login/oauth2/authorize", "oauth_authorize"),
+        Route("POST", "/mailchimp-login/oauth2/token", "oauth_token"),
+        Route("GET", "/mailchimp-login/oauth2/metadata", "oauth_metadata"),
+    )
     routes = (
         Route("GET", "/ping", "ping"),
         Route("GET", "/lists", "list_lists"),
@@ -393,16 +547,18 @@ class MailchimpAPI(EmulatedAPI):
         Route("DELETE", "/lists/{list_id}/merge-fields/{merge_id}", "delete_merge_field", write=True),
     )
 
-    def __init__(self, store: Store, *, api_key: str, max_connections: int = MAX_CONNECTIONS):
-        super().__init__()
-        self.store = store
-        self.api_key = api_key
-        self.connections = ConcurrencyLimit(max_connections)
-        with store.write() as db:
-            self.install_defaults(db)
+    def __init__(self, store: Store, settings: Mapping[str, Any], oauth: OAuthAuthority):
+        super().__init__(store, settings, oauth)
+        self.api_key = settings["mailchimp_key"]
+        self.dc = self.api_key.rsplit("-", 1)[1]
+        self.connections = ConcurrencyLimit(settings["mailchimp_max_connections"])
+        self.limiters = {"mailchimp_max_connections": self.connections}
 
-    @staticmethod
-    def install_defaults(db: sqlite3.Connection) -> None:
+    def info(self) -> dict[str, Any]:
+        return {"base_path": self.prefix, "list_id": LIST_ID, "dc": self.dc,
+                "stands_for": f"https://{self.dc}.api.mailchimp.com/3.0"}
+
+    def install_defaults(self, db: sqlite3.Connection) -> None:
         """Give the audience its standard merge fields when it has none (first start, after a reset)."""
         (count,) = db.execute("SELECT COUNT(*) FROM mailchimp_merge_field WHERE list_id = ?", (LIST_ID,)).fetchone()
         if count:
@@ -937,6 +1093,120 @@ class MailchimpAPI(EmulatedAPI):
             self._save(db, LIST_ID, [member], changed=[], now=now)
             return member
 
+    def control_confirm(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"email": "..."}`: the person clicks the confirmation link of a pending membership."""
+        refuse_unknown_keys(body, {"email"})
+        if not isinstance(body.get("email"), str) or not body["email"].strip():
+            raise ControlError("email must name a member")
+        try:
+            return _member_dump(self.confirm(body["email"]))
+        except ValueError as error:
+            raise ControlError(str(error)) from None
+
+    def control_signup(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"email_address": "...", "status": "subscribed", "merge_fields": {}}`: the person signs up
+        on a Mailchimp form, which a permanently deleted address may."""
+        refuse_unknown_keys(body, {"email_address", "status", "merge_fields"})
+        if not isinstance(body.get("email_address"), str) or not body["email_address"].strip():
+            raise ControlError("email_address must name the person signing up")
+        try:
+            member = self.signup(body["email_address"], body.get("status", "subscribed"), body.get("merge_fields"))
+        except ValueError as error:
+            raise ControlError(str(error)) from None
+        except MailchimpError as error:
+            problems = [f"{item['field']}: {item['message']}" for item in error.errors or []]
+            raise ControlError("; ".join([f"{error.title}: {error.detail}", *problems])) from None
+        return _member_dump(member)
+
+    def control_members(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Every stored member, archived ones included, and the forgotten subscriber hashes."""
+        with self.store.read() as db:
+            rows = db.execute(f"{SELECT_MEMBER} WHERE list_id = ? ORDER BY seq", (LIST_ID,)).fetchall()
+            forgotten = [row[0] for row in db.execute(
+                "SELECT id FROM mailchimp_forgotten WHERE list_id = ? ORDER BY id", (LIST_ID,))]
+        return {"members": [_member_dump(Member(row)) for row in rows], "forgotten": forgotten}
+
+    # OAuth (stands for https://login.mailchimp.com/oauth2/...): tokens never expire, no refresh token.
+
+    def oauth_token(self, request: Request) -> Response:
+        """Reply `{access_token, expires_in: 0, scope: null}`."""
+        if not self.oauth.client_ok(request):
+            return json_response({"error": "invalid_client", "error_description": "Invalid client credentials"}, 401)
+        if request.form.get("grant_type") != "authorization_code":
+            return json_response({"error": "unsupported_grant_type"}, 400)
+        grant, error = self.oauth.exchange_code(request, self.name, refreshable=False)
+        if error:
+            return json_response({"error": "invalid_grant", "error_description": error}, 400)
+        return json_response(self.oauth.issue(grant, expires=False))
+
+    def oauth_metadata(self, request: Request) -> Response:
+        """`Authorization: OAuth <token>` → `{dc, api_endpoint, login_url, accountname}`."""
+        if not self.oauth.authenticate(self.name, request):
+            return MailchimpError(401, "Invalid Token", "The OAuth token is invalid or was revoked.").response()
+        root = request.host_url.rstrip("/")
+        return json_response({
+            "dc": self.dc,
+            "role": "owner",
+            "accountname": MAILCHIMP_ACCOUNT_NAME,
+            "api_endpoint": f"{root}/mailchimp",
+            "login_url": f"{root}/mailchimp-login",
+        })
+
+    def oauth_expired(self, seconds_ago: int) -> Response:
+        return MailchimpError(401, "API Key Invalid", "Your OAuth token is invalid or was revoked.").response()
+
+    # Seeding (see `sandbox.seed`).
+
+    def seed(self, db: sqlite3.Connection, rng: random.Random, people: list[Person],
+             hostile_records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write the people as members with every status, merge fields and tags, 5% of the
+        addresses in other letter case. Mailchimp only ever holds valid addresses, so none are
+        malformed, and it takes none of the hostile records."""
+        if not people:
+            return {"mailchimp_members": 0}
+        tag_ids = {}
+        for name in SEED_TAG_NAMES:
+            db.execute("INSERT OR IGNORE INTO mailchimp_tag (list_id, name) VALUES (?, ?)", (LIST_ID, name))
+            (tag_ids[name],) = db.execute("SELECT id FROM mailchimp_tag WHERE list_id = ? AND name = ?",
+                                          (LIST_ID, name)).fetchone()
+        forgotten = {row[0] for row in db.execute("SELECT id FROM mailchimp_forgotten WHERE list_id = ?", (LIST_ID,))}
+        phone_field = MergeField(merge_id=0, tag="PHONE", name="Phone Number", type="phone")
+        now = int(time.time())
+        rows, seen = [], set()
+        for person in people:
+            email = person.email.title() if rng.random() < 0.05 else person.email
+            member_hash = hash_email(email)
+            if member_hash in forgotten or member_hash in seen:
+                continue
+            seen.add(member_hash)
+            status = rng.choices(SEED_STATUSES, SEED_STATUS_WEIGHTS)[0]
+            last_changed = now - rng.randrange(60, YEAR_MS // 1000)
+            signed_up = iso_seconds(last_changed - rng.randrange(0, YEAR_MS // 1000))
+            merge_fields = {"FNAME": person.firstname, "LNAME": person.lastname}
+            if person.company:
+                merge_fields["COMPANY"] = person.company
+            # Mailchimp validates phones on the way in, so seeded members only hold ones it accepts.
+            if person.phone and phone_field.problem(person.phone) is None:
+                merge_fields["PHONE"] = person.phone
+            tags = [{"id": tag_ids[name], "name": name, "date_added": signed_up}
+                    for name in rng.sample(SEED_TAG_NAMES, rng.choice((0, 0, 1, 2)))]
+            values = {
+                "seq": None, "id": member_hash, "email_address": email, "unique_email_id": secrets.token_hex(5),
+                "contact_id": secrets.token_hex(16), "status": status, "email_type": "html",
+                "merge_fields": json.dumps(merge_fields, ensure_ascii=False),
+                "tags": json.dumps(tags, ensure_ascii=False), "language": "", "vip": int(rng.random() < 0.02),
+                "ip_signup": "", "timestamp_signup": signed_up, "ip_opt": "",
+                "timestamp_opt": signed_up if status != "pending" else "", "source": "Import",
+                "last_changed": last_changed,
+            }
+            rows.append((LIST_ID, *(values[column] for column in MEMBER_COLUMNS)))
+        cursor = db.executemany(
+            f"INSERT OR IGNORE INTO mailchimp_member (list_id, {', '.join(MEMBER_COLUMNS)}) "
+            f"VALUES (?, {', '.join('?' * len(MEMBER_COLUMNS))})",
+            rows,
+        )
+        return {"mailchimp_members": cursor.rowcount}
+
     # The member write path shared by POST, PUT, PATCH and batch subscribe.
 
     def _write_members(self, db: sqlite3.Connection, list_id: str, planned: list[tuple[str, MemberInput]], *,
@@ -1330,3 +1600,22 @@ class MailchimpAPI(EmulatedAPI):
             raise mailchimp_invalid(f"{name} must be between 1 and {maximum}.")
         return value
 
+
+def _member_dump(member: Member) -> dict[str, Any]:
+    """Return a member as the control endpoints show it."""
+    return {
+        "id": member.id,
+        "email_address": member.email_address,
+        "status": member.status,
+        "archived": member.status == "archived",
+        "merge_fields": member.merge_fields,
+        "tags": [tag["name"] for tag in member.tags],
+        "last_changed": iso_seconds(member.last_changed),
+        "unique_email_id": member.unique_email_id,
+        "contact_id": member.contact_id,
+        "email_type": member.email_type,
+        "language": member.language,
+        "vip": member.vip,
+        "timestamp_opt": member.timestamp_opt,
+        "source": member.source,
+    }

@@ -1,30 +1,19 @@
-"""OAuth 2.0 for the emulated providers: approval screens, token endpoints, grants.
+"""The sandbox's OAuth 2.0 server: approval screens, authorization codes, grants and tokens.
 
-HubSpot (stands for https://app.hubspot.com/oauth/authorize and
-https://api.hubapi.com/oauth/v1/token):
+Emulators that stand in for a provider's OAuth server declare its paths
+(`EmulatedAPI.oauth_routes`) and answer its token endpoints in the provider's own
+shapes; the grants they hand out live here, in memory, for every provider alike:
 
-GET  /hubspot/oauth/authorize?client_id&redirect_uri&scope&state[&code_challenge&code_challenge_method]
-    An approval screen listing the requested scopes, with Approve and Deny buttons
-    (they POST back to the same path). Approve redirects to `redirect_uri` with `code`
-    and `state`; Deny with `error=access_denied`.
-POST /hubspot/oauth/v1/token
-    Form-encoded `grant_type=authorization_code` (code, redirect_uri[, code_verifier]) or
-    `grant_type=refresh_token` (refresh_token), with client_id and client_secret in the
-    body or as HTTP Basic. Replies `{access_token, refresh_token, expires_in, token_type}`;
-    errors as HubSpot's 400 `{status: "BAD_REFRESH_TOKEN" | "BAD_AUTH_CODE" |
-    "BAD_CLIENT_ID" | ..., message}`.
-
-Mailchimp (stands for https://login.mailchimp.com/oauth2/...):
-
-GET  /mailchimp-login/oauth2/authorize    The approval screen, as above (no scopes).
-POST /mailchimp-login/oauth2/token         `{access_token, expires_in: 0, scope: null}`: never expires.
-GET  /mailchimp-login/oauth2/metadata
-    `Authorization: OAuth <token>` → `{dc, api_endpoint, login_url, accountname}`.
-
-Access tokens issued here are accepted by the emulated APIs as Bearer credentials.
-An access token lives `access_token_lifetime` seconds (HubSpot only); with rotation on,
-each refresh issues a new refresh token and the old one is refused from then on.
-Revocation ends every grant: refreshes get BAD_REFRESH_TOKEN and API calls get 401.
+- The approval screen (`authorize`) lists the requested scopes with Approve and Deny
+  buttons, which POST back to the same path. Approve redirects to `redirect_uri` with
+  `code` and `state`; Deny with `error=access_denied`. PKCE (S256) is supported.
+- Codes are single use and live 10 minutes; `exchange_code` checks the redirect URI and
+  the PKCE verifier. `refresh` renews a grant; with rotation on, each refresh issues a
+  new refresh token and the old one is refused from then on.
+- Access tokens issued here are accepted by the emulated APIs as Bearer credentials
+  (`authenticate`). One lives `access_token_lifetime` seconds unless issued not to
+  expire. Revocation ends every grant (of one provider): refreshes are refused and API
+  calls with their access tokens get the provider's 401.
 """
 from __future__ import annotations
 
@@ -41,21 +30,11 @@ from urllib.parse import urlencode, urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from .errors import HubSpotError, MailchimpError, json_response
-
-HUBSPOT_AUTHORIZE = "/hubspot/oauth/authorize"
-HUBSPOT_TOKEN = "/hubspot/oauth/v1/token"
-MAILCHIMP_AUTHORIZE = "/mailchimp-login/oauth2/authorize"
-MAILCHIMP_TOKEN = "/mailchimp-login/oauth2/token"
-MAILCHIMP_METADATA = "/mailchimp-login/oauth2/metadata"
-PATHS = (HUBSPOT_AUTHORIZE, HUBSPOT_TOKEN, MAILCHIMP_AUTHORIZE, MAILCHIMP_TOKEN, MAILCHIMP_METADATA)
-
 DEFAULT_CLIENT_ID = "syncapp-sandbox-client"
 DEFAULT_CLIENT_SECRET = "syncapp-sandbox-secret"
 DEFAULT_ACCESS_TOKEN_LIFETIME = 1800
 # Authorization codes are single use and short-lived, as HubSpot's are.
 CODE_LIFETIME_SECONDS = 600
-MAILCHIMP_ACCOUNT_NAME = "Sandbox Audience Co"
 
 
 class OAuthControlError(ValueError):
@@ -94,10 +73,10 @@ class Counters:
 
 
 class OAuthAuthority:
-    """The sandbox's OAuth server for both providers; all state in memory, behind one lock."""
+    """The sandbox's OAuth server for the emulators that have one; all state in memory, behind one lock."""
 
-    def __init__(self, mailchimp_dc: str, clock=time.time):
-        self.mailchimp_dc = mailchimp_dc
+    def __init__(self, providers: tuple[str, ...], clock=time.time):
+        self.providers = providers
         self._clock = clock
         self._lock = threading.Lock()
         self._clear()
@@ -156,9 +135,9 @@ class OAuthAuthority:
         return self.describe()
 
     def revoke(self, provider: str | None) -> dict[str, Any]:
-        """End every grant (of `provider`, or of both); return how many were revoked."""
-        if provider not in (None, "hubspot", "mailchimp"):
-            raise OAuthControlError("provider must be hubspot, mailchimp or left out for both")
+        """End every grant (of `provider`, or of every provider); return how many were revoked."""
+        if provider is not None and provider not in self.providers:
+            raise OAuthControlError(f"provider must be one of {', '.join(self.providers)}, or left out for all")
         with self._lock:
             revoked = 0
             for grant in self._grants:
@@ -196,21 +175,7 @@ class OAuthAuthority:
 
     # Pages and endpoints.
 
-    def dispatch(self, request: Request) -> Response:
-        path = request.path.rstrip("/")
-        if path == HUBSPOT_AUTHORIZE:
-            return self.authorize(request, "hubspot")
-        if path == MAILCHIMP_AUTHORIZE:
-            return self.authorize(request, "mailchimp")
-        if path == HUBSPOT_TOKEN and request.method == "POST":
-            return self.hubspot_token(request)
-        if path == MAILCHIMP_TOKEN and request.method == "POST":
-            return self.mailchimp_token(request)
-        if path == MAILCHIMP_METADATA and request.method == "GET":
-            return self.mailchimp_metadata(request)
-        return json_response({"error": f"use {'GET' if path == MAILCHIMP_METADATA else 'POST'} on {path}"}, 405)
-
-    def authorize(self, request: Request, provider: str) -> Response:
+    def authorize(self, request: Request, provider: str, label: str) -> Response:
         """Show the approval screen (GET) or carry out the person's decision (POST)."""
         if request.method not in ("GET", "POST"):
             return _page("Method not allowed", "<p>Use GET to see the approval screen.</p>", 405)
@@ -232,7 +197,7 @@ class OAuthAuthority:
         if challenge is not None and method != "S256":
             return _page("Unsupported PKCE method", "<p>Only code_challenge_method=S256 is supported.</p>", 400)
         if request.method == "GET":
-            return self._approval_screen(request, provider, scopes)
+            return self._approval_screen(request, label, scopes)
         if request.form.get("decision") != "approve":
             return _redirect(redirect_uri, {"error": "access_denied", "state": state})
         code = secrets.token_urlsafe(24)
@@ -240,8 +205,8 @@ class OAuthAuthority:
             self._codes[code] = Code(provider, redirect_uri, scopes, challenge, self._clock() + CODE_LIFETIME_SECONDS)
         return _redirect(redirect_uri, {"code": code, "state": state})
 
-    def _approval_screen(self, request: Request, provider: str, scopes: list[str]) -> Response:
-        label = {"hubspot": "HubSpot", "mailchimp": "Mailchimp"}[provider]
+    @staticmethod
+    def _approval_screen(request: Request, label: str, scopes: list[str]) -> Response:
         hidden = "".join(
             f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
             for name, value in request.args.items(multi=True)
@@ -256,53 +221,24 @@ class OAuthAuthority:
         )
         return _page(f"Connect to {label} (sandbox)", body, 200)
 
-    def hubspot_token(self, request: Request) -> Response:
-        if not self._client_ok(request):
-            return _hubspot_error("BAD_CLIENT_ID", "missing or unknown client id or secret")
-        grant_type = request.form.get("grant_type")
-        if grant_type == "authorization_code":
-            grant, error = self._exchange_code(request, "hubspot")
-            if error:
-                return _hubspot_error("BAD_AUTH_CODE", error)
-            return json_response(self._issue(grant))
-        if grant_type == "refresh_token":
-            with self._lock:
-                grant = self._refresh.get(request.form.get("refresh_token", ""))
-                if grant is None or grant.revoked or grant.provider != "hubspot":
-                    self.counters.refused_refreshes += 1
-                    return _hubspot_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
-                self.counters.refreshes += 1
-                if self.rotate_refresh_tokens:
-                    del self._refresh[grant.refresh_token]
-                    grant.refresh_token = secrets.token_urlsafe(32)
-                    self._refresh[grant.refresh_token] = grant
-                    self.counters.rotations += 1
-            return json_response(self._issue(grant))
-        return _hubspot_error("BAD_GRANT_TYPE", "grant_type must be authorization_code or refresh_token")
+    def refresh(self, provider: str, refresh_token: str) -> Grant | None:
+        """Return the live grant of `provider` this refresh token renews, rotating the token when
+        rotation is on; None (counted as refused) for an unknown, rotated-out or revoked one."""
+        with self._lock:
+            grant = self._refresh.get(refresh_token)
+            if grant is None or grant.revoked or grant.provider != provider:
+                self.counters.refused_refreshes += 1
+                return None
+            self.counters.refreshes += 1
+            if self.rotate_refresh_tokens:
+                del self._refresh[grant.refresh_token]
+                grant.refresh_token = secrets.token_urlsafe(32)
+                self._refresh[grant.refresh_token] = grant
+                self.counters.rotations += 1
+            return grant
 
-    def mailchimp_token(self, request: Request) -> Response:
-        if not self._client_ok(request):
-            return json_response({"error": "invalid_client", "error_description": "Invalid client credentials"}, 401)
-        if request.form.get("grant_type") != "authorization_code":
-            return json_response({"error": "unsupported_grant_type"}, 400)
-        grant, error = self._exchange_code(request, "mailchimp")
-        if error:
-            return json_response({"error": "invalid_grant", "error_description": error}, 400)
-        return json_response(self._issue(grant, expires=False))
-
-    def mailchimp_metadata(self, request: Request) -> Response:
-        if not self.authenticate("mailchimp", request):
-            return MailchimpError(401, "Invalid Token", "The OAuth token is invalid or was revoked.").response()
-        root = request.host_url.rstrip("/")
-        return json_response({
-            "dc": self.mailchimp_dc,
-            "role": "owner",
-            "accountname": MAILCHIMP_ACCOUNT_NAME,
-            "api_endpoint": f"{root}/mailchimp",
-            "login_url": f"{root}/mailchimp-login",
-        })
-
-    def _client_ok(self, request: Request) -> bool:
+    def client_ok(self, request: Request) -> bool:
+        """Say whether the request carries the registered client id and secret (form or HTTP Basic)."""
         client_id = request.form.get("client_id", "")
         client_secret = request.form.get("client_secret", "")
         if request.authorization is not None and request.authorization.type == "basic":
@@ -312,7 +248,9 @@ class OAuthAuthority:
             return hmac.compare_digest(client_id.encode(), self.client_id.encode()) and hmac.compare_digest(
                 client_secret.encode(), self.client_secret.encode())
 
-    def _exchange_code(self, request: Request, provider: str) -> tuple[Grant | None, str | None]:
+    def exchange_code(self, request: Request, provider: str, *, refreshable: bool) -> tuple[Grant | None, str | None]:
+        """Turn the form's `code` into a grant of `provider` (with a refresh token when
+        `refreshable`); return it, or None and why the code is refused."""
         with self._lock:
             code = self._codes.pop(request.form.get("code", ""), None)
             if code is None or code.provider != provider or code.expires_at < self._clock():
@@ -324,14 +262,17 @@ class OAuthAuthority:
                 digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
                 if not hmac.compare_digest(digest, code.code_challenge):
                     return None, "code_verifier does not match the code_challenge"
-            grant = Grant(provider, code.scopes, secrets.token_urlsafe(32) if provider == "hubspot" else None)
+            grant = Grant(provider, code.scopes, secrets.token_urlsafe(32) if refreshable else None)
             self._grants.append(grant)
             if grant.refresh_token:
                 self._refresh[grant.refresh_token] = grant
             self.counters.codes_exchanged += 1
             return grant, None
 
-    def _issue(self, grant: Grant, *, expires: bool = True) -> dict[str, Any]:
+    def issue(self, grant: Grant, *, expires: bool = True) -> dict[str, Any]:
+        """Issue an access token for the grant; return the token reply: `{access_token,
+        refresh_token, expires_in, token_type}` (the refresh token rotated or unchanged), or
+        `{access_token, expires_in: 0, scope: null}` for one that never expires."""
         token = secrets.token_urlsafe(32)
         with self._lock:
             lifetime = self.access_token_lifetime
@@ -339,21 +280,8 @@ class OAuthAuthority:
             refresh_token = grant.refresh_token
         if not expires:
             return {"access_token": token, "expires_in": 0, "scope": None}
-        # The rotated (or unchanged) refresh token comes with every HubSpot reply.
         return {"access_token": token, "refresh_token": refresh_token, "expires_in": lifetime,
                 "token_type": "bearer"}
-
-    def expired_error(self, provider: str, request: Request) -> Exception:
-        """Return the provider's 401 for an expired or revoked token of ours."""
-        if provider == "hubspot":
-            ago = self.seconds_since_expiry(request)
-            return HubSpotError(401, f"The OAuth token used to make this call expired {ago} second(s) ago.",
-                                "EXPIRED_AUTHENTICATION")
-        return MailchimpError(401, "API Key Invalid", "Your OAuth token is invalid or was revoked.")
-
-
-def _hubspot_error(status: str, message: str) -> Response:
-    return json_response({"status": status, "message": message, "correlationId": secrets.token_hex(8)}, 400)
 
 
 def _redirect(uri: str, params: dict[str, str]) -> Response:

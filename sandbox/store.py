@@ -1,108 +1,38 @@
 """The sandbox's own SQLite storage: one file in the data directory, one connection per thread.
 
-The emulated providers keep their records here, never in the app's database. Writers
-take the lock up front (`BEGIN IMMEDIATE`) so concurrent requests queue on the busy
-timeout; WAL lets readers go on while one request writes.
+The emulated providers keep their records here, never in the app's database, in the
+tables their schemas create (`EmulatedAPI.schema`). Writers take the lock up front
+(`BEGIN IMMEDIATE`) so concurrent requests queue on the busy timeout; WAL lets readers
+go on while one request writes.
 """
 from __future__ import annotations
 
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# The store's own tables; each emulator brings its schema (`EmulatedAPI.schema`).
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS hubspot_contact (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    -- The trimmed, lowercased email: HubSpot's uniqueness key. NULL without an email.
-    email_key TEXT,
-    properties TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    modified_ms INTEGER NOT NULL,
-    archived INTEGER NOT NULL DEFAULT 0,
-    archived_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS hubspot_contact_modified ON hubspot_contact (archived, modified_ms, id);
-CREATE INDEX IF NOT EXISTS hubspot_contact_email ON hubspot_contact (email_key);
-
-CREATE TABLE IF NOT EXISTS hubspot_gdpr_deleted (
-    email_key TEXT PRIMARY KEY,
-    contact_id INTEGER,
-    deleted_ms INTEGER NOT NULL
-);
-
--- Addresses unsubscribed from all email: HubSpot ties the status to the address, so
--- a contact created with it later is opted out too.
-CREATE TABLE IF NOT EXISTS hubspot_email_optout (
-    email_key TEXT PRIMARY KEY,
-    opted_out_ms INTEGER NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS mailchimp_member (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    list_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    email_address TEXT NOT NULL,
-    unique_email_id TEXT NOT NULL,
-    contact_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    email_type TEXT NOT NULL DEFAULT 'html',
-    merge_fields TEXT NOT NULL DEFAULT '{}',
-    tags TEXT NOT NULL DEFAULT '[]',
-    language TEXT NOT NULL DEFAULT '',
-    vip INTEGER NOT NULL DEFAULT 0,
-    ip_signup TEXT NOT NULL DEFAULT '',
-    timestamp_signup TEXT NOT NULL DEFAULT '',
-    ip_opt TEXT NOT NULL DEFAULT '',
-    timestamp_opt TEXT NOT NULL DEFAULT '',
-    source TEXT NOT NULL DEFAULT 'API - Generic',
-    last_changed INTEGER NOT NULL,
-    UNIQUE (list_id, id)
-);
-CREATE INDEX IF NOT EXISTS mailchimp_member_changed ON mailchimp_member (list_id, last_changed, seq);
-CREATE INDEX IF NOT EXISTS mailchimp_member_status ON mailchimp_member (list_id, status, seq);
-
-CREATE TABLE IF NOT EXISTS mailchimp_forgotten (
-    list_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    PRIMARY KEY (list_id, id)
-);
-
-CREATE TABLE IF NOT EXISTS mailchimp_merge_field (
-    list_id TEXT NOT NULL,
-    merge_id INTEGER NOT NULL,
-    tag TEXT NOT NULL,
-    name TEXT NOT NULL,
-    type TEXT NOT NULL,
-    required INTEGER NOT NULL DEFAULT 0,
-    default_value TEXT NOT NULL DEFAULT '',
-    public INTEGER NOT NULL DEFAULT 1,
-    display_order INTEGER NOT NULL,
-    options TEXT NOT NULL DEFAULT '{}',
-    help_text TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (list_id, merge_id),
-    UNIQUE (list_id, tag)
-);
-
-CREATE TABLE IF NOT EXISTS mailchimp_tag (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    list_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    UNIQUE (list_id, name)
+-- Named counters that outlive a restart but not a reset (the seeder's person numbers).
+CREATE TABLE IF NOT EXISTS sandbox_counter (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 """
+# Keys looked up per query: SQLite allows 32,766 parameters.
+KEYS_PER_QUERY = 10_000
 
-DATA_TABLES = (
-    "hubspot_contact",
-    "hubspot_gdpr_deleted",
-    "hubspot_email_optout",
-    "mailchimp_member",
-    "mailchimp_forgotten",
-    "mailchimp_merge_field",
-    "mailchimp_tag",
-)
+
+def lookup(connection: sqlite3.Connection, query: str, keys: list) -> list[tuple]:
+    """Run `query` over `keys` a chunk at a time ("{marks}" stands for a chunk's placeholders)."""
+    rows: list[tuple] = []
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        chunk = keys[start:start + KEYS_PER_QUERY]
+        rows += connection.execute(query.format(marks=", ".join("?" * len(chunk))), chunk).fetchall()
+    return rows
 
 
 class Clock:
@@ -139,14 +69,19 @@ class Clock:
 class Store:
     """The sandbox database: schema, per-thread connections, transactions."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, schemas: Iterable[str] = ()):
+        """Open (or create) the database at `path` and create the tables of `schemas` it lacks.
+
+        The clock starts from the wall clock: an emulator whose stored records carry
+        clock times moves it past them (`Clock.advance_to`) when it starts.
+        """
         self.path = path
         self._local = threading.local()
         self._functions: dict[str, tuple[int, Callable]] = {}
         connection = self.connection()
-        connection.executescript(SCHEMA)
-        (last_ms,) = connection.execute("SELECT COALESCE(MAX(modified_ms), 0) FROM hubspot_contact").fetchone()
-        self.clock = Clock(last_ms)
+        for schema in (SCHEMA, *schemas):
+            connection.executescript(schema)
+        self.clock = Clock()
 
     def connection(self) -> sqlite3.Connection:
         """Return this thread's connection, opening it on first use."""
@@ -188,14 +123,25 @@ class Store:
             raise
         connection.execute("COMMIT")
 
-    def wipe(self, connection: sqlite3.Connection) -> None:
-        """Delete every record of both providers (inside the caller's transaction)."""
-        for table in DATA_TABLES:
-            # Table names come from the constant above, never from a request.
+    def wipe(self, connection: sqlite3.Connection, tables: Iterable[str]) -> None:
+        """Delete every row of `tables` and the counters (inside the caller's transaction)."""
+        for table in (*tables, "sandbox_counter"):
+            # Table names come from the emulators' schemas, never from a request.
             connection.execute(f"DELETE FROM {table}")
         # No change is left to come after: seeds may be stamped anywhere in the past year
         # again, rather than crowd into the moments after the last change before the wipe.
         self.clock = Clock()
+
+    @staticmethod
+    def take(connection: sqlite3.Connection, counter: str, count: int) -> int:
+        """Reserve the next `count` numbers of a counter (from 1; inside the caller's write
+        transaction) and return the first."""
+        (last,) = connection.execute(
+            "INSERT INTO sandbox_counter (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value",
+            (counter, count),
+        ).fetchone()
+        return last - count + 1
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from django_q.brokers import get_broker
 from django_q.brokers.redis_broker import Redis
 from django_q.models import OrmQ
@@ -31,11 +32,17 @@ def sandbox_process():
 
 @pytest.fixture
 def sandbox(sandbox_process):
-    """The session's sandbox, emptied, without faults and with zeroed stats for this test."""
+    """The session's sandbox, emptied, without faults and with zeroed stats for this test.
+
+    It is the configured sandbox (`SANDBOX_URL`) for the test: connections to it use
+    its OAuth app and approval screens (connections.oauth). Set without pytest-django's
+    `settings` fixture, whose name some tests give a parameter.
+    """
     sandbox_process.reset()
     sandbox_process.clear_faults()
     sandbox_process.reset_stats()
-    return sandbox_process
+    with override_settings(SANDBOX_URL=sandbox_process.url):
+        yield sandbox_process
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import requests
+
+    from connections.oauth import TokenGrant
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,29 @@ class FieldCreationNotSupported(ProviderError):
     """The provider's API cannot add a field (or not one of the kind asked for)."""
 
 
+@dataclass(frozen=True)
+class OAuthSpec:
+    """How a provider's connections are authorized with OAuth 2.0 (run by `connections.oauth`).
+
+    The URLs are the provider's own. A connection whose base URL is at the configured
+    sandbox (`settings.SANDBOX_URL`) uses `sandbox_paths` on the sandbox's origin instead,
+    and the sandbox's OAuth app. What a provider does beyond the standard flow is in its
+    hooks, `Provider.oauth_grant_complete` and `Provider.oauth_token_error`.
+    """
+
+    authorize_url: str
+    token_url: str
+    # The scopes the sync needs, and nothing more; () for a provider without scopes.
+    scopes: tuple[str, ...] = ()
+    # Further endpoints the provider's `oauth_grant_complete` calls, by name
+    # (Mailchimp's "metadata_url"); an installation may move any of them, as the two
+    # above, with settings.OAUTH_ENDPOINTS.
+    extra_urls: Mapping[str, str] = field(default_factory=dict)
+    # The same endpoints in the sandbox's layout, as paths on its origin: "authorize_url",
+    # "token_url" and each name of `extra_urls`. Empty: the sandbox does not emulate them.
+    sandbox_paths: Mapping[str, str] = field(default_factory=dict)
+
+
 class Provider(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
@@ -201,6 +229,31 @@ class Provider(ABC):
     # hub does not know the person's consent (Mailchimp: pending, transactional,
     # subscribed). Empty: the system has no subscription status to give.
     new_record_consent_states: ClassVar[tuple[str, ...]] = ()
+    # How connections authorize with OAuth; None: the provider takes other credentials
+    # (an API key) and is not offered on the Connect page.
+    oauth: ClassVar[OAuthSpec | None] = None
+
+    @classmethod
+    def oauth_grant_complete(
+        cls, grant: TokenGrant, *, urls: Mapping[str, str], session: requests.Session, timeout: Any
+    ) -> TokenGrant:
+        """Return the grant of a finished code exchange, completed with what else the provider needs.
+
+        `urls` are the flow's endpoints by name (the spec's, or the sandbox's for a
+        connection to it); `session` is the guarded session every request goes through,
+        with `timeout` for each. Mailchimp asks its metadata endpoint for the account's
+        API root here. Raise ProviderError with a message safe to show when it fails.
+        """
+        return grant
+
+    @classmethod
+    def oauth_token_error(cls, status: int, body: Any) -> dict[str, str] | None:
+        """Return a token endpoint's error reply (`body`, parsed JSON) as RFC 6749's `{error, error_description}`.
+
+        Called only for an error status whose body has no "error" member; None leaves
+        the reply as it is. HubSpot answers `{status: "BAD_REFRESH_TOKEN", message}`.
+        """
+        return None
 
     def __init__(self, config: ProviderConfig, http, *, fields: Sequence[str] = ()):
         self.config = config

@@ -51,6 +51,7 @@ from connections.providers.base import (
     AuthenticationError,
     ChangePage,
     FieldInfo,
+    OAuthSpec,
     OutgoingRecord,
     Provider,
     ProviderConfig,
@@ -91,6 +92,10 @@ OPT_OUT_STATES = frozenset({"unsubscribed", "cleaned"})
 PHONE_PROPERTIES = ("phone", "mobilephone")
 # The contact's other addresses, joined by ";" (a merged contact's among them).
 ADDITIONAL_EMAILS = "hs_additional_emails"
+# HubSpot's token endpoint answers errors as `{status, message}`: the RFC 6749 errors
+# they stand for (any other status is an invalid_request).
+OAUTH_ERRORS = {"BAD_REFRESH_TOKEN": "invalid_grant", "BAD_AUTH_CODE": "invalid_grant",
+                "BAD_CLIENT_ID": "invalid_client"}
 
 
 class HubSpotProvider(Provider):
@@ -106,6 +111,18 @@ class HubSpotProvider(Provider):
     # HubSpot holds one email opt-out, "unsubscribed from all email", which reads back as
     # "unsubscribed" through the optout_flag transform; a cleaned address is sent as it.
     writable_consent_states = frozenset({"unsubscribed"})
+    oauth = OAuthSpec(
+        authorize_url="https://app.hubspot.com/oauth/authorize",
+        # HubSpot retires its v1 token endpoint on 2027-02-16: HUBSPOT_TOKEN_URL moves it
+        # (settings.OAUTH_ENDPOINTS) until this names the successor.
+        token_url="https://api.hubapi.com/oauth/v1/token",
+        # What the sync needs, and nothing more: contacts read and write, and
+        # communication preferences write (an opt-out reaches HubSpot only through its
+        # subscriptions API); HubSpot requires `oauth` of every app.
+        scopes=("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write",
+                "communication_preferences.write"),
+        sandbox_paths={"authorize_url": "/hubspot/oauth/authorize", "token_url": "/hubspot/oauth/v1/token"},
+    )
 
     def __init__(
         self, config: ProviderConfig, http, *, fields: Sequence[str] = (), clock: Callable[[], float] = time.time
@@ -120,6 +137,14 @@ class HubSpotProvider(Provider):
             requests = max(1, int(per_second))
             window = requests / per_second + SEARCH_WINDOW_MARGIN_SECONDS
             self.search_budget = account_budget.narrower("search", requests, window)
+
+    @classmethod
+    def oauth_token_error(cls, status: int, body: Any) -> dict[str, str] | None:
+        """Read HubSpot's `{status: "BAD_REFRESH_TOKEN", message}` as RFC 6749's invalid_grant (and so on)."""
+        if not isinstance(body, dict) or "error" in body or not body.get("status"):
+            return None
+        error = OAUTH_ERRORS.get(str(body["status"]), "invalid_request")
+        return {"error": error, "error_description": f"{body['status']}: {body.get('message', '')}"}
 
     @classmethod
     def auth_headers(cls, config: ProviderConfig) -> dict[str, str]:

@@ -32,15 +32,20 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+import requests
+from django.core.exceptions import ValidationError
 
 from connections.providers.base import (
     AuthenticationError,
     ChangePage,
     FieldCreationNotSupported,
     FieldInfo,
+    OAuthSpec,
     OutgoingRecord,
     Provider,
     ProviderConfig,
@@ -57,6 +62,10 @@ from connections.providers.cursors import (
     from_epoch_ms,
     open_time_sorted_read,
 )
+from connections.validators import validate_public_base_url
+
+if TYPE_CHECKING:
+    from connections.oauth import TokenGrant
 
 # Fields every audience has besides its merge fields.
 FIXED_FIELDS = (
@@ -123,6 +132,19 @@ class MailchimpProvider(Provider):
     # Double opt-in (Mailchimp emails a confirmation link), transactional email only, or
     # marketing email at once (which needs the person's consent on record).
     new_record_consent_states = ("pending", "transactional", "subscribed")
+    oauth = OAuthSpec(
+        authorize_url="https://login.mailchimp.com/oauth2/authorize",
+        token_url="https://login.mailchimp.com/oauth2/token",
+        # Mailchimp has no scopes: a grant covers the whole account.
+        scopes=(),
+        # Names the account's data center, which the API root depends on.
+        extra_urls={"metadata_url": "https://login.mailchimp.com/oauth2/metadata"},
+        sandbox_paths={
+            "authorize_url": "/mailchimp-login/oauth2/authorize",
+            "token_url": "/mailchimp-login/oauth2/token",
+            "metadata_url": "/mailchimp-login/oauth2/metadata",
+        },
+    )
 
     def __init__(
         self, config: ProviderConfig, http, *, fields: Sequence[str] = (), clock: Callable[[], float] = time.time
@@ -143,6 +165,35 @@ class MailchimpProvider(Provider):
                 "Cannot tell the Mailchimp data center: the API key has no -dc suffix (like -us6); set the base URL."
             )
         return cls.default_base_url.format(dc=data_center)
+
+    @classmethod
+    def oauth_grant_complete(
+        cls, grant: TokenGrant, *, urls: Mapping[str, str], session: requests.Session, timeout: Any
+    ) -> TokenGrant:
+        """Ask Mailchimp which data center the account lives in, and take the API root it names."""
+        try:
+            response = session.get(urls["metadata_url"], headers={"Authorization": f"OAuth {grant.access_token}"},
+                                   timeout=timeout)
+            response.raise_for_status()
+            metadata = response.json()
+            api_endpoint = metadata["api_endpoint"].rstrip("/")
+            dc = str(metadata["dc"])
+        except ProviderError as refusal:
+            # The guarded session's AddressRefused and RequestRefused.
+            raise ProviderError(f"{cls.label}'s metadata call was refused: {refusal}") from None
+        except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ProviderError(f"{cls.label}'s metadata call failed ({type(error).__name__}).") from None
+        base_url = f"{api_endpoint}/3.0"
+        try:
+            # The same check as a typed base URL: the metadata comes from whichever host the
+            # flow's token endpoint is on, which for the sandbox is the configured one.
+            validate_public_base_url(base_url)
+        except ValidationError as error:
+            raise ProviderError(
+                f"{cls.label}'s metadata names an API root Syncapp will not call: {' '.join(error.messages)}"
+            ) from None
+        return replace(grant, base_url=base_url,
+                       settings={"dc": dc, "accountname": str(metadata.get("accountname", ""))[:200]})
 
     @classmethod
     def auth_headers(cls, config: ProviderConfig) -> dict[str, str]:

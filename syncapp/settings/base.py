@@ -206,31 +206,41 @@ SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=90)
 # sandbox in development and tests. Compared with the URL's host name as written.
 CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=["127.0.0.1", "localhost"])
 
-SANDBOX_URL = env.str("SANDBOX_URL", default="http://127.0.0.1:8765")
-
-# The OAuth apps connections are authorized through (connections.oauth).
+# The sandbox (`manage.py sandbox`, the emulated providers): its address, "" for none.
+# Connections whose base URL is at its origin (scheme, host and port) authorize through
+# the sandbox's OAuth app and approval screens (connections.oauth); every other
+# connection through its provider's own. Development and tests default to the demo's
+# sandbox (syncapp/settings/__init__.py); production has none (production.py).
+SANDBOX_URL = env.str("SANDBOX_URL", default="")
+# The OAuth apps connections are authorized through (connections.oauth), by provider:
+# each registered with its provider by whoever runs this installation.
 OAUTH_CLIENTS = {
     "hubspot": {"client_id": env.str("HUBSPOT_CLIENT_ID", default=""),
                 "client_secret": env.str("HUBSPOT_CLIENT_SECRET", default="")},
     "mailchimp": {"client_id": env.str("MAILCHIMP_CLIENT_ID", default=""),
                   "client_secret": env.str("MAILCHIMP_CLIENT_SECRET", default="")},
 }
+
+
+def _set(**urls: str) -> dict[str, str]:
+    return {name: url for name, url in urls.items() if url}
+
+
+# Moves a provider's OAuth endpoints from where its module declares them (its OAuthSpec),
+# by provider and endpoint name; only the URLs set here move. HubSpot retires its v1
+# token endpoint on 2027-02-16: HUBSPOT_TOKEN_URL names the successor meanwhile.
 OAUTH_ENDPOINTS = {
-    "hubspot": {
-        "authorize_url": env.str("HUBSPOT_AUTHORIZE_URL", default="https://app.hubspot.com/oauth/authorize"),
-        # HubSpot deprecates its v1 token endpoint on 2027-02-16: set the successor here.
-        "token_url": env.str("HUBSPOT_TOKEN_URL", default="https://api.hubapi.com/oauth/v1/token"),
-    },
-    "mailchimp": {
-        "authorize_url": env.str("MAILCHIMP_AUTHORIZE_URL", default="https://login.mailchimp.com/oauth2/authorize"),
-        "token_url": env.str("MAILCHIMP_TOKEN_URL", default="https://login.mailchimp.com/oauth2/token"),
-        "metadata_url": env.str("MAILCHIMP_METADATA_URL", default="https://login.mailchimp.com/oauth2/metadata"),
-    },
+    "hubspot": _set(authorize_url=env.str("HUBSPOT_AUTHORIZE_URL", default=""),
+                    token_url=env.str("HUBSPOT_TOKEN_URL", default="")),
+    "mailchimp": _set(authorize_url=env.str("MAILCHIMP_AUTHORIZE_URL", default=""),
+                      token_url=env.str("MAILCHIMP_TOKEN_URL", default=""),
+                      metadata_url=env.str("MAILCHIMP_METADATA_URL", default="")),
 }
-# The sandbox's own OAuth app (sandbox.oauth's defaults), used by connections to it.
+# The sandbox's own OAuth app, used by connections to it. No default here: development
+# and tests take the sandbox's built-in app (syncapp/settings/__init__.py).
 OAUTH_SANDBOX_CLIENT = {
-    "client_id": env.str("SANDBOX_OAUTH_CLIENT_ID", default="syncapp-sandbox-client"),
-    "client_secret": env.str("SANDBOX_OAUTH_CLIENT_SECRET", default="syncapp-sandbox-secret"),
+    "client_id": env.str("SANDBOX_OAUTH_CLIENT_ID", default=""),
+    "client_secret": env.str("SANDBOX_OAUTH_CLIENT_SECRET", default=""),
 }
 # Who gets the alert mails (a revoked connection, server errors): "Name <address>" or an address.
 ADMINS = [email.utils.parseaddr(entry) for entry in env.list("ADMINS", default=[])]

@@ -23,6 +23,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
 # No loopback exception in production: the sandbox is for development and tests.
 CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=[])
+# Nor any sandbox, whatever the environment says: every connection authorizes through
+# its provider's own OAuth, never through the sandbox's layout and app.
+SANDBOX_URL = ""
+OAUTH_SANDBOX_CLIENT = {"client_id": "", "client_secret": ""}
 
 # Erased people stay suppressed, and receipts verifiable, across SECRET_KEY rotations:
 # both keys are set on their own (docs/security.md); there is no default.

@@ -33,7 +33,8 @@ def test_identifiers_are_kept_as_keyed_hashes_only():
     rows = list(Suppression.objects.values_list("kind", "key_hash", "key_id"))
     assert sorted(kind for kind, _, _ in rows) == ["email", "phone"]
     stored = " ".join(digest for _, digest, _ in rows)
-    assert "ada" not in stored.lower() and "4155550100" not in stored
+    # Hex digests may hold the letters "ada"; the address would bring its "@".
+    assert "ada@" not in stored.lower() and "4155550100" not in stored
     assert {key_id for _, _, key_id in rows} == {"k1"}
     assert all(len(digest) == 64 for _, digest, _ in rows)
 

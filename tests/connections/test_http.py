@@ -244,6 +244,19 @@ def test_mailchimp_problem_details_are_explained():
 
 
 @responses.activate
+def test_errors_given_as_title_and_detail_are_explained():
+    # ActiveCampaign's 422 names the problem in the items' title and detail, with no message.
+    responses.post(
+        f"{BASE}/contacts",
+        status=422,
+        json={"errors": [{"title": "Email address already exists in the system.", "detail": "",
+                          "code": "duplicate", "source": {"pointer": "/data/attributes/email"}}]},
+    )
+    with pytest.raises(ProviderError, match="HTTP 422.*Email address already exists in the system."):
+        client().json("POST", "/contacts", json={})
+
+
+@responses.activate
 def test_a_credential_echoed_by_the_provider_never_reaches_the_message():
     responses.get(f"{BASE}/things", status=400, json={"message": f"token {TOKEN} is malformed; Authorization: Bearer {TOKEN}"})
     with pytest.raises(ProviderError) as caught:

@@ -27,22 +27,27 @@ from tests.connections.oauth_sandbox import REDIRECT, approve_at, grant_from_san
 from tests.workspace import user_with_role
 
 
-def test_real_providers_use_the_endpoints_and_clients_from_settings(settings):
+def test_real_providers_use_their_declared_endpoints_and_the_clients_from_settings(settings):
     settings.OAUTH_CLIENTS = {"hubspot": {"client_id": "app-1", "client_secret": "s"},
                               "mailchimp": {"client_id": "app-2", "client_secret": "t"}}
-    settings.OAUTH_ENDPOINTS = {**settings.OAUTH_ENDPOINTS, "hubspot": {
-        "authorize_url": "https://app.hubspot.com/oauth/authorize",
-        "token_url": "https://api.hubapi.com/oauth/v3/token",
-    }}
+    settings.OAUTH_ENDPOINTS = {"hubspot": {"token_url": "https://api.hubapi.com/oauth/v3/token"}}
     endpoints = oauth_endpoints("hubspot", "https://api.hubapi.com")
+    assert endpoints.authorize_url == "https://app.hubspot.com/oauth/authorize"
     assert endpoints.token_url == "https://api.hubapi.com/oauth/v3/token"
     assert endpoints.client_id == "app-1" and not endpoints.sandbox
     mailchimp = oauth_endpoints("mailchimp", "https://us6.api.mailchimp.com/3.0")
-    assert mailchimp.metadata_url == "https://login.mailchimp.com/oauth2/metadata"
+    assert mailchimp.token_url == "https://login.mailchimp.com/oauth2/token"
+    assert mailchimp.urls["metadata_url"] == "https://login.mailchimp.com/oauth2/metadata"
     assert not mailchimp.sandbox
 
 
-def test_another_api_root_is_the_sandbox_with_its_own_client(settings):
+@pytest.fixture(autouse=True)
+def sandbox_at_4321(settings):
+    """Most tests here name a sandbox at http://127.0.0.1:4321 without needing one to answer."""
+    settings.SANDBOX_URL = "http://127.0.0.1:4321"
+
+
+def test_the_sandbox_origin_is_the_sandbox_with_its_own_client(settings):
     endpoints = oauth_endpoints("hubspot", "http://127.0.0.1:4321/hubspot")
     assert endpoints.sandbox
     assert endpoints.authorize_url == "http://127.0.0.1:4321/hubspot/oauth/authorize"
@@ -51,13 +56,13 @@ def test_another_api_root_is_the_sandbox_with_its_own_client(settings):
 
 
 def test_the_hubspot_scopes_are_what_the_sync_needs():
-    assert oauth_endpoints("hubspot", "http://127.0.0.1:1/hubspot").scopes == (
+    assert oauth_endpoints("hubspot", "http://127.0.0.1:4321/hubspot").scopes == (
         "oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "communication_preferences.write")
 
 
 def test_a_provider_without_a_configured_app_is_a_clear_error(settings):
     settings.OAUTH_CLIENTS = {"hubspot": {"client_id": "", "client_secret": ""}, "mailchimp": {}}
-    with pytest.raises(OAuthError, match="No OAuth app is configured for hubspot"):
+    with pytest.raises(OAuthError, match="No OAuth app is configured for HubSpot"):
         oauth_endpoints("hubspot", "")
 
 
@@ -85,7 +90,7 @@ def test_each_flow_gets_its_own_state():
 
 
 def test_a_callback_with_another_state_is_refused_before_any_exchange():
-    endpoints = oauth_endpoints("hubspot", "http://127.0.0.1:9/hubspot")
+    endpoints = oauth_endpoints("hubspot", "http://127.0.0.1:4321/hubspot")
     _, flow = authorization_start(endpoints, REDIRECT)
     with pytest.raises(StateMismatch, match="does not match"):
         authorization_finish(endpoints, flow, {"code": "abc", "state": "forged"})
@@ -229,7 +234,7 @@ HUBSPOT_TOKEN = ("POST", "/hubspot/oauth/v1/token")
 
 
 def mailchimp_server(api_endpoint: str) -> LoopbackServer:
-    """An OAuth server in the sandbox's layout whose metadata names `api_endpoint`."""
+    """An OAuth server in the sandbox's layout whose metadata names `api_endpoint` (make it SANDBOX_URL)."""
     return LoopbackServer({
         MAILCHIMP_TOKEN: Reply(body={"access_token": "mc-token-1", "token_type": "bearer", "expires_in": 0}),
         MAILCHIMP_METADATA: Reply(body={"dc": "us9", "api_endpoint": api_endpoint, "accountname": "Acme"}),
@@ -250,8 +255,11 @@ def test_no_flow_sets_oauthlib_insecure_transport_for_the_process(sandbox, monke
     assert INSECURE not in os.environ
 
 
-def test_a_sandbox_on_a_plain_http_host_outside_the_allowlist_is_refused(settings):
+@pytest.mark.parametrize("sandbox_url", ["http://api.example.test", ""])
+def test_a_base_url_on_a_plain_http_host_outside_the_allowlist_is_refused(settings, sandbox_url):
     settings.CONNECTION_URL_ALLOWLIST = []
+    settings.SANDBOX_URL = sandbox_url
+    settings.OAUTH_CLIENTS = {"hubspot": {"client_id": "app-1", "client_secret": "s"}}
     with pytest.raises(OAuthError, match="use https"):
         oauth_endpoints("hubspot", "http://api.example.test/hubspot")
 
@@ -261,6 +269,7 @@ def test_a_sandbox_on_a_plain_http_host_outside_the_allowlist_is_refused(setting
 def test_a_mailchimp_api_root_off_the_public_internet_is_refused(api_endpoint, settings):
     settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
     with mailchimp_server(api_endpoint) as server:
+        settings.SANDBOX_URL = server.url
         with pytest.raises(OAuthError, match="names an API root Syncapp will not call.*private or local network"):
             finish_against("mailchimp", f"{server.url}/mailchimp/3.0")
 
@@ -269,6 +278,7 @@ def test_a_mailchimp_api_root_on_plain_http_is_refused(settings, resolver):
     settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
     resolver.answer("us9.api.example.test", ["93.184.216.34"])
     with mailchimp_server("http://us9.api.example.test") as server:
+        settings.SANDBOX_URL = server.url
         with pytest.raises(OAuthError, match="Use https"):
             finish_against("mailchimp", f"{server.url}/mailchimp/3.0")
 
@@ -277,6 +287,7 @@ def test_a_public_mailchimp_api_root_is_taken(settings, resolver):
     settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
     resolver.answer("us9.api.example.test", ["93.184.216.34"])
     with mailchimp_server("https://us9.api.example.test/") as server:
+        settings.SANDBOX_URL = server.url
         grant = finish_against("mailchimp", f"{server.url}/mailchimp/3.0")
     assert grant.base_url == "https://us9.api.example.test/3.0"
     assert grant.settings == {"dc": "us9", "accountname": "Acme"}
@@ -286,6 +297,7 @@ def test_a_public_mailchimp_api_root_is_taken(settings, resolver):
 def test_a_token_endpoint_that_redirects_is_not_followed(settings):
     settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
     with LoopbackServer({HUBSPOT_TOKEN: Reply(307, {}, {"Location": METADATA})}) as server:
+        settings.SANDBOX_URL = server.url
         with pytest.raises(OAuthError, match="token request was refused: HTTP 307.*redirects are not followed"):
             finish_against("hubspot", f"{server.url}/hubspot")
         with pytest.raises(RequestRefused, match="HubSpot token refresh was refused: HTTP 307"):
@@ -295,6 +307,7 @@ def test_a_token_endpoint_that_redirects_is_not_followed(settings):
 
 def test_a_token_endpoint_resolving_to_the_metadata_service_is_not_called(settings, resolver):
     settings.CONNECTION_URL_ALLOWLIST = []
+    settings.SANDBOX_URL = "https://api.example.test"
     resolver.answer("api.example.test", ["169.254.169.254"])
     with pytest.raises(OAuthError, match="api.example.test resolves to a link-local address"):
         finish_against("hubspot", "https://api.example.test/hubspot")
@@ -329,6 +342,7 @@ def test_reconnecting_a_connection_stored_with_plain_http_explains_instead_of_fa
 def test_a_reconnect_whose_metadata_names_the_metadata_service_keeps_the_old_root(marketer_client, settings):
     settings.CONNECTION_URL_ALLOWLIST = ["127.0.0.1"]
     with mailchimp_server("http://169.254.169.254") as server:
+        settings.SANDBOX_URL = server.url
         base_url = f"{server.url}/mailchimp/3.0"
         connection = Connection.objects.create(name="Mailchimp", provider="mailchimp", base_url=base_url,
                                                access_token="old-token", settings={"oauth": {}, "dc": "us1"})

@@ -4,6 +4,7 @@ import base64
 import pytest
 
 from connections.models import Connection
+from connections.providers.activecampaign import ActiveCampaignProvider
 from connections.providers.base import AuthenticationError, ProviderConfig, ProviderError
 from connections.providers.hubspot import HubSpotProvider
 from connections.providers.mailchimp import MailchimpProvider
@@ -26,13 +27,15 @@ def connection(**overrides) -> Connection:
 
 
 def test_both_providers_are_registered_under_their_names():
-    assert PROVIDERS == {"hubspot": HubSpotProvider, "mailchimp": MailchimpProvider}
+    assert PROVIDERS == {"hubspot": HubSpotProvider, "mailchimp": MailchimpProvider,
+                         "activecampaign": ActiveCampaignProvider}
     assert provider_class("mailchimp") is MailchimpProvider
-    assert provider_choices() == [("hubspot", "HubSpot"), ("mailchimp", "Mailchimp")]
+    assert provider_choices() == [("hubspot", "HubSpot"), ("mailchimp", "Mailchimp"),
+                                  ("activecampaign", "ActiveCampaign")]
 
 
 def test_an_unknown_provider_is_named_in_the_error():
-    with pytest.raises(UnknownProvider, match="'klaviyo'; known: hubspot, mailchimp"):
+    with pytest.raises(UnknownProvider, match="'klaviyo'; known: activecampaign, hubspot, mailchimp"):
         provider_class("klaviyo")
 
 

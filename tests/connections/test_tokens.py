@@ -158,6 +158,8 @@ def test_reconnecting_resumes_exactly_the_paused_syncs_and_keeps_cursors(sandbox
 
 def test_a_refresh_goes_through_the_address_guard_and_a_refusal_is_no_revocation(settings, resolver):
     settings.CONNECTION_URL_ALLOWLIST = []
+    # A sandbox there, so that the refresh goes to that host's token endpoint.
+    settings.SANDBOX_URL = "https://api.example.test"
     # Public when the connection was saved; the metadata service by the time it refreshes.
     resolver.answer("api.example.test", ["169.254.169.254"])
     connection = Connection.objects.create(

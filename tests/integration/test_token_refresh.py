@@ -87,6 +87,8 @@ def test_two_worker_processes_share_rotating_refresh_tokens_without_losing_the_g
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
+        # The workers refresh through the sandbox's OAuth: it is their configured sandbox.
+        "SANDBOX_URL": sandbox.url,
         # Refresh a one-second token after a tenth of a second: many rotations, no expiry in flight.
         "OAUTH_REFRESH_MARGIN_FRACTION": "0.9",
         "PYTHONUNBUFFERED": "1",

@@ -44,3 +44,11 @@ def mailchimp(sandbox):
     session.auth = ("anystring", sandbox.mailchimp_key)
     yield ProviderClient(sandbox.mailchimp_url, session)
     session.close()
+
+
+@pytest.fixture
+def activecampaign(sandbox):
+    session = requests.Session()
+    session.headers["Api-Token"] = sandbox.credential("activecampaign")
+    yield ProviderClient(sandbox.base_url("activecampaign"), session)
+    session.close()

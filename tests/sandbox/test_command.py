@@ -14,6 +14,9 @@ from sandbox.launcher import SandboxProcess, SandboxStartError
     (["--hubspot-rate-limit", "-5"], "negative"),
     (["--hubspot-search-rate-limit", "-1"], "negative"),
     (["--threads", "0"], "--threads"),
+    (["--activecampaign-rate-limit", "-1"], "negative"),
+    (["--activecampaign-token", ""], "ActiveCampaign token"),
+    (["--activecampaign-timezone", "Nowhere/Town"], "time zone"),
 ])
 def test_bad_options_stop_the_command_with_a_clear_error(tmp_path, options, complaint):
     with pytest.raises(CommandError, match=complaint):

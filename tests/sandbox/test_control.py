@@ -24,7 +24,8 @@ def scripts(text):
 def test_seeded_data_is_realistic_and_untidy(sandbox):
     counts = sandbox.seed(hubspot_contacts=3000, mailchimp_members=1500, random_seed=11)
     assert counts == {"hubspot_contacts": 3000, "hostile_contacts": 0, "hubspot_refused": [],
-                      "mailchimp_members": 1500}
+                      "mailchimp_members": 1500, "activecampaign_contacts": 0, "activecampaign_hostile_contacts": 0,
+                      "activecampaign_refused": []}
     contacts = sandbox.hubspot_contacts()
     assert len(contacts) == 3000
     properties = [contact["properties"] for contact in contacts]
@@ -211,13 +212,19 @@ def test_stats_count_requests_by_provider_method_and_route_template(sandbox, hub
 
 
 def test_limits_can_be_changed_and_reset_restores_them(sandbox):
-    assert sandbox.limits(hubspot_rate_limit=0, hubspot_search_rate_limit=0, mailchimp_max_connections=2) == {
-        "hubspot_rate_limit": 0, "hubspot_search_rate_limit": 0, "mailchimp_max_connections": 2}
+    assert sandbox.limits(hubspot_rate_limit=0, hubspot_search_rate_limit=0, mailchimp_max_connections=2,
+                          activecampaign_rate_limit=0) == {
+        "hubspot_rate_limit": 0, "hubspot_search_rate_limit": 0, "mailchimp_max_connections": 2,
+        "activecampaign_rate_limit": 0, "activecampaign_bulk_import_rate_limit": 100,
+        "activecampaign_bulk_import_single_rate_limit": 20}
     assert control(sandbox, "POST", "limits", json={"hubspot_rate_limit": -1}).status_code == 400
     assert control(sandbox, "POST", "limits", json={"hubspot_search_rate_limit": 1.5}).status_code == 400
+    assert control(sandbox, "POST", "limits", json={"klaviyo_rate_limit": 1}).status_code == 400
     sandbox.reset()
     assert control(sandbox, "GET", "info").json()["limits"] == {
-        "hubspot_rate_limit": 190, "hubspot_search_rate_limit": 5, "mailchimp_max_connections": 10}
+        "hubspot_rate_limit": 190, "hubspot_search_rate_limit": 5, "mailchimp_max_connections": 10,
+        "activecampaign_rate_limit": 5, "activecampaign_bulk_import_rate_limit": 100,
+        "activecampaign_bulk_import_single_rate_limit": 20}
 
 
 def test_reset_wipes_both_providers(sandbox, hubspot, mailchimp):

@@ -1,12 +1,19 @@
 """Fault plans: parsing the control request and drawing each request's fault."""
 import pytest
 
-from sandbox.faults import Fault, FaultInjector, parse_plan
+from sandbox.faults import Fault, FaultInjector
+from sandbox.faults import parse_plan as parse_any_plan
+
+PROVIDERS = ("hubspot", "mailchimp", "activecampaign")
 
 
-def test_a_plan_for_all_providers_targets_both():
+def parse_plan(body):
+    return parse_any_plan(body, PROVIDERS)
+
+
+def test_a_plan_for_all_providers_targets_every_one():
     providers, plan = parse_plan({"provider": "all", "rate": 0.5, "statuses": [503], "latency_ms": 20})
-    assert providers == ["hubspot", "mailchimp"]
+    assert providers == ["hubspot", "mailchimp", "activecampaign"]
     assert (plan.rate, plan.statuses, plan.latency_ms) == (0.5, [503], 20)
 
 

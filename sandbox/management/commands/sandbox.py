@@ -1,4 +1,4 @@
-"""`manage.py sandbox`: run the emulated HubSpot and Mailchimp APIs as a separate process."""
+"""`manage.py sandbox`: run the emulated provider APIs (`sandbox.registry`) as a separate process."""
 from __future__ import annotations
 
 import signal
@@ -9,23 +9,18 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sandbox.app import (
-    DATABASE_NAME,
-    DEFAULT_HUBSPOT_RATE_LIMIT,
-    DEFAULT_HUBSPOT_SEARCH_RATE_LIMIT,
-    DEFAULT_HUBSPOT_TOKEN,
-    DEFAULT_MAILCHIMP_KEY,
-    SandboxApp,
-    SandboxSettings,
-)
-from sandbox.mailchimp import MAX_CONNECTIONS
+from sandbox.app import DATABASE_NAME, SandboxApp, SandboxSettings
+from sandbox.registry import EMULATORS
 from sandbox.server import make_server
+
+OPTIONS = tuple(option for api in EMULATORS for option in api.options)
 
 
 class Command(BaseCommand):
     help = (
-        "Run the provider sandbox: HubSpot's API under /hubspot, Mailchimp's under /mailchimp/3.0 and the "
-        "control endpoints under /_sandbox/, with their own SQLite storage in --data-dir. Prints "
+        "Run the provider sandbox: "
+        + ", ".join(f"{api.label}'s API under {api.prefix}" for api in EMULATORS)
+        + " and the control endpoints under /_sandbox/, with their own SQLite storage in --data-dir. Prints "
         "'sandbox listening on http://HOST:PORT' once it accepts connections."
     )
     # The sandbox never touches the app's database or models: skip the checks to start fast.
@@ -36,21 +31,11 @@ class Command(BaseCommand):
                             help="HOST:PORT to listen on; port 0 picks a free one (default 127.0.0.1:8765)")
         parser.add_argument("--data-dir", type=Path, default=Path(settings.BASE_DIR) / "var" / "sandbox",
                             help="directory for the sandbox's own database (default var/sandbox)")
-        parser.add_argument("--hubspot-token", default=DEFAULT_HUBSPOT_TOKEN,
-                            help=f"the Bearer token HubSpot accepts (default {DEFAULT_HUBSPOT_TOKEN})")
-        parser.add_argument("--mailchimp-key", default=DEFAULT_MAILCHIMP_KEY,
-                            help=f"the API key Mailchimp accepts, ending in -<dc> (default {DEFAULT_MAILCHIMP_KEY})")
-        parser.add_argument("--hubspot-rate-limit", type=int, default=DEFAULT_HUBSPOT_RATE_LIMIT,
-                            help="HubSpot requests allowed per rolling 10 s per token; 0 turns the limit off "
-                                 f"(default {DEFAULT_HUBSPOT_RATE_LIMIT})")
-        parser.add_argument("--hubspot-search-rate-limit", type=int, default=DEFAULT_HUBSPOT_SEARCH_RATE_LIMIT,
-                            help="HubSpot search requests allowed per second per token, on top of the general "
-                                 f"limit; 0 turns it off (default {DEFAULT_HUBSPOT_SEARCH_RATE_LIMIT})")
-        parser.add_argument("--mailchimp-max-connections", type=int, default=MAX_CONNECTIONS,
-                            help=f"Mailchimp requests in flight per key; 0 turns the limit off "
-                                 f"(default {MAX_CONNECTIONS})")
+        for option in OPTIONS:
+            parser.add_argument(option.flag, type=option.type, default=option.default,
+                                help=f"{option.help} (default {option.default})")
         parser.add_argument("--threads", type=int, default=16,
-                            help="request threads; more than the Mailchimp connection cap (default 16)")
+                            help="request threads; more than any emulator's connection cap (default 16)")
         parser.add_argument("--hostile-file", type=Path,
                             default=Path(settings.BASE_DIR).parent / "shared" / "data" / "hostile_contacts.json",
                             help="the hostile records `POST /_sandbox/seed {\"hostile\": true}` loads")
@@ -62,14 +47,8 @@ class Command(BaseCommand):
         if options["threads"] < 1:
             raise CommandError("--threads must be at least 1")
         try:
-            sandbox_settings = SandboxSettings(
-                hubspot_token=options["hubspot_token"],
-                mailchimp_key=options["mailchimp_key"],
-                hubspot_rate_limit=options["hubspot_rate_limit"],
-                hubspot_search_rate_limit=options["hubspot_search_rate_limit"],
-                mailchimp_max_connections=options["mailchimp_max_connections"],
-                hostile_file=options["hostile_file"],
-            )
+            sandbox_settings = SandboxSettings(EMULATORS, hostile_file=options["hostile_file"],
+                                               **{option.name: options[option.name] for option in OPTIONS})
         except ValueError as error:
             raise CommandError(str(error)) from None
         data_dir: Path = options["data_dir"]
