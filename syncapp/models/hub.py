@@ -82,7 +82,6 @@ class RecordLink(models.Model):
     # merge, and what tells an echo of Syncapp's own write from a real change.
     merge_base = models.JSONField(default=dict, blank=True)
     remote_modified_at = models.DateTimeField(null=True, blank=True)
-    pending_push = models.BooleanField(default=False)
     # The email consent state last agreed with that system ("" when never stated): what
     # the consent rule needs to never turn an opt-out there into a subscription.
     email_consent_base = models.CharField(max_length=20, blank=True)
@@ -103,10 +102,37 @@ class RecordLink(models.Model):
                 name="one_link_per_external_record",
             ),
         ]
-        indexes = [
-            models.Index(fields=["connection", "pending_push"], name="link_pending_push",
-                         condition=models.Q(pending_push=True)),
-        ]
 
     def __str__(self) -> str:
         return f"{self.connection} {self.external_id or '(not yet pushed)'}"
+
+
+class PendingPush(models.Model):
+    """A link one sync has to push: the system lacks values that sync's mappings send.
+
+    Marked per sync, not per link: a connection can be in several syncs, each with its
+    own mappings, and each sync pushes only what it marked, with its own mappings, and
+    clears only its own marks (services.pending).
+    """
+
+    # Without an index of its own: the unique constraint's index starts with it.
+    sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="pending_pushes",
+                             db_index=False)
+    # The link's connection, copied: a push reads the marks of one sync and one system in
+    # link order, and with the system in the key that read is one range of the index
+    # below, however many marks the sync's other systems hold. Not indexed alone: only
+    # deleting a connection looks marks up by it.
+    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="+",
+                                   db_index=False)
+    # Indexed: clearing marks and deleting links look them up by link.
+    link = models.ForeignKey(RecordLink, on_delete=models.CASCADE, related_name="pending_pushes")
+
+    class Meta:
+        constraints = [
+            # One mark per sync and link (the connection is the link's). Its index is the
+            # push's keyset scan: sync and system, then link ids after the last one read.
+            models.UniqueConstraint(fields=["sync", "connection", "link"], name="one_pending_push_per_sync_and_link"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sync} -> {self.link}"

@@ -22,6 +22,7 @@ from mappings.transforms import TransformError
 from syncapp.engine.text import clean_text
 from syncapp.models import Conflict, Contact, RecordLink
 from syncapp.models.hub import hub_field_label
+from syncapp.services.pending import pending_mark
 from syncapp.services.plan import hub_column, hub_value_check, plain, set_hub_value
 from syncapp.services.runs import runs_request_for
 
@@ -213,13 +214,15 @@ def _phone_region(conflict: Conflict) -> str | None:
 
 
 def _links_rebase(conflict: Conflict, contact: Contact) -> None:
-    """Take each system's current value as agreed, and mark every written system for a push."""
+    """Take each system's current value as agreed, and mark the contact's links for a push.
+
+    The hub's value changed: every sync writing one of the contact's systems is marked,
+    the conflict's own and any other sharing a system (one with nothing of its own to
+    send there settles its mark without a call).
+    """
     sides = {side["connection_id"]: side for side in conflict.sides if side.get("connection_id")}
     for link in RecordLink.objects.select_for_update().filter(contact=contact, connection_id__in=list(sides)):
         side = sides[link.connection_id]
         link.merge_base = {**link.merge_base, side["external_field"]: side["raw"]}
         link.save(update_fields=["merge_base", "updated_at"])
-    writers = conflict.sync.endpoints.filter(write=True).values("connection_id")
-    RecordLink.objects.filter(contact=contact, connection_id__in=writers, archived=False).update(
-        pending_push=True, updated_at=timezone.now()
-    )
+    pending_mark(links=RecordLink.objects.filter(contact=contact, archived=False))

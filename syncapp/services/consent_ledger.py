@@ -32,6 +32,7 @@ from audit.services import AuditRow, audit_event_build, audit_record_many, audit
 from syncapp.engine import consent as rule
 from syncapp.models import ConsentEvent, Contact, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
+from syncapp.services.pending import pending_mark
 
 CHANNEL_FIELDS = {ConsentEvent.Channel.EMAIL: "email_consent", ConsentEvent.Channel.SMS: "sms_consent"}
 RESTRICTIONS = (rule.UNSUBSCRIBED, rule.CLEANED, rule.TRANSACTIONAL, rule.PENDING)
@@ -68,7 +69,8 @@ def consent_statement_record(
     it then reaches the systems that can carry an opt-in to an opted-out record
     (Provider.explicit_opt_in_state: Mailchimp asks the person to confirm); the others
     keep their opt-out, as their APIs cannot lift it. The contact's
-    links are marked pending so the next run carries the new state out.
+    links are marked pending for every sync writing their systems, so the next run of
+    each carries the new state out.
     """
     if channel not in CHANNEL_FIELDS:
         raise InvalidConsentStatement(f"{channel!r} is not a consent channel (email, sms).")
@@ -98,7 +100,7 @@ def consent_statement_record(
             note=note[:300], actor=user,
         )
         if new_state != previous:
-            RecordLink.objects.filter(contact=contact, archived=False).update(pending_push=True, updated_at=now)
+            pending_mark(links=RecordLink.objects.filter(contact=contact, archived=False))
         audits: list[AuditEvent | AuditRow] = [audit_event_build(
             action="consent.recorded", obj=contact, actor=user, contact_id=contact.pk,
             changes={column: [previous, new_state], "statement": [None, state],
@@ -127,9 +129,9 @@ def consent_reports_apply(
     Each report is merged by the ledger's rule (the most restrictive wins; a reply never
     carries the evidence of an explicit opt-in) and recorded in the ledger. A contact
     whose state changes gets an audit row, and its links to the other systems are
-    marked pending, so they take the new state; then the contacts holding the same
-    address take it too. Call inside the transaction that stores the write's results.
-    Return the ids of the contacts changed.
+    marked pending for every sync writing them, so they take the new state; then the
+    contacts holding the same address take it too. Call inside the transaction that
+    stores the write's results. Return the ids of the contacts changed.
 
     The audit rows are written last, after the contacts and links; given `audits`, they
     (and the address rule's) are added to it instead, for a caller that writes more
@@ -165,8 +167,8 @@ def consent_reports_apply(
     bulk_insert_rows(ledger)
     if changed:
         bulk_update_rows(Contact, list(changed.values()), ["email_consent", "email_opt_in_at", "updated_at"])
-        RecordLink.objects.filter(contact_id__in=list(changed), archived=False).exclude(
-            connection_id=connection_id).update(pending_push=True, updated_at=now)
+        pending_mark(links=RecordLink.objects.filter(contact_id__in=list(changed), archived=False).exclude(
+            connection_id=connection_id))
         consent_by_address_apply(contacts=list(changed.values()), run_id=run_id, now=now, audits=rows)
         if audits is None:
             audit_record_many(rows)
@@ -188,8 +190,8 @@ def consent_by_address_apply(
     contacts whose state differs from one of `contacts` are read, so a page of aligned
     contacts costs one query. Each contact that changes gets a ledger row naming the
     contact whose state it took, and its links (where it has an email to be sent with)
-    are marked pending, so every system gets the address's state. Return the ids of the
-    contacts changed.
+    are marked pending for every sync writing their systems, so every system gets the
+    address's state. Return the ids of the contacts changed.
 
     The audit rows are written last, after the contacts and links; given `audits`, they
     are added to it instead, for a caller that has more rows to lock before it audits.
@@ -248,8 +250,8 @@ def consent_by_address_apply(
             contact.email_opt_in_at = opt_ins[pk]
     bulk_insert_rows([event for pk in written for event in ledger[pk]])
     # Without an email no system can be sent the contact (the push refuses it).
-    RecordLink.objects.filter(contact_id__in=[pk for pk in written if holders[pk].email],
-                              archived=False).update(pending_push=True, updated_at=now)
+    pending_mark(links=RecordLink.objects.filter(contact_id__in=[pk for pk in written if holders[pk].email],
+                                                 archived=False))
     rows = [
         audit_row_build(action="contact.updated", object_type="contact", object_id=str(pk),
                         object_repr=str(holders[pk]), system=HUB_SYSTEM, contact_id=pk, run_id=run_id,

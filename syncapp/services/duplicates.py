@@ -27,6 +27,7 @@ from syncapp.engine.consent import SUBSCRIBED, most_restrictive
 from syncapp.engine.merge import is_empty
 from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync
 from syncapp.models.hub import HUB_FIELDS
+from syncapp.services.pending import pending_mark
 from syncapp.services.plan import plain
 from syncapp.services.runs import runs_request_for
 
@@ -259,9 +260,9 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
 
     The survivor keeps its values and takes the other's where it has none; consent per
     channel becomes the most restrictive of the two; links, consent ledger, conflicts
-    and pairs move to it; every link of it is marked pending, and a run of each sync
-    writing to its systems is requested, so each system gets the merged values; the
-    other contact is deleted.
+    and pairs move to it; every link of it is marked pending for every sync writing its
+    system, and a run of each of those syncs is requested, so each system gets the
+    merged values; the other contact is deleted.
 
     Raises ValueError when `survivor` is not in the pair, PersonSuppressed (a ValueError)
     when either contact holds an email or a phone erased on request, PairClosed when the
@@ -311,7 +312,7 @@ def contacts_merge(*, pair: DuplicatePair, survivor: Contact, user, reason: str 
             )
         RecordLink.objects.filter(pk__in=[link.pk for link in plan.moved]).update(contact=survivor)
         # Archived records are left alone, as the engine does.
-        RecordLink.objects.filter(contact=survivor, archived=False).update(pending_push=True, updated_at=now)
+        pending_mark(links=RecordLink.objects.filter(contact=survivor, archived=False))
         ConsentEvent.objects.filter(contact=other).update(contact=survivor)
         _conflicts_move(survivor, other, user=user, now=now)
         _pairs_move(survivor, other, merged_pair=pair)

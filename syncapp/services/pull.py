@@ -1,12 +1,12 @@
 """Pulling one system's changed records into the hub, one page per transaction.
 
 Per page, in one transaction: map and transform, match identity, merge field by field,
-write the hub's changes, the links' merge bases, the pending-push marks of the other
-systems, the consent ledger and record errors, move the endpoint's cursor and the run's
-counts, and write the audit rows last (the chain's head stays locked until the commit:
-docs/security.md). A crash re-reads at most that page, and re-reading it is harmless:
-values equal to the merge base change nothing. The number of queries per page is fixed,
-whatever the page size.
+write the hub's changes, the links' merge bases, this sync's pending-push marks for the
+systems it writes (services.pending), the consent ledger and record errors, move the
+endpoint's cursor and the run's counts, and write the audit rows last (the chain's head
+stays locked until the commit: docs/security.md). A crash re-reads at most that page,
+and re-reading it is harmless: values equal to the merge base change nothing. The number
+of queries per page is fixed, whatever the page size.
 """
 from __future__ import annotations
 
@@ -38,12 +38,13 @@ from syncapp.engine.identity import (
 )
 from syncapp.engine.merge import NO_BASE, Outcome, is_empty, merge_field
 from syncapp.engine.text import clean_value
-from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordError, RecordLink
+from syncapp.models import ConsentEvent, Contact, DuplicatePair, PendingPush, RecordError, RecordLink
 from syncapp.services.background import prefetched
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.conflict_book import ConflictBook, Side
 from syncapp.services.consent_ledger import consent_by_address_apply, last_opt_out_at
 from syncapp.services.duplicate_detection import duplicate_pairs_flag
+from syncapp.services.pending import pending_clear, pending_mark
 from syncapp.services.plan import (
     EMAIL,
     CONSENT_FIELDS,
@@ -86,7 +87,6 @@ class NewLink:
     stable_id: str = ""
     merge_base: dict[str, Any] = field(default_factory=dict)
     remote_modified_at: Any = None
-    pending_push: bool = False
     email_consent_base: str = ""
     rejected_payload_hash: str = ""
     archived: bool = False
@@ -321,6 +321,10 @@ class _PageApplier:
         self.restored: list[int] = []
         # The page's audit rows, built by _write; apply_page writes them last of all.
         self.audit_rows: list[AuditRow] = []
+        # Links this sync is to push (saved or still to insert), and links that lose every
+        # sync's mark (nothing is to be sent there): written after the links.
+        self.marking: list[RecordLink | NewLink] = []
+        self.unmarking: list[int] = []
 
     def apply(self, incoming: list[Incoming], errors: list[ErrorItem], archived: list[RemoteRecord]) -> None:
         self.errors.extend(errors)
@@ -579,7 +583,8 @@ class _PageApplier:
         A linked record's link is marked archived (nothing is sent there any more). By
         the sync's delete handling, the contact's records in the other systems are then
         left alone (ignore) or archived too (archive, mirror): their links are marked
-        archived and pending, and the push archives them there.
+        archived and pending for this sync, and its push archives them there. An archived
+        link keeps no other mark: no other sync is to send or archive anything there.
         """
         handling = self.plan.sync.delete_handling
         spreading = handling != self.plan.sync.DeleteHandling.IGNORE
@@ -590,8 +595,8 @@ class _PageApplier:
             if link is None or link.archived:
                 continue
             link.archived = True
-            link.pending_push = False
-            self._link_changed(link, {"archived", "pending_push"})
+            self._link_changed(link, {"archived"})
+            self.unmarking.append(link.pk)
             self.audits.append((contacts[contact_id], "contact.archived",
                                 {"system": [None, self.connection.name], "delete_handling": [None, handling]}))
             gone.append(contact_id)
@@ -600,8 +605,10 @@ class _PageApplier:
         writers = [writer.connection.pk for writer in self.plan.writers if writer.connection.pk != self.connection.pk]
         for other in RecordLink.objects.filter(contact_id__in=gone, connection_id__in=writers, archived=False):
             other.archived = True
-            other.pending_push = other.external_id is not None
-            self._link_changed(other, {"archived", "pending_push"})
+            self._link_changed(other, {"archived"})
+            self.unmarking.append(other.pk)
+            if other.external_id is not None:
+                self.marking.append(other)
 
     def _restore(self) -> None:
         """Under "mirror" delete handling, bring back the records a delete had archived elsewhere.
@@ -616,8 +623,8 @@ class _PageApplier:
         for other in RecordLink.objects.filter(contact_id__in=self.restored, connection_id__in=writers, archived=True):
             other.archived = False
             other.external_id = None
-            other.pending_push = True
-            self._link_changed(other, {"archived", "external_id", "pending_push"})
+            self._link_changed(other, {"archived", "external_id"})
+            self.marking.append(other)
 
     def _write(self, touched: list[Contact]) -> None:
         bulk_insert_rows(self.new_contacts, set_ids=True)
@@ -625,6 +632,7 @@ class _PageApplier:
         self._mark_pending(touched)
         bulk_insert_rows(self.new_links, model=RecordLink)
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
+        self._write_marks()
         run_id = self.tracker.run.pk
         # After the links: it marks those of every contact it restricts, the page's included.
         # Its audit rows join the page's, written after everything else (apply_page).
@@ -696,7 +704,7 @@ class _PageApplier:
         duplicate_pairs_flag(pairs)
 
     def _mark_pending(self, touched: list[Contact]) -> None:
-        """Mark the links of every system that lacks a contact's current values.
+        """Mark for this sync the links of every system it writes that lacks a contact's current values.
 
         Every contact of the page is checked, changed or not: a system added to the sync
         later, or a push lost to a crash, is caught up by the next read of the contact.
@@ -722,6 +730,12 @@ class _PageApplier:
                 contact_b_id__in=[contact.pk for contact in touched if contact.pk is not None],
             ).values_list("contact_b_id", flat=True)
         ) if touched else set()
+        # Marked by another sync or none: this sync's mappings decide what it owes.
+        saved = [link.pk for link in existing.values()]
+        saved += [self.reader_links[id(contact)].pk for contact in touched if self.reader_links[id(contact)].pk]
+        marked = set(
+            PendingPush.objects.filter(sync_id=self.plan.sync.pk, link_id__in=saved).values_list("link_id", flat=True)
+        ) if saved else set()
         for contact in touched:
             if (not contact.email or id(contact) in waiting or contact.pk in waiting_ids
                     or self.reader_links[id(contact)].archived):
@@ -734,12 +748,28 @@ class _PageApplier:
                     link = existing.get((writer.connection.pk, contact.pk))
                 if link is None:
                     # Not in that system yet: everything the contact holds is news there.
-                    self.new_links.append(
-                        NewLink(contact=contact, connection_id=writer.connection.pk, pending_push=True)
-                    )
-                elif link.archived or link.pending_push:
+                    link = NewLink(contact=contact, connection_id=writer.connection.pk)
+                    self.new_links.append(link)
+                    self.marking.append(link)
+                elif link.archived or link.pk in marked:
                     continue
                 elif writer.differs(writer.payload(contact, link, held=held), link):
-                    link.pending_push = True
-                    if link.pk is not None:
-                        self._link_changed(link, {"pending_push"})
+                    self.marking.append(link)
+
+    def _write_marks(self) -> None:
+        """Write the page's marks once its links are written (new ones have no id before).
+
+        Marks an archiving cleared go first: a link archived and marked again for this
+        sync keeps only this sync's mark (its push archives the record there).
+        """
+        pending_clear(link_ids=self.unmarking)
+        if not self.marking:
+            return
+        wanted = Q(pk__in=[link.pk for link in self.marking if link.pk is not None])
+        inserted: dict[int, list[int]] = {}
+        for link in self.marking:
+            if link.pk is None:
+                inserted.setdefault(link.connection_id, []).append(link.contact.pk)
+        for connection_id, contact_ids in inserted.items():
+            wanted |= Q(connection_id=connection_id, contact_id__in=contact_ids)
+        pending_mark(links=RecordLink.objects.filter(wanted), syncs=[self.plan.sync.pk])

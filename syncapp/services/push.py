@@ -1,12 +1,13 @@
 """Pushing the hub's pending contacts to one system, in the provider's largest batches.
 
-Only links marked pending are read (through the partial index on pending links, keyset
-paged), never every contact. Each batch's results are applied in one transaction:
-accepted records get their external id and a new merge base (the values sent) and lose
-the mark; rejected ones become record errors and keep the mark, but the same payload is
-not sent again until the contact changes; retriable failures are simply tried again by
-the next run. Sending a batch twice (a worker died after the provider accepted it) does
-no harm: providers upsert by email.
+Only the links this sync marked pending for the system are read (one range of the
+marks' index, keyset paged), never every contact; another sync sharing the system pushes
+its own marks with its own mappings (services.pending). Each batch's results are applied
+in one transaction: accepted records get their external id and a new merge base (the
+values sent) and lose this sync's mark; rejected ones become record errors and keep the
+mark, but the same payload is not sent again until the contact changes; retriable
+failures are simply tried again by the next run. Sending a batch twice (a worker died
+after the provider accepted it) does no harm: providers upsert by email.
 
 HTTP and the database overlap: up to PUSH_IN_FLIGHT batches are on the wire while the
 main thread reads the next pending links and applies finished batches, and full batches
@@ -33,6 +34,7 @@ from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.consent_ledger import ReportedState, consent_reports_apply
 from syncapp.services.held import held_fields
+from syncapp.services.pending import pending_clear, pending_links, pending_marks
 from syncapp.services.plan import ATTRIBUTE_PREFIX, EndpointPlan, Payload, SyncPlan, hub_column
 from syncapp.services.record_errors import (
     PULL_ERRORS,
@@ -75,14 +77,13 @@ class PendingLink:
     rejected_payload_hash: str
     archived: bool
     contact: HubRow
-    pending_push: bool = True
     last_pushed_at: datetime | None = None
     updated_at: datetime | None = None
 
 
 LINK_COLUMNS = ("pk", "contact_id", "external_id", "stable_id", "merge_base", "email_consent_base",
                 "rejected_payload_hash", "archived")
-WRITTEN_COLUMNS = ["external_id", "stable_id", "merge_base", "email_consent_base", "pending_push", "rejected_payload_hash",
+WRITTEN_COLUMNS = ["external_id", "stable_id", "merge_base", "email_consent_base", "rejected_payload_hash",
                    "last_pushed_at", "updated_at"]
 
 
@@ -126,11 +127,10 @@ class Pusher:
         """Send full batches of newly pending links while there is room on the wire."""
         self._collect(block=False)
         while len(self.in_flight) < PUSH_IN_FLIGHT:
-            # Counting first is cheap (the pending index) and spares building payloads
-            # for links that will wait for a full batch anyway.
-            waiting = RecordLink.objects.filter(
-                connection=self.writer.connection, pending_push=True, pk__gt=self.early_last_id
-            ).count()
+            # Counting first is cheap (a range of the marks' index) and spares building
+            # payloads for links that will wait for a full batch anyway.
+            waiting = pending_marks(sync_id=self.writer.endpoint.sync_id, connection_id=self.writer.connection.pk,
+                                    after=self.early_last_id).count()
             if waiting < self.size:
                 return
             batch = []
@@ -146,7 +146,7 @@ class Pusher:
     def finish(self) -> None:
         """Wait for the early batches, then send every link still pending."""
         self._collect(block=True)
-        total = RecordLink.objects.filter(connection=self.writer.connection, pending_push=True).count()
+        total = pending_marks(sync_id=self.writer.endpoint.sync_id, connection_id=self.writer.connection.pk).count()
         self.tracker.current = self.writer.connection
         self.tracker.phase(f"Writing {self.writer.name}", total=total)
         for batch in chunk(_pending(tracker=self.tracker, writer=self.writer), max_items=self.size):
@@ -197,7 +197,7 @@ def upsert_isolating(provider: Provider, records: Sequence[OutgoingRecord]) -> l
 
 
 def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> Iterator[Outgoing]:
-    """Yield the pending links that have something to send, keyset paged by id.
+    """Yield the links this sync marked pending for the system that have something to send, keyset paged by id.
 
     Links whose payload the system already holds lose their mark without a call; links
     whose unchanged payload was rejected before are skipped; contacts without an email
@@ -210,9 +210,8 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
     last_id = after
     while True:
         rows = list(
-            RecordLink.objects.filter(connection=writer.connection, pending_push=True, pk__gt=last_id)
-            .order_by("pk")
-            .values_list(*columns)[:SCAN_PAGE]
+            pending_links(sync_id=writer.endpoint.sync_id, connection_id=writer.connection.pk, after=last_id,
+                          limit=SCAN_PAGE).values_list(*columns)
         )
         if not rows:
             return
@@ -278,7 +277,7 @@ def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[Pendi
             changes={"system": [None, writer.name], "by": [None, "delete handling"]},
         ))
     with transaction.atomic():
-        RecordLink.objects.filter(pk__in=done).update(pending_push=False, updated_at=timezone.now())
+        pending_clear(link_ids=done, sync_id=writer.endpoint.sync_id)
         record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
         tracker.advance(done=len(links), failed_count=len(errors))
         # Last: the chain's head stays locked until the commit (docs/security.md).
@@ -287,7 +286,7 @@ def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[Pendi
 
 def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], unsendable: list[Outgoing]) -> None:
     with transaction.atomic():
-        RecordLink.objects.filter(pk__in=settled).update(pending_push=False, updated_at=timezone.now())
+        pending_clear(link_ids=settled, sync_id=writer.endpoint.sync_id)
         errors = [
             ErrorItem("no_email", "Not sent: the contact has no email address.", contact_id=item.link.contact_id)
             for item in unsendable
@@ -325,6 +324,7 @@ def _apply(
         ledger: list[ConsentEvent] = []
         reports: list[ReportedState] = []
         pushed: list[int] = []
+        accepted_links: list[int] = []
         for item in batch:
             error = _refusal(item, by_key.get(item.link.pk), taken)
             if error is not None:
@@ -354,6 +354,7 @@ def _apply(
             if item.link.external_id:
                 taken[item.link.external_id] = item.link.contact_id
             pushed.append(item.link.contact_id)
+            accepted_links.append(item.link.pk)
             # Sent without the fields that cannot be written there: a warning each, not a failure.
             errors.extend(field_warnings(item.payload.left_out, sent=True, contact_id=item.link.contact_id))
             audits.append(
@@ -375,6 +376,8 @@ def _apply(
             # after the batch's links, which must first lose their marks).
             _contacts_lock([report.contact_id for report in reports])
         bulk_update_rows(RecordLink, [item.link for item in batch], WRITTEN_COLUMNS)
+        # Only this sync's marks: another sync sharing the system may still owe its own fields.
+        pending_clear(link_ids=accepted_links, sync_id=writer.endpoint.sync_id)
         bulk_insert_rows(ledger)
         # The reply's rows and the address rule's, in the chain before the batch's own.
         replies: list[AuditRow] = []
@@ -423,7 +426,7 @@ def _refusal(item: Outgoing, result: RecordResult | None, taken: dict[str, int])
 def _accept(
     item: Outgoing, result: RecordResult, now: datetime, *, asked_state: str | None = None
 ) -> dict[str, list[Any]]:
-    """Make what was sent the link's new base and clear its mark; return what changed there.
+    """Make what was sent the link's new base; return what changed there (the caller clears the mark).
 
     The base is the values sent, not the provider's echo of them: comparing the next
     payload with what was sent is what keeps an unchanged contact from being sent again.
@@ -441,7 +444,6 @@ def _accept(
     # What the system reports holding wins over what was asked (Mailchimp leaves a
     # cleaned member cleaned, whatever it is sent).
     link.email_consent_base = result.email_consent or _asked(payload, asked_state) or link.email_consent_base
-    link.pending_push = False
     link.rejected_payload_hash = ""
     link.last_pushed_at = now
     return changes

@@ -12,12 +12,12 @@ import django_filters
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.models import AuditEvent
-from syncapp.models import ConsentEvent, Contact, DuplicatePair
+from syncapp.models import ConsentEvent, Contact, DuplicatePair, PendingPush
 from syncapp.models.hub import HUB_FIELDS, ConsentState
 from syncapp.services.consent_ledger import InvalidConsentStatement, consent_statement_record
 from syncapp.views.access import permission_needed
@@ -174,9 +174,13 @@ def _hub_values(contact: Contact) -> list[tuple[str, Any]]:
 
 
 def _links(contact: Contact) -> list:
-    links = list(contact.links.select_related("connection").order_by("connection__name"))
+    """Return the contact's links, each with its merge base as items and the syncs that still owe it a push."""
+    marks = PendingPush.objects.select_related("sync").order_by("sync__name")
+    links = list(contact.links.select_related("connection").order_by("connection__name")
+                 .prefetch_related(Prefetch("pending_pushes", queryset=marks, to_attr="marks")))
     for link in links:
         link.base_items = sorted((link.merge_base or {}).items())
+        link.pending_syncs = [mark.sync for mark in link.marks]
     return links
 
 

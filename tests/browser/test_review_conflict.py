@@ -50,7 +50,7 @@ def plant_conflict(sandbox, workspace) -> Conflict:
     assert first.status in FINISHED, first.error
     contact = (
         Contact.objects.filter(links__connection=workspace.hubspot, email__isnull=False)
-        .filter(links__connection=workspace.mailchimp, links__pending_push=False)
+        .filter(links__connection=workspace.mailchimp, links__pending_pushes__isnull=True)
         .exclude(first_name__in=["", IN_HUBSPOT, IN_MAILCHIMP]).order_by("pk").first()
     )
     hubspot_edit(sandbox, contact.links.get(connection=workspace.hubspot).external_id, firstname=IN_HUBSPOT)

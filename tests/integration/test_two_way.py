@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from connections.registry import provider_for as registry_provider_for
-from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, RecordLink, Sync, SyncRun
+from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, PendingPush, RecordLink, Sync, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.consent_ledger import last_opt_out_at
 from syncapp.services.runs import run_execute, run_request
@@ -394,7 +394,7 @@ def test_a_contact_archived_in_hubspot_is_archived_in_mailchimp(sandbox, workspa
     assert mailchimp_by_email(sandbox, "ann@example.com")["status"] == "archived"
     ann = Contact.objects.get(email="ann@example.com")
     assert all(link.archived for link in ann.links.all())
-    assert RecordLink.objects.filter(contact=ann, pending_push=True).count() == 0
+    assert not PendingPush.objects.filter(link__contact=ann).exists()
     assert Contact.objects.count() == len(PEOPLE)
     assert_next_run_writes_nothing(sandbox, workspace)
 
@@ -511,7 +511,8 @@ def test_an_unsubscribe_only_a_write_reply_tells_reaches_the_hub_and_then_hubspo
     assert (event.system, event.evidence, event.previous_state, event.hub_state, event.run_id) == (
         workspace.mailchimp.name, ConsentEvent.Evidence.API_READ, "subscribed", "unsubscribed", first.pk)
     # HubSpot was written before Mailchimp answered: its link waits for the next run.
-    assert RecordLink.objects.get(contact=bob, connection=workspace.hubspot).pending_push
+    assert RecordLink.objects.get(contact=bob, connection=workspace.hubspot).pending_pushes.filter(
+        sync=workspace.sync).exists()
     assert hubspot_by_id(sandbox, bob_id)["properties"].get("hs_email_optout") != "true"
 
     run(workspace)

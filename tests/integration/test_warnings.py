@@ -7,7 +7,7 @@ Mailchimp, and the run says so with a warning on that record, not a failure.
 """
 import pytest
 
-from syncapp.models import Contact, RecordError, RecordLink, SyncRun
+from syncapp.models import Contact, PendingPush, RecordError, SyncRun
 from tests.integration.workspace import hubspot_create, hubspot_edit, run_now, sandbox_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -59,7 +59,7 @@ def test_a_phone_with_an_extension_is_a_warning_and_the_run_succeeds(sandbox, sy
                              "cannot hold. The rest of the record synced.")
     assert "'(415) 555-0101 x12' has an extension" in warnings[hubspot_id(sandbox, "ext2@example.com")].message
     # Nothing waits to be sent again: a warning does not keep a record pending.
-    assert not RecordLink.objects.filter(pending_push=True).exists()
+    assert not PendingPush.objects.exists()
 
 
 def test_the_warning_is_neither_retried_nor_repeated_and_a_fixed_phone_resolves_it(sandbox, sync):
@@ -128,4 +128,4 @@ def test_a_two_way_phone_the_hub_cannot_read_is_left_as_it_is_in_its_system(sand
     contact_id = hubspot_id(sandbox, "ext1@example.com")
     stored = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}[contact_id]
     assert stored["properties"]["phone"] == "+1 415 555 0100 ext. 12"
-    assert not RecordLink.objects.filter(pending_push=True).exists()
+    assert not PendingPush.objects.exists()

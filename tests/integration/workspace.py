@@ -143,7 +143,7 @@ def assert_consistent(sandbox) -> None:
         ids = list(RecordLink.objects.filter(connection__name=connection).exclude(external_id=None)
                    .values_list("external_id", flat=True))
         assert len(ids) == len(set(ids))
-    assert not RecordLink.objects.filter(connection__name="Mailchimp", pending_push=True,
+    assert not RecordLink.objects.filter(connection__name="Mailchimp", pending_pushes__isnull=False,
                                          rejected_payload_hash="").exists()
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from connections.models import Connection
 from mappings.models import FieldMapping
-from syncapp.models import RecordError, RecordLink, SyncRun
+from syncapp.models import PendingPush, RecordError, RecordLink, SyncRun
 from syncapp.services.record_errors import (
     ErrorItem,
     FieldProblem,
@@ -122,7 +122,7 @@ class TestRunsWithWarnings:
         warning = crm_id_warnings("1")["not_imported:phone"]
         assert warning.message == (f"phone was not imported: {phone!r} has an extension, which E.164 cannot hold. "
                                    "The rest of the record synced.")
-        assert not RecordLink.objects.filter(pending_push=True).exists()
+        assert not PendingPush.objects.exists()
 
     def test_a_record_with_two_bad_fields_is_one_warned_record_with_two_warnings(self, sync, world):
         crm = sync.endpoints.get(connection__name="CRM").connection
@@ -189,7 +189,7 @@ class TestRunsWithWarnings:
         warning = RecordError.objects.get()
         assert (warning.error_class, warning.severity, warning.connection) == ("not_sent:LNAME", WARNING, audience)
         assert warning.message.startswith("LNAME was not sent: 'Ng' has no external value in the map")
-        assert not RecordLink.objects.filter(pending_push=True).exists()
+        assert not PendingPush.objects.exists()
 
         world.add("1", lastname="Lee")
         fixed = execute(sync, world)

@@ -3,7 +3,7 @@ import pytest
 
 from audit.models import AuditEvent
 from audit.suppression import suppress
-from syncapp.models import Conflict, Contact, RecordLink, SyncConnection, SyncRun
+from syncapp.models import Conflict, Contact, PendingPush, RecordLink, Sync, SyncConnection, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.conflicts import (
     Choice,
@@ -47,6 +47,11 @@ def link(contact, connection) -> RecordLink:
     return RecordLink.objects.get(contact=contact, connection=connection)
 
 
+def marking(link: RecordLink) -> set[str]:
+    """Return the names of the syncs that have the link marked for a push."""
+    return set(link.pending_pushes.values_list("sync__name", flat=True))
+
+
 def test_keeping_one_systems_value_writes_it_to_the_hub_and_closes_the_conflict(workspace, contact, conflict,
                                                                                 reviewer):
     resolved = conflict_resolve(conflict=conflict, value="Anna", resolution=SIDE, user=reviewer,
@@ -73,7 +78,7 @@ def test_each_systems_base_becomes_what_it_holds_now_and_every_written_system_is
     assert mailchimp.merge_base["FNAME"] == "Annie"
     # The other fields' bases are untouched.
     assert hubspot.merge_base["lastname"] == mailchimp.merge_base["LNAME"] == "Lee"
-    assert hubspot.pending_push and mailchimp.pending_push
+    assert marking(hubspot) == marking(mailchimp) == {workspace.sync.name}
 
 
 def test_bases_take_each_systems_raw_value_not_the_hub_form(workspace, reviewer):
@@ -93,8 +98,19 @@ def test_bases_take_each_systems_raw_value_not_the_hub_form(workspace, reviewer)
 def test_a_system_the_sync_only_reads_is_not_marked_for_a_push(workspace, contact, conflict, reviewer):
     SyncConnection.objects.filter(sync=workspace.sync, connection=workspace.hubspot).update(write=False)
     conflict_resolve(conflict=conflict, value="Annie", resolution=SIDE, user=reviewer, reason="r")
-    assert not link(contact, workspace.hubspot).pending_push
-    assert link(contact, workspace.mailchimp).pending_push
+    assert marking(link(contact, workspace.hubspot)) == set()
+    assert marking(link(contact, workspace.mailchimp)) == {workspace.sync.name}
+
+
+def test_another_sync_writing_one_of_the_systems_is_marked_too(workspace, contact, conflict, reviewer):
+    # The hub's value changed: a sync sharing Mailchimp sends it with its own mappings
+    # (or settles its mark when they do not send the field); a sync only reading is not marked.
+    sharing = Sync.objects.create(name="Audience only", schedule_minutes=0)
+    SyncConnection.objects.create(sync=sharing, connection=workspace.mailchimp, read=False, write=True)
+    SyncConnection.objects.create(sync=sharing, connection=workspace.hubspot, read=True, write=False)
+    conflict_resolve(conflict=conflict, value="Annie", resolution=SIDE, user=reviewer, reason="r")
+    assert marking(link(contact, workspace.mailchimp)) == {workspace.sync.name, "Audience only"}
+    assert marking(link(contact, workspace.hubspot)) == {workspace.sync.name}
 
 
 def test_the_decision_is_audited_with_who_and_why(contact, conflict, reviewer):
@@ -121,7 +137,7 @@ def test_a_paused_sync_gets_the_decision_without_a_run(workspace, contact, confl
     conflict_resolve(conflict=conflict, value="Anna", resolution=SIDE, user=reviewer, reason="r")
     assert not SyncRun.objects.exists()
     # Still marked: the push happens on the first run after the sync is resumed.
-    assert link(contact, workspace.mailchimp).pending_push
+    assert marking(link(contact, workspace.mailchimp)) == {workspace.sync.name}
 
 
 def test_keeping_the_hubs_value(contact, conflict, reviewer):
@@ -168,7 +184,7 @@ def test_a_typed_value_the_field_cannot_hold_is_refused_with_a_message(workspace
     assert conflict.is_open and contact.email == "di@example.com"
     assert not AuditEvent.objects.filter(action="conflict.resolved").exists()
     assert not SyncRun.objects.exists()
-    assert not RecordLink.objects.filter(pending_push=True).exists()
+    assert not PendingPush.objects.exists()
 
 
 @pytest.mark.parametrize(("hub_field", "sides", "typed"), [

@@ -39,14 +39,14 @@ def twins(workspace):
     first = contact_make(workspace, "ann@example.com", first_name="Ann", email_consent="subscribed")
     second = Contact.objects.create(email="ann@example.com", first_name="Annie", email_consent="subscribed")
     RecordLink.objects.create(contact=second, connection=workspace.mailchimp, external_id="mailchimp-second")
-    RecordLink.objects.filter(contact__in=[first, second]).update(pending_push=False)
     return first, second
 
 
 def consent_and_marks(contact: Contact) -> tuple[str, dict[str, bool]]:
+    """Return the contact's email consent, and for each of its systems whether a sync has its link marked."""
     contact.refresh_from_db()
-    return contact.email_consent, dict(
-        RecordLink.objects.filter(contact=contact).values_list("connection__name", "pending_push"))
+    links = RecordLink.objects.filter(contact=contact).select_related("connection")
+    return contact.email_consent, {link.connection.name: link.pending_pushes.exists() for link in links}
 
 
 @pytest.mark.django_db

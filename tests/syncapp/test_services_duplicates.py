@@ -17,7 +17,7 @@ from audit.subject_access import subject_access_document
 from audit.suppression import suppress
 from connections.models import Connection
 from connections.providers.base import MergeNotSupported, ProviderError, RemoteRecord, TransientError
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync, SyncRun
+from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, PendingPush, RecordLink, Sync, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.duplicates import (
     PairClosed,
@@ -236,7 +236,7 @@ def test_a_subscription_both_hold_keeps_the_newest_explicit_opt_in(remote, revie
 
 
 def test_links_to_systems_the_survivor_lacks_move_to_it_and_every_link_is_marked_for_a_push(
-    remote, reviewer, hubspot, mailchimp
+    remote, reviewer, sync, hubspot, mailchimp
 ):
     survivor = Contact.objects.create(email="a@example.com")
     other = Contact.objects.create(email="b@example.com")
@@ -247,7 +247,9 @@ def test_links_to_systems_the_survivor_lacks_move_to_it_and_every_link_is_marked
 
     links = {row.pk: row for row in RecordLink.objects.all()}
     assert set(links) == {kept.pk, moved.pk}
-    assert all(row.contact_id == survivor.pk and row.pending_push for row in links.values())
+    assert all(row.contact_id == survivor.pk for row in links.values())
+    # Marked for every sync writing the link's system; the sync only reads HubSpot.
+    assert set(PendingPush.objects.values_list("sync_id", "link_id")) == {(sync.pk, moved.pk)}
     # The moved link keeps what that system last agreed: the next run sees no false change.
     assert links[moved.pk].merge_base == {"email_address": "b@example.com"}
     assert links[moved.pk].stable_id == "mc-77"
@@ -307,10 +309,12 @@ def test_a_system_that_cannot_merge_has_the_others_record_archived(remote, revie
     assert merged_event().changes["records_merged"][1][0]["how"] == "archived"
 
 
-def test_where_only_the_other_has_a_live_record_its_link_replaces_the_survivors(remote, reviewer, hubspot, mailchimp):
+def test_where_only_the_other_has_a_live_record_its_link_replaces_the_survivors(remote, reviewer, sync, hubspot,
+                                                                               mailchimp):
     survivor = Contact.objects.create(email="a@example.com")
     other = Contact.objects.create(email="b@example.com")
-    link(survivor, mailchimp, None, pending_push=True)  # waiting for its first push
+    waiting = link(survivor, mailchimp, None)  # waiting for its first push
+    PendingPush.objects.create(sync=sync, connection=mailchimp, link=waiting)
     link(survivor, hubspot, "101", archived=True)
     live_member = link(other, mailchimp, "md5-b")
     live_record = link(other, hubspot, "202")
@@ -319,6 +323,8 @@ def test_where_only_the_other_has_a_live_record_its_link_replaces_the_survivors(
 
     assert set(RecordLink.objects.values_list("pk", "contact_id")) == {
         (live_member.pk, survivor.pk), (live_record.pk, survivor.pk)}
+    # The waiting link's mark went with it; the member that replaced it is marked instead.
+    assert list(PendingPush.objects.values_list("link_id", flat=True)) == [live_member.pk]
     assert remote.calls == []
 
 

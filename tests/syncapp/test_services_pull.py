@@ -8,7 +8,7 @@ from audit.suppression import suppress
 from connections.providers.base import ChangePage, RemoteRecord
 from connections.models import Connection
 from mappings.models import FieldMapping
-from syncapp.models import ConsentEvent, Contact, DuplicatePair, RecordError, RecordLink, SyncRun
+from syncapp.models import ConsentEvent, Contact, DuplicatePair, PendingPush, RecordError, RecordLink, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.consent_ledger import consent_statement_record
 from syncapp.services.plan import sync_plan_build
@@ -80,7 +80,7 @@ class TestNewRecords:
         world.fail_upsert = RuntimeError("stop before pushing")
         execute(sync, world)
         link = audience_link(crm_link("1").contact)
-        assert link.pending_push and link.external_id is None
+        assert link.pending_pushes.filter(sync=sync).exists() and link.external_id is None
 
     def test_nul_bytes_are_stripped_before_storing(self, sync, world):
         world.add("1", email="nul@example.com", firstname="Nu\x00ll")
@@ -98,7 +98,7 @@ class TestRereadingAndDeltas:
         run = execute(sync, world)
         assert (run.read_count, run.unchanged_count, run.updated_count, run.pushed_count) == (1, 1, 0, 0)
         assert AuditEvent.objects.count() == events
-        assert not RecordLink.objects.filter(pending_push=True).exists()
+        assert not PendingPush.objects.exists()
         assert world.upsert_calls == [["ann@example.com"]]
 
     def test_an_edit_updates_only_that_contact_and_marks_only_it(self, sync, world):

@@ -8,7 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from audit.models import AuditEvent
 from audit.suppression import suppress
 from connections.providers.base import AuthenticationError, OutgoingRecord, ProviderError, TransientError
-from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink, SyncRun
+from mappings.models import FieldMapping
+from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink, Sync, SyncConnection, SyncRun
+from syncapp.services.pending import pending_mark
 from syncapp.services.plan import sync_plan_build
 from syncapp.services.push import HubRow, PendingLink, _apply, _archive_remote, _pending, upsert_isolating
 from syncapp.services.runs import run_execute, run_request
@@ -43,6 +45,18 @@ def audience_links():
     return RecordLink.objects.filter(connection__name="Audience")
 
 
+def pending_audience_links():
+    """The audience's links a sync has marked for a push."""
+    return audience_links().filter(pending_pushes__isnull=False)
+
+
+def pending_link(contact, connection, **fields) -> RecordLink:
+    """Create a link marked for a push by every sync writing its system."""
+    link = RecordLink.objects.create(contact=contact, connection=connection, **fields)
+    pending_mark(links=RecordLink.objects.filter(pk=link.pk))
+    return link
+
+
 class TestBatches:
     def test_pending_contacts_go_out_in_full_batches(self, sync, world):
         seed(world, 10)
@@ -68,7 +82,7 @@ class TestBatches:
         link = audience_links().get()
         assert link.external_id == world.members["p0@example.com"]["id"]
         assert link.merge_base == {"email_address": "p0@example.com", "FNAME": "P0", "LNAME": "Lee"}
-        assert not link.pending_push and link.last_pushed_at is not None
+        assert not link.pending_pushes.exists() and link.last_pushed_at is not None
         pushed = AuditEvent.objects.get(action="contact.pushed")
         assert pushed.system == "Audience"
         assert pushed.changes == {"email_address": [None, "p0@example.com"], "FNAME": [None, "P0"],
@@ -85,10 +99,10 @@ class TestBatches:
     def test_a_pending_link_whose_values_the_system_holds_is_settled_without_a_call(self, sync, world):
         seed(world, 2)
         execute(sync, world)
-        audience_links().update(pending_push=True)
+        pending_mark(links=audience_links())
         run = execute(sync, world)
         assert run.api_calls["Audience"] == 0
-        assert not audience_links().filter(pending_push=True).exists()
+        assert not pending_audience_links().exists()
 
 
 class TestRejections:
@@ -101,7 +115,7 @@ class TestRejections:
         assert error.error_class == "Invalid Resource" and error.connection.name == "Audience"
         assert error.contact.email == "p1@example.com"
         link = audience_links().get(contact__email="p1@example.com")
-        assert link.pending_push and link.rejected_payload_hash
+        assert link.pending_pushes.exists() and link.rejected_payload_hash
 
         calls = len(world.upsert_calls)
         second = execute(sync, world)
@@ -124,7 +138,7 @@ class TestRejections:
         seed(world, 2)
         world.retriable_failures.add("p0@example.com")
         execute(sync, world)
-        assert audience_links().get(contact__email="p0@example.com").pending_push
+        assert audience_links().get(contact__email="p0@example.com").pending_pushes.exists()
         world.retriable_failures.clear()
         execute(sync, world)
         assert world.upsert_calls[-1] == ["p0@example.com"]
@@ -141,7 +155,7 @@ class TestRejections:
 
     def test_a_contact_without_email_is_an_error_not_a_call(self, sync, world):
         contact = Contact.objects.create(email=None, phone="+14155550100")
-        RecordLink.objects.create(contact=contact, connection=sync.connections.get(name="Audience"), pending_push=True)
+        pending_link(contact, sync.connections.get(name="Audience"))
         run = execute(sync, world)
         assert world.upsert_calls == []
         assert RecordError.objects.get().error_class == "no_email"
@@ -151,7 +165,7 @@ class TestRejections:
         audience = sync.connections.get(name="Audience")
         for first_name in ("One", "Two"):
             contact = Contact.objects.create(email="same@example.com", first_name=first_name)
-            RecordLink.objects.create(contact=contact, connection=audience, pending_push=True)
+            pending_link(contact, audience)
         execute(sync, world)
         assert audience_links().exclude(external_id=None).count() == 1
         assert RecordError.objects.get().error_class == "already_linked"
@@ -164,7 +178,7 @@ class TestFailures:
         run = execute(sync, world)
         assert run.status == SyncRun.Status.FAILED
         assert "503" in run.error and run.error.startswith("Audience: ")
-        assert audience_links().filter(pending_push=True).count() == 3
+        assert pending_audience_links().count() == 3
         world.fail_upsert = None
         assert execute(sync, world).status == SyncRun.Status.SUCCEEDED
         assert len(world.members) == 3
@@ -173,10 +187,65 @@ class TestFailures:
         seed(world, 5)
         execute(sync, world)
         # As if the worker died after the provider accepted the batch: nothing recorded.
-        audience_links().update(pending_push=True, external_id=None, merge_base={})
+        audience_links().update(external_id=None, merge_base={})
+        pending_mark(links=audience_links())
         execute(sync, world)
         assert len(world.members) == 5
         assert audience_links().exclude(external_id=None).count() == 5
+
+
+def companies_sync(sync) -> Sync:
+    """Create a second sync of the same CRM and audience, with its own mappings: the company only."""
+    crm, audience = sync.connections.get(name="CRM"), sync.connections.get(name="Audience")
+    companies = Sync.objects.create(name="Companies", schedule_minutes=0)
+    SyncConnection.objects.create(sync=companies, connection=crm, read=True, write=False)
+    SyncConnection.objects.create(sync=companies, connection=audience, read=False, write=True)
+    for connection, hub_field, external_field, direction in (
+        (crm, "email", "email", "in"), (crm, "company", "company", "in"),
+        (audience, "email", "email_address", "out"), (audience, "company", "COMPANY", "out"),
+    ):
+        FieldMapping.objects.create(sync=companies, connection=connection, hub_field=hub_field,
+                                    external_field=external_field, direction=direction, is_owner=connection == crm)
+    return companies
+
+
+class TestSyncsSharingASystem:
+    """Two syncs write the audience, each with its own mappings: each pushes what it marked, and only that."""
+
+    def test_a_change_waits_for_the_sync_that_read_it_whatever_the_other_does(self, sync, world):
+        companies = companies_sync(sync)
+        world.add("1", email="ann@example.com", firstname="Ann", lastname="Lee", company="Acme")
+        execute(sync, world)
+        execute(companies, world)
+        world.add("1", firstname="Annie")
+        world.fail_upsert = RuntimeError("stop before pushing")
+        assert execute(sync, world).status == SyncRun.Status.FAILED
+        world.fail_upsert = None
+        link = audience_links().get()
+        assert list(link.pending_pushes.values_list("sync__name", flat=True)) == [sync.name]
+
+        # The other sync reads the same edit: nothing of its own to send, and the names'
+        # change is neither sent with its mappings nor settled in its place.
+        world.upsert_calls.clear()
+        execute(companies, world)
+        assert world.upsert_calls == []
+        assert list(link.pending_pushes.values_list("sync__name", flat=True)) == [sync.name]
+
+        run = execute(sync, world)
+        assert (run.pushed_count, world.upsert_calls) == (1, [["ann@example.com"]])
+        member = world.members["ann@example.com"]
+        assert (member["FNAME"], member["LNAME"], member["COMPANY"]) == ("Annie", "Lee", "Acme")
+        assert not link.pending_pushes.exists()
+
+    def test_each_sync_sends_its_own_fields(self, sync, world):
+        companies = companies_sync(sync)
+        world.add("1", email="ann@example.com", firstname="Ann", company="Acme")
+        execute(companies, world)
+        assert {k: v for k, v in world.members["ann@example.com"].items() if k.isupper()} == {"COMPANY": "Acme"}
+        execute(sync, world)
+        assert {k: v for k, v in world.members["ann@example.com"].items() if k.isupper()} == {
+            "COMPANY": "Acme", "FNAME": "Ann"}
+        assert not audience_links().get().pending_pushes.exists()
 
 
 class TestConsentOutgoing:
@@ -189,8 +258,8 @@ class TestConsentOutgoing:
 
     def test_a_remote_opt_out_is_never_lifted(self, sync, world):
         contact = Contact.objects.create(email="ann@example.com", email_consent="subscribed")
-        RecordLink.objects.create(contact=contact, connection=sync.connections.get(name="Audience"),
-                                  external_id="m1", email_consent_base="unsubscribed", pending_push=True)
+        pending_link(contact, sync.connections.get(name="Audience"), external_id="m1",
+                     email_consent_base="unsubscribed")
         world.members["ann@example.com"] = {"id": "m1", "email_address": "ann@example.com", "status": "unsubscribed"}
         execute(sync, world)
         assert world.members["ann@example.com"]["status"] == "unsubscribed"
@@ -236,6 +305,9 @@ class TestConsentReportedInReplies:
 
     def test_an_unsubscribe_the_write_did_not_ask_for_reaches_the_hub_and_the_other_links(self, sync, world):
         ann = self.linked(sync, world)
+        back = Sync.objects.create(name="Audience to CRM", schedule_minutes=0)
+        SyncConnection.objects.create(sync=back, connection=sync.connections.get(name="Audience"), write=False)
+        SyncConnection.objects.create(sync=back, connection=sync.connections.get(name="CRM"), read=False)
         assert audience_links().get().email_consent_base == "subscribed"
         world.members["ann@example.com"]["status"] = "unsubscribed"  # on the audience's own page
         world.add("1", firstname="Anna")
@@ -246,8 +318,10 @@ class TestConsentReportedInReplies:
         event = ConsentEvent.objects.get(contact=ann, state="unsubscribed")
         assert (event.system, event.evidence, event.previous_state, event.hub_state, event.run_id) == (
             "Audience", ConsentEvent.Evidence.API_READ, "subscribed", "unsubscribed", run.pk)
-        assert RecordLink.objects.get(contact=ann, connection__name="CRM").pending_push
-        assert not audience_links().get().pending_push
+        # The CRM link is marked for the sync writing the CRM (this one only reads it).
+        crm = RecordLink.objects.get(contact=ann, connection__name="CRM")
+        assert list(crm.pending_pushes.values_list("sync__name", flat=True)) == ["Audience to CRM"]
+        assert not audience_links().get().pending_pushes.exists()
         assert AuditEvent.objects.get(contact_id=ann.pk, action="contact.updated", system="Audience").changes == {
             "email_consent": ["unknown", "unsubscribed"]}
 
@@ -289,7 +363,7 @@ class TestPeopleErasedOnRequest:
         seed(world, 3)
         world.fail_upsert = RuntimeError("stop before pushing")
         assert execute(sync, world).status == SyncRun.Status.FAILED
-        assert audience_links().filter(pending_push=True).count() == 3
+        assert pending_audience_links().count() == 3
         # Made pending before the person was erased (or typed in by hand): defence in depth.
         suppress(email="p1@example.com", phone=None)
         Contact.objects.filter(email="p2@example.com").update(phone="+14155550100")
@@ -299,7 +373,7 @@ class TestPeopleErasedOnRequest:
         execute(sync, world)
         assert world.upsert_calls == [["p0@example.com"]]
         assert set(world.members) == {"p0@example.com"}
-        assert not audience_links().filter(pending_push=True).exists()
+        assert not pending_audience_links().exists()
 
 
 def running(sync, world):
@@ -397,7 +471,8 @@ class TestAuditRowsComeLast:
         seed(world, 2)
         execute(sync, world)
         links = list(audience_links().order_by("contact__email"))
-        RecordLink.objects.filter(pk__in=[link.pk for link in links]).update(archived=True, pending_push=True)
+        RecordLink.objects.filter(pk__in=[link.pk for link in links]).update(archived=True)
+        pending_mark(links=audience_links())
         tracker, writer = running(sync, world)
         archive = writer.provider.archive
 
@@ -416,7 +491,7 @@ class TestAuditRowsComeLast:
 
         assert statements_after_the_head(queries) == []
         assert world.members["p0@example.com"]["status"] == "archived"
-        assert list(audience_links().order_by("contact__email").values_list("pending_push", flat=True)) == [
+        assert [link.pending_pushes.exists() for link in audience_links().order_by("contact__email")] == [
             False, True]
         assert RecordError.objects.get().error_class == "archive_failed"
         assert AuditEvent.objects.filter(action="contact.archived").get().contact_id == links[0].contact_id

@@ -10,7 +10,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from connections.models import Connection
 from syncapp.engine.text import clean_text
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink
+from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, PendingPush, RecordLink
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from syncapp.views.contacts import HISTORY_PER_PAGE, contact_ids_merged_into
 from tests.workspace import user_with_role, workspace_make
@@ -134,12 +134,15 @@ def test_the_page_shows_each_systems_record_and_what_was_last_agreed_with_it(con
     RecordLink.objects.create(contact=contact, connection=hubspot, external_id="hs-101",
                               merge_base={"firstname": "Ada (agreed)"}, last_pushed_at=pushed,
                               remote_modified_at=pushed)
-    RecordLink.objects.create(contact=contact, connection=mailchimp, external_id="mc-hash", stable_id="mc-contact-9",
-                              pending_push=True, archived=True)
+    member = RecordLink.objects.create(contact=contact, connection=mailchimp, external_id="mc-hash",
+                                       stable_id="mc-contact-9", archived=True)
+    PendingPush.objects.create(sync=sync, connection=mailchimp, link=member)
     html = page(client_as(REVIEWER), contact)
-    for text in ("hs-101", "Ada (agreed)", "firstname", "mc-hash", "mc-contact-9", "Push pending", "Archived",
+    for text in ("hs-101", "Ada (agreed)", "firstname", "mc-hash", "mc-contact-9", "Archived",
                  f"{pushed:%Y-%m-%d %H:%M}"):
         assert text in html
+    # Which sync owes the push: another sharing the system pushes its own marks.
+    assert html.count("Push pending") == 1 and "by <bdi>HubSpot to Mailchimp</bdi>" in html
 
 
 def test_the_ledger_lists_both_channels_newest_first_with_who_and_why(contact):
