@@ -447,7 +447,8 @@ class ActiveCampaignAPI(EmulatedAPI):
         limit = min(self._int_arg(args.get("limit"), "limit", DEFAULT_PAGE), MAX_PAGE) or DEFAULT_PAGE
         offset = self._int_arg(args.get("offset"), "offset", 0)
         sideloads = self._sideloads(args)
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         ids = self._ids_arg(args)
         if ids:
             where.append(f"c.id IN ({', '.join('?' * len(ids))})")
@@ -548,7 +549,9 @@ class ActiveCampaignAPI(EmulatedAPI):
             now = int(time.time())
             if existing is None:
                 return self._contact_reply(db, request, self._insert(db, given, now), 201)
-            self._update(db, existing, given, now)
+            # The address found the contact: in another letter case it is the same address,
+            # and the spelling the contact holds stays (nothing changed, `udate` stays too).
+            self._update(db, existing, {**given, "email": existing[1]}, now)
             return self._contact_reply(db, request, existing[0], 200)
 
     def update_contact(self, request: Request, contact_id: str) -> Response:
@@ -1277,7 +1280,7 @@ class ActiveCampaignAPI(EmulatedAPI):
 
 def _contains(text: str | None, part: str) -> bool:
     """Return whether `part` is in `text`, ignoring letter case (what `search=` matches)."""
-    return bool(text) and part.casefold() in text.casefold()
+    return text is not None and part.casefold() in text.casefold()
 
 
 def _reasons(error: ActiveCampaignError) -> list[str]:

@@ -575,6 +575,7 @@ class ActiveCampaignProvider(Provider):
             if index in ids:
                 states[index] = "unsubscribed" if opted_out else "subscribed" if _opts_in_again(record) else None
                 continue
+            contact_id: str | None
             if email in created:
                 contact_id, held = created[email], UNSUBSCRIBED if opted_out else None
             else:
@@ -622,7 +623,8 @@ class ActiveCampaignProvider(Provider):
              "subscribe" if statuses[index] == ACTIVE else "unsubscribe": [{"listid": self.list_id}]}
             for index, record in entries
         ])
-        return {index: None if _normal_email(record.email) in refused.failed else STATE_OF_LIST_STATUS[statuses[index]]
+        return {index: None if _normal_email(record.email) in refused.failed
+                else STATE_OF_LIST_STATUS.get(statuses[index] or "")
                 for index, record in entries}
 
     def _import_entry(self, record: OutgoingRecord, prepared: Prepared) -> dict[str, Any]:
@@ -714,20 +716,32 @@ class ActiveCampaignProvider(Provider):
         """Return the ids of the contacts with this address, or with this phone number.
 
         The address is looked up exactly (`email=`). The phone through ActiveCampaign's
-        search (`search=`, which matches names, organization, phone or email, in part):
-        of what it finds, only contacts whose phone holds the same digits as the E.164
-        number are kept. A number typed there in another form ("(415) 555-0100") is not
-        found this way; a contact Syncapp ever synced is found by its link.
+        search (`search=`, which matches names, organization, phone or email, in part) by
+        its last four digits, which every way of writing a number keeps together ("+1 415
+        555 0100", "(415) 555-0100"); of what it finds, only contacts whose phone holds
+        exactly the E.164 number's digits are kept. A number written without its country
+        code is not taken for this one: a deletion request must not reach someone else.
+        A contact Syncapp ever synced is found by its link whatever its form.
         """
         found: list[str] = []
         if email:
             found += self._find_contacts(email=_normal_email(email))
-        if phone:
-            digits = _digits(phone)
-            reply = self._call("GET", CONTACTS, params={"search": phone, "limit": self.max_page}) or {}
-            found += [str(contact["id"]) for contact in reply.get("contacts") or []
-                      if digits and _digits(contact.get("phone")) == digits]
+        digits = _digits(phone)
+        if digits:
+            found += self._find_by_phone(digits)
         return list(dict.fromkeys(found))
+
+    def _find_by_phone(self, digits: str) -> list[str]:
+        found: list[str] = []
+        offset = 0
+        while True:
+            reply = self._call("GET", CONTACTS, params={"search": digits[-4:], "limit": self.max_page,
+                                                         "offset": offset}) or {}
+            contacts = reply.get("contacts") or []
+            found += [str(contact["id"]) for contact in contacts if _digits(contact.get("phone")) == digits]
+            offset += len(contacts)
+            if len(contacts) < self.max_page:
+                return found
 
     def _find_contacts(self, *, email: str) -> list[str]:
         reply = self._call("GET", CONTACTS, params={"email": email}) or {}

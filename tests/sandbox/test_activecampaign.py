@@ -36,7 +36,8 @@ def test_the_api_is_served_under_its_prefix_and_named_in_info(sandbox):
     assert sandbox.info["activecampaign"]["base_path"] == "/activecampaign/api/3"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Api-Token": "wrong"}, {"Authorization": "Bearer sandbox-activecampaign-token"}])
+@pytest.mark.parametrize("headers", [{}, {"Api-Token": "wrong"},
+                                     {"Authorization": "Bearer sandbox-activecampaign-token"}])
 def test_a_missing_or_wrong_token_is_a_403(sandbox, headers):
     response = requests.get(f"{sandbox.base_url('activecampaign')}/contacts", headers=headers, timeout=10)
     assert response.status_code == 403
@@ -180,10 +181,12 @@ def test_sync_creates_then_updates_by_email_in_any_letter_case(sandbox, ac):
     assert contact["email"] == "Ada@Example.com" and contact["firstName"] == "Ada"
     assert [(fv["field"], fv["value"]) for fv in created.json()["fieldValues"]] == [("1", "Acme")]
 
+    wait_for_the_next_second()
     unchanged = sync(ac, email="ada@example.com", firstName="Ada")
     assert unchanged.status_code == 200
     assert unchanged.json()["contact"]["id"] == contact["id"]
     assert unchanged.json()["contact"]["udate"] == contact["udate"]
+    assert unchanged.json()["contact"]["email"] == "Ada@Example.com"
 
     wait_for_the_next_second()
     updated = sync(ac, email="ADA@example.com", lastName="Lovelace").json()["contact"]
@@ -245,7 +248,7 @@ def test_deleting_a_contact_removes_it_for_good(sandbox, ac):
 
 
 def test_list_status_goes_both_ways_and_moves_udate(sandbox, ac):
-    assert [(l["id"], l["name"]) for l in ac.get("/lists").json()["lists"]] == [("1", "Newsletter")]
+    assert [(item["id"], item["name"]) for item in ac.get("/lists").json()["lists"]] == [("1", "Newsletter")]
     contact = sync(ac, email="ada@example.com").json()["contact"]
     wait_for_the_next_second()
     subscribed = ac.post("/contactLists", json={"contactList": {"list": 1, "contact": contact["id"], "status": 1}})
@@ -533,5 +536,5 @@ def test_reset_wipes_activecampaign_but_keeps_its_first_list_and_fields(sandbox,
     sandbox.reset()
     assert dump(sandbox) == {}
     assert [f["perstag"] for f in ac.get("/fields").json()["fields"]] == ["COMPANY", "BIRTHDAY"]
-    assert [l["id"] for l in ac.get("/lists").json()["lists"]] == ["1"]
+    assert [item["id"] for item in ac.get("/lists").json()["lists"]] == ["1"]
     assert ac.get("/tags").json()["tags"] == []
