@@ -107,7 +107,7 @@ demo: install .env stop
 	fi
 	echo
 	echo "Syncapp is running at $(APP_URL)/"
-	echo "Sandbox (HubSpot and Mailchimp emulators): $(SANDBOX_URL)/"
+	echo "Sandbox (HubSpot, Mailchimp and ActiveCampaign emulators): $(SANDBOX_URL)/"
 	echo "Logs: $(LOG_DIR)/{web,worker,sandbox}.log    Stop: make stop"
 	echo
 	echo "Logins (also in $(LOGINS)):"

@@ -39,16 +39,19 @@ sys.path.insert(0, str(REPO))
 
 from sandbox.launcher import SandboxProcess  # noqa: E402
 
-SYNC_NAME = "HubSpot and Mailchimp"
+SYNC_NAME = "HubSpot, Mailchimp and ActiveCampaign"
 LIFT_CLIENT_BUDGET = (
     "from connections.models import Connection; "
     "Connection.objects.update(rate_limit_requests=1_000_000, rate_limit_window_seconds=10)"
 )
 # Issue 2's benchmark is the one-way sync: HubSpot read, Mailchimp written. The demo's
-# sync is two-way; this turns its Mailchimp side to write-only.
+# sync is two-way over three systems; this takes ActiveCampaign out of it (with its
+# mappings) and turns its Mailchimp side to write-only.
 ONE_WAY = (
-    "from syncapp.models import SyncConnection; "
-    "SyncConnection.objects.filter(sync__name=%r, connection__provider='mailchimp').update(read=False)" % SYNC_NAME
+    "from mappings.models import FieldMapping; from syncapp.models import SyncConnection; "
+    f"FieldMapping.objects.filter(sync__name={SYNC_NAME!r}, connection__provider='activecampaign').delete(); "
+    f"SyncConnection.objects.filter(sync__name={SYNC_NAME!r}, connection__provider='activecampaign').delete(); "
+    f"SyncConnection.objects.filter(sync__name={SYNC_NAME!r}, connection__provider='mailchimp').update(read=False)"
 )
 # Page and batch sizes the lower bound is counted with: HubSpot's list endpoint pages
 # 100 contacts (a full read), Mailchimp's batch subscribe takes 500 members.

@@ -1,4 +1,4 @@
-"""The demo workspace: sandbox data, two connections, a sync with its mappings, one user per role.
+"""The demo workspace: sandbox data, three connections, a sync with its mappings, one user per role.
 
 Every step is idempotent, so `make demo` can run again over an existing workspace: the
 sandbox is topped up rather than seeded twice, rows are updated in place (for example
@@ -29,13 +29,21 @@ from syncapp.models import Sync, SyncConnection
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from syncapp.services.syncs import endpoint_save, mapping_save, sync_save
 
-# The sandbox's default credentials (`manage.py sandbox --hubspot-token/--mailchimp-key`).
+# The sandbox's default credentials (`manage.py sandbox --hubspot-token/--mailchimp-key/
+# --activecampaign-token`).
 SANDBOX_HUBSPOT_TOKEN = "sandbox-hubspot-token"
 SANDBOX_MAILCHIMP_KEY = "sandbox-mailchimp-key-us1"
+SANDBOX_ACTIVECAMPAIGN_TOKEN = "sandbox-activecampaign-token"
+# The list every sandbox ActiveCampaign account starts with: its status is the email consent.
+SANDBOX_ACTIVECAMPAIGN_LIST_ID = "1"
 
 HUBSPOT_CONNECTION = "HubSpot (sandbox)"
 MAILCHIMP_CONNECTION = "Mailchimp (sandbox)"
-SYNC_NAME = "HubSpot and Mailchimp"
+ACTIVECAMPAIGN_CONNECTION = "ActiveCampaign (sandbox)"
+SYNC_NAME = "HubSpot, Mailchimp and ActiveCampaign"
+# What the demo sync was called before ActiveCampaign joined it: a workspace made then is
+# renamed, not doubled.
+FORMER_SYNC_NAMES = ("HubSpot and Mailchimp",)
 SCHEDULE_MINUTES = 15
 
 # Username -> role group; the admin is a superuser in no group.
@@ -44,39 +52,41 @@ DEMO_USERS = {ADMIN_USERNAME: None, "marketer": MARKETER, "reviewer": REVIEWER, 
 # Demo roles that open the admin (None: the superuser).
 ADMIN_ROLES = (None, COMPLIANCE)
 CONTROL_TIMEOUT = (5, 120)
-# The status the demo's new Mailchimp members get when the hub does not know their
-# consent, and the legal basis recorded for it.
+# The status the demo's new Mailchimp members and ActiveCampaign contacts get when the
+# hub does not know their consent, and the legal basis recorded for it.
 DEMO_NEW_MEMBER_STATUS = "subscribed"
 DEMO_LEGAL_BASIS = "Demo workspace: fictional sandbox contacts"
 
 
 @dataclass(frozen=True)
 class MappingPlan:
-    """One hub field as HubSpot and Mailchimp call it, which way it flows, and its policy.
+    """One hub field as HubSpot, Mailchimp and ActiveCampaign call it, which way it flows, and its policy.
 
-    `hubspot` and `mailchimp` are each mapping's direction relative to the hub ("in":
-    read from that system, "out": written to it, "both").
+    `hubspot` is the HubSpot mapping's direction relative to the hub ("in": read from
+    that system, "out": written to it, "both"); `audiences` is the direction of both
+    email platforms' mappings.
     """
 
     hub_field: str
     hubspot_field: str
     mailchimp_field: str
+    activecampaign_field: str
     hubspot_transforms: tuple[str, ...] = ()
     hubspot: str = FieldMapping.Direction.BOTH
-    mailchimp: str = FieldMapping.Direction.BOTH
+    audiences: str = FieldMapping.Direction.BOTH
     policy: str = FieldMapping.ConflictPolicy.OWNER_WINS
 
 
-# Two-way where both systems hold the field; HubSpot, the CRM, owns the rest. Names go to
-# a reviewer when both sides change them; consent follows the ledger's rule (the most
-# restrictive state wins, whatever the policy says).
+# Two-way where every system holds the field; HubSpot, the CRM, owns the rest. Names go
+# to a reviewer when two systems change them differently; consent follows the ledger's
+# rule (the most restrictive state wins, whatever the policy says).
 DEMO_MAPPINGS = (
-    MappingPlan("email", "email", "email_address"),
-    MappingPlan("first_name", "firstname", "FNAME", policy=FieldMapping.ConflictPolicy.MANUAL),
-    MappingPlan("last_name", "lastname", "LNAME", policy=FieldMapping.ConflictPolicy.MANUAL),
-    MappingPlan("phone", "phone", "PHONE", ("phone_e164",), hubspot="in", mailchimp="out"),
-    MappingPlan("company", "company", "COMPANY", hubspot="in", mailchimp="out"),
-    MappingPlan("email_consent", "hs_email_optout", "status", ("optout_flag",)),
+    MappingPlan("email", "email", "email_address", "email"),
+    MappingPlan("first_name", "firstname", "FNAME", "firstName", policy=FieldMapping.ConflictPolicy.MANUAL),
+    MappingPlan("last_name", "lastname", "LNAME", "lastName", policy=FieldMapping.ConflictPolicy.MANUAL),
+    MappingPlan("phone", "phone", "PHONE", "phone", ("phone_e164",), hubspot="in", audiences="out"),
+    MappingPlan("company", "company", "COMPANY", "COMPANY", hubspot="in", audiences="out"),
+    MappingPlan("email_consent", "hs_email_optout", "status", "status", ("optout_flag",)),
 )
 
 
@@ -92,7 +102,9 @@ class DemoWorkspace:
     sync: Sync
     hubspot: Connection
     mailchimp: Connection
+    activecampaign: Connection
     mappings: list[FieldMapping]
+    # "<system> <field>" for each mapping left out because the sandbox's system lacks the field.
     skipped_fields: list[str]
 
 
@@ -131,22 +143,47 @@ class SandboxControl:
     def hubspot_contact_count(self) -> int:
         return len(self._call("GET", "/hubspot/contacts").get("contacts", []))
 
-    def seed(self, *, hubspot_contacts: int, hostile: bool) -> dict[str, Any]:
-        return self._call("POST", "/seed", {"hubspot_contacts": hubspot_contacts, "hostile": hostile})
+    def activecampaign_contact_count(self) -> int:
+        return len(self._call("GET", "/activecampaign/contacts").get("contacts", []))
+
+    def seed(self, *, hubspot_contacts: int, activecampaign_contacts: int, hostile: bool) -> dict[str, Any]:
+        return self._call("POST", "/seed", {"hubspot_contacts": hubspot_contacts,
+                                            "activecampaign_contacts": activecampaign_contacts, "hostile": hostile})
+
+
+def activecampaign_target(contacts: int) -> int:
+    """Return how many contacts the demo's ActiveCampaign holds beside `contacts` HubSpot contacts.
+
+    Seeded in one call with HubSpot's, the sandbox starts ActiveCampaign's people halfway
+    into HubSpot's: with three fifths of the count, five in six of them are HubSpot
+    contacts too (the same people, with their own list status, tags and spellings) and
+    the rest are only in ActiveCampaign.
+    """
+    return contacts * 3 // 5
 
 
 def sandbox_seed(*, control: SandboxControl, contacts: int, hostile: bool) -> dict[str, int]:
-    """Top HubSpot up to `contacts` contacts; the hostile records come with the first seed.
+    """Top HubSpot up to `contacts` contacts and ActiveCampaign up to its share; the hostile
+    records come with the first seed (to every emulator that takes them).
 
-    Return {"existing": n, "seeded": n, "hostile": n}.
+    Return {"existing": n, "seeded": n, "hostile": n} for HubSpot, and
+    "activecampaign_existing", "activecampaign_seeded" and "activecampaign_hostile".
     """
     existing = control.hubspot_contact_count()
     missing = max(0, contacts - existing)
+    activecampaign_existing = control.activecampaign_contact_count()
+    activecampaign_missing = max(0, activecampaign_target(contacts) - activecampaign_existing)
     add_hostile = hostile and existing == 0
-    if not missing and not add_hostile:
-        return {"existing": existing, "seeded": 0, "hostile": 0}
-    reply = control.seed(hubspot_contacts=missing, hostile=add_hostile)
-    return {"existing": existing, "seeded": reply.get("hubspot_contacts", 0), "hostile": reply.get("hostile_contacts", 0)}
+    reply: dict[str, Any] = {}
+    if missing or activecampaign_missing or add_hostile:
+        reply = control.seed(hubspot_contacts=missing, activecampaign_contacts=activecampaign_missing,
+                             hostile=add_hostile)
+    return {
+        "existing": existing, "seeded": reply.get("hubspot_contacts", 0), "hostile": reply.get("hostile_contacts", 0),
+        "activecampaign_existing": activecampaign_existing,
+        "activecampaign_seeded": reply.get("activecampaign_contacts", 0),
+        "activecampaign_hostile": reply.get("activecampaign_hostile_contacts", 0),
+    }
 
 
 class LoginsFileError(Exception):
@@ -243,17 +280,19 @@ def _stored_settings(name: str) -> dict[str, Any]:
     return dict(Connection.objects.filter(name=name).values_list("settings", flat=True).first() or {})
 
 
-def _mailchimp_field_names(connection: Connection) -> set[str]:
+def _field_names(connection: Connection, system: str) -> set[str]:
     try:
         return {field.name for field in provider_for(connection).discover_fields()}
     except ProviderError as error:
-        raise SandboxError(f"Cannot read Mailchimp's merge fields from the sandbox: {error}") from None
+        raise SandboxError(f"Cannot read {system}'s fields from the sandbox: {error}") from None
 
 
 def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoWorkspace:
     """Create or update the connections, the sync, its endpoints and its mappings.
 
-    Mappings whose Mailchimp field the audience lacks are skipped and named in the result.
+    `list_id` is the Mailchimp audience. An email platform's mapping whose field the
+    sandbox lacks (Mailchimp's audience, ActiveCampaign's account) is skipped and named
+    in the result; HubSpot's mapping of that hub field too when neither platform has it.
     """
     sandbox_url = sandbox_url.rstrip("/")
     hubspot = _connection_ensure(
@@ -271,19 +310,36 @@ def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoW
         },
         user=user,
     )
-    mailchimp_fields = _mailchimp_field_names(mailchimp)
+    activecampaign = _connection_ensure(
+        name=ACTIVECAMPAIGN_CONNECTION,
+        fields={
+            "provider": "activecampaign",
+            "base_url": f"{sandbox_url}/activecampaign/api/3",
+            "api_key": SANDBOX_ACTIVECAMPAIGN_TOKEN,
+            "settings": {**_stored_settings(ACTIVECAMPAIGN_CONNECTION), "list_id": SANDBOX_ACTIVECAMPAIGN_LIST_ID},
+        },
+        user=user,
+    )
+    # The email platforms, each with the fields the sandbox gives it and a plan's field name there.
+    audiences = (
+        (mailchimp, "Mailchimp", _field_names(mailchimp, "Mailchimp"), lambda plan: plan.mailchimp_field),
+        (activecampaign, "ActiveCampaign", _field_names(activecampaign, "ActiveCampaign"),
+         lambda plan: plan.activecampaign_field),
+    )
 
     with transaction.atomic():
-        sync = Sync.objects.filter(name=SYNC_NAME).first() or Sync(name=SYNC_NAME)
+        sync = (Sync.objects.filter(name=SYNC_NAME).first()
+                or Sync.objects.filter(name__in=FORMER_SYNC_NAMES).first() or Sync())
+        sync.name = SYNC_NAME
         sync.schedule_minutes = SCHEDULE_MINUTES
         sync.paused = False
         sync_save(sync=sync, user=user)
-        # Two-way: both systems are read and written.
-        for connection, read, write in ((hubspot, True, True), (mailchimp, True, True)):
+        # Two-way: every system is read and written.
+        for connection in (hubspot, mailchimp, activecampaign):
             endpoint = SyncConnection.objects.filter(sync=sync, connection=connection).first()
             endpoint = endpoint or SyncConnection(sync=sync, connection=connection)
-            endpoint.read, endpoint.write = read, write
-            if connection is mailchimp:
+            endpoint.read, endpoint.write = True, True
+            if connection is not hubspot:
                 # Chosen explicitly, as a marketer must: people whose consent the hub
                 # does not know are created only with a status someone chose.
                 endpoint.new_member_status = DEMO_NEW_MEMBER_STATUS
@@ -292,19 +348,26 @@ def demo_workspace_build(*, sandbox_url: str, list_id: str, user: User) -> DemoW
 
         mappings, skipped = [], []
         for plan in DEMO_MAPPINGS:
-            if plan.mailchimp_field not in mailchimp_fields:
-                skipped.append(plan.mailchimp_field)
+            targets = []
+            for connection, system, fields, field_of in audiences:
+                if field_of(plan) in fields:
+                    targets.append((connection, field_of(plan)))
+                else:
+                    skipped.append(f"{system} {field_of(plan)}")
+            if not targets:
                 continue
             mappings.append(_mapping_ensure(
                 sync=sync, connection=hubspot, hub_field=plan.hub_field, external_field=plan.hubspot_field,
                 direction=plan.hubspot, transforms=list(plan.hubspot_transforms), is_owner=True,
                 policy=plan.policy, user=user,
             ))
-            mappings.append(_mapping_ensure(
-                sync=sync, connection=mailchimp, hub_field=plan.hub_field, external_field=plan.mailchimp_field,
-                direction=plan.mailchimp, transforms=[], is_owner=False, policy=plan.policy, user=user,
-            ))
-    return DemoWorkspace(sync=sync, hubspot=hubspot, mailchimp=mailchimp, mappings=mappings, skipped_fields=skipped)
+            for connection, external_field in targets:
+                mappings.append(_mapping_ensure(
+                    sync=sync, connection=connection, hub_field=plan.hub_field, external_field=external_field,
+                    direction=plan.audiences, transforms=[], is_owner=False, policy=plan.policy, user=user,
+                ))
+    return DemoWorkspace(sync=sync, hubspot=hubspot, mailchimp=mailchimp, activecampaign=activecampaign,
+                         mappings=mappings, skipped_fields=skipped)
 
 
 def _mapping_ensure(
@@ -321,17 +384,28 @@ def _mapping_ensure(
     return mapping_save(mapping=mapping, user=user)
 
 
-# Names a reviewer finds waiting in the queue: HubSpot's and Mailchimp's spelling.
+# Names a reviewer finds waiting in the queue: two colleagues' spellings of one name.
 PLANTED_NAMES = (("Katherine", "Kate"), ("Jonathan", "Jon"), ("Alexandra", "Sasha"), ("Margaret", "Peggy"))
+# The systems where the two spellings are typed, in turn: every pair of the three.
+PLANTED_PAIRS = (("hubspot", "mailchimp"), ("mailchimp", "activecampaign"), ("hubspot", "activecampaign"))
+# Each system's name for the first name.
+FIRST_NAME_FIELDS = {"hubspot": "firstname", "mailchimp": "FNAME", "activecampaign": "firstName"}
 
 
 def demo_conflicts_plant(*, workspace: DemoWorkspace, count: int) -> int:
     """Leave `count` first-name conflicts in the review queue, made the way real ones are.
 
-    Runs the sync once (so both systems hold every contact), then changes the first name
-    of a few contacts differently in HubSpot and in Mailchimp through their APIs, as
-    two colleagues would, and runs again: the run finds both sides changed under manual
-    review. Does nothing when the sync already has conflicts. Returns how many it left.
+    Runs the sync once (so every system holds every contact it accepts), then changes
+    the first name of a few contacts differently in two of the systems through their
+    APIs (HubSpot and Mailchimp, Mailchimp and ActiveCampaign, HubSpot and
+    ActiveCampaign, in turn), as two colleagues would, and runs again: the run finds two
+    systems changed under manual review, and the conflict shows all three systems'
+    values. Does nothing when the sync already has conflicts. Returns how many it left.
+
+    The first run may find conflicts of its own: a name two systems held differently
+    before they were ever linked (the sandbox's HubSpot has people under a second
+    address with another person's name, which ActiveCampaign holds with their own). Those
+    contacts are not planted on, and are not counted.
     """
     from syncapp.models import Conflict, Contact, SyncRun
     from syncapp.services.runs import run_execute, run_request
@@ -345,24 +419,27 @@ def demo_conflicts_plant(*, workspace: DemoWorkspace, count: int) -> int:
         return run_execute(run_id=queued.pk)
 
     run()
-    contacts = list(
-        Contact.objects.filter(links__connection=workspace.hubspot, links__external_id__isnull=False)
-        .filter(links__connection=workspace.mailchimp, links__pending_push=False)
-        .exclude(first_name="").order_by("pk")[:count]
-    )
-    hubspot, mailchimp = provider_for(workspace.hubspot), provider_for(workspace.mailchimp)
+    found = set(Conflict.objects.filter(sync=sync).values_list("contact_id", flat=True))
+    connections = {"hubspot": workspace.hubspot, "mailchimp": workspace.mailchimp,
+                   "activecampaign": workspace.activecampaign}
+    # Linked in every system, with nothing left to send: each system holds the hub's name.
+    contacts = Contact.objects.exclude(first_name="").exclude(pk__in=found)
+    for connection in connections.values():
+        contacts = contacts.filter(links__connection=connection, links__external_id__isnull=False,
+                                   links__pending_pushes__isnull=True)
+    providers = {system: provider_for(connection) for system, connection in connections.items()}
     try:
-        for contact, (in_crm, in_audience) in zip(contacts, PLANTED_NAMES * count):
-            hubspot_id = contact.links.get(connection=workspace.hubspot).external_id
-            member_id = contact.links.get(connection=workspace.mailchimp).external_id
-            hubspot.upsert_batch([OutgoingRecord(key=1, email=contact.email, fields={"firstname": in_crm},
-                                                 external_id=hubspot_id)])
-            mailchimp.upsert_batch([OutgoingRecord(key=1, email=contact.email, fields={"FNAME": in_audience},
-                                                   external_id=member_id)])
+        # The names and pairs are repeated to outnumber the contacts; the contacts bound the loop.
+        for contact, names, pair in zip(contacts.order_by("pk")[:count], PLANTED_NAMES * count, PLANTED_PAIRS * count,
+                                        strict=False):
+            for system, name in zip(pair, names, strict=True):
+                external_id = contact.links.get(connection=connections[system]).external_id
+                providers[system].upsert_batch([OutgoingRecord(
+                    key=1, email=contact.email, fields={FIRST_NAME_FIELDS[system]: name}, external_id=external_id)])
     finally:
-        for provider in (hubspot, mailchimp):
+        for provider in providers.values():
             close = getattr(provider.http, "close", None)
             if close is not None:
                 close()
-    run()
-    return Conflict.objects.filter(sync=sync, status=Conflict.Status.OPEN).count()
+    planting = run()
+    return Conflict.objects.filter(sync=sync, run=planting, status=Conflict.Status.OPEN).count()

@@ -33,7 +33,7 @@ from syncapp.engine.text import clean_text
 from syncapp.models import Conflict, Contact, RecordError, RecordLink, SyncRun
 from syncapp.services.runs import run_request
 from syncapp.services.syncs import sync_save
-from tests.integration.two_way import write_calls
+from tests.integration.two_way import without_activecampaign, write_calls
 from tests.integration.workspace import kill_hard, manage, stop
 
 READING, WRITING = "reading", "writing"
@@ -146,7 +146,7 @@ class Workers:
 
 
 def chaos_workspace(sandbox, *, lift_limits: bool) -> DemoWorkspace:
-    """Build the demo's two-way sync against `sandbox`, with its schedule off.
+    """Build the demo's two-way sync against `sandbox` between HubSpot and Mailchimp, with its schedule off.
 
     With no schedule, nothing but the workers' watchdog can resume a killed run.
     """
@@ -155,6 +155,7 @@ def chaos_workspace(sandbox, *, lift_limits: bool) -> DemoWorkspace:
     root = User.objects.filter(username="chaos").first() or User.objects.create_superuser(
         "chaos", "chaos@example.com", None)
     workspace = demo_workspace_build(sandbox_url=sandbox.url, list_id=sandbox.list_id, user=root)
+    without_activecampaign(workspace, user=root)
     if lift_limits:
         Connection.objects.filter(pk=workspace.hubspot.pk).update(settings={"search_rate_limit": 0})
         Connection.objects.update(rate_limit_requests=1_000_000, rate_limit_window_seconds=10)

@@ -15,6 +15,7 @@ from connections.providers.mailchimp import subscriber_hash
 from syncapp.demo import DemoWorkspace, demo_workspace_build
 from syncapp.models import SyncRun
 from syncapp.services.runs import run_execute
+from syncapp.services.syncs import endpoint_delete, mapping_delete
 from tests.integration.workspace import run_now
 from tests.workspace import user_with_role
 
@@ -24,13 +25,27 @@ NAMES = {"first_name": ("firstname", "FNAME"), "last_name": ("lastname", "LNAME"
 
 
 def two_way_workspace(sandbox) -> DemoWorkspace:
-    """Build the demo's two-way sync against `sandbox`, without the rate limits that only slow tests."""
+    """Build the demo's sync against `sandbox` between HubSpot and Mailchimp alone, without the
+    rate limits that only slow tests.
+
+    The demo's third system, ActiveCampaign, leaves the sync with its mappings (the
+    three-way tests keep it: tests/integration/three_way.py): these tests are about one
+    link between two systems.
+    """
     sandbox.limits(hubspot_rate_limit=0, hubspot_search_rate_limit=0)
     root = user_with_role("root", superuser=True)
     workspace = demo_workspace_build(sandbox_url=sandbox.url, list_id=sandbox.list_id, user=root)
+    without_activecampaign(workspace, user=root)
     # The client paces HubSpot's searches to five a second; the sandbox's limit is off.
     Connection.objects.filter(pk=workspace.hubspot.pk).update(settings={"search_rate_limit": 0})
     return workspace
+
+
+def without_activecampaign(workspace: DemoWorkspace, *, user) -> None:
+    """Take ActiveCampaign out of the demo's sync, with its mappings: HubSpot and Mailchimp are left."""
+    for mapping in workspace.sync.mappings.filter(connection=workspace.activecampaign):
+        mapping_delete(mapping=mapping, user=user)
+    endpoint_delete(endpoint=workspace.sync.endpoints.get(connection=workspace.activecampaign), user=user)
 
 
 def run(workspace: DemoWorkspace) -> SyncRun:

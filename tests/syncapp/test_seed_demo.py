@@ -1,5 +1,6 @@
 """`manage.py seed_demo` builds the demo workspace against a real sandbox process."""
 import io
+import re
 import socket
 import stat
 
@@ -18,14 +19,17 @@ from connections.models import Connection
 from connections.registry import provider_for
 from mappings.models import FieldMapping
 from syncapp.demo import (
+    ACTIVECAMPAIGN_CONNECTION,
+    FORMER_SYNC_NAMES,
     HUBSPOT_CONNECTION,
     MAILCHIMP_CONNECTION,
     PLANTED_NAMES,
     SYNC_NAME,
+    activecampaign_target,
     demo_workspace_build,
     read_logins,
 )
-from syncapp.models import Conflict, Sync
+from syncapp.models import Conflict, Sync, SyncRun
 from syncapp.services.schedules import schedule_name
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
@@ -44,7 +48,14 @@ EXPECTED_MAPPINGS = {
     ("mailchimp", "phone", "PHONE", "out", (), "owner_wins"),
     ("mailchimp", "company", "COMPANY", "out", (), "owner_wins"),
     ("mailchimp", "email_consent", "status", "both", (), "owner_wins"),
+    ("activecampaign", "email", "email", "both", (), "owner_wins"),
+    ("activecampaign", "first_name", "firstName", "both", (), "manual"),
+    ("activecampaign", "last_name", "lastName", "both", (), "manual"),
+    ("activecampaign", "phone", "phone", "out", (), "owner_wins"),
+    ("activecampaign", "company", "COMPANY", "out", (), "owner_wins"),
+    ("activecampaign", "email_consent", "status", "both", (), "owner_wins"),
 }
+SYSTEMS = {HUBSPOT_CONNECTION, MAILCHIMP_CONNECTION, ACTIVECAMPAIGN_CONNECTION}
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +80,14 @@ def sandbox_contact_count(sandbox) -> int:
     return len(reply.json()["contacts"])
 
 
+def activecampaign_emails(sandbox) -> set[str]:
+    return {contact["email"].lower() for contact in sandbox.control("activecampaign", "contacts")["contacts"]}
+
+
+def hubspot_emails(sandbox) -> set[str]:
+    return {(contact["properties"].get("email") or "").lower() for contact in sandbox.hubspot_contacts()}
+
+
 def mapping_rows() -> set[tuple]:
     return {
         (m.connection.provider, m.hub_field, m.external_field, m.direction, tuple(m.transforms), m.conflict_policy)
@@ -86,15 +105,24 @@ def test_connections_point_at_the_sandbox_with_its_credentials(sandbox, logins_f
     assert (mailchimp.provider, mailchimp.base_url) == ("mailchimp", sandbox.mailchimp_url)
     assert mailchimp.api_key == sandbox.mailchimp_key
     assert mailchimp.settings["list_id"] == sandbox.list_id
+    activecampaign = Connection.objects.get(name=ACTIVECAMPAIGN_CONNECTION)
+    assert (activecampaign.provider, activecampaign.base_url) == (
+        "activecampaign", sandbox.base_url("activecampaign"))
+    assert activecampaign.api_key == sandbox.credential("activecampaign")
+    assert activecampaign.settings["list_id"] == "1"
 
-    # The stored credentials work: both providers answer through the registry.
+    # The stored credentials work: every provider answers through the registry.
     first_page = next(provider_for(hubspot, fields=["email"]).read_changed(None))
     assert first_page.records
     assert {"email_address", "FNAME", "LNAME", "PHONE"} <= {f.name for f in provider_for(mailchimp).discover_fields()}
+    assert next(provider_for(activecampaign).read_changed(None)).records
+    assert {"firstName", "lastName", "phone", "status", "COMPANY"} <= {
+        f.name for f in provider_for(activecampaign).discover_fields()}
 
 
 def test_the_sandbox_gets_the_contacts_plus_the_hostile_records(sandbox, logins_file, hostile_contacts):
-    output = seed_demo(sandbox.url, logins_file, "--contacts", "30")
+    # No run: the sync would bring ActiveCampaign's own people (and its hostile records) over.
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "30", "--conflicts", "0")
 
     # HubSpot holds an address once: the hostile twin by case is refused.
     addresses = len({record["email"].strip().lower() for record in hostile_contacts})
@@ -103,20 +131,38 @@ def test_the_sandbox_gets_the_contacts_plus_the_hostile_records(sandbox, logins_
 
 
 def test_no_hostile_seeds_only_realistic_contacts(sandbox, logins_file):
-    seed_demo(sandbox.url, logins_file, "--contacts", "25", "--no-hostile")
+    seed_demo(sandbox.url, logins_file, "--contacts", "25", "--no-hostile", "--conflicts", "0")
 
     assert sandbox_contact_count(sandbox) == 25
+    assert len(activecampaign_emails(sandbox)) == activecampaign_target(25)
 
 
-def test_the_sync_reads_and_writes_both_systems_every_15_minutes(sandbox, logins_file):
+def test_activecampaign_gets_people_who_are_in_hubspot_too_and_some_of_its_own(sandbox, logins_file):
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "40", "--no-hostile", "--conflicts", "0")
+
+    in_activecampaign, in_hubspot = activecampaign_emails(sandbox), hubspot_emails(sandbox)
+    assert len(in_activecampaign) == activecampaign_target(40) == 24
+    # Seeded in one call, ActiveCampaign's people start halfway into HubSpot's: the last 20
+    # HubSpot people (less the few whose address HubSpot's seed mangles on purpose), then 4 more.
+    assert 15 <= len(in_activecampaign & in_hubspot) <= 20
+    assert len(in_activecampaign - in_hubspot) >= 4
+    assert "Sandbox ActiveCampaign: 0 contacts were there, 24 seeded." in output
+
+
+def test_the_sync_reads_and_writes_all_three_systems_every_15_minutes(sandbox, logins_file):
     seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
 
     sync = Sync.objects.get(name=SYNC_NAME)
     assert sync.schedule_minutes == 15 and not sync.paused
-    assert {(e.connection.provider, e.read, e.write) for e in sync.endpoints.select_related("connection")} == {
+    endpoints = sync.endpoints.select_related("connection")
+    assert {(e.connection.provider, e.read, e.write) for e in endpoints} == {
         ("hubspot", True, True),
         ("mailchimp", True, True),
+        ("activecampaign", True, True),
     }
+    # The email platforms create people of unknown consent with the status the demo chose.
+    assert {(e.connection.provider, e.new_member_status) for e in endpoints} == {
+        ("hubspot", ""), ("mailchimp", "subscribed"), ("activecampaign", "subscribed")}
     assert Schedule.objects.get(name=schedule_name(sync.pk)).minutes == 15
     assert mapping_rows() == EXPECTED_MAPPINGS
     assert set(FieldMapping.objects.filter(is_owner=True).values_list("connection__provider", flat=True)) == {"hubspot"}
@@ -125,29 +171,67 @@ def test_the_sync_reads_and_writes_both_systems_every_15_minutes(sandbox, logins
 def test_conflicts_are_planted_the_way_real_ones_happen(sandbox, logins_file):
     output = seed_demo(sandbox.url, logins_file, "--contacts", "8", "--no-hostile")
 
-    conflicts = list(Conflict.objects.filter(status=Conflict.Status.OPEN))
+    # The planting run's: the first run may find names the systems held differently from the start.
+    planting = SyncRun.objects.latest("pk")
+    conflicts = list(Conflict.objects.filter(status=Conflict.Status.OPEN, run=planting).order_by("pk"))
     assert len(conflicts) == 3 and "left 3 conflicts in the review queue" in output
+    assert SyncRun.objects.count() == 2
+    edited_in = set()
     for conflict in conflicts:
         assert conflict.hub_field == "first_name"
+        # Every system's value: two colleagues' spellings, and the third system's, the one agreed before.
         values = {side["system"]: side["value"] for side in conflict.sides}
-        assert set(values) == {"HubSpot (sandbox)", "Mailchimp (sandbox)"}
-        assert tuple(values.values()) in {pair for pair in PLANTED_NAMES} | {pair[::-1] for pair in PLANTED_NAMES}
+        assert set(values) == SYSTEMS
+        edited = {system: value for system, value in values.items() if value != conflict.base_value}
+        assert tuple(sorted(edited.values())) in {tuple(sorted(pair)) for pair in PLANTED_NAMES}
+        edited_in.add(frozenset(edited))
+    # Each pair of systems once.
+    assert edited_in == {frozenset(SYSTEMS - {system}) for system in SYSTEMS}
     # Running it again plants nothing more.
+    before = Conflict.objects.count()
     seed_demo(sandbox.url, logins_file, "--contacts", "8", "--no-hostile")
-    assert Conflict.objects.count() == 3
+    assert Conflict.objects.count() == before
+    assert SyncRun.objects.count() == 2
+
+
+def test_a_name_two_systems_held_differently_from_the_start_waits_beside_the_planted_conflicts(sandbox, logins_file):
+    # Before any sync: HubSpot and ActiveCampaign spell one person's first name differently.
+    hubspot = requests.post(f"{sandbox.hubspot_url}/crm/v3/objects/contacts", timeout=30,
+                            headers={"Authorization": f"Bearer {sandbox.hubspot_token}"},
+                            json={"properties": {"email": "ann@example.com", "firstname": "Ann", "lastname": "Lee"}})
+    hubspot.raise_for_status()
+    sandbox.control("activecampaign", "contacts", {"email": "ann@example.com", "firstName": "Anna", "lastName": "Lee",
+                                                   "lists": {"1": 1}})
+
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "12", "--no-hostile")
+
+    found = Conflict.objects.get(contact__email="ann@example.com")
+    assert (found.hub_field, found.status, found.run) == ("first_name", Conflict.Status.OPEN,
+                                                          SyncRun.objects.earliest("pk"))
+    # Mailchimp's member was created while the name was held: without one, until a reviewer decides.
+    assert {side["system"]: side["value"] for side in found.sides} == {
+        HUBSPOT_CONNECTION: "Ann", ACTIVECAMPAIGN_CONNECTION: "Anna", MAILCHIMP_CONNECTION: ""}
+    # The planted ones are on other people. (The seed may give the first run a few more of
+    # its own: HubSpot's has some people again under another address and another's name.)
+    planted = Conflict.objects.filter(run=SyncRun.objects.latest("pk"))
+    assert planted.count() == 3 and "left 3 conflicts in the review queue" in output
+    assert found.contact_id not in {conflict.contact_id for conflict in planted}
+    found_by_the_runs = Conflict.objects.exclude(run=SyncRun.objects.latest("pk")).count()
+    assert f"The runs also found {found_by_the_runs} conflict" in output
 
 
 def test_every_change_is_audited_without_secrets(sandbox, logins_file):
     seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
 
     actions = list(AuditEvent.objects.values_list("action", flat=True))
-    assert actions.count("connection.created") == 2
+    assert actions.count("connection.created") == 3
     assert actions.count("sync.created") == 1
-    assert actions.count("endpoint.created") == 2
+    assert actions.count("endpoint.created") == 3
     assert actions.count("mapping.created") == len(EXPECTED_MAPPINGS)
     trail = str(list(AuditEvent.objects.values_list("changes", flat=True)))
     assert sandbox.hubspot_token not in trail
     assert sandbox.mailchimp_key not in trail
+    assert sandbox.credential("activecampaign") not in trail
     assert set(AuditEvent.objects.values_list("actor__username", flat=True)) == {"admin"}
 
 
@@ -189,16 +273,32 @@ def test_running_it_again_creates_nothing_and_keeps_the_passwords(sandbox, login
     assert logins_file.read_text() == first_logins
     assert (Connection.objects.count(), Sync.objects.count(), FieldMapping.objects.count(),
             AuditEvent.objects.count()) == counts
-    assert "0 seeded" in output
+    # The runs brought each system's people to the other (more than were seeded): nothing is missing.
+    assert re.search(r"Sandbox HubSpot: \d+ contacts were there, 0 seeded\.", output)
+    assert re.search(r"Sandbox ActiveCampaign: \d+ contacts were there, 0 seeded\.", output)
     for username, password in read_logins(logins_file).items():
         assert authenticate(username=username, password=password) is not None
 
 
 def test_a_larger_count_tops_the_sandbox_up(sandbox, logins_file):
-    seed_demo(sandbox.url, logins_file, "--contacts", "10", "--no-hostile")
-    seed_demo(sandbox.url, logins_file, "--contacts", "25", "--no-hostile")
+    seed_demo(sandbox.url, logins_file, "--contacts", "10", "--no-hostile", "--conflicts", "0")
+    seed_demo(sandbox.url, logins_file, "--contacts", "25", "--no-hostile", "--conflicts", "0")
 
     assert sandbox_contact_count(sandbox) == 25
+    assert len(activecampaign_emails(sandbox)) == activecampaign_target(25)
+
+
+def test_a_workspace_made_before_activecampaign_joined_gets_it_in_its_sync(sandbox, logins_file):
+    seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
+    sync = Sync.objects.get()
+    Sync.objects.filter(pk=sync.pk).update(name=FORMER_SYNC_NAMES[0])
+
+    output = seed_demo(sandbox.url, logins_file, "--contacts", "5", "--conflicts", "0")
+
+    assert list(Sync.objects.values_list("pk", "name")) == [(sync.pk, SYNC_NAME)]
+    assert f"Sync '{SYNC_NAME}'" in output
+    renamed = AuditEvent.objects.get(action="sync.updated")
+    assert renamed.changes == {"name": [FORMER_SYNC_NAMES[0], SYNC_NAME]}
 
 
 def test_a_moved_sandbox_updates_the_connections_in_place(sandbox, logins_file):
@@ -207,9 +307,10 @@ def test_a_moved_sandbox_updates_the_connections_in_place(sandbox, logins_file):
 
     seed_demo(moved, logins_file, "--contacts", "5")
 
-    assert set(Connection.objects.values_list("base_url", flat=True)) == {f"{moved}/hubspot", f"{moved}/mailchimp/3.0"}
+    assert set(Connection.objects.values_list("base_url", flat=True)) == {
+        f"{moved}/hubspot", f"{moved}/mailchimp/3.0", f"{moved}/activecampaign/api/3"}
     updated = AuditEvent.objects.filter(action="connection.updated")
-    assert updated.count() == 2
+    assert updated.count() == 3
     assert all(set(event.changes) == {"base_url"} for event in updated)
 
 
@@ -245,20 +346,41 @@ def test_a_negative_count_is_refused(logins_file):
         seed_demo("http://127.0.0.1:8765", logins_file, "--contacts", "-1")
 
 
+SANDBOX_WITHOUT_SERVER = "http://127.0.0.1:9"
+
+
+def answer_field_lists(*, mailchimp: tuple[str, ...], activecampaign: tuple[str, ...]) -> None:
+    """Have the sandbox's Mailchimp audience and ActiveCampaign account offer these custom fields."""
+    responses.get(f"{SANDBOX_WITHOUT_SERVER}/mailchimp/3.0/lists/abc/merge-fields",
+                  json={"merge_fields": [{"tag": tag, "name": tag, "type": "text"} for tag in mailchimp]})
+    fields = [{"id": str(number), "title": tag.title(), "type": "text", "perstag": tag}
+              for number, tag in enumerate(activecampaign, start=1)]
+    responses.get(f"{SANDBOX_WITHOUT_SERVER}/activecampaign/api/3/fields",
+                  json={"fields": fields, "fieldOptions": [], "meta": {"total": str(len(fields))}})
+
+
 @responses.activate
-def test_an_audience_without_a_company_field_leaves_company_unmapped():
-    sandbox_url = "http://127.0.0.1:9"
-    responses.get(
-        f"{sandbox_url}/mailchimp/3.0/lists/abc/merge-fields",
-        json={"merge_fields": [{"tag": tag, "name": tag, "type": "text"} for tag in ("FNAME", "LNAME", "PHONE")]},
-    )
+def test_a_company_field_neither_platform_has_leaves_company_unmapped():
+    answer_field_lists(mailchimp=("FNAME", "LNAME", "PHONE"), activecampaign=("BIRTHDAY",))
     admin = User.objects.create_superuser("admin", "admin@example.com", "unused-password")
 
-    workspace = demo_workspace_build(sandbox_url=sandbox_url, list_id="abc", user=admin)
+    workspace = demo_workspace_build(sandbox_url=SANDBOX_WITHOUT_SERVER, list_id="abc", user=admin)
 
-    assert workspace.skipped_fields == ["COMPANY"]
+    assert workspace.skipped_fields == ["Mailchimp COMPANY", "ActiveCampaign COMPANY"]
     assert not FieldMapping.objects.filter(hub_field="company").exists()
-    assert FieldMapping.objects.count() == len(EXPECTED_MAPPINGS) - 2
+    assert FieldMapping.objects.count() == len(EXPECTED_MAPPINGS) - 3
+
+
+@responses.activate
+def test_an_audience_without_a_company_field_still_sends_the_company_to_activecampaign():
+    answer_field_lists(mailchimp=("FNAME", "LNAME", "PHONE"), activecampaign=("COMPANY",))
+    admin = User.objects.create_superuser("admin", "admin@example.com", "unused-password")
+
+    workspace = demo_workspace_build(sandbox_url=SANDBOX_WITHOUT_SERVER, list_id="abc", user=admin)
+
+    assert workspace.skipped_fields == ["Mailchimp COMPANY"]
+    assert set(FieldMapping.objects.filter(hub_field="company").values_list("connection__provider", "direction")) == {
+        ("hubspot", "in"), ("activecampaign", "out")}
 
 
 def test_a_logins_file_that_cannot_be_written_stops_before_any_password_changes(sandbox, logins_file, tmp_path):

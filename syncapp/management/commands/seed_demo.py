@@ -25,21 +25,25 @@ from syncapp.demo import (
     sandbox_seed,
     write_logins,
 )
+from syncapp.models import Conflict
 from syncapp.security.checks import encryption_settings_problem
 
 
 class Command(BaseCommand):
     help = (
-        "Seed the sandbox's HubSpot with realistic contacts, then create (or bring up to date) the demo "
-        "workspace: a HubSpot and a Mailchimp connection pointing at the sandbox, the two-way sync "
-        "'HubSpot and Mailchimp' with its field mappings and a 15-minute schedule, one user per role with a "
-        "generated password, and a few first-name conflicts waiting for a reviewer. Safe to run again: nothing is created twice and passwords already handed out are kept."
+        "Seed the sandbox's HubSpot and ActiveCampaign with realistic contacts (many people in both), then "
+        "create (or bring up to date) the demo workspace: a HubSpot, a Mailchimp and an ActiveCampaign "
+        "connection pointing at the sandbox, the two-way sync 'HubSpot, Mailchimp and ActiveCampaign' with its "
+        "field mappings and a 15-minute schedule, one user per role with a generated password, and a few "
+        "first-name conflicts waiting for a reviewer. Safe to run again: nothing is created twice and passwords "
+        "already handed out are kept."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--sandbox-url", required=True, help="the running sandbox, e.g. http://127.0.0.1:8765")
         parser.add_argument("--contacts", type=int, default=5000,
-                            help="HubSpot contacts the sandbox should hold (default 5000); only the missing ones are added")
+                            help="HubSpot contacts the sandbox should hold (default 5000), and three fifths as many "
+                                 "ActiveCampaign contacts; only the missing ones are added")
         parser.add_argument("--hostile", action=argparse.BooleanOptionalAction, default=True,
                             help="also seed the shared hostile records, so the demo shows record errors (default on)")
         parser.add_argument("--conflicts", type=int, default=3,
@@ -96,7 +100,16 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Sandbox HubSpot: {seeded['existing']} contacts were there, {seeded['seeded']} seeded{hostile}."
         )
-        self.stdout.write(f"Connections: {workspace.hubspot.name}, {workspace.mailchimp.name} (audience {list_id}).")
+        hostile = (f", plus {seeded['activecampaign_hostile']} hostile records"
+                   if seeded["activecampaign_hostile"] else "")
+        self.stdout.write(
+            f"Sandbox ActiveCampaign: {seeded['activecampaign_existing']} contacts were there, "
+            f"{seeded['activecampaign_seeded']} seeded{hostile}."
+        )
+        self.stdout.write(
+            f"Connections: {workspace.hubspot.name}, {workspace.mailchimp.name} (audience {list_id}), "
+            f"{workspace.activecampaign.name} (list {workspace.activecampaign.settings['list_id']})."
+        )
         self.stdout.write(
             f"Sync '{workspace.sync.name}': every {workspace.sync.schedule_minutes} minutes, "
             f"{len(workspace.mappings)} field mappings."
@@ -105,8 +118,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  {mapping}")
         if planted:
             self.stdout.write(f"Ran the sync twice and left {planted} conflicts in the review queue.")
+            found = Conflict.objects.filter(sync=workspace.sync, status=Conflict.Status.OPEN).count() - planted
+            if found > 0:
+                self.stdout.write(f"The runs also found {found} conflict{'s' if found != 1 else ''} of their own "
+                                  "(names the systems held differently before they were linked), waiting in the "
+                                  "review queue too.")
         if workspace.skipped_fields:
-            self.stdout.write(f"Skipped (not in the Mailchimp audience): {', '.join(workspace.skipped_fields)}.")
+            self.stdout.write(f"Skipped (the sandbox lacks these fields): {', '.join(workspace.skipped_fields)}.")
         self.stdout.write(f"Logins (kept in {logins_file}):")
         for login in logins:
             self.stdout.write(f"  {login.username:<11} {login.password}  ({login.role})")
