@@ -469,14 +469,14 @@ class KeysetWindow:
         if left:
             # Records left the instant since the last page (edited again, so they come
             # later). Those read already moved the rest up: step back as many places.
-            return KeysetQuery(at=query.at, offset=max(0, query.offset - left))
+            return KeysetQuery(at=query.at, offset=max(0, (query.offset or 0) - left))
         if has_more:
             if not returned:
                 raise CursorStuck(
                     f"A query within the instant {query.at} ms at offset {query.offset} returned nothing though "
                     "more records match; the read cannot move on."
                 )
-            return KeysetQuery(at=query.at, offset=query.offset + returned)
+            return KeysetQuery(at=query.at, offset=(query.offset or 0) + returned)
         self._tie_total = None
         return KeysetQuery(since=query.at, strict=True)
 

@@ -430,7 +430,8 @@ class MailchimpProvider(Provider):
         merely unsubscribed one. An explicit opt-in reaches an unsubscribed member as
         "pending", the confirmation Mailchimp sends; never as "subscribed".
         """
-        member_id = _member_id(record.external_id) if moved else subscriber_hash(record.email)
+        # A moved record has an external id (see _moved).
+        member_id = _member_id(record.external_id) if moved and record.external_id else subscriber_hash(record.email)
         body: dict[str, Any] = {"merge_fields": self._merge_fields(record)}
         if moved:
             body["email_address"] = _normal_email(record.email)

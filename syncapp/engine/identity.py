@@ -238,7 +238,7 @@ class _PageMatcher:
         if contact_id is not None:
             return self._match_link(keys, contact_id)
         if keys.email:
-            return self._match_email(keys)
+            return self._match_email(keys, keys.email)
         if keys.phone:
             return self._match_phone(keys)
         return Match(MatchKind.UNIDENTIFIED, reason="the record has neither a valid email nor a valid phone")
@@ -256,11 +256,11 @@ class _PageMatcher:
         self._move_keys(contact_id, keys)
         return Match(MatchKind.LINK, contact_id)
 
-    def _match_email(self, keys: IncomingKeys) -> Match:
-        contact_id = self.contact_by_email.get(keys.email)
+    def _match_email(self, keys: IncomingKeys, email: str) -> Match:
+        contact_id = self.contact_by_email.get(email)
         if contact_id is None:
-            if keys.email in self.new_by_email:
-                return self._duplicate_of(self.new_by_email[keys.email])
+            if email in self.new_by_email:
+                return self._duplicate_of(self.new_by_email[email])
             return self._match_phone(keys)
         holder = self.holder.get(contact_id)
         if holder is not None and holder != keys.external_id:

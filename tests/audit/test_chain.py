@@ -233,11 +233,29 @@ pathlib.Path({ready!r}, "{name}").touch()
 deadline = time.time() + 60
 while len(list(pathlib.Path({ready!r}).iterdir())) < 2 and time.time() < deadline:
     time.sleep(0.01)
+# Neither runs more than a few rounds ahead of the other: on a loaded machine one could
+# otherwise be scheduled through all its rounds before the other starts, and the test
+# would prove nothing about writers at once.
+progress = pathlib.Path({ready!r}).parent / "progress"
+other = progress / ("two" if "{name}" == "one" else "one")
+
+
+def rounds_done(path):
+    try:
+        return int(path.read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 for n in range({rounds}):
+    while rounds_done(other) < min(n - 3, {rounds}) and time.time() < deadline + 60:
+        time.sleep(0.002)
     with transaction.atomic():
         audit_record(action="writer.{name}", object_type="test", object_id=str(n))
         audit_record_many([audit_row_build(action="writer.{name}", object_type="test", object_id=f"{{n}}.{{k}}",
                                            changes={{"k": [None, k]}}) for k in range(3)])
+    (progress / "{name}.tmp").write_text(str(n + 1))
+    (progress / "{name}.tmp").replace(progress / "{name}")
 print("DONE")
 """
 
@@ -249,6 +267,7 @@ def test_two_processes_writing_at_once_leave_one_valid_chain(tmp_path):
     # Both start at the same moment, after their Django setup (a barrier of files).
     ready = tmp_path / "ready"
     ready.mkdir()
+    (tmp_path / "progress").mkdir()
     writers, logs = [], []
     for name in ("one", "two"):
         log = tmp_path / f"{name}.log"
