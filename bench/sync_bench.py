@@ -238,7 +238,9 @@ def bench_baseline(sample: int, *, lift_limits: bool, latency_ms: int) -> Baseli
                                      "LNAME": contact.properties.get("lastname") or ""},
                 }
                 try:
-                    mailchimp.lists.set_list_member(sandbox.list_id, hashlib.md5(email.lower().encode()).hexdigest(), body)
+                    mailchimp.lists.set_list_member(
+                        sandbox.list_id, hashlib.md5(email.lower().encode()).hexdigest(), body
+                    )
                 except mailchimp_marketing.api_client.ApiClientError:
                     # The naive loop goes on past what Mailchimp refuses; counted, not hidden.
                     refused += 1

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -313,7 +313,8 @@ class HttpClient:
                 )
             logger.warning(
                 "%s",
-                redact(f"{self.provider} {method} {path}: {failure}; retry {attempt + 1} in {delay:.2f}s", self.secrets),
+                redact(f"{self.provider} {method} {path}: {failure}; retry {attempt + 1} in {delay:.2f}s",
+                       self.secrets),
             )
             self._sleep(delay)
             attempt += 1
@@ -370,8 +371,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _body(response: requests.Response) -> Any:

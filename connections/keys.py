@@ -68,7 +68,8 @@ def secrets_rotate(*, dry_run: bool = False) -> RotationReport:
                 object_type="secrets",
                 object_id="all",
                 object_repr="Stored secrets",
-                changes={column.label: [None, f"{column.rotated} re-encrypted"] for column in report.columns if column.rotated},
+                changes={column.label: [None, f"{column.rotated} re-encrypted"]
+                         for column in report.columns if column.rotated},
             )
     return report
 

@@ -12,7 +12,9 @@ class Connection(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=40)
-    base_url = models.URLField(max_length=300, help_text="The provider's API root; override for the sandbox or a self-hosted system.")
+    base_url = models.URLField(
+        max_length=300, help_text="The provider's API root; override for the sandbox or a self-hosted system."
+    )
     # Credentials: an API key, or an OAuth access/refresh token pair with expiry.
     api_key = SecretField(blank=True, null=True)
     access_token = SecretField(blank=True, null=True)
@@ -24,9 +26,14 @@ class Connection(models.Model):
     client_secret = SecretField(blank=True, null=True)
     # Provider-specific, non-secret settings (Mailchimp's list id, HubSpot's portal id).
     settings = models.JSONField(default=dict, blank=True)
-    default_phone_region = models.CharField(max_length=2, default="US", help_text="ISO country code used to read phone numbers written without a +country prefix.")
+    default_phone_region = models.CharField(
+        max_length=2, default="US",
+        help_text="ISO country code used to read phone numbers written without a +country prefix.",
+    )
     # Rate budget: requests per window and concurrent requests, shared by every worker.
-    rate_limit_requests = models.PositiveIntegerField(null=True, blank=True, help_text="Leave empty for the provider's published limit.")
+    rate_limit_requests = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Leave empty for the provider's published limit."
+    )
     rate_limit_window_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_concurrency = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTED)

@@ -225,6 +225,7 @@ class RateBudget:
 
     def _lock_path(self) -> Path:
         cache = self._cache
-        directory = Path(cache._dir) if isinstance(cache, FileBasedCache) else Path(tempfile.gettempdir()) / "syncapp-ratelimit"
+        directory = (Path(cache._dir) if isinstance(cache, FileBasedCache)
+                     else Path(tempfile.gettempdir()) / "syncapp-ratelimit")
         directory.mkdir(parents=True, exist_ok=True)
         return directory / f"{self._prefix.replace(':', '-')}.lock"

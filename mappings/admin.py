@@ -18,7 +18,9 @@ class FieldMappingForm(forms.ModelForm):
         fields = "__all__"
         widgets = {"transforms": forms.TextInput(attrs={"size": 30})}
         help_texts = {
-            "transforms": 'A JSON list applied in order, e.g. ["trim", "lowercase"]. Known: ' + ", ".join(TRANSFORMS) + ".",
+            "transforms": (
+                'A JSON list applied in order, e.g. ["trim", "lowercase"]. Known: ' + ", ".join(TRANSFORMS) + "."
+            ),
             "hub_field": "One of " + ", ".join(HUB_FIELDS) + f", or {ATTRIBUTE_PREFIX}<name> for a custom attribute.",
         }
 

@@ -108,7 +108,7 @@ def editor_state(*, sync: Sync) -> EditorState:
     drafts = [mapping_draft(mapping) for mapping in mappings]
     custom = sorted({mapping.hub_field for mapping in mappings if mapping.hub_field.startswith("attributes.")})
     rows = {item.name: HubFieldRow(item) for item in hub_fields(custom)}
-    for mapping, draft in zip(mappings, drafts):
+    for mapping, draft in zip(mappings, drafts, strict=True):
         findings = mapping_problems(
             draft, catalog=fields_by_connection.get(mapping.connection_id), system=mapping.connection.name,
             siblings=[other for other in drafts if other.pk != draft.pk], system_names=names,

@@ -196,7 +196,7 @@ class TransformForm(forms.Form):
         if not name:
             return cleaned
         params = {}
-        for param, info in transform_params(name):
+        for param, _info in transform_params(name):
             value = cleaned.get(f"{name}__{param}")
             if value in (None, "", {}):
                 continue

@@ -40,7 +40,8 @@ def is_hub_field(name: str) -> bool:
     """Return whether `name` is a built-in hub field or a well-formed custom attribute."""
     if name in HUB_FIELDS:
         return True
-    return name.startswith(ATTRIBUTE_PREFIX) and ATTRIBUTE_NAME.fullmatch(name.removeprefix(ATTRIBUTE_PREFIX)) is not None
+    return (name.startswith(ATTRIBUTE_PREFIX)
+            and ATTRIBUTE_NAME.fullmatch(name.removeprefix(ATTRIBUTE_PREFIX)) is not None)
 
 
 def hub_field(name: str) -> HubField:

@@ -7,8 +7,8 @@ from django.db import transaction
 
 from audit.services import field_values
 from mappings.models import FieldMapping
-from syncapp.models import SyncRun
 from syncapp.engine.backfill import BOTH, IN, OUT, backfill_key
+from syncapp.models import SyncRun
 from syncapp.services.backfill import backfill_request, sync_has_read
 from syncapp.services.syncs import mapping_save
 

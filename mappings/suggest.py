@@ -76,7 +76,8 @@ def _match(hub_name: str, field: FieldInfo) -> tuple[int, str] | None:
     return None
 
 
-def suggest_fields(*, hub_name: str, hub_kind: str, fields: Iterable[FieldInfo], taken: Iterable[str] = ()) -> list[Suggestion]:
+def suggest_fields(*, hub_name: str, hub_kind: str, fields: Iterable[FieldInfo],
+                   taken: Iterable[str] = ()) -> list[Suggestion]:
     """Return the fields that look like `hub_name`, best first.
 
     Fields already mapped (`taken`) and fields whose kind cannot hold the hub value
@@ -100,7 +101,8 @@ def suggest_fields(*, hub_name: str, hub_kind: str, fields: Iterable[FieldInfo],
     return sorted(suggestions, key=lambda suggestion: (-suggestion.score, suggestion.field.name))
 
 
-def best_field(*, hub_name: str, hub_kind: str, fields: Iterable[FieldInfo], taken: Iterable[str] = ()) -> Suggestion | None:
+def best_field(*, hub_name: str, hub_kind: str, fields: Iterable[FieldInfo],
+               taken: Iterable[str] = ()) -> Suggestion | None:
     """Return the best suggestion for `hub_name`, or None."""
     found = suggest_fields(hub_name=hub_name, hub_kind=hub_kind, fields=fields, taken=taken)
     return found[0] if found else None

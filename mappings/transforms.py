@@ -27,7 +27,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from connections.providers.base import FIELD_KINDS
@@ -235,7 +235,7 @@ def _parse_date(value, date_format: str) -> date:
     text = _date_text(value)
     if date_format == EPOCH_MS:
         try:
-            return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc).date()
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC).date()
         except (TypeError, ValueError, OverflowError, OSError):
             raise TransformError(f"{text!r} is not a date in {_format_label(date_format)}") from None
     try:
@@ -260,9 +260,9 @@ def _format_date(day: date, date_format: str):
     if date_format == ISO:
         return day.isoformat()
     if date_format == ISO_DATETIME:
-        return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).isoformat()
+        return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
     if date_format == EPOCH_MS:
-        return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
+        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
     # strftime does not zero-pad years before 1000 on every platform; strptime wants four digits.
     return day.strftime(date_format.replace("%Y", f"{day.year:04d}"))
 

@@ -275,7 +275,8 @@ def _check_kinds(draft: MappingDraft, hub, target: FieldInfo, system: str, findi
 
 
 def _check_duplicates(draft: MappingDraft, siblings: Sequence[MappingDraft], system: str, findings: Findings) -> None:
-    same_connection = [other for other in siblings if other.connection_id == draft.connection_id and other.pk != draft.pk]
+    same_connection = [other for other in siblings
+                       if other.connection_id == draft.connection_id and other.pk != draft.pk]
     if any(other.hub_field == draft.hub_field for other in same_connection):
         findings.refuse("hub_field", f"{draft.hub_field} is already mapped for {system}: edit that mapping instead.")
     for other in same_connection:
@@ -306,7 +307,8 @@ def _check_owner(draft: MappingDraft, siblings: Sequence[MappingDraft], system_n
                                     "'Both ways', or untick owner.")
         return
     others = [other for other in siblings
-              if other.hub_field == draft.hub_field and other.connection_id != draft.connection_id and other.pk != draft.pk]
+              if other.hub_field == draft.hub_field and other.connection_id != draft.connection_id
+              and other.pk != draft.pk]
     owner = next((other for other in others if other.is_owner and other.reads), None)
     if draft.is_owner and owner is not None:
         name = system_names.get(owner.connection_id, "another system")

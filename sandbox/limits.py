@@ -1,4 +1,5 @@
-"""The providers' published limits: rolling request budgets (HubSpot's, ActiveCampaign's), connection caps (Mailchimp's)."""
+"""The providers' published limits: rolling request budgets (HubSpot's, ActiveCampaign's),
+connection caps (Mailchimp's)."""
 from __future__ import annotations
 
 import threading

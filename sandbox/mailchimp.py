@@ -991,7 +991,8 @@ class MailchimpAPI(EmulatedAPI):
             if new_tag != old_tag:
                 db.execute(
                     "UPDATE mailchimp_member SET merge_fields = json_remove(json_set(merge_fields, ?, "
-                    "json_extract(merge_fields, ?)), ?) WHERE list_id = ? AND json_extract(merge_fields, ?) IS NOT NULL",
+                    "json_extract(merge_fields, ?)), ?) "
+                    "WHERE list_id = ? AND json_extract(merge_fields, ?) IS NOT NULL",
                     (f"$.{new_tag}", f"$.{old_tag}", f"$.{old_tag}", list_id, f"$.{old_tag}"),
                 )
         return json_response(merge_field.to_json(list_id))

@@ -189,7 +189,11 @@ class EmulatedAPI(ABC):
 
     def install_defaults(self, db: sqlite3.Connection) -> None:
         """Give the account what a new one holds (standard fields, a first list); called at every
-        start and after each wipe, so it adds only what is missing."""
+        start and after each wipe, so it adds only what is missing.
+
+        The default does nothing, on purpose: an emulator whose new account holds nothing
+        (HubSpot's) need not override it."""
+        return None
 
     def seed(self, db: sqlite3.Connection, rng: random.Random, people: list[Person],
              hostile_records: list[dict[str, Any]]) -> dict[str, Any]:

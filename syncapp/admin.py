@@ -51,7 +51,8 @@ class SyncConnectionInline(CheckedInlineMixin, admin.TabularInline):
     extra = 0
     # A sync spans a handful of systems.
     max_num = 20
-    fields = ["connection", "read", "write", "new_member_status", "new_member_legal_basis", "cursor", "cursor_updated_at"]
+    fields = ["connection", "read", "write", "new_member_status", "new_member_legal_basis",
+              "cursor", "cursor_updated_at"]
     readonly_fields = ["cursor", "cursor_updated_at"]
     verbose_name = "endpoint"
     verbose_name_plural = "endpoints (connections this sync reads and writes)"
@@ -175,11 +176,13 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(RecordError)
 class RecordErrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["created_at", "run", "connection", "external_id", "severity", "error_class", "short_message", "retriable", "attempts", "resolved"]
+    list_display = ["created_at", "run", "connection", "external_id", "severity", "error_class", "short_message",
+                    "retriable", "attempts", "resolved"]
     list_filter = ["severity", "retriable", "resolved", "error_class", "connection", "run__sync"]
     list_select_related = ["run__sync", "connection"]
     search_fields = ["external_id", "message", "error_class"]
-    fields = ["run", "connection", "contact", "external_id", "severity", "error_class", "message", "retriable", "attempts", "resolved", "created_at"]
+    fields = ["run", "connection", "contact", "external_id", "severity", "error_class", "message", "retriable",
+              "attempts", "resolved", "created_at"]
     readonly_fields = fields
 
     @admin.display(description="Message")
@@ -215,7 +218,9 @@ def restrict_task_queue_admin_to_superusers(site: admin.AdminSite) -> None:
         if model._meta.app_label != "django_q":
             continue
         site.unregister(model)
-        restricted = type(f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnlyAdminMixin, type(model_admin)), {})
+        restricted = type(
+            f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnlyAdminMixin, type(model_admin)), {}
+        )
         site.register(model, restricted)
 
 

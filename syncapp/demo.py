@@ -132,7 +132,9 @@ class SandboxControl:
             reply = {}
         if response.status_code != 200:
             detail = reply.get("error") if isinstance(reply, dict) else None
-            raise SandboxError(f"The sandbox answered {method} {url} with {response.status_code}: {detail or response.reason}")
+            raise SandboxError(
+                f"The sandbox answered {method} {url} with {response.status_code}: {detail or response.reason}"
+            )
         if not isinstance(reply, dict):
             raise SandboxError(f"The sandbox answered {method} {url} with something other than a JSON object.")
         return reply

@@ -17,7 +17,8 @@ ROLE_MODELS = {
         ("audit", "auditevent"),
     ],
     REVIEWER: [("syncapp", "contact"), ("syncapp", "conflict"), ("syncapp", "duplicatepair"), ("audit", "auditevent")],
-    COMPLIANCE: [("audit", "auditevent"), ("audit", "deletionrequest"), ("syncapp", "contact"), ("syncapp", "conflict")],
+    COMPLIANCE: [("audit", "auditevent"), ("audit", "deletionrequest"),
+                 ("syncapp", "contact"), ("syncapp", "conflict")],
 }
 
 # Actions each role may take on those models; the rest stay with superusers.

@@ -35,8 +35,10 @@ def workspace_make() -> Sync:
     SyncConnection.objects.create(sync=sync, connection=mailchimp, read=False, write=True)
     for connection, external in ((hubspot, "email"), (mailchimp, "email_address")):
         FieldMapping.objects.create(sync=sync, connection=connection, hub_field="email", external_field=external)
-    FieldMapping.objects.create(sync=sync, connection=hubspot, hub_field="first_name", external_field="firstname", direction="in")
-    FieldMapping.objects.create(sync=sync, connection=mailchimp, hub_field="first_name", external_field="FNAME", direction="out")
+    FieldMapping.objects.create(sync=sync, connection=hubspot, hub_field="first_name", external_field="firstname",
+                                direction="in")
+    FieldMapping.objects.create(sync=sync, connection=mailchimp, hub_field="first_name", external_field="FNAME",
+                                direction="out")
     return sync
 
 

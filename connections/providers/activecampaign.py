@@ -852,7 +852,9 @@ class IdKeysetRead:
             return
         last = max((int(record.external_id) for record in records), default=None)
         if last is None or (self.after is not None and last <= int(self.after)):
-            raise CursorStuck(f"A page after contact {self.after} returned no contact past it; the read cannot move on.")
+            raise CursorStuck(
+                f"A page after contact {self.after} returned no contact past it; the read cannot move on."
+            )
         self.after = str(last)
 
     def cursor(self) -> str:
@@ -1056,7 +1058,9 @@ def _setting_number(settings: Mapping[str, Any], name: str, default: float) -> f
     except (TypeError, ValueError):
         number = -1
     if isinstance(value, bool) or not number >= 0:
-        raise ProviderError(f"The ActiveCampaign connection setting {name} must be a number of 0 or more, not {value!r}.")
+        raise ProviderError(
+            f"The ActiveCampaign connection setting {name} must be a number of 0 or more, not {value!r}."
+        )
     return number
 
 

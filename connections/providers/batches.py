@@ -79,7 +79,7 @@ def split_repeats(items: Sequence[Item], key: Callable[[Item], Hashable]) -> lis
     keys_per_call: list[set] = []
     for item in items:
         item_key = key(item)
-        for call, keys in zip(calls, keys_per_call):
+        for call, keys in zip(calls, keys_per_call, strict=True):
             if item_key not in keys:
                 call.append(item)
                 keys.add(item_key)

@@ -61,14 +61,14 @@ import enum
 import json
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Saved by the offset reader Syncapp used for Mailchimp before keyset reads: read as a
 # delta cursor (a watermark and its de-duplication), which is what it means.
 OFFSET_CURSOR_VERSION = 1
 KEYSET_CURSOR_VERSION = 2
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MALFORMED = "The saved cursor is malformed; run a full resync to reset it."
 _UNKNOWN = "The saved cursor has an unknown format; run a full resync to reset it."
 
@@ -91,7 +91,7 @@ class Ties(enum.Enum):
 def epoch_ms(moment: datetime) -> int:
     """Return a datetime as whole milliseconds since the epoch (naive means UTC), exactly."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     # Integer arithmetic: float timestamps can land a millisecond short.
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 

@@ -293,7 +293,8 @@ class MailchimpProvider(Provider):
         for external_id in external_ids:
             try:
                 member = self.http.json(
-                    "GET", f"/lists/{self.list_id}/members/{_member_id(external_id)}", params={"exclude_fields": "_links"}
+                    "GET", f"/lists/{self.list_id}/members/{_member_id(external_id)}",
+                    params={"exclude_fields": "_links"}
                 )
             except ProviderError as error:
                 if error.status == 404:

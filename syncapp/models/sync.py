@@ -24,7 +24,9 @@ class Sync(models.Model):
     schedule_cron = models.CharField(
         max_length=100, blank=True, help_text="minute hour day-of-month month day-of-week, e.g. 0 6 * * 1-5"
     )
-    batch_size = models.PositiveIntegerField(null=True, blank=True, help_text="Leave empty for each provider's maximum.")
+    batch_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Leave empty for each provider's maximum."
+    )
     delete_handling = models.CharField(max_length=10, choices=DeleteHandling.choices, default=DeleteHandling.IGNORE)
     paused = models.BooleanField(default=False)
     # Why the engine paused the sync itself (a mapped field changed in a system); empty

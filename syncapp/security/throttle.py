@@ -78,7 +78,9 @@ def login_failure_record(*, username: str, ip: str, now: datetime | None = None)
         )
         failures = AuditEvent.objects.filter(action=FAILED)
         by_user = failures.filter(object_type=USERNAME, object_id=_key(username))
-        count = by_user.filter(created_at__gt=_counting_since(USERNAME, _key(username), now, _last_login(username))).count()
+        count = by_user.filter(
+            created_at__gt=_counting_since(USERNAME, _key(username), now, _last_login(username))
+        ).count()
         if count >= settings.LOGIN_FAILURE_LIMIT:
             _lock_out(USERNAME, username, count)
         if ip:

@@ -127,7 +127,7 @@ def bulk_insert_rows(
     now = now or timezone.now()
     readers = [_reader(field, now) for field in columns]
     converters = [_converter(field, connection) for field in columns]
-    getters = list(zip(readers, converters))
+    getters = list(zip(readers, converters, strict=True))
     rows = [[convert(read(obj)) for read, convert in getters] for obj in objects]
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) VALUES "
     placeholders = f"({', '.join(['%s'] * len(columns))})"
@@ -140,6 +140,6 @@ def bulk_insert_rows(
             chunk = rows[start:start + per_statement]
             sql = head + ", ".join([placeholders] * len(chunk)) + f" RETURNING {quote(meta.pk.column)}"
             cursor.execute(sql, [value for row in chunk for value in row])
-            for obj, (pk,) in zip(objects[start:start + per_statement], cursor.fetchall()):
+            for obj, (pk,) in zip(objects[start:start + per_statement], cursor.fetchall(), strict=False):
                 obj.pk = pk
                 obj._state.adding = False

@@ -193,7 +193,9 @@ def _checked_value(conflict: Conflict, value: Any, resolution: str) -> Any:
     try:
         value = hub_value_check(conflict.hub_field, value, phone_region=_phone_region(conflict))
     except TransformError as error:
-        raise InvalidResolution(f"The typed value does not fit {hub_field_label(conflict.hub_field)}: {error}.") from None
+        raise InvalidResolution(
+            f"The typed value does not fit {hub_field_label(conflict.hub_field)}: {error}."
+        ) from None
     if conflict.hub_field in SUPPRESSED_FIELDS and value and is_suppressed(**{conflict.hub_field: value}):
         # A person erased on request is never brought back, nor given to somebody else's contact.
         raise InvalidResolution(f"This {hub_field_label(conflict.hub_field).lower()} belongs to a person erased on "

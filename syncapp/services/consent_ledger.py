@@ -90,7 +90,8 @@ def consent_statement_record(
         fields = [column, "updated_at"]
         if channel == ConsentEvent.Channel.EMAIL:
             contact.email_opt_in_at = now if explicit_opt_in else (
-                None if rule.RESTRICTIVENESS[new_state] > rule.RESTRICTIVENESS[rule.SUBSCRIBED] else contact.email_opt_in_at
+                None if rule.RESTRICTIVENESS[new_state] > rule.RESTRICTIVENESS[rule.SUBSCRIBED]
+                else contact.email_opt_in_at
             )
             fields.append("email_opt_in_at")
         contact.save(update_fields=fields)

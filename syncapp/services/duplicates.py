@@ -25,7 +25,7 @@ from connections.providers.base import MergeNotSupported, ProviderError
 from connections.registry import provider_for
 from syncapp.engine.consent import SUBSCRIBED, most_restrictive
 from syncapp.engine.merge import is_empty
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, RecordLink, Sync
+from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, RecordLink, Sync
 from syncapp.models.hub import HUB_FIELDS
 from syncapp.services.pending import pending_mark
 from syncapp.services.plan import plain

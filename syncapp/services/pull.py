@@ -23,8 +23,8 @@ from audit.suppression import EMAIL as SUPPRESSED_EMAIL
 from audit.suppression import identifier_form, suppressed_among
 from connections.providers.base import ChangePage, RemoteRecord
 from mappings.transforms import TransformChain, TransformError
-from syncapp.engine.batching import latest_per_key
 from syncapp.engine import consent as consent_rule
+from syncapp.engine.batching import latest_per_key
 from syncapp.engine.consent import merge_consent
 from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import (
@@ -46,8 +46,8 @@ from syncapp.services.consent_ledger import consent_by_address_apply, last_opt_o
 from syncapp.services.duplicate_detection import duplicate_pairs_flag
 from syncapp.services.pending import pending_clear, pending_mark
 from syncapp.services.plan import (
-    EMAIL,
     CONSENT_FIELDS,
+    EMAIL,
     EMAIL_CONSENT,
     PHONE,
     EndpointPlan,
@@ -332,7 +332,7 @@ class _PageApplier:
         self.book = ConflictBook(sync_id=self.plan.sync.pk, run_id=self.tracker.run.pk, contact_ids=list(contacts))
         matches = match_page([item.keys for item in incoming], self._index(contacts, links, linked))
         touched: list[Contact] = []
-        for item, decision in zip(incoming, matches):
+        for item, decision in zip(incoming, matches, strict=True):
             if decision.kind is MatchKind.DUPLICATE and decision.duplicate_of:
                 # Another record of this system has the same email: the same person
                 # twice there. It gets its own contact and waits for a reviewer's merge.
@@ -408,7 +408,8 @@ class _PageApplier:
                 linked[item.record.external_id] = by_stable[stable_id]
         return contacts, links, linked
 
-    def _index(self, contacts: dict[int, Contact], links: dict[int, RecordLink], linked: dict[str, int]) -> IdentityIndex:
+    def _index(self, contacts: dict[int, Contact], links: dict[int, RecordLink],
+               linked: dict[str, int]) -> IdentityIndex:
         return IdentityIndex.build(
             links=linked,
             contacts=[
@@ -445,7 +446,8 @@ class _PageApplier:
                 continue
             elif external_field in base:
                 base_value = _base_in_hub_form(field_plan, base[external_field], self.reader)
-            side = Side(self.connection.pk, self.connection.name, external_field, raw, plain(theirs), record.modified_at)
+            side = Side(self.connection.pk, self.connection.name, external_field, raw, plain(theirs),
+                        record.modified_at)
             open_conflict = self.book.find(contact.pk, hub_field)
             if open_conflict is not None:
                 # Held back: this system's value joins the conflict instead of the hub.

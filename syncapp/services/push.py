@@ -220,7 +220,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
         suppressed = _suppressed_contacts({row[1] for row in rows})
         settled, unsendable, archiving = [], [], []
         for row in rows:
-            values = dict(zip(hub_columns, row[len(LINK_COLUMNS):]))
+            values = dict(zip(hub_columns, row[len(LINK_COLUMNS):], strict=True))
             link = PendingLink(*row[:len(LINK_COLUMNS)], contact=HubRow(values))
             if link.contact_id in suppressed:
                 # Never sent anywhere, the mark dropped (see _suppressed_contacts).

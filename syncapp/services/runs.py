@@ -30,8 +30,8 @@ from syncapp.models import Sync, SyncRun
 from syncapp.services.duplicate_detection import duplicates_flag_since
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
-from syncapp.services.schema_drift import SchemaDrifted, sync_schema_check
 from syncapp.services.push import Pusher
+from syncapp.services.schema_drift import SchemaDrifted, sync_schema_check
 from syncapp.services.tracker import LeaseLost, RunLease, RunTracker, lease_expired, lease_held
 
 logger = logging.getLogger(__name__)

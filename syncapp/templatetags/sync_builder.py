@@ -4,8 +4,8 @@ from django import template
 from connections.models import Connection
 from syncapp.engine.backfill import backfill_key_split
 from syncapp.engine.schedule import schedule_text
-from syncapp.models.hub import hub_field_label
 from syncapp.forms import DELETE_HANDLING_HELP, NEW_MEMBER_STATUS_HELP, provider_of
+from syncapp.models.hub import hub_field_label
 from syncapp.services.schedules import sync_next_run
 
 register = template.Library()

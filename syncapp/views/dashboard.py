@@ -2,7 +2,6 @@
 compliance staff the deletion requests that are overdue or failing."""
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
-
 from django.utils import timezone
 
 from audit.deletion import deletion_requests_needing_attention

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -165,7 +164,7 @@ class TestWriters:
         assert len(events) == 7 and events[0].pk == first.pk and events[1].pk == built.pk
         assert events[-1].pk == created[0].pk
         assert events[0].prev_hash == chain.GENESIS
-        for previous, event in zip(events, events[1:]):
+        for previous, event in zip(events, events[1:], strict=False):
             assert event.prev_hash == previous.row_hash
         head = AuditChainHead.objects.get(pk=CHAIN_HEAD_ID)
         assert (head.last_hash, head.last_event_id, head.events) == (events[-1].row_hash, events[-1].pk, 7)
@@ -276,7 +275,7 @@ def test_two_processes_writing_at_once_leave_one_valid_chain(tmp_path):
             code = WRITER.format(ready=str(ready), rounds=rounds, name=name)
             writers.append(subprocess.Popen([sys.executable, str(REPO / "manage.py"), "shell", "-c", code],
                                             cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT))
-    for writer, log in zip(writers, logs):
+    for writer, log in zip(writers, logs, strict=True):
         writer.wait(120)
         assert writer.returncode == 0, log.read_text()[-3000:]
 
@@ -285,7 +284,7 @@ def test_two_processes_writing_at_once_leave_one_valid_chain(tmp_path):
     assert report.checked == AuditEvent.objects.count() == 2 * rounds * 4
     # They did write at the same time: the chain goes back and forth between them.
     actions = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
-    assert sum(1 for a, b in zip(actions, actions[1:]) if a != b) > 2
+    assert sum(1 for a, b in zip(actions, actions[1:], strict=False) if a != b) > 2
     # Each transaction's four rows are consecutive: nothing came between them.
     for start_index in range(0, len(actions), 4):
         assert len(set(actions[start_index:start_index + 4])) == 1

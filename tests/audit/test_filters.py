@@ -1,6 +1,5 @@
 """The trail's filters: each one alone, their errors, and how an export names them."""
-from datetime import datetime
-from datetime import timezone as tz
+from datetime import UTC, datetime
 
 import pytest
 
@@ -73,10 +72,10 @@ def test_by_sync_its_own_events_and_its_runs(carla):
 
 
 def test_by_time_a_date_alone_is_the_whole_day(carla):
-    before = at(datetime(2026, 3, 1, 23, 59, 59, tzinfo=tz.utc))
-    first = at(datetime(2026, 3, 2, 0, 0, tzinfo=tz.utc))
-    last = at(datetime(2026, 3, 2, 23, 59, 59, tzinfo=tz.utc))
-    after = at(datetime(2026, 3, 3, 0, 0, tzinfo=tz.utc))
+    before = at(datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC))
+    first = at(datetime(2026, 3, 2, 0, 0, tzinfo=UTC))
+    last = at(datetime(2026, 3, 2, 23, 59, 59, tzinfo=UTC))
+    after = at(datetime(2026, 3, 3, 0, 0, tzinfo=UTC))
     assert matched(carla, since="2026-03-02", until="2026-03-02") == [last.pk, first.pk]
     assert matched(carla, since="2026-03-02 12:00") == [after.pk, last.pk]
     assert matched(carla, until="2026-03-02T00:00") == [before.pk]

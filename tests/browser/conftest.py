@@ -85,7 +85,8 @@ def browser_login(browser, live_server) -> Callable[[str], None]:
         browser.find_element(By.NAME, "username").send_keys(username)
         browser.find_element(By.NAME, "password").send_keys(password)
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        wait_for(browser, expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=current-user]")))
+        wait_for(browser,
+                 expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=current-user]")))
 
     return login
 

@@ -41,7 +41,8 @@ def test_a_marketer_maps_company_with_the_keyboard_and_the_pages_fit(browser, br
         field_catalog_refresh(connection=connection)
     catalog = FieldCatalog.objects.get(connection=mailchimp)
     names = [record["firstname"] for record in hostile_contacts if "\x00" not in record["firstname"]]
-    catalog.fields += [FieldInfo(f"HOSTILE{index}", name or "x", "dropdown", "enum", options=(name, "o" * 10_000)).as_dict()
+    catalog.fields += [FieldInfo(f"HOSTILE{index}", name or "x", "dropdown", "enum",
+                                 options=(name, "o" * 10_000)).as_dict()
                        for index, name in enumerate(names[:8])]
     catalog.fields.append(FieldInfo("L" * 200, "w" * 10_000, "text", "text").as_dict())
     catalog.save()
@@ -58,7 +59,8 @@ def test_a_marketer_maps_company_with_the_keyboard_and_the_pages_fit(browser, br
     assert "Suggested for Mailchimp" in company.text and "COMPANY" in company.text
 
     # Follow the suggestion with the keyboard: focus its link and press Enter.
-    suggestion = next(item for item in company.find_elements(By.CSS_SELECTOR, ".suggestion") if "Mailchimp" in item.text)
+    suggestion = next(item for item in company.find_elements(By.CSS_SELECTOR, ".suggestion")
+                      if "Mailchimp" in item.text)
     link = suggestion.find_element(By.PARTIAL_LINK_TEXT, "Map it")
     link.send_keys(Keys.ENTER)
     wait_for(browser, expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "[data-mapping-form]")))

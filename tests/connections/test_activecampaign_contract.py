@@ -32,7 +32,8 @@ def test_the_client_creates_syncs_subscribes_tags_and_deletes_a_contact(client, 
     assert duplicate["errors"][0]["code"] == "duplicate"
 
     synced = client.contacts.create_or_update_contact(
-        {"contact": {"email": "ann@example.com", "lastName": "Example", "fieldValues": [{"field": "1", "value": "Acme"}]}})
+        {"contact": {"email": "ann@example.com", "lastName": "Example",
+                     "fieldValues": [{"field": "1", "value": "Acme"}]}})
     assert synced["contact"]["id"] == contact_id and synced["contact"]["lastName"] == "Example"
     assert client.contacts.create_or_update_contact({"contact": {"email": "bob@example.com"}})["contact"]["id"] != \
         contact_id

@@ -64,7 +64,8 @@ def test_the_change_form_never_renders_a_stored_secret(marketer_client, connecti
 
 def test_the_list_shows_status_and_escaped_last_error_but_no_secret(marketer_client, connection, hostile_contacts):
     hostile = hostile_contacts[0]["firstname"]
-    Connection.objects.filter(pk=connection.pk).update(status=Connection.Status.ERROR, last_error=f"Upstream said {hostile}")
+    Connection.objects.filter(pk=connection.pk).update(status=Connection.Status.ERROR,
+                                                       last_error=f"Upstream said {hostile}")
     html = marketer_client.get(reverse("admin:connections_connection_changelist")).content.decode()
     assert API_KEY not in html and TOKEN not in html
     assert "<script>alert(1)</script>" not in html

@@ -6,7 +6,7 @@ offset, watching the instant's count) is Mailchimp's.
 """
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +27,7 @@ from connections.providers.cursors import (
 
 
 def test_times_convert_to_milliseconds_exactly_and_back():
-    moment = datetime(2024, 5, 1, 12, 30, 0, 123000, tzinfo=timezone.utc)
+    moment = datetime(2024, 5, 1, 12, 30, 0, 123000, tzinfo=UTC)
     assert epoch_ms(moment) == 1714566600123
     assert from_epoch_ms(1714566600123) == moment
     assert epoch_ms(datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))) == 1714566600000
@@ -108,8 +108,9 @@ def sorted_pages(audience: FakeAudience, cursor, *, overlap_ms: int, skew_ms: in
 
 def sorted_read(audience, cursor=None, *, overlap_ms=0, skew_ms=0):
     delivered = []
-    for page, cursor in sorted_pages(audience, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms):
+    for page, page_cursor in sorted_pages(audience, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms):
         delivered += page
+        cursor = page_cursor
     return delivered, cursor
 
 
@@ -400,8 +401,9 @@ def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0, arc
 def keyset_read(crm, cursor=None, *, overlap_ms=0, skew_ms=0, archived=False):
     """Return (deliveries, last cursor) of one whole read."""
     delivered = []
-    for page, cursor in keyset_pages(crm, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms, archived=archived):
+    for page, page_cursor in keyset_pages(crm, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms, archived=archived):
         delivered += page
+        cursor = page_cursor
     return delivered, cursor
 
 
@@ -530,8 +532,9 @@ def test_a_change_that_shows_up_late_behind_the_read_is_reached_by_the_next_read
     # Stamped 1001, behind the read, but searchable only now; then the clock moves far on.
     crm.bulk_edit([], created=1, late=3)
     crm.bulk_edit([], created=1, gap=20)
-    for page, cursor in pages:
+    for page, page_cursor in pages:
         delivered += page
+        cursor = page_cursor
     assert delivered == [("1", 1001), ("2", 1002), ("3", 1003), ("4", 1004), ("6", 1024)]
     # The watermark stays at the time the read began (1004), not the newest time read.
     assert json.loads(cursor)["since"] == 1004

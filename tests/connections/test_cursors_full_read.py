@@ -1,7 +1,7 @@
 """A full read asked for while delta reads are under way (resync, backfill) loses none of their window."""
 import json
 
-from connections.providers.cursors import full_scan_cursor, open_keyset_read, ScanWindow
+from connections.providers.cursors import ScanWindow, full_scan_cursor, open_keyset_read
 from tests.connections.test_cursors import FakeCrm, keyset_read
 
 

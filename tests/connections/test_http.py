@@ -2,7 +2,7 @@
 import logging
 import socket
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -46,7 +46,8 @@ class Sleeps(list):
 def client(sleeps=None, **kwargs) -> HttpClient:
     kwargs.setdefault("auth", {"Authorization": f"Bearer {TOKEN}"})
     kwargs.setdefault("secrets", (TOKEN,))
-    return HttpClient(BASE, provider="Example", sleep=sleeps if sleeps is not None else Sleeps(), jitter=lambda: 1.0, **kwargs)
+    return HttpClient(BASE, provider="Example", sleep=sleeps if sleeps is not None else Sleeps(), jitter=lambda: 1.0,
+                      **kwargs)
 
 
 @responses.activate
@@ -89,7 +90,7 @@ def test_a_429_with_retry_after_seconds_waits_that_long():
 
 @responses.activate
 def test_a_429_with_an_http_date_waits_until_then():
-    later = datetime.now(timezone.utc) + timedelta(seconds=30)
+    later = datetime.now(UTC) + timedelta(seconds=30)
     responses.get(f"{BASE}/things", status=429, headers={"Retry-After": format_datetime(later, usegmt=True)})
     responses.get(f"{BASE}/things", json={})
     sleeps = Sleeps()
@@ -200,9 +201,11 @@ def test_a_connection_that_keeps_failing_ends_in_a_transient_error_without_a_sta
 @responses.activate
 @pytest.mark.parametrize("status", [401, 403])
 def test_refused_credentials_raise_an_authentication_error_at_once(status):
-    responses.get(f"{BASE}/things", status=status, json={"title": "API Key Invalid", "detail": "Your API key may be invalid."})
+    responses.get(f"{BASE}/things", status=status,
+                  json={"title": "API Key Invalid", "detail": "Your API key may be invalid."})
     http = client()
-    with pytest.raises(AuthenticationError, match="HTTP 40[13]: API Key Invalid; Your API key may be invalid") as caught:
+    with pytest.raises(AuthenticationError,
+                       match="HTTP 40[13]: API Key Invalid; Your API key may be invalid") as caught:
         http.json("GET", "/things")
     assert caught.value.status == status
     assert not caught.value.retriable
@@ -237,7 +240,8 @@ def test_mailchimp_problem_details_are_explained():
     responses.post(
         f"{BASE}/lists/x",
         status=400,
-        json={"title": "Invalid Resource", "detail": "Bad merge field", "errors": [{"field": "FNAME", "message": "too long"}]},
+        json={"title": "Invalid Resource", "detail": "Bad merge field",
+              "errors": [{"field": "FNAME", "message": "too long"}]},
     )
     with pytest.raises(ProviderError, match="Invalid Resource; Bad merge field; FNAME: too long"):
         client().json("POST", "/lists/x", json={})
@@ -258,7 +262,8 @@ def test_errors_given_as_title_and_detail_are_explained():
 
 @responses.activate
 def test_a_credential_echoed_by_the_provider_never_reaches_the_message():
-    responses.get(f"{BASE}/things", status=400, json={"message": f"token {TOKEN} is malformed; Authorization: Bearer {TOKEN}"})
+    responses.get(f"{BASE}/things", status=400,
+                  json={"message": f"token {TOKEN} is malformed; Authorization: Bearer {TOKEN}"})
     with pytest.raises(ProviderError) as caught:
         client().json("GET", "/things")
     assert TOKEN not in str(caught.value)
@@ -298,7 +303,8 @@ def test_negative_retries_are_refused():
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("", None), ("12", 12.0), (" 1.5 ", 1.5), ("-3", 0.0), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+    [(None, None), ("", None), ("12", 12.0), (" 1.5 ", 1.5), ("-3", 0.0), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
 )
 def test_retry_after_values(header, expected):
     assert parse_retry_after(header) == expected

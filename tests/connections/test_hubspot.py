@@ -287,7 +287,8 @@ def test_a_cursor_hubspot_cannot_read_asks_for_a_full_resync(sandbox):
 def test_upserting_hostile_contacts_lands_every_valid_one_and_refuses_each_invalid_one(sandbox, hostile_contacts):
     provider = hubspot(sandbox)
     records = [
-        OutgoingRecord(key=index, email=contact["email"], fields={name: contact[name] for name in ("firstname", "lastname", "phone") if name in contact})
+        OutgoingRecord(key=index, email=contact["email"],
+                       fields={name: contact[name] for name in ("firstname", "lastname", "phone") if name in contact})
         for index, contact in enumerate(hostile_contacts)
     ]
     results = provider.upsert_batch(records)
@@ -298,7 +299,7 @@ def test_upserting_hostile_contacts_lands_every_valid_one_and_refuses_each_inval
         assert result.error_class == "INVALID_EMAIL"
         assert email in result.message and not result.retriable
     stored = {contact["properties"]["email"]: contact for contact in sandbox.hubspot_contacts()}
-    for record, result in zip(records, results):
+    for record, result in zip(records, results, strict=True):
         if result.ok:
             email = record.email.strip().lower()
             assert stored[email]["id"] == result.external_id
@@ -306,7 +307,8 @@ def test_upserting_hostile_contacts_lands_every_valid_one_and_refuses_each_inval
     assert stored["xss1@example.com"]["properties"]["firstname"] == "<script>alert(1)</script>"
     assert stored["emoji@example.com"]["properties"]["lastname"] == "\U00020bb7野家"
     # Two records for one address (by case) went in separate calls and met one contact.
-    twins = [result for record, result in zip(records, results) if record.email.lower() == "dup@example.com"]
+    twins = [result for record, result in zip(records, results, strict=True)
+             if record.email.lower() == "dup@example.com"]
     assert twins[0].external_id == twins[1].external_id
 
 
@@ -314,7 +316,8 @@ def test_a_linked_contact_is_updated_by_id_so_an_email_change_follows_it(sandbox
     provider = hubspot(sandbox)
     (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="old@example.com", fields={"firstname": "Ann"})])
     (moved,) = provider.upsert_batch(
-        [OutgoingRecord(key=1, email="new@example.com", fields={"email": "new@example.com"}, external_id=created.external_id)]
+        [OutgoingRecord(key=1, email="new@example.com", fields={"email": "new@example.com"},
+                        external_id=created.external_id)]
     )
     assert moved.ok and moved.external_id == created.external_id
     assert moved.fields == {"email": "new@example.com"}
@@ -325,10 +328,12 @@ def test_a_contact_whose_stored_address_hubspot_refuses_still_takes_other_update
     sandbox.seed(hubspot_contacts=400, random_seed=5)
     provider = hubspot(sandbox)
     records, _, _ = read(provider)
-    legacy = [r for r in records if not r.fields.get("email") or "@" not in r.fields["email"] or " " in r.fields["email"]]
+    legacy = [r for r in records
+              if not r.fields.get("email") or "@" not in r.fields["email"] or " " in r.fields["email"]]
     assert legacy, "the seed holds old imports with missing or malformed addresses"
     results = provider.upsert_batch(
-        [OutgoingRecord(key=r.external_id, email=r.fields.get("email") or "", fields={"firstname": "Fixed"}, external_id=r.external_id) for r in legacy[:100]]
+        [OutgoingRecord(key=r.external_id, email=r.fields.get("email") or "", fields={"firstname": "Fixed"},
+                        external_id=r.external_id) for r in legacy[:100]]
     )
     assert all(result.ok for result in results)
     stored = {contact["id"]: contact["properties"] for contact in sandbox.hubspot_contacts()}
@@ -337,7 +342,9 @@ def test_a_contact_whose_stored_address_hubspot_refuses_still_takes_other_update
 
 def test_a_link_to_a_contact_that_no_longer_exists_falls_back_to_the_email(sandbox):
     provider = hubspot(sandbox)
-    (result,) = provider.upsert_batch([OutgoingRecord(key="k", email="back@example.com", fields={}, external_id="987654")])
+    (result,) = provider.upsert_batch(
+        [OutgoingRecord(key="k", email="back@example.com", fields={}, external_id="987654")]
+    )
     assert result.ok
     assert result.external_id != "987654"
     assert [contact["id"] for contact in sandbox.hubspot_contacts()] == [result.external_id]
@@ -363,7 +370,9 @@ def test_archive_hides_a_contact_and_erase_removes_it_for_good(sandbox):
     contacts = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}
     assert contacts[archived.external_id]["archived"] is True
     assert erased.external_id not in contacts
-    assert {entry["email"] for entry in sandbox.hubspot_gdpr_deleted()} == {"c2@example.com", "never-synced@example.com"}
+    assert {entry["email"] for entry in sandbox.hubspot_gdpr_deleted()} == {
+        "c2@example.com", "never-synced@example.com"
+    }
     assert [record.external_id for record in read(provider)[0]] == [kept.external_id]
 
 
@@ -424,7 +433,9 @@ def test_reads_and_writes_complete_despite_20_percent_faults(sandbox):
     provider = hubspot(sandbox)
     records, _, pages = read(provider)
     assert len({record.external_id for record in records}) == 300
-    results = provider.upsert_batch([OutgoingRecord(key=i, email=f"f{i}@example.com", fields={"firstname": "F"}) for i in range(100)])
+    results = provider.upsert_batch(
+        [OutgoingRecord(key=i, email=f"f{i}@example.com", fields={"firstname": "F"}) for i in range(100)]
+    )
     assert all(result.ok for result in results)
     injected = sum(count for status, count in sandbox.stats()["statuses"]["hubspot"].items() if status != "200")
     assert injected > 0

@@ -15,7 +15,9 @@ from connections.registry import build_provider
 
 
 def new_member(consent=None, fields=None, if_new="subscribed", **settings):
-    provider = MailchimpProvider(ProviderConfig(base_url="http://mc.invalid/3.0", api_key="k-us1", settings=settings), http=None)
+    provider = MailchimpProvider(
+        ProviderConfig(base_url="http://mc.invalid/3.0", api_key="k-us1", settings=settings), http=None
+    )
     record = OutgoingRecord(key=1, email="  Ann@Example.com ", fields=fields or {"FNAME": "Ann"}, email_consent=consent,
                             email_consent_if_new=if_new)
     return provider._new_member(record)
@@ -152,7 +154,8 @@ def test_a_delta_read_without_changes_returns_nothing_in_one_call(sandbox):
 def test_upserting_hostile_contacts_refuses_each_bad_one_and_lands_the_rest(sandbox, hostile_contacts):
     provider = mailchimp(sandbox)
     records = [
-        member_record(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
+        member_record(key=i, email=c["email"],
+                      fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
         for i, c in enumerate(hostile_contacts)
     ]
     results = provider.upsert_batch(records)
@@ -162,7 +165,8 @@ def test_upserting_hostile_contacts_refuses_each_bad_one_and_lands_the_rest(sand
         "NUL byte", "very long value", "internationalized domain", "unicode local part", "invalid: double dot",
         "invalid: no domain", "invalid: two at signs", "phone with letters", "phone garbage",
     }
-    assert all(result.message.startswith("Mailchimp refused") and result.error_class for result in results if not result.ok)
+    assert all(result.message.startswith("Mailchimp refused") and result.error_class
+               for result in results if not result.ok)
     stored = {member["email_address"]: member for member in sandbox.mailchimp_members()}
     assert stored["xss1@example.com"]["merge_fields"]["FNAME"] == "<script>alert(1)</script>"
     assert stored["mixed.case@example.com"]["merge_fields"]["LNAME"] == "Case"
@@ -189,7 +193,8 @@ def test_a_member_who_opted_out_in_mailchimp_keeps_the_opt_out_and_gets_the_new_
     provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann", "LNAME": "Lee"})])
     set_status_in_mailchimp(sandbox, "ann@example.com", opt_out)
     (result,) = provider.upsert_batch(
-        [member_record(key=7, email="ann@example.com", fields={"FNAME": "Annie", "LNAME": "Lee"}, email_consent=consent)]
+        [member_record(key=7, email="ann@example.com", fields={"FNAME": "Annie", "LNAME": "Lee"},
+                       email_consent=consent)]
     )
     assert (result.key, result.ok, result.external_id) == (7, True, subscriber_hash("ann@example.com"))
     assert result.fields == {"FNAME": "Annie", "LNAME": "Lee", "email_address": "ann@example.com"}
@@ -232,7 +237,9 @@ def test_a_first_push_into_an_empty_audience_costs_one_call_per_500_members(sand
 @pytest.mark.integration
 def test_a_batch_of_new_and_existing_members_maps_every_outcome_to_its_key(sandbox):
     provider = mailchimp(sandbox)
-    provider.upsert_batch([member_record(key=0, email=f"old{i}@example.com", fields={"FNAME": "Old"}) for i in range(3)])
+    provider.upsert_batch(
+        [member_record(key=0, email=f"old{i}@example.com", fields={"FNAME": "Old"}) for i in range(3)]
+    )
     set_status_in_mailchimp(sandbox, "old1@example.com", "unsubscribed")
     records = [
         member_record(key="new", email="new@example.com", fields={"FNAME": "New"}),
@@ -286,10 +293,13 @@ def test_tags_reach_existing_members_too_and_none_is_removed(sandbox):
 @pytest.mark.integration
 def test_existing_hostile_contacts_are_updated_or_refused_each_under_its_own_key(sandbox, hostile_contacts):
     provider = mailchimp(sandbox)
-    first = provider.upsert_batch([member_record(key=i, email=c["email"], fields={}) for i, c in enumerate(hostile_contacts)])
+    first = provider.upsert_batch(
+        [member_record(key=i, email=c["email"], fields={}) for i, c in enumerate(hostile_contacts)]
+    )
     landed = {result.key for result in first if result.ok}
     records = [
-        member_record(key=i, email=c["email"], fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
+        member_record(key=i, email=c["email"],
+                      fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
         for i, c in enumerate(hostile_contacts)
     ]
     results = provider.upsert_batch(records)
@@ -336,7 +346,9 @@ def test_a_record_without_a_status_for_new_members_still_updates_an_existing_mem
 def test_a_restriction_reaches_an_existing_subscribed_member(sandbox, restriction):
     provider = mailchimp(sandbox)
     provider.upsert_batch([member_record(key=1, email="in@example.com", fields={})])
-    (result,) = provider.upsert_batch([member_record(key=1, email="in@example.com", fields={}, email_consent=restriction)])
+    (result,) = provider.upsert_batch(
+        [member_record(key=1, email="in@example.com", fields={}, email_consent=restriction)]
+    )
     assert result.ok
     assert statuses(sandbox)["in@example.com"] == restriction
 
@@ -405,7 +417,9 @@ def test_reads_and_writes_complete_despite_20_percent_faults(sandbox):
     sandbox.seed(mailchimp_members=2500, random_seed=1)
     sandbox.faults(provider="mailchimp", rate=0.2, statuses=[429, 500, 502, 503], reset_rate=0.05, random_seed=11)
     provider = mailchimp(sandbox)
-    results = provider.upsert_batch([member_record(key=i, email=f"f{i}@example.com", fields={"FNAME": "F"}) for i in range(500)])
+    results = provider.upsert_batch(
+        [member_record(key=i, email=f"f{i}@example.com", fields={"FNAME": "F"}) for i in range(500)]
+    )
     assert all(result.ok for result in results)
     for _ in range(3):
         records, _, _ = read(provider)

@@ -342,7 +342,8 @@ def test_side_loads_give_the_list_status_the_custom_fields_and_the_tag_names():
                          {"id": "2", "title": "Birthday", "type": "date", "perstag": "BIRTHDAY"}],
               "meta": {"total": "2"}}
     page = {"contacts": [contact(1, "2024-05-01T07:00:00-05:00"), contact(2, "2024-05-01T07:00:00-05:00")],
-            "contactLists": [{"contact": "1", "list": "1", "status": "2"}, {"contact": "2", "list": "9", "status": "1"}],
+            "contactLists": [{"contact": "1", "list": "1", "status": "2"},
+                             {"contact": "2", "list": "9", "status": "1"}],
             "fieldValues": [{"contact": "1", "field": "1", "value": "Acme"}],
             "contactTags": [{"contact": "1", "tag": "5"}, {"contact": "1", "tag": "6"}]}
     tags = {"tags": [{"id": "5", "tag": "VIP"}, {"id": "6", "tag": "customer"}], "meta": {"total": "2"}}

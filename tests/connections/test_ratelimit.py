@@ -126,7 +126,8 @@ def test_a_budget_without_a_rate_never_waits():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"requests": 5}, {"window_seconds": 5}, {"requests": 0, "window_seconds": 5}, {"requests": 5, "window_seconds": 0}, {"max_concurrency": 0}],
+    [{"requests": 5}, {"window_seconds": 5}, {"requests": 0, "window_seconds": 5}, {"requests": 5, "window_seconds": 0},
+     {"max_concurrency": 0}],
 )
 def test_impossible_limits_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -27,7 +27,8 @@ def test_create_saves_the_connection_and_audits_it_without_the_secret():
     user = user_with_role("ann")
     connection = connection_create(
         user=user,
-        fields={"name": "Mailchimp", "provider": "mailchimp", "base_url": "https://us1.api.mailchimp.com/3.0", "api_key": SECRET},
+        fields={"name": "Mailchimp", "provider": "mailchimp", "base_url": "https://us1.api.mailchimp.com/3.0",
+                "api_key": SECRET},
     )
     connection.refresh_from_db()
     assert connection.api_key == SECRET

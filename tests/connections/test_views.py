@@ -2,7 +2,6 @@
 import pytest
 import requests
 from django.urls import reverse
-from django.utils import timezone
 
 from connections.models import Connection
 from connections.providers.base import FieldInfo

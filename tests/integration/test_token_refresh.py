@@ -17,8 +17,8 @@ from connections.oauth import oauth_endpoints, token_refresh
 from connections.reauth import connection_store_grant
 from syncapp.models import Sync, SyncConnection, SyncRun
 from syncapp.roles import MARKETER
-from tests.databases import test_database_url
 from tests.connections.oauth_sandbox import approve_at, grant_from_sandbox
+from tests.databases import test_database_url
 from tests.integration.workspace import REPO, assert_consistent, run_now, sandbox_sync
 from tests.workspace import user_with_role
 
@@ -104,7 +104,7 @@ def test_two_worker_processes_share_rotating_refresh_tokens_without_losing_the_g
     for worker in workers:
         worker.wait(WORKER_SECONDS + 30)
     results = []
-    for worker, log in zip(workers, logs):
+    for worker, log in zip(workers, logs, strict=True):
         output = log.read_text()
         assert worker.returncode == 0, output[-3000:]
         results.append(json.loads(output.split("RESULT ", 1)[1]))

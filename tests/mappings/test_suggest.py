@@ -71,7 +71,8 @@ def test_a_writable_field_ranks_above_a_read_only_one():
 
 
 def test_hostile_and_long_labels_match_nothing_and_break_nothing(hostile_contacts):
-    fields = [FieldInfo(f"f{i}", record["firstname"] or "x", "string", "text") for i, record in enumerate(hostile_contacts)]
+    fields = [FieldInfo(f"f{i}", record["firstname"] or "x", "string", "text")
+              for i, record in enumerate(hostile_contacts)]
     fields.append(FieldInfo("long", "x" * 10_000, "string", "text"))
     assert best_field(hub_name="first_name", hub_kind="text", fields=fields) is None
 

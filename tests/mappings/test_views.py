@@ -4,13 +4,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.models import AuditEvent
 from connections.models import Connection
 from connections.providers.base import FieldInfo
 from mappings.discovery import field_catalog_store
-from mappings.models import FieldCatalog, FieldMapping
+from mappings.models import FieldMapping
 from syncapp.models import Sync, SyncConnection, SyncRun
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from tests.workspace import user_with_role, workspace_make

@@ -44,7 +44,8 @@ def test_patch_changes_name_options_and_tag_and_keeps_the_members_values(sandbox
                                json={"name": "Role", "tag": "ROLE", "options": {"size": 60}})
     assert response.status_code == 200, response.text
     changed = response.json()
-    assert (changed["name"], changed["tag"], changed["type"], changed["options"]["size"]) == ("Role", "ROLE", "text", 60)
+    assert (changed["name"], changed["tag"], changed["type"], changed["options"]["size"]) == (
+        "Role", "ROLE", "text", 60)
     values = mailchimp.get(member).json()["merge_fields"]
     assert values["ROLE"] == "Engineer"
     assert "JOBTITLE" not in values

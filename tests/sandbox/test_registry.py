@@ -119,7 +119,8 @@ def test_its_seed_key_limits_faults_and_control_actions_come_from_the_registry_e
     assert client.post("/_sandbox/limits", json={"notes_rate_limit": 1}).json["notes_rate_limit"] == 1
     assert [client.get("/notes/v1/notes", headers=KEY).status_code for _ in range(2)] == [200, 429]
     client.post("/_sandbox/limits", json={"notes_rate_limit": 0})
-    assert client.post("/_sandbox/faults", json={"provider": "notes", "rate": 1.0, "statuses": [503]}).status_code == 200
+    assert client.post("/_sandbox/faults",
+                       json={"provider": "notes", "rate": 1.0, "statuses": [503]}).status_code == 200
     assert client.get("/notes/v1/notes", headers=KEY).status_code == 503
     assert client.post("/_sandbox/faults", json={"provider": "mailchimp"}).status_code == 400
 

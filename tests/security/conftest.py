@@ -20,5 +20,5 @@ def printed(caplog):
     assert handlers, "the console handler of settings.LOGGING is missing"
     previous = [handler.setStream(stream) for handler in handlers]
     yield stream
-    for handler, before in zip(handlers, previous):
+    for handler, before in zip(handlers, previous, strict=True):
         handler.setStream(before)

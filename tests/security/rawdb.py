@@ -24,7 +24,7 @@ def raw_rows() -> Iterator[tuple[str, str, str]]:
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
             columns = [description[0] for description in cursor.description]
             for row in cursor.fetchall():
-                for column, value in zip(columns, row):
+                for column, value in zip(columns, row, strict=False):
                     if value is not None:
                         yield table, column, _text(value)
 

@@ -25,10 +25,10 @@ from audit.models import AuditEvent
 from connections.models import Connection
 from connections.redaction import RedactSecretsFilter
 from mappings.models import FieldMapping
+from sandbox.launcher import SandboxProcess
 from syncapp.models import RecordError, Sync, SyncConnection, SyncRun
 from syncapp.roles import MARKETER
 from syncapp.services.runs import run_execute
-from sandbox.launcher import SandboxProcess
 from tests.security.rawdb import encoded_rows, raw_rows
 from tests.workspace import user_with_role
 
@@ -64,7 +64,7 @@ def app_log(caplog):
     assert handlers, "the console handler of settings.LOGGING is missing"
     streams = [handler.setStream(printed) for handler in handlers]
     yield caplog, printed
-    for handler, stream in zip(handlers, streams):
+    for handler, stream in zip(handlers, streams, strict=True):
         handler.setStream(stream)
 
 
@@ -121,8 +121,9 @@ def sync_between(name: str, hubspot: Connection, mailchimp: Connection) -> Sync:
         (mailchimp, "first_name", "FNAME", "out", []),
         (mailchimp, "phone", "PHONE", "out", []),
     ]:
-        FieldMapping.objects.create(sync=sync, connection=connection, hub_field=hub_field, external_field=external_field,
-                                    direction=direction, transforms=transforms, is_owner=connection == hubspot)
+        FieldMapping.objects.create(sync=sync, connection=connection, hub_field=hub_field,
+                                    external_field=external_field, direction=direction, transforms=transforms,
+                                    is_owner=connection == hubspot)
     return sync
 
 

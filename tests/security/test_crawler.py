@@ -225,7 +225,8 @@ def real_values(route: Route, world: dict[str, list]) -> list[dict[str, str]]:
         else:
             assert name in world, f"no real values for <{name}> in {route.template}: add them to world_make"
             choices[name] = [str(value) for value in world[name]]
-    return [dict(zip(names, combination)) for combination in itertools.product(*(choices[n] for n in names))]
+    return [dict(zip(names, combination, strict=True))
+            for combination in itertools.product(*(choices[n] for n in names))]
 
 
 def urls_to_visit(world: dict[str, list]) -> Iterator[tuple[str, Route, bool]]:

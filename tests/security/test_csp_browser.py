@@ -15,7 +15,8 @@ pytestmark = pytest.mark.browser
 RECORD_VIOLATIONS = """
 window.cspViolations = [];
 document.addEventListener("securitypolicyviolation", (event) => {
-  window.cspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline code"} at ${event.sourceFile}:${event.lineNumber}`);
+  window.cspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline code"}`
+                            + ` at ${event.sourceFile}:${event.lineNumber}`);
 });
 """
 
@@ -57,7 +58,8 @@ def test_pages_and_admin_run_under_the_policy_without_a_violation(recording_brow
     assert violations == {path: [] for path in paths}
 
     # The admin's scripts ran: they add the "Now" shortcut beside the expiry time.
-    wait_for(recording_browser, expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".datetimeshortcuts")))
+    wait_for(recording_browser,
+             expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".datetimeshortcuts")))
     # And the recorder does hear a violation: an inline style attribute is one.
     recording_browser.execute_script("document.body.setAttribute('style', 'color: red');")
     wait_for(recording_browser, lambda d: d.execute_script("return window.cspViolations.length") == 1)

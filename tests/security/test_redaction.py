@@ -16,13 +16,15 @@ SECRET = "s3cr3t-VALUE-0042"
         (f"{{'Authorization': 'Basic {SECRET}'}}", f"{{'Authorization': '{REDACTED}'}}"),
         (f"sent with Bearer {SECRET}", f"sent with Bearer {REDACTED}"),
         (f"GET /v1?hapikey={SECRET}&limit=10", f"GET /v1?hapikey={REDACTED}&limit=10"),
-        (f'{{"access_token": "{SECRET}", "expires_in": 1800}}', f'{{"access_token": "{REDACTED}", "expires_in": 1800}}'),
+        (f'{{"access_token": "{SECRET}", "expires_in": 1800}}',
+         f'{{"access_token": "{REDACTED}", "expires_in": 1800}}'),
         (f"refresh_token={SECRET}", f"refresh_token={REDACTED}"),
         (f"x-api-key: {SECRET}", f"x-api-key: {REDACTED}"),
         (f"client_secret='{SECRET}'", f"client_secret='{REDACTED}'"),
         (f"/oauth/callback?code={SECRET}&state=abc", f"/oauth/callback?code={REDACTED}&state=abc"),
         # Names that merely contain "code" or "token" are left alone.
-        ("status_code=500 token_expires_at=2030-01-01 tokens: 5", "status_code=500 token_expires_at=2030-01-01 tokens: 5"),
+        ("status_code=500 token_expires_at=2030-01-01 tokens: 5",
+         "status_code=500 token_expires_at=2030-01-01 tokens: 5"),
     ],
 )
 def test_credential_looking_values_are_masked(text, expected):

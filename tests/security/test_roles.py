@@ -179,7 +179,8 @@ def test_role_table(client, workspace, role, page):
 def test_the_admin_index_lists_only_what_the_role_may_see(client, role, visible):
     log_in(client, role)
     response = client.get(reverse("admin:index"))
-    listed = {f"{app['app_label']}.{model['object_name']}" for app in response.context["app_list"] for model in app["models"]}
+    listed = {f"{app['app_label']}.{model['object_name']}"
+              for app in response.context["app_list"] for model in app["models"]}
     assert listed == visible
 
 
@@ -188,7 +189,8 @@ def test_the_superuser_sees_every_model_in_the_admin(client):
 
     log_in(client, "superuser")
     response = client.get(reverse("admin:index"))
-    listed = {f"{app['app_label']}.{model['object_name']}" for app in response.context["app_list"] for model in app["models"]}
+    listed = {f"{app['app_label']}.{model['object_name']}"
+              for app in response.context["app_list"] for model in app["models"]}
     assert listed == {model._meta.label for model in admin.site._registry}
 
 

@@ -107,7 +107,8 @@ def test_an_unchanged_submission_writes_no_audit_rows(marketer_client, sync):
 
 def test_the_endpoint_cursor_is_shown_but_never_editable(marketer_client, sync):
     endpoint = sync.endpoints.first()
-    SyncConnection.objects.filter(pk=endpoint.pk).update(cursor="2026-01-01T00:00:00Z", cursor_updated_at=timezone.now())
+    SyncConnection.objects.filter(pk=endpoint.pk).update(cursor="2026-01-01T00:00:00Z",
+                                                         cursor_updated_at=timezone.now())
     html = marketer_client.get(reverse("admin:syncapp_sync_change", args=[sync.pk])).content.decode()
     assert "2026-01-01T00:00:00Z" in html
     assert 'name="endpoints-0-cursor"' not in html

@@ -149,7 +149,8 @@ REFUSALS: list[tuple[str, dict, Where, str]] = [
      {"rows": {HUBSPOT: {"role": "both", "new_member_status": "pending"}}},
      row_field(HUBSPOT, "new_member_status"), "HubSpot has no subscription status to give new records"),
     ("a legal basis of 10,000 characters",
-     {"rows": {MAILCHIMP: {"role": "write", "new_member_status": "subscribed", "new_member_legal_basis": "b" * 10_000}}},
+     {"rows": {MAILCHIMP: {"role": "write", "new_member_status": "subscribed",
+                           "new_member_legal_basis": "b" * 10_000}}},
      row_field(MAILCHIMP, "new_member_legal_basis"), "at most 2000 characters"),
     # -- batch size --
     ("batch size over Mailchimp's maximum", {"batch_size": "501"},
@@ -174,7 +175,8 @@ def test_the_builder_refuses_with_the_reason_next_to_the_field(case, change, whe
     change = dict(change)
     rows = change.pop("rows", None)
     if rows:
-        rows = {index: {**row, **({"connection": connections[HUBSPOT].pk} if row.get("connection") == "HUBSPOT" else {})}
+        rows = {index: {**row,
+                        **({"connection": connections[HUBSPOT].pk} if row.get("connection") == "HUBSPOT" else {})}
                 for index, row in rows.items()}
     if change.get("owner") == "REVIEWER":
         change["owner"] = str(reviewer.pk)
@@ -200,7 +202,8 @@ class TestValidForms:
         assert endpoints == {"HubSpot": (True, False, ""), "Mailchimp": (False, True, "pending")}
 
     def test_a_cron_schedule_replaces_the_interval(self, connections, marketer):
-        builder = builder_for(form_data(connections, marketer, schedule="cron", schedule_cron=" 0 6 * * 1-5 "), marketer)
+        builder = builder_for(form_data(connections, marketer, schedule="cron", schedule_cron=" 0 6 * * 1-5 "),
+                              marketer)
         assert builder.is_valid(), builder.form.errors
         assert (builder.form.cleaned_data["schedule_minutes"], builder.form.cleaned_data["schedule_cron"]) == (
             0, "0 6 * * 1-5")

@@ -180,7 +180,9 @@ class TestEdit:
             Schedule.MINUTES, 45, None)
         marketer_client.post(reverse("sync_edit", args=[sync.pk]), builder_post(connections, marketer, schedule="off"))
         assert schedule_of(sync) is None
-        assert "Off: runs only when started" in marketer_client.get(reverse("sync_detail", args=[sync.pk])).content.decode()
+        assert "Off: runs only when started" in (
+            marketer_client.get(reverse("sync_detail", args=[sync.pk])).content.decode()
+        )
 
     def test_a_refused_edit_changes_nothing(self, marketer_client, sync, connections, marketer):
         audit_rows = AuditEvent.objects.count()
@@ -297,9 +299,11 @@ class TestAccess:
     @pytest.fixture
     def urls(self, sync):
         return {
-            "get": [reverse("sync_create"), reverse("sync_edit", args=[sync.pk]), reverse("sync_delete", args=[sync.pk])],
-            "post": [reverse("sync_create"), reverse("sync_edit", args=[sync.pk]), reverse("sync_pause", args=[sync.pk]),
-                     reverse("sync_resume", args=[sync.pk]), reverse("sync_delete", args=[sync.pk])],
+            "get": [reverse("sync_create"), reverse("sync_edit", args=[sync.pk]),
+                    reverse("sync_delete", args=[sync.pk])],
+            "post": [reverse("sync_create"), reverse("sync_edit", args=[sync.pk]),
+                     reverse("sync_pause", args=[sync.pk]), reverse("sync_resume", args=[sync.pk]),
+                     reverse("sync_delete", args=[sync.pk])],
         }
 
     @pytest.mark.parametrize("role", [REVIEWER, COMPLIANCE])

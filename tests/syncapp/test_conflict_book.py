@@ -4,7 +4,7 @@ import pytest
 
 from syncapp.models import Conflict
 from syncapp.services.conflict_book import ConflictBook, Side
-from tests.syncapp.conflict_rows import contact_make, conflict_make, two_way_make
+from tests.syncapp.conflict_rows import conflict_make, contact_make, two_way_make
 from tests.workspace import run_make
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 A re-subscribe crosses systems only as an explicit opt-in newer than the opt-out it lifts.
 """
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -119,7 +119,7 @@ class TestOutgoingEmailConsent:
             assert RESTRICTIVENESS[sent] >= RESTRICTIVENESS[remote]
 
 
-OPTED_OUT = datetime(2026, 3, 1, tzinfo=timezone.utc)
+OPTED_OUT = datetime(2026, 3, 1, tzinfo=UTC)
 BEFORE, AFTER = OPTED_OUT - timedelta(days=1), OPTED_OUT + timedelta(days=1)
 
 

@@ -44,7 +44,9 @@ def test_the_status_of_a_new_record(hub, remote, chosen, expected):
     assert decide(hub, remote, chosen) == expected
 
 
-@pytest.mark.parametrize("hub", [state for state in RESTRICTIVENESS if RESTRICTIVENESS[state] > RESTRICTIVENESS["subscribed"]])
+@pytest.mark.parametrize(
+    "hub", [state for state in RESTRICTIVENESS if RESTRICTIVENESS[state] > RESTRICTIVENESS["subscribed"]]
+)
 @pytest.mark.parametrize("chosen", ["", *MAILCHIMP])
 @pytest.mark.parametrize("remote", [None, *RESTRICTIVENESS])
 def test_a_known_opt_out_or_restriction_never_becomes_a_subscription(hub, chosen, remote):

@@ -342,7 +342,7 @@ class TestMatchPage:
         results = match_page(keys, idx)
         claimed = [r.contact_id for r in results if r.contact_id is not None]
         assert len(claimed) == len(set(claimed))
-        new_emails = [k.email for k, r in zip(keys, results) if r.kind is MatchKind.NEW and k.email]
+        new_emails = [k.email for k, r in zip(keys, results, strict=True) if r.kind is MatchKind.NEW and k.email]
         assert len(new_emails) == len(set(new_emails))
 
 

@@ -5,7 +5,7 @@ system sending `theirs` while the hub holds `ours`, under this rule, the hub end
 this value. "A" is the system being read; "B" is the hub's side (the hub's own value,
 which another system's change put there).
 """
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from syncapp.engine.merge import NO_BASE, FieldRule, Outcome, Policy, is_empty, merge_field
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EARLIER, LATER = T0, T0 + timedelta(minutes=1)
 
 OWNER_HERE = FieldRule(Policy.OWNER_WINS, incoming_owns=True)

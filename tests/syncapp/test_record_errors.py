@@ -3,7 +3,7 @@ import pytest
 
 from connections.models import Connection
 from mappings.models import FieldMapping
-from syncapp.models import PendingPush, RecordError, RecordLink, SyncRun
+from syncapp.models import PendingPush, RecordError, SyncRun
 from syncapp.services.record_errors import (
     ErrorItem,
     FieldProblem,

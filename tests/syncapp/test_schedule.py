@@ -42,7 +42,9 @@ def test_next_run_at_keeps_the_time_zone_it_is_given():
     assert (result.hour, result.utcoffset()) == (12, timedelta(hours=1))
 
 
-@pytest.mark.parametrize("expression", ["0 6 * * 1-5", "*/5 * * * *", "5,10 */2 1-15 JAN-JUN SUN", "@hourly", "@weekly"])
+@pytest.mark.parametrize(
+    "expression", ["0 6 * * 1-5", "*/5 * * * *", "5,10 */2 1-15 JAN-JUN SUN", "@hourly", "@weekly"]
+)
 def test_usable_cron_expressions(expression):
     assert cron_error(expression) is None
 

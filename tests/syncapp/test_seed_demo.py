@@ -8,10 +8,10 @@ import pytest
 import requests
 import responses
 from cryptography.fernet import Fernet
-from django.db import connection as db
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.db import connection as db
 from django_q.models import Schedule
 
 from audit.models import AuditEvent
@@ -266,7 +266,8 @@ def test_the_demo_users_can_log_in_through_the_login_page(sandbox, logins_file, 
 def test_running_it_again_creates_nothing_and_keeps_the_passwords(sandbox, logins_file):
     seed_demo(sandbox.url, logins_file, "--contacts", "20")
     first_logins = logins_file.read_text()
-    counts = (Connection.objects.count(), Sync.objects.count(), FieldMapping.objects.count(), AuditEvent.objects.count())
+    counts = (Connection.objects.count(), Sync.objects.count(), FieldMapping.objects.count(),
+              AuditEvent.objects.count())
 
     output = seed_demo(sandbox.url, logins_file, "--contacts", "20")
 

@@ -13,7 +13,7 @@ from syncapp.services.conflicts import (
     conflict_resolve,
     conflicts_resolve_many,
 )
-from tests.syncapp.conflict_rows import contact_make, conflict_make, side, two_way_make
+from tests.syncapp.conflict_rows import conflict_make, contact_make, side, two_way_make
 from tests.workspace import connection_make, user_with_role
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from audit.subject_access import subject_access_document
 from audit.suppression import suppress
 from connections.models import Connection
 from connections.providers.base import MergeNotSupported, ProviderError, RemoteRecord, TransientError
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, PendingPush, RecordLink, Sync, SyncRun
+from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, PendingPush, RecordLink, Sync, SyncRun
 from syncapp.roles import REVIEWER
 from syncapp.services.duplicates import (
     PairClosed,

@@ -5,8 +5,8 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from audit.suppression import suppress
-from connections.providers.base import ChangePage, RemoteRecord
 from connections.models import Connection
+from connections.providers.base import ChangePage, RemoteRecord
 from mappings.models import FieldMapping
 from syncapp.models import ConsentEvent, Contact, DuplicatePair, PendingPush, RecordError, RecordLink, SyncRun
 from syncapp.roles import REVIEWER

@@ -349,7 +349,7 @@ class TestConsentReportedInReplies:
         world.add("1", email="ann@example.com", firstname="Ann")
         world.add("2", email="ANN@example.com", firstname="Twin")
         execute(sync, world)
-        ann = RecordLink.objects.get(connection__name="CRM", external_id="1").contact
+        _ann = RecordLink.objects.get(connection__name="CRM", external_id="1").contact
         twin = RecordLink.objects.get(connection__name="CRM", external_id="2").contact
         world.members["ann@example.com"]["status"] = "cleaned"
         world.add("1", firstname="Anna")

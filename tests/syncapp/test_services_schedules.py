@@ -11,8 +11,8 @@ from syncapp.services.schedules import (
     SCHEDULED_RUN_TASK,
     WATCHDOG_SCHEDULE,
     schedule_name,
-    sync_schedule_delete,
     sync_next_run,
+    sync_schedule_delete,
     sync_schedule_save,
 )
 from syncapp.tasks import run_execute_task, run_scheduled_task

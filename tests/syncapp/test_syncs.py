@@ -80,7 +80,8 @@ class TestAuditRowsComeLast:
         sync.mappings.filter(connection=mailchimp.connection).delete()
         sync.schedule_minutes, hubspot.write = 5, True
         with CaptureQueriesContext(connection) as queries:
-            sync_builder_save(sync=sync, endpoints=[hubspot, SyncConnection(connection=connection_make("EU", "hubspot"))],
+            sync_builder_save(sync=sync,
+                              endpoints=[hubspot, SyncConnection(connection=connection_make("EU", "hubspot"))],
                               user=None)
         assert statements_after_the_head(queries) == []
         assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
@@ -133,7 +134,8 @@ def test_a_duplicate_mapping_is_refused_with_a_validation_error():
     sync = workspace_make()
     hubspot = Connection.objects.get(name="HubSpot")
     with pytest.raises(ValidationError):
-        mapping_save(mapping=FieldMapping(sync=sync, connection=hubspot, hub_field="email", external_field="email"), user=None)
+        mapping_save(mapping=FieldMapping(sync=sync, connection=hubspot, hub_field="email", external_field="email"),
+                     user=None)
     assert not AuditEvent.objects.exists()
 
 

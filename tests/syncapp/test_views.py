@@ -170,7 +170,7 @@ def test_the_progress_json_of_a_run_of_another_sync_is_404(marketer_client, sync
 def test_hostile_text_from_external_systems_is_escaped_everywhere(marketer_client, sync, hostile_contacts):
     run = finished_run(sync, error="Run failed: <img src=x onerror=alert(3)>")
     mailchimp = Connection.objects.get(name="Mailchimp")
-    for index, record in enumerate(hostile_contacts):
+    for _index, record in enumerate(hostile_contacts):
         RecordError.objects.create(
             run=run, connection=mailchimp, external_id=record["email"],
             # As record_errors_save stores them: cleaned of NUL bytes (PostgreSQL refuses them).

@@ -11,7 +11,7 @@ from syncapp.engine.text import clean_text
 from syncapp.models import Conflict, Contact
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from syncapp.views.conflicts import sides_digest
-from tests.syncapp.conflict_rows import contact_make, conflict_make, side, two_way_make
+from tests.syncapp.conflict_rows import conflict_make, contact_make, side, two_way_make
 from tests.workspace import user_with_role
 
 pytestmark = pytest.mark.django_db

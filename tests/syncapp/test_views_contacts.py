@@ -10,7 +10,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from connections.models import Connection
 from syncapp.engine.text import clean_text
-from syncapp.models import ConsentEvent, Conflict, Contact, DuplicatePair, PendingPush, RecordLink
+from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, PendingPush, RecordLink
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
 from syncapp.views.contacts import HISTORY_PER_PAGE, contact_ids_merged_into
 from tests.workspace import user_with_role, workspace_make

@@ -239,7 +239,7 @@ def test_hostile_values_are_escaped_on_the_list_and_the_pair_page(sync, hostile_
     pairs = [
         DuplicatePair.objects.create(contact_a=first, contact_b=second, reason=DuplicatePair.Reason.SAME_PHONE,
                                      detail=clean_text(f"Phone on {first.first_name} and {second.first_name}")[:300])
-        for first, second in zip(contacts[::2], contacts[1::2])
+        for first, second in zip(contacts[::2], contacts[1::2], strict=False)
     ]
     client = client_as(REVIEWER)
     for url in [reverse("duplicate_list"), *(reverse("duplicate_detail", args=[pair.pk]) for pair in pairs)]:

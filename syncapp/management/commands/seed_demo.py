@@ -55,7 +55,9 @@ class Command(BaseCommand):
         sandbox_url = options["sandbox_url"].rstrip("/")
         parts = urlsplit(sandbox_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CommandError(f"--sandbox-url must be an http(s) URL such as http://127.0.0.1:8765, not {sandbox_url!r}")
+            raise CommandError(
+                f"--sandbox-url must be an http(s) URL such as http://127.0.0.1:8765, not {sandbox_url!r}"
+            )
         if options["contacts"] < 0:
             raise CommandError("--contacts must not be negative")
         if problem := encryption_settings_problem():
