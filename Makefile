@@ -19,6 +19,8 @@ WEB_THREADS ?= 8
 APP_URL := http://$(HOST):$(PORT)
 SANDBOX_URL := http://$(HOST):$(SANDBOX_PORT)
 PYTEST_ARGS ?=
+# pytest-xdist workers; each has its own test database, cache, sandbox and servers.
+TEST_WORKERS ?= 2
 
 RUN_DIR := var/run
 LOG_DIR := var/log
@@ -138,8 +140,12 @@ stop:
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: install
 	mkdir -p var
+	echo "ruff check ."
+	$(PY) -m ruff check .
+	echo "mypy (syncapp/engine, connections/providers)"
+	$(PY) -m mypy
 	status=0
-	echo "pytest $(PYTEST_ARGS)"
-	$(PY) -m pytest $(PYTEST_ARGS) || status=$$?
+	echo "pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || status=$$?
 	if [ "$$status" -eq 5 ]; then echo "pytest collected no tests." >&2; exit 1; fi
 	exit "$$status"

@@ -67,7 +67,6 @@ from connections.providers.base import (
     Provider,
     ProviderConfig,
     ProviderError,
-    RecordRejected,
     RecordResult,
     RemoteRecord,
     TransientError,
@@ -141,7 +140,7 @@ PERSTAG_STEM_LENGTH = 56
 DETAIL_LIMIT = 300
 
 
-class UnknownField(RecordRejected):
+class UnknownField(ProviderError):
     """A record names a field the account does not have (deleted, or its tag renamed)."""
 
 

@@ -167,10 +167,6 @@ class AuthenticationError(ProviderError):
     """The credentials were refused (401/403): the connection needs attention."""
 
 
-class RecordRejected(ProviderError):
-    """The provider refused one record (4xx other than auth and rate limits)."""
-
-
 class MergeNotSupported(ProviderError):
     """The provider's API cannot merge two records into one."""
 

@@ -96,15 +96,6 @@ class Outgoing:
         return self.payload.record(key=self.link.pk, external_id=self.link.external_id)
 
 
-def push_endpoint(*, tracker: RunTracker, plan: SyncPlan, writer: EndpointPlan) -> None:
-    """Send every pending contact of one system, batch by batch."""
-    pusher = Pusher(tracker=tracker, plan=plan, writer=writer)
-    try:
-        pusher.finish()
-    finally:
-        pusher.close()
-
-
 class Pusher:
     """Send one system's pending links in batches; results are applied by the caller's thread.
 
