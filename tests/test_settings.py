@@ -86,6 +86,23 @@ def test_key_lists_are_read_from_comma_separated_variables():
     assert loaded["secret_key_fallbacks"] == ["old-key-1", "old-key-2"]
 
 
+def test_any_providers_oauth_app_is_read_from_its_name_with_no_settings_line_for_it():
+    loaded = run_python(
+        "import json; from django.conf import settings; print(json.dumps(settings.OAUTH_CLIENTS))",
+        HUBSPOT_CLIENT_ID="hub-app", HUBSPOT_CLIENT_SECRET="hub-secret",
+        ACTIVECAMPAIGN_CLIENT_ID="ac-app", ACTIVECAMPAIGN_CLIENT_SECRET="ac-secret",
+        KLAVIYO_CLIENT_ID="kl-app",
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    clients = json.loads(loaded.stdout)
+    assert clients["hubspot"] == {"client_id": "hub-app", "client_secret": "hub-secret"}
+    assert clients["activecampaign"] == {"client_id": "ac-app", "client_secret": "ac-secret"}
+    # An app without its secret is kept as it is; connecting then says what is missing.
+    assert clients["klaviyo"] == {"client_id": "kl-app", "client_secret": ""}
+    # The sandbox's own OAuth app is not a provider's.
+    assert "sandbox_oauth" not in clients
+
+
 # The keys production requires besides SECRET_KEY and SALT_KEY.
 PRODUCTION_KEYS = {
     "SUPPRESSION_KEYS": f"k1:{secrets.token_urlsafe(32)}",

@@ -6,6 +6,7 @@ is committed.
 import email.utils
 import hashlib
 import hmac
+import os
 from pathlib import Path
 
 import environ
@@ -212,13 +213,19 @@ CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=["127.0.
 # connection through its provider's own. Development and tests default to the demo's
 # sandbox (syncapp/settings/__init__.py); production has none (production.py).
 SANDBOX_URL = env.str("SANDBOX_URL", default="")
-# The OAuth apps connections are authorized through (connections.oauth), by provider:
-# each registered with its provider by whoever runs this installation.
+# The OAuth apps connections are authorized through (connections.oauth), by provider
+# name, each registered with its provider by whoever runs this installation:
+# `<NAME>_CLIENT_ID` and `<NAME>_CLIENT_SECRET` for any provider whose module declares
+# OAuth (HUBSPOT_CLIENT_ID...), so that a new provider needs no line here. A provider
+# without them cannot be connected through OAuth, and its connect page says so. The
+# sandbox's own app (SANDBOX_OAUTH_CLIENT_ID) is not a provider's.
 OAUTH_CLIENTS = {
-    "hubspot": {"client_id": env.str("HUBSPOT_CLIENT_ID", default=""),
-                "client_secret": env.str("HUBSPOT_CLIENT_SECRET", default="")},
-    "mailchimp": {"client_id": env.str("MAILCHIMP_CLIENT_ID", default=""),
-                  "client_secret": env.str("MAILCHIMP_CLIENT_SECRET", default="")},
+    name.removesuffix("_CLIENT_ID").lower(): {
+        "client_id": value,
+        "client_secret": env.str(name.removesuffix("_ID") + "_SECRET", default=""),
+    }
+    for name, value in os.environ.items()
+    if name.endswith("_CLIENT_ID") and not name.startswith("SANDBOX_")
 }
 
 
