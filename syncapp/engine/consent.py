@@ -161,6 +161,87 @@ def new_record_consent(
     return None
 
 
+def email_consent_to_send(
+    *,
+    hub_state: str,
+    remote_state: str | None,
+    opted_in: bool,
+    asked_state: str | None,
+    writable: Collection[str] | None,
+    record_exists: bool,
+) -> tuple[str | None, bool]:
+    """Return the email consent to send to a system (None: leave it alone), and whether it is an explicit opt-in.
+
+    `remote_state` is the state last agreed with that system (None when never);
+    `opted_in` whether the hub holds the time of an explicit opt-in behind its
+    subscription; `asked_state` the state the system records an explicit opt-in as
+    (Provider.explicit_opt_in_state; None: it cannot carry one to an opted-out record);
+    `writable` as for `outgoing_consent`; `record_exists` whether the record is known
+    there (False: the write creates it).
+
+    An explicit opt-in goes only over an unsubscribe, and only to a system that can
+    carry one (Mailchimp, as a confirmation request); the others keep their opt-out.
+    It is explicit only if the subscription is what is sent. A record created again
+    (restored after a delete) keeps the restriction it had there, where the hub's state
+    would not be sent: the system's default for new records would drop it.
+    """
+    explicit = asked_state is not None and hub_state == SUBSCRIBED and remote_state == UNSUBSCRIBED and opted_in
+    consent = outgoing_consent(hub_state, remote_state, writable=writable, explicit_opt_in=explicit)
+    explicit = explicit and consent == SUBSCRIBED
+    if (consent is None and not record_exists and remote_state
+            and RESTRICTIVENESS[remote_state] > RESTRICTIVENESS[SUBSCRIBED]):
+        consent = remote_state
+    return consent, explicit
+
+
+def state_asked(*, sent: str | None, explicit_opt_in: bool, asked_state: str | None) -> str | None:
+    """Return the state a write asks a system to hold (None: none), as it will read back.
+
+    `sent` is the email consent written; an explicit opt-in sent to an opted-out record
+    leaves it in the system's confirmation state (`asked_state`; Mailchimp: pending),
+    not subscribed: the person has yet to confirm there.
+    """
+    return asked_state if explicit_opt_in and asked_state else sent
+
+
+def explicit_opt_in_applies(*, requested_state: str, previous_state: str | None, explicit: bool) -> bool:
+    """Return whether a user's statement of `requested_state` counts as an explicit opt-in.
+
+    It does when the user says the person asked (`explicit`) for a subscription, over
+    any state but cleaned: no opt-in makes a bouncing address deliverable. Unlike a
+    system's opt-in (`merge_consent`), a user's needs no restriction to lift and no
+    opt-out time to be newer than: over no state or a subscription it still records
+    the moment the person asked.
+    """
+    return bool(explicit) and requested_state == SUBSCRIBED and previous_state != CLEANED
+
+
+def opt_in_moment_after(
+    *, current: datetime | None, state: str, explicit_opt_in: bool, moment: datetime | None
+) -> datetime | None:
+    """Return the time of the explicit opt-in behind a contact's email subscription after a consent decision.
+
+    `current` is the time held before; `state` the hub's email consent decided;
+    `explicit_opt_in` whether the decision rests on an explicit opt-in given at
+    `moment`. An opt-in time stands only behind a subscription: any other state drops
+    it, and a later subscription needs a new opt-in. Otherwise it is kept.
+
+    The callers reach it with different states. A read (pull) may decide "unknown"
+    (nothing stated anywhere), which drops the time. A user's statement
+    (consent_ledger.consent_statement_record) tested "more restrictive than
+    subscribed", which would keep it over "unknown", but a statement's state is never
+    "unknown", so the two agree on every state it reaches. A state reported in reply
+    to a write (consent_reports_apply) is never explicit and is applied only when it
+    changes the hub's state, so a stale time beside an unchanged restriction is left
+    there, where a read would drop it.
+    """
+    if explicit_opt_in:
+        return moment
+    if state != SUBSCRIBED:
+        return None
+    return current
+
+
 def outgoing_email_consent(hub_state: str, remote_state: str | None = None) -> str | None:
     """Return the consent state to send to a system, or None to leave its state alone.
 

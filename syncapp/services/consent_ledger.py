@@ -81,18 +81,14 @@ def consent_statement_record(
     with transaction.atomic():
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
         previous = getattr(contact, column)
-        if explicit_opt_in and state == rule.SUBSCRIBED and previous != rule.CLEANED:
-            new_state = rule.SUBSCRIBED
-        else:
-            explicit_opt_in = False
-            new_state = rule.most_restrictive(previous, state)
+        explicit_opt_in = rule.explicit_opt_in_applies(requested_state=state, previous_state=previous,
+                                                       explicit=explicit_opt_in)
+        new_state = rule.SUBSCRIBED if explicit_opt_in else rule.most_restrictive(previous, state)
         setattr(contact, column, new_state)
         fields = [column, "updated_at"]
         if channel == ConsentEvent.Channel.EMAIL:
-            contact.email_opt_in_at = now if explicit_opt_in else (
-                None if rule.RESTRICTIVENESS[new_state] > rule.RESTRICTIVENESS[rule.SUBSCRIBED]
-                else contact.email_opt_in_at
-            )
+            contact.email_opt_in_at = rule.opt_in_moment_after(current=contact.email_opt_in_at, state=new_state,
+                                                               explicit_opt_in=explicit_opt_in, moment=now)
             fields.append("email_opt_in_at")
         contact.save(update_fields=fields)
         event = ConsentEvent.objects.create(
@@ -158,8 +154,8 @@ def consent_reports_apply(
         if state == ours:
             continue
         contact.email_consent = state
-        if state != rule.SUBSCRIBED:
-            contact.email_opt_in_at = None
+        contact.email_opt_in_at = rule.opt_in_moment_after(current=contact.email_opt_in_at, state=state,
+                                                           explicit_opt_in=False, moment=None)
         contact.updated_at = now
         changed[contact.pk] = contact
         rows.append(audit_row_build(action="contact.updated", object_type="contact", object_id=str(contact.pk),

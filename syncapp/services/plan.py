@@ -24,7 +24,7 @@ from mappings.transforms import (
     shared_field_error,
 )
 from syncapp.engine.backfill import IN, OUT, afresh_for
-from syncapp.engine.consent import RESTRICTIVENESS, new_record_consent, outgoing_consent
+from syncapp.engine.consent import RESTRICTIVENESS, email_consent_to_send, new_record_consent, outgoing_consent
 from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
 from syncapp.engine.merge import NO_BASE, FieldRule, Policy, is_empty
@@ -207,22 +207,13 @@ class EndpointPlan:
             chosen=self.endpoint.new_member_status, offered=self.provider.new_record_consent_states,
         )
         if EMAIL_CONSENT not in held:
-            hub_state = contact.hub_value(EMAIL_CONSENT)
-            remote = link.email_consent_base or None
-            asked = self.provider.explicit_opt_in_state
-            # An explicit opt-in goes only over an opt-out, and only to a system that can
-            # carry one to an opted-out record (Mailchimp, as a confirmation request);
-            # the others keep their opt-out.
-            explicit = (asked is not None and hub_state == "subscribed" and remote == "unsubscribed"
-                        and contact.hub_value(EMAIL_OPT_IN_AT) is not None)
-            writable = self.provider.writable_consent_states if link.external_id else None
-            consent = outgoing_consent(hub_state, remote, writable=writable, explicit_opt_in=explicit)
-            explicit = explicit and consent == "subscribed"
-            if (consent is None and link.external_id is None and link.email_consent_base
-                    and RESTRICTIVENESS[link.email_consent_base] > RESTRICTIVENESS["subscribed"]):
-                # A record created again (restored after a delete) keeps the opt-out it
-                # had there: the provider's default for new records would drop it.
-                consent = link.email_consent_base
+            consent, explicit = email_consent_to_send(
+                hub_state=contact.hub_value(EMAIL_CONSENT), remote_state=link.email_consent_base or None,
+                opted_in=contact.hub_value(EMAIL_OPT_IN_AT) is not None,
+                asked_state=self.provider.explicit_opt_in_state,
+                writable=self.provider.writable_consent_states if link.external_id else None,
+                record_exists=link.external_id is not None,
+            )
         return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, left_out=left_out,
                        explicit_opt_in=explicit, email_consent_if_new=if_new)
 

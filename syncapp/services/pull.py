@@ -25,7 +25,7 @@ from connections.providers.base import ChangePage, RemoteRecord
 from mappings.transforms import TransformChain, TransformError
 from syncapp.engine import consent as consent_rule
 from syncapp.engine.batching import latest_per_key
-from syncapp.engine.consent import merge_consent
+from syncapp.engine.consent import merge_consent, opt_in_moment_after
 from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import (
     IdentityIndex,
@@ -519,11 +519,10 @@ class _PageApplier:
                                  opted_in_at=record.opted_in_at if hub_field == EMAIL_CONSENT else None,
                                  opted_out_at=opted_out_at)
         if hub_field == EMAIL_CONSENT:
-            if decision.explicit_opt_in:
-                contact.email_opt_in_at = record.opted_in_at
-                self.changed_columns.add("email_opt_in_at")
-            elif contact.email_opt_in_at is not None and decision.state != consent_rule.SUBSCRIBED:
-                contact.email_opt_in_at = None
+            opted_in_at = opt_in_moment_after(current=contact.email_opt_in_at, state=decision.state,
+                                              explicit_opt_in=decision.explicit_opt_in, moment=record.opted_in_at)
+            if decision.explicit_opt_in or opted_in_at != contact.email_opt_in_at:
+                contact.email_opt_in_at = opted_in_at
                 self.changed_columns.add("email_opt_in_at")
         if theirs is not None and theirs != consent_rule.UNKNOWN and theirs != consent_base:
             self.ledger.append((contact, {

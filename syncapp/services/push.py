@@ -29,7 +29,7 @@ from audit.services import AuditRow, audit_record_many, audit_row_build
 from audit.suppression import suppressed_among
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
 from syncapp.engine.batching import batch_size, chunk
-from syncapp.engine.consent import reply_statement
+from syncapp.engine.consent import reply_statement, state_asked
 from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
 from syncapp.services.consent_ledger import ReportedState, consent_reports_apply
@@ -441,9 +441,5 @@ def _accept(
 
 
 def _asked(payload: Payload, asked_state: str | None) -> str | None:
-    """Return the consent state a write of `payload` asks the system to hold (None: none).
-
-    An explicit opt-in sent to an opted-out record leaves it in the provider's
-    confirmation state (`asked_state`; Mailchimp: pending), which it reads back as.
-    """
-    return asked_state if payload.explicit_opt_in and asked_state else payload.email_consent
+    """Return the consent state a write of `payload` asks the system to hold (None: none)."""
+    return state_asked(sent=payload.email_consent, explicit_opt_in=payload.explicit_opt_in, asked_state=asked_state)
