@@ -14,6 +14,14 @@ rate (contacts per second) is compared with ours.
 
     python bench/sync_bench.py                       # 10,000 and 100,000, provider limits on
     python bench/sync_bench.py --contacts 10000 --lift-limits
+    python bench/sync_bench.py --three-way --contacts 10000 100000 [--lift-limits]
+
+`--three-way` times the demo's own sync instead: two-way over HubSpot, Mailchimp and
+ActiveCampaign, as `seed_demo` builds it (HubSpot seeded with N contacts, ActiveCampaign
+with three fifths as many, half of those the same people, Mailchimp empty). It prints
+the API calls of each system against that system's lower bound (its read pages plus its
+write batches for the records the run wrote there), and no baseline: the SDK loop is
+the one-way sync's.
 
 Figures print as a table; `--json FILE` also writes them for docs/benchmarks.md.
 """
@@ -57,6 +65,16 @@ ONE_WAY = (
 # 100 contacts (a full read), Mailchimp's batch subscribe takes 500 members.
 HUBSPOT_PAGE = 100
 MAILCHIMP_BATCH = 500
+# The three-way lower bound, per system: (read page, write batch). HubSpot creates 100
+# contacts a batch; Mailchimp's audience starts empty (one page read); ActiveCampaign
+# pages 100 contacts and imports 250 a bulk import.
+PAGES_AND_BATCHES = {"hubspot": (100, 100), "mailchimp": (1000, 500), "activecampaign": (100, 250)}
+# What each system holds before the run and what the run wrote there (links pushed).
+HELD_AND_WRITTEN = (
+    "import json; from syncapp.models import RecordLink; "
+    "print(json.dumps({p: RecordLink.objects.filter(connection__provider=p, last_pushed_at__isnull=False).count() "
+    "for p in ('hubspot', 'mailchimp', 'activecampaign')}))"
+)
 
 
 @dataclass
@@ -73,6 +91,35 @@ class SyncFigures:
     calls_over_bound_percent: float
     peak_rss_mb: float
     second_run_write_calls: int
+    status: str
+
+
+@dataclass
+class SystemCalls:
+    system: str
+    held: int
+    written: int
+    api_calls: int
+    lower_bound: int
+    calls_over_bound_percent: float
+    # The routes called most, with their counts: where calls over the bound go.
+    top_routes: dict[str, int]
+
+
+@dataclass
+class ThreeWayFigures:
+    contacts: int
+    limits: str
+    seconds: float
+    contacts_per_second: float
+    read: int
+    pushed: int
+    failed: int
+    conflicts: int
+    systems: list[SystemCalls]
+    peak_rss_mb: float
+    second_run_write_calls: int
+    third_run_write_calls: int
     status: str
 
 
@@ -156,7 +203,9 @@ def calls(stats: dict) -> tuple[int, int]:
 def sandbox_start(*, lift_limits: bool) -> SandboxProcess:
     sandbox = SandboxProcess.start()
     if lift_limits:
-        sandbox.limits(hubspot_rate_limit=0, hubspot_search_rate_limit=0)
+        sandbox.limits(hubspot_rate_limit=0, hubspot_search_rate_limit=0, mailchimp_max_connections=0,
+                       activecampaign_rate_limit=0, activecampaign_bulk_import_rate_limit=0,
+                       activecampaign_bulk_import_single_rate_limit=0)
     return sandbox
 
 
@@ -207,6 +256,74 @@ def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigu
         second_run_write_calls=second_writes,
         status=run["status"],
     )
+
+
+def bench_three_way(contacts: int, *, lift_limits: bool, latency_ms: int) -> ThreeWayFigures:
+    sandbox = sandbox_start(lift_limits=lift_limits)
+    try:
+        with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
+            env = app_environment(Path(work), sandbox)
+            manage(env, "migrate", "--verbosity", "0")
+            manage(env, "seed_demo", "--sandbox-url", sandbox.url, "--contacts", str(contacts), "--no-hostile",
+                   "--conflicts", "0", "--logins-file", str(Path(work) / "logins.txt"))
+            if lift_limits:
+                manage(env, "shell", "-c", LIFT_CLIENT_BUDGET)
+            held = {"hubspot": len(sandbox.hubspot_contacts()), "mailchimp": len(sandbox.mailchimp_members()),
+                    "activecampaign": len(sandbox.control("activecampaign", "contacts")["contacts"])}
+            sandbox.reset_stats()
+            network_delay(sandbox, latency_ms)
+            seconds, peak_mb = timed_runsync(env)
+            stats = sandbox.stats()
+            run = last_run(env)
+            written = json.loads(manage(env, "shell", "-c", HELD_AND_WRITTEN).strip().splitlines()[-1])
+            conflicts = int(manage(env, "shell", "-c", "from syncapp.models import Conflict; "
+                                   "print(Conflict.objects.count())").strip().splitlines()[-1])
+
+            # What the first run learns from replies (a status a write reply tells) goes
+            # out in the second; the third must write nothing.
+            later_writes = []
+            for _ in range(2):
+                sandbox.reset_stats()
+                timed_runsync(env)
+                later_writes.append(calls(sandbox.stats())[1])
+    finally:
+        sandbox.stop()
+    systems = []
+    for system, (page, batch) in PAGES_AND_BATCHES.items():
+        routes = stats["requests"].get(system, {})
+        api_calls = sum(routes.values())
+        top_routes = dict(sorted(routes.items(), key=lambda item: -item[1])[:3])
+        bound = max(1, math.ceil(held[system] / page)) + math.ceil(written[system] / batch)
+        systems.append(SystemCalls(system=system, held=held[system], written=written[system], api_calls=api_calls,
+                                   lower_bound=bound,
+                                   calls_over_bound_percent=round(100 * (api_calls - bound) / bound, 1),
+                                   top_routes=top_routes))
+    return ThreeWayFigures(
+        contacts=contacts, limits="lifted" if lift_limits else "enforced", seconds=round(seconds, 2),
+        contacts_per_second=round(run["read"] / seconds), read=run["read"], pushed=run["pushed"],
+        failed=run["failed"], conflicts=conflicts, systems=systems, peak_rss_mb=round(peak_mb, 1),
+        second_run_write_calls=later_writes[0], third_run_write_calls=later_writes[1], status=run["status"],
+    )
+
+
+def main_three_way(options: argparse.Namespace) -> None:
+    results = []
+    for contacts in options.contacts:
+        figures = bench_three_way(contacts, lift_limits=options.lift_limits, latency_ms=options.latency_ms)
+        results.append(figures)
+        print(f"{figures.contacts:,} HubSpot contacts: {figures.seconds} s, {figures.contacts_per_second:,} "
+              f"records read/s, read {figures.read:,}, pushed {figures.pushed:,}, refused {figures.failed:,}, "
+              f"{figures.conflicts:,} conflicts, peak {figures.peak_rss_mb} MB, "
+              f"write calls in the second run {figures.second_run_write_calls}, in the third "
+              f"{figures.third_run_write_calls}; {figures.status}")
+        print(f"  {'system':<15} {'held':>8} {'written':>8} {'calls':>7} {'bound':>7} {'over':>7}")
+        for system in figures.systems:
+            print(f"  {system.system:<15} {system.held:>8,} {system.written:>8,} {system.api_calls:>7,} "
+                  f"{system.lower_bound:>7,} {system.calls_over_bound_percent:>6}%  "
+                  + ", ".join(f"{route} {count:,}" for route, count in system.top_routes.items()))
+    if options.json:
+        options.json.write_text(json.dumps({"machine": machine(), "three_way": [asdict(f) for f in results]},
+                                           indent=2))
 
 
 def bench_baseline(sample: int, *, lift_limits: bool, latency_ms: int) -> BaselineFigures:
@@ -264,6 +381,8 @@ def main() -> None:
                         help="turn the sandbox's provider rate limits off, to measure Syncapp alone")
     parser.add_argument("--latency-ms", type=int, default=0,
                         help="delay every provider reply by this much, for both Syncapp and the baseline (default 0)")
+    parser.add_argument("--three-way", action="store_true",
+                        help="time the demo's two-way sync over HubSpot, Mailchimp and ActiveCampaign instead")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     options = parser.parse_args()
     # The sandbox is started through manage.py, which needs keys; these are throwaway.
@@ -273,6 +392,9 @@ def main() -> None:
     print("machine:", json.dumps(machine()))
     print(f"provider limits: {'lifted' if options.lift_limits else 'enforced'}; "
           f"added latency per request: {options.latency_ms} ms")
+    if options.three_way:
+        main_three_way(options)
+        return
     baseline = bench_baseline(options.baseline_sample, lift_limits=options.lift_limits,
                               latency_ms=options.latency_ms)
     print(f"baseline (official SDKs, one request per member): {baseline.contacts_per_second} contacts/s "
