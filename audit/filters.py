@@ -1,7 +1,7 @@
 """The audit trail's filters, shared by its page and its exports."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import django_filters
 from django import forms
@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 
 from audit.models import AuditEvent
 from audit.people import EMAIL, InvalidPerson, Person, person_contact_ids, person_parse
-from audit.selectors import action_is_compliance_only, audit_actions, audit_systems, sync_events
+from audit.selectors import action_is_compliance_only, audit_actions, audit_systems, events_between, sync_events
 from syncapp.models import Sync
 from syncapp.roles import COMPLIANCE, user_has_role
 from syncapp.security.inputs import ID_MAX
@@ -106,9 +106,11 @@ class AuditEventFilter(django_filters.FilterSet):
     sync = django_filters.ModelChoiceFilter(label="Sync", queryset=Sync.objects.order_by("name"),
                                             empty_label="Any sync", method="filter_sync")
     run = IdFilter(label="Run", field_name="run_id")
-    since = MomentFilter(label="Since", field_name="created_at", lookup_expr="gte", help_text=MOMENT_HELP,
+    # created_at >= since and created_at < until, applied as bounds on the id
+    # (audit.selectors.events_between).
+    since = MomentFilter(label="Since", field_name="created_at", method="filter_since", help_text=MOMENT_HELP,
                          widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}))
-    until = MomentFilter(label="Until", field_name="created_at", lookup_expr="lt", day_end=True,
+    until = MomentFilter(label="Until", field_name="created_at", method="filter_until", day_end=True,
                          help_text=MOMENT_HELP, widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}))
 
     class Meta:
@@ -126,6 +128,12 @@ class AuditEventFilter(django_filters.FilterSet):
 
     def filter_person(self, queryset: QuerySet[AuditEvent], name: str, contact_ids: frozenset[int]):
         return queryset.filter(contact_id__in=sorted(contact_ids))
+
+    def filter_since(self, queryset: QuerySet[AuditEvent], name: str, since: datetime):
+        return events_between(queryset, since=since)
+
+    def filter_until(self, queryset: QuerySet[AuditEvent], name: str, until: datetime):
+        return events_between(queryset, until=until)
 
     def filter_sync(self, queryset: QuerySet[AuditEvent], name: str, sync: Sync):
         return sync_events(queryset, sync)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db import connection, connections
+from django.db.models import BigIntegerField, F, Func, Q, QuerySet
+from django.db.models.lookups import In
 
 from audit.models import AuditEvent
 from syncapp.models import Sync, SyncRun
@@ -91,10 +93,77 @@ def _distinct_values(column: str) -> list[str]:
         return [value for (value,) in cursor.fetchall()]
 
 
+class _NotIndexed(Func):
+    """SQLite's unary plus on a column: the same value, but no index may serve the term.
+
+    The documented way to steer SQLite's planner away from an index
+    (https://sqlite.org/optoverview.html, "Disqualifying WHERE Clause Terms").
+    """
+
+    template = "+%(expressions)s"
+
+
 def sync_events(events: QuerySet[AuditEvent], sync: Sync) -> QuerySet[AuditEvent]:
     """Return the events about the sync itself or written by one of its runs."""
     runs = SyncRun.objects.filter(sync=sync).values("pk")
-    return events.filter(Q(object_type="sync", object_id=str(sync.pk)) | Q(run_id__in=runs))
+    about_the_sync = Q(object_type="sync", object_id=str(sync.pk))
+    if connections[events.db].vendor != "sqlite":
+        # PostgreSQL walks the primary key backwards, the runs in a hashed subplan, and
+        # stops after a page (it has the statistics to choose).
+        return events.filter(about_the_sync | Q(run_id__in=runs))
+    # Without statistics SQLite plans `... OR run_id IN (runs)` as a MULTI-INDEX OR: every
+    # event of every run of the sync through audit_run_id_idx, then a sort of them all
+    # before the first page is kept (591 ms p95 for a sync of a million events). With the
+    # run term kept off its index the OR cannot use indexes, and SQLite walks the primary
+    # key backwards (the trail's order), testing each row, and stops after the page: the
+    # cost is the distance walked to find a page, small for a sync whose events are dense
+    # in the trail. The rows matched are the same: `+run_id` is run_id.
+    not_indexed = _NotIndexed(F("run_id"), output_field=BigIntegerField())
+    return events.filter(about_the_sync | Q(In(not_indexed, runs)))
+
+
+def first_id_from(moment: datetime, *, using: str) -> int | None:
+    """Return the id of the first event written at or after `moment`, or None when there is none.
+
+    One probe of the created_at index (ordered by created_at, then id, as every index
+    ends with the row's key): the smallest id among the first events at or after it.
+
+    The trail's time filters rely on created_at never falling as the id rises: an event
+    at or after `moment` then has an id at or above this one, an event before it an id
+    below. It holds because audit.services.audit_events_append, the only writer of
+    events (AuditEvent.save calls it, and the row's created_at is the `now` it sets,
+    whatever the event held), takes the chain's head lock, then reads the clock, then
+    inserts, so ids are assigned under the lock in the order the clock was read; the
+    rows of one append share one time. It assumes one clock that does not step back:
+    writers whose clocks disagree, or a clock set back, would make the filter miss or
+    add the few events written across the step.
+    """
+    row = (AuditEvent.objects.using(using).filter(created_at__gte=moment)
+           .order_by("created_at", "id").values_list("id", flat=True)[:1])
+    return next(iter(row), None)
+
+
+def events_between(events: QuerySet[AuditEvent], *, since: datetime | None = None,
+                   until: datetime | None = None) -> QuerySet[AuditEvent]:
+    """Return the events written at or after `since` and before `until`, as bounds on the id.
+
+    A range on created_at alone is served by no index together with the trail's order by
+    id: SQLite sorted every event of the range (six months: 861 ms p95 on a million
+    rows), PostgreSQL walked the ids back from the newest, skipping every event newer
+    than the range. Turned into ids (see first_id_from for why the two are the same
+    rows), the range is one walk of the primary key, or of the (column, id) index of
+    another filter, stopping after a page like every other page of the trail.
+    """
+    if since is not None:
+        first = first_id_from(since, using=events.db)
+        if first is None:
+            return events.none()
+        events = events.filter(id__gte=first)
+    if until is not None:
+        beyond = first_id_from(until, using=events.db)
+        if beyond is not None:
+            events = events.filter(id__lt=beyond)
+    return events
 
 
 @dataclass(frozen=True)
