@@ -140,6 +140,13 @@ PERSTAG_STEM_LENGTH = 56
 DETAIL_LIMIT = 300
 
 
+# How the last four digits of a phone may be split where people type numbers in groups.
+PHONE_SEPARATORS = (" ", "-", ".")
+# A page cap per search term: a search matching more than this many contacts is refused
+# as incomplete rather than paged without end (or forever, were `offset` not honoured).
+PHONE_SEARCH_MAX_PAGES = 50
+
+
 class UnknownField(ProviderError):
     """A record names a field the account does not have (deleted, or its tag renamed)."""
 
@@ -715,12 +722,14 @@ class ActiveCampaignProvider(Provider):
         """Return the ids of the contacts with this address, or with this phone number.
 
         The address is looked up exactly (`email=`). The phone through ActiveCampaign's
-        search (`search=`, which matches names, organization, phone or email, in part) by
-        its last four digits, which every way of writing a number keeps together ("+1 415
-        555 0100", "(415) 555-0100"); of what it finds, only contacts whose phone holds
+        search (`search=`, which matches names, organization, phone or email, in part):
+        by its last four digits as they may be written, together ("5678") or split once
+        by a space, a hyphen or a dot ("56 78", "5-678"), which covers numbers written in
+        groups of two, three or four; of what it finds, only contacts whose phone holds
         exactly the E.164 number's digits are kept. A number written without its country
         code is not taken for this one: a deletion request must not reach someone else.
-        A contact Syncapp ever synced is found by its link whatever its form.
+        One whose last four digits are split twice ("5 6 78") is not found by searching;
+        a contact Syncapp ever synced is found by its link whatever its form.
         """
         found: list[str] = []
         if email:
@@ -731,16 +740,23 @@ class ActiveCampaignProvider(Provider):
         return list(dict.fromkeys(found))
 
     def _find_by_phone(self, digits: str) -> list[str]:
+        tail = digits[-4:]
+        terms = [tail] + [f"{tail[:cut]}{separator}{tail[cut:]}" for cut in range(1, len(tail))
+                          for separator in PHONE_SEPARATORS]
         found: list[str] = []
-        offset = 0
-        while True:
-            reply = self._call("GET", CONTACTS, params={"search": digits[-4:], "limit": self.max_page,
-                                                         "offset": offset}) or {}
-            contacts = reply.get("contacts") or []
-            found += [str(contact["id"]) for contact in contacts if _digits(contact.get("phone")) == digits]
-            offset += len(contacts)
-            if len(contacts) < self.max_page:
-                return found
+        for term in terms:
+            for page in range(PHONE_SEARCH_MAX_PAGES):
+                reply = self._call("GET", CONTACTS, params={"search": term, "limit": self.max_page,
+                                                             "offset": page * self.max_page}) or {}
+                contacts = reply.get("contacts") or []
+                found += [str(contact["id"]) for contact in contacts if _digits(contact.get("phone")) == digits]
+                if len(contacts) < self.max_page:
+                    break
+            else:
+                # Not a silent miss: the deletion request shows the system as failing.
+                raise ProviderError(f"ActiveCampaign's search for {term!r} matched more than "
+                                    f"{PHONE_SEARCH_MAX_PAGES * self.max_page} contacts; the phone search stopped.")
+        return found
 
     def _find_contacts(self, *, email: str) -> list[str]:
         reply = self._call("GET", CONTACTS, params={"email": email}) or {}

@@ -675,6 +675,16 @@ def test_a_person_is_found_by_address_and_by_phone(sandbox):
     assert provider.find_person(email="nobody@example.com", phone=None) == []
 
 
+@pytest.mark.parametrize("written", ["+33 6 12 34 56 78", "+33 6-12-34-56-78", "+33.6.12.34.56.78", "+33612345678",
+                                     "+33 612 345 678"])
+def test_a_phone_written_in_pairs_or_groups_is_found_for_a_deletion_request(sandbox, written):
+    provider = activecampaign(sandbox)
+    edit(sandbox, "cleo@example.com", phone=written)
+    edit(sandbox, "dan@example.com", phone="+33 6 12 34 56 79")
+    cleo_id = stored(sandbox)["cleo@example.com"]["id"]
+    assert provider.find_person(email=None, phone="+33612345678") == [cleo_id]
+
+
 def hostile_records(hostile_contacts) -> list[OutgoingRecord]:
     return [new_record(n, str(item.get("email") or ""), fields={
         name: item[key] for key, name in (("firstname", "firstName"), ("lastname", "lastName"), ("phone", "phone"))
