@@ -215,10 +215,12 @@ CONNECTION_URL_ALLOWLIST = env.list("CONNECTION_URL_ALLOWLIST", default=["127.0.
 SANDBOX_URL = env.str("SANDBOX_URL", default="")
 # The OAuth apps connections are authorized through (connections.oauth), by provider
 # name, each registered with its provider by whoever runs this installation:
-# `<NAME>_CLIENT_ID` and `<NAME>_CLIENT_SECRET` for any provider whose module declares
-# OAuth (HUBSPOT_CLIENT_ID...), so that a new provider needs no line here. A provider
-# without them cannot be connected through OAuth, and its connect page says so. The
-# sandbox's own app (SANDBOX_OAUTH_CLIENT_ID) is not a provider's.
+# `<NAME>_CLIENT_ID` and `<NAME>_CLIENT_SECRET` (HUBSPOT_CLIENT_ID...), so that a new
+# provider needs no line here. Every such pair in the environment is read; only those
+# named like a provider that declares OAuth are ever looked up (connections.oauth), so
+# another program's pair (AZURE_CLIENT_ID) is inert. A provider without them cannot be
+# connected through OAuth, and its connect page says so. The sandbox's own app
+# (SANDBOX_OAUTH_CLIENT_ID) is not a provider's.
 OAUTH_CLIENTS = {
     name.removesuffix("_CLIENT_ID").lower(): {
         "client_id": value,

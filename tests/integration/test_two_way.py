@@ -457,6 +457,15 @@ def test_an_explicit_opt_in_asks_mailchimp_to_confirm_and_never_loops(sandbox, w
     assert states[-1] == (workspace.mailchimp.name, "subscribed", ConsentEvent.Evidence.API_READ)
     assert_next_run_writes_nothing(sandbox, workspace)
 
+    # He unsubscribes later, alone in his page of reads: the hub's opt-in time goes, in
+    # the database too (it was once cleared only in memory unless another contact of the
+    # same page had an explicit opt-in), so an old opt-in can never outrank the opt-out.
+    mailchimp_status(sandbox, "bob@example.com", "unsubscribed")
+    run(workspace)
+    bob.refresh_from_db()
+    assert bob.email_consent == "unsubscribed" and bob.email_opt_in_at is None
+    assert_next_run_writes_nothing(sandbox, workspace)
+
 
 def test_a_crm_edit_never_resubscribes_and_a_plain_subscribed_does_not_lift_an_opt_out(
     sandbox, workspace, hubspot_ids
