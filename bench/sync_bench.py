@@ -215,20 +215,28 @@ def network_delay(sandbox: SandboxProcess, latency_ms: int) -> None:
         sandbox.faults(provider="all", rate=0, latency_ms=latency_ms)
 
 
+def demo_workspace(work: Path, sandbox: SandboxProcess, contacts: int, *, lift_limits: bool,
+                   one_way: bool) -> dict[str, str]:
+    """Migrate a fresh database, seed the demo over `contacts`; return the app's environment."""
+    env = app_environment(work, sandbox)
+    manage(env, "migrate", "--verbosity", "0")
+    manage(env, "seed_demo", "--sandbox-url", sandbox.url, "--contacts", str(contacts), "--no-hostile",
+           "--conflicts", "0", "--logins-file", str(work / "logins.txt"))
+    if one_way:
+        manage(env, "shell", "-c", ONE_WAY)
+    if lift_limits:
+        # The app keeps each provider's published budget on its side too (it must never
+        # be the one to break it): lifting the sandbox's limits alone would still pace the
+        # run at HubSpot's 190 requests per 10 s.
+        manage(env, "shell", "-c", LIFT_CLIENT_BUDGET)
+    return env
+
+
 def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigures:
     sandbox = sandbox_start(lift_limits=lift_limits)
     try:
         with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
-            env = app_environment(Path(work), sandbox)
-            manage(env, "migrate", "--verbosity", "0")
-            manage(env, "seed_demo", "--sandbox-url", sandbox.url, "--contacts", str(contacts), "--no-hostile",
-                   "--conflicts", "0", "--logins-file", str(Path(work) / "logins.txt"))
-            manage(env, "shell", "-c", ONE_WAY)
-            if lift_limits:
-                # The app keeps each provider's published budget on its side too (it must
-                # never be the one to break it): lifting the sandbox's limits alone
-                # would still pace the run at HubSpot's 190 requests per 10 s.
-                manage(env, "shell", "-c", LIFT_CLIENT_BUDGET)
+            env = demo_workspace(Path(work), sandbox, contacts, lift_limits=lift_limits, one_way=True)
             sandbox.reset_stats()
             network_delay(sandbox, latency_ms)
             seconds, peak_mb = timed_runsync(env)
@@ -262,12 +270,7 @@ def bench_three_way(contacts: int, *, lift_limits: bool, latency_ms: int) -> Thr
     sandbox = sandbox_start(lift_limits=lift_limits)
     try:
         with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
-            env = app_environment(Path(work), sandbox)
-            manage(env, "migrate", "--verbosity", "0")
-            manage(env, "seed_demo", "--sandbox-url", sandbox.url, "--contacts", str(contacts), "--no-hostile",
-                   "--conflicts", "0", "--logins-file", str(Path(work) / "logins.txt"))
-            if lift_limits:
-                manage(env, "shell", "-c", LIFT_CLIENT_BUDGET)
+            env = demo_workspace(Path(work), sandbox, contacts, lift_limits=lift_limits, one_way=False)
             held = {"hubspot": len(sandbox.hubspot_contacts()), "mailchimp": len(sandbox.mailchimp_members()),
                     "activecampaign": len(sandbox.control("activecampaign", "contacts")["contacts"])}
             sandbox.reset_stats()
