@@ -67,6 +67,7 @@ from connections.providers.base import (
     Provider,
     ProviderConfig,
     ProviderError,
+    RecordKeys,
     RecordResult,
     RemoteRecord,
     TransientError,
@@ -160,7 +161,9 @@ class ActiveCampaignProvider(Provider):
     base_url_help: ClassVar[str] = (
         "Your account's API URL, from ActiveCampaign's Settings > Developer (https://<account>.api-us1.com)."
     )
-    email_field = EMAIL
+    # Contacts are keyed by id, but every write Syncapp makes (contact/sync, the bulk
+    # importer) matches by email: a contact without one cannot be written there.
+    keys = RecordKeys({"email": EMAIL}, to_create=("email",), to_update=("email",))
     max_batch = IMPORT_MAX
     max_page = 100
     # "5 requests per second per account".

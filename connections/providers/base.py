@@ -111,6 +111,8 @@ class OutgoingRecord:
     email: str
     fields: Mapping[str, Any]
     external_id: str | None = None
+    # The contact's phone in E.164 ("" when it has none): the key of a phone-keyed system.
+    phone: str = ""
     # The email consent state to apply, already decided by the engine's consent rule:
     # None leaves the remote state alone (new records get the connection's default).
     # Existing records take only the states in the provider's `writable_consent_states`.
@@ -198,12 +200,40 @@ class OAuthSpec:
     sandbox_paths: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RecordKeys:
+    """What a system keys its records by (ARCHITECTURE.md, Identity), as hub identity keys.
+
+    The hub knows two identity keys, "email" and "phone". `fields` names the external
+    field that holds each key the system stores: it is read as identity (normalized,
+    matched on) whether or not a mapping reads it. `to_create` are the keys a contact
+    needs before a record is made for it there, and `to_update` the keys it needs for
+    its record there to be written again: a system that upserts by email cannot take a
+    contact without one. A contact lacking them is "not applicable" there: it waits,
+    unsent and without an error, until it has them.
+    """
+
+    fields: Mapping[str, str]
+    to_create: tuple[str, ...] = ()
+    to_update: tuple[str, ...] = ()
+
+    @property
+    def email_field(self) -> str:
+        """The external field holding the email address; "" where the system holds none."""
+        return self.fields.get("email", "")
+
+    @property
+    def phone_field(self) -> str:
+        """The external field holding the phone number, when it is an identity key there; else ""."""
+        return self.fields.get("phone", "")
+
+
 class Provider(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     default_base_url: ClassVar[str]
-    # The external field that holds the email address, the identity key everywhere.
-    email_field: ClassVar[str]
+    # What its records are keyed by, and what a contact needs to be written here.
+    keys: ClassVar[RecordKeys]
     # The most records one write call accepts.
     max_batch: ClassVar[int]
     # The largest page one read call returns.

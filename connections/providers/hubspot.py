@@ -56,6 +56,7 @@ from connections.providers.base import (
     Provider,
     ProviderConfig,
     ProviderError,
+    RecordKeys,
     RecordResult,
     RemoteRecord,
 )
@@ -102,7 +103,10 @@ class HubSpotProvider(Provider):
     name = "hubspot"
     label = "HubSpot"
     default_base_url = "https://api.hubapi.com"
-    email_field = "email"
+    # Contacts are keyed by id, the email optional: a linked contact is written by its id
+    # with or without one. New ones are upserted by email, so that a batch sent twice
+    # after a lost reply never makes a second contact: no email, no new HubSpot contact.
+    keys = RecordKeys({"email": "email"}, to_create=("email",), to_update=())
     max_batch = 100
     max_page = 200
     # Private apps on Professional and Enterprise: 190 requests per 10 seconds.

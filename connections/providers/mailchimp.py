@@ -50,6 +50,7 @@ from connections.providers.base import (
     Provider,
     ProviderConfig,
     ProviderError,
+    RecordKeys,
     RecordResult,
     RemoteRecord,
 )
@@ -120,7 +121,8 @@ class MailchimpProvider(Provider):
     label = "Mailchimp"
     # The data center comes from the API key's suffix (`...-us6`): see base_url_for.
     default_base_url = "https://{dc}.api.mailchimp.com/3.0"
-    email_field = "email_address"
+    # Members are keyed by address: the member id is the MD5 of the lowercased email.
+    keys = RecordKeys({"email": "email_address"}, to_create=("email",), to_update=("email",))
     max_batch = 500
     max_page = 1000
     # Mailchimp publishes no request rate, only 10 simultaneous connections.

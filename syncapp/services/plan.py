@@ -131,7 +131,7 @@ class EndpointPlan:
 
     @property
     def email_field(self) -> str:
-        return self.provider.email_field
+        return self.provider.keys.email_field
 
     def email_rule(self) -> FieldRule:
         """The email's merge rule: its mapping's, else the reading system owns it."""

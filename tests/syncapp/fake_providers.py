@@ -18,6 +18,7 @@ from connections.providers.base import (
     Provider,
     ProviderConfig,
     ProviderError,
+    RecordKeys,
     RecordResult,
     RemoteRecord,
 )
@@ -79,7 +80,7 @@ class FakeCrm(Provider):
     name = "fakecrm"
     label = "Fake CRM"
     default_base_url = "http://fake.invalid"
-    email_field = "email"
+    keys = RecordKeys({"email": "email"}, to_create=("email",))
     max_batch = 100
     max_page = 3
 
@@ -134,7 +135,7 @@ class FakeAudience(Provider):
     name = "fakeaudience"
     label = "Fake audience"
     default_base_url = "http://fake.invalid"
-    email_field = "email_address"
+    keys = RecordKeys({"email": "email_address"}, to_create=("email",), to_update=("email",))
     max_page = 10
     # As Mailchimp: an existing member can be unsubscribed or cleaned (see _upsert).
     writable_consent_states = frozenset({"unsubscribed", "cleaned"})
