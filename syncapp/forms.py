@@ -46,7 +46,7 @@ ROLE_CHOICES = [
 ROLE_FLAGS = {ROLE_NONE: (False, False), ROLE_READ: (True, False), ROLE_WRITE: (False, True), ROLE_BOTH: (True, True)}
 
 # What each delete handling does to a person deleted in one system, in words (the
-# engine's behaviour: syncapp.services.pull `_archive` and `_restore`).
+# engine's behaviour: syncapp.services.page_deletes).
 DELETE_HANDLING_HELP = {
     Sync.DeleteHandling.IGNORE: "The person stays in the other systems as they are; the sync stops sending "
     "changes to the record that was deleted.",

@@ -72,6 +72,12 @@ class ConflictBook:
         fields.update(opening.hub_field for opening in self.openings if opening.contact.pk == contact_id)
         return fields
 
+    def open_fields(self, contact_id: int | None) -> set[str]:
+        """Return the hub fields of a contact's conflicts open before this page: a value read joins them."""
+        if contact_id is None:
+            return set()
+        return {field for (cid, field), conflict in self.open.items() if cid == contact_id and conflict.is_open}
+
     def find(self, contact_id: int | None, hub_field: str) -> Conflict | None:
         conflict = self.open.get((contact_id, hub_field)) if contact_id is not None else None
         return conflict if conflict is not None and conflict.is_open else None

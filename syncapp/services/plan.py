@@ -28,6 +28,7 @@ from syncapp.engine.consent import RESTRICTIVENESS, email_consent_to_send, new_r
 from syncapp.engine.email_typos import suggest_fix, typo_message
 from syncapp.engine.identity import InvalidEmail, InvalidPhone, normalize_email, normalize_phone
 from syncapp.engine.merge import NO_BASE, FieldRule, Policy, is_empty
+from syncapp.engine.push_decision import keys_missing, keys_needed, payload_differs
 from syncapp.models import Contact, Sync, SyncConnection
 from syncapp.models.hub import HUB_FIELDS
 from syncapp.services.record_errors import FieldProblem
@@ -43,7 +44,6 @@ CONSENT_FIELDS = {EMAIL_CONSENT: "email", SMS_CONSENT: "sms"}
 EMAIL_OPT_IN_AT = "email_opt_in_at"
 ATTRIBUTE_PREFIX = "attributes."
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_ABSENT = object()
 
 
 class HubValues(Protocol):
@@ -88,6 +88,8 @@ class Payload:
     explicit_opt_in: bool = False
     # The state the record gets if it is created there (None: it is not created).
     email_consent_if_new: str | None = None
+    # The contact's phone in E.164: the key of a system that keys its records by phone.
+    phone: str = ""
 
     @property
     def errors(self) -> list[str]:
@@ -97,13 +99,15 @@ class Payload:
     def digest(self) -> str:
         # With the status for new records: a record refused creation for want of one is
         # sent again once a marketer chooses it.
-        text = json.dumps([self.email, self.fields, self.email_consent, self.email_consent_if_new], sort_keys=True,
+        keys = [self.email, self.phone] if self.phone else [self.email]
+        text = json.dumps([*keys, self.fields, self.email_consent, self.email_consent_if_new], sort_keys=True,
                           default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def record(self, *, key: Any, external_id: str | None) -> OutgoingRecord:
         return OutgoingRecord(
-            key=key, email=self.email, fields=self.fields, external_id=external_id, email_consent=self.email_consent,
+            key=key, email=self.email, phone=self.phone, fields=self.fields, external_id=external_id,
+            email_consent=self.email_consent,
             explicit_opt_in=self.explicit_opt_in, email_consent_if_new=self.email_consent_if_new,
         )
 
@@ -133,10 +137,15 @@ class EndpointPlan:
     def email_field(self) -> str:
         return self.provider.keys.email_field
 
-    def email_rule(self) -> FieldRule:
-        """The email's merge rule: its mapping's, else the reading system owns it."""
+    @property
+    def phone_key_field(self) -> str:
+        """The external field holding the phone where the system keys its records by it; else ""."""
+        return self.provider.keys.phone_field
+
+    def key_rule(self, hub_key: str) -> FieldRule:
+        """An identity key's merge rule: its mapping's, else the reading system owns it."""
         for plan in self.reads:
-            if plan.hub_field == EMAIL:
+            if plan.hub_field == hub_key:
                 return plan.rule
         return FieldRule(Policy.OWNER_WINS, incoming_owns=True)
 
@@ -215,7 +224,7 @@ class EndpointPlan:
                 record_exists=link.external_id is not None,
             )
         return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, left_out=left_out,
-                       explicit_opt_in=explicit, email_consent_if_new=if_new)
+                       explicit_opt_in=explicit, email_consent_if_new=if_new, phone=contact.hub_value(PHONE) or "")
 
     def _holds_unreadable(self, plan: FieldPlan, link: LinkState) -> bool:
         """Return whether this system holds a value of the field that the hub could not read.
@@ -242,25 +251,21 @@ class EndpointPlan:
     def hub_fields_written(self) -> set[str]:
         """Return the hub fields a payload for this system reads."""
         joined = {name for plan in self.writes for name in plan.chain.hub_fields_read}
-        return {plan.hub_field for plan in self.writes} | joined | {EMAIL, EMAIL_CONSENT, EMAIL_OPT_IN_AT}
+        return {plan.hub_field for plan in self.writes} | joined | {EMAIL, PHONE, EMAIL_CONSENT, EMAIL_OPT_IN_AT}
 
     def differs(self, payload: Payload, link: LinkState) -> bool:
-        """Return whether `payload` says anything this system does not hold already.
+        """Return whether `payload` says anything this system does not hold already (engine.push_decision)."""
+        return payload_differs(
+            payload.fields, link.merge_base, exists_there=link.external_id is not None,
+            email_consent=payload.email_consent, email_consent_held=link.email_consent_base,
+            exact=self.exact_fields, same_in_hub_form=self._same_in_hub_form,
+        )
 
-        A value the system holds in another spelling of the same hub value ("ANA@X.COM"
-        for ana@x.com, a phone in national format) is not a difference: the sync never
-        rewrites a system's data only to restyle it.
-        """
-        if link.external_id is None:
-            return True
-        base = link.merge_base
-        for name, value in payload.fields.items():
-            held = base.get(name, _ABSENT)
-            if held == value:
-                continue
-            if held is _ABSENT or name in self.exact_fields or not self._same_in_hub_form(name, held, value):
-                return True
-        return payload.email_consent is not None and payload.email_consent != link.email_consent_base
+    def keys_missing(self, contact: HubValues, *, exists_there: bool) -> tuple[str, ...]:
+        """Return the identity keys `contact` lacks to be written here (none: it can be sent)."""
+        keys = self.provider.keys
+        needed = keys_needed(exists_there=exists_there, to_create=keys.to_create, to_update=keys.to_update)
+        return keys_missing(needed, email=contact.hub_value(EMAIL), phone=contact.hub_value(PHONE))
 
     def _same_in_hub_form(self, external_field: str, held: Any, value: Any) -> bool:
         if self._plans_by_field is None:

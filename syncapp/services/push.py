@@ -7,7 +7,8 @@ in one transaction: accepted records get their external id and a new merge base 
 values sent) and lose this sync's mark; rejected ones become record errors and keep the
 mark, but the same payload is not sent again until the contact changes; retriable
 failures are simply tried again by the next run. Sending a batch twice (a worker died
-after the provider accepted it) does no harm: providers upsert by email.
+after the provider accepted it) does no harm: new records are upserted by a key (an
+email, a phone), never created blind (connections.providers.base.RecordKeys).
 
 HTTP and the database overlap: up to PUSH_IN_FLIGHT batches are on the wire while the
 main thread reads the next pending links and applies finished batches, and full batches
@@ -191,8 +192,10 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
     """Yield the links this sync marked pending for the system that have something to send, keyset paged by id.
 
     Links whose payload the system already holds lose their mark without a call; links
-    whose unchanged payload was rejected before are skipped; contacts without an email
-    cannot be sent and become record errors. Archived links (deleted elsewhere, by the
+    whose unchanged payload was rejected before are skipped; contacts lacking the keys
+    the system keys its records by (an email for an email-keyed system) are not
+    applicable there: they lose the mark without an error, and the next read that gives
+    them the key marks them again (services.page_marks). Archived links (deleted elsewhere, by the
     sync's delete handling) are archived there instead. Fields held back by an open
     conflict are left out of payloads.
     """
@@ -209,7 +212,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
         last_id = rows[-1][0]
         held = held_fields(sync_id=writer.endpoint.sync_id, contact_ids={row[1] for row in rows})
         suppressed = _suppressed_contacts({row[1] for row in rows})
-        settled, unsendable, archiving = [], [], []
+        settled, archiving = [], []
         for row in rows:
             values = dict(zip(hub_columns, row[len(LINK_COLUMNS):], strict=True))
             link = PendingLink(*row[:len(LINK_COLUMNS)], contact=HubRow(values))
@@ -220,17 +223,18 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
             if link.archived:
                 archiving.append(link)
                 continue
+            if writer.keys_missing(link.contact, exists_there=link.external_id is not None):
+                settled.append(link.pk)
+                continue
             payload = writer.payload(link.contact, link, held=held.get(link.contact_id, ()))
             if not writer.differs(payload, link):
                 settled.append(link.pk)
             elif link.rejected_payload_hash and link.rejected_payload_hash == payload.digest():
                 continue
-            elif not payload.email:
-                unsendable.append(Outgoing(link, payload))
             else:
                 yield Outgoing(link, payload)
-        if settled or unsendable:
-            _settle(tracker, writer, settled, unsendable)
+        if settled:
+            _settle(tracker, writer, settled)
         if archiving:
             _archive_remote(tracker, writer, archiving)
 
@@ -275,18 +279,10 @@ def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[Pendi
         audit_record_many(audits)
 
 
-def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], unsendable: list[Outgoing]) -> None:
+def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int]) -> None:
     with transaction.atomic():
         pending_clear(link_ids=settled, sync_id=writer.endpoint.sync_id)
-        errors = [
-            ErrorItem("no_email", "Not sent: the contact has no email address.", contact_id=item.link.contact_id)
-            for item in unsendable
-        ]
-        for item in unsendable:
-            item.link.rejected_payload_hash = item.payload.digest()
-        bulk_update_rows(RecordLink, [item.link for item in unsendable], ["rejected_payload_hash"])
-        record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
-        tracker.advance(done=len(settled) + len(unsendable), failed_count=len(unsendable))
+        tracker.advance(done=len(settled))
 
 
 def _apply(

@@ -153,13 +153,15 @@ class TestRejections:
         assert error.contact.email == "p2@example.com" and "invalid member" in error.message
         assert run.pushed_count == 3
 
-    def test_a_contact_without_email_is_an_error_not_a_call(self, sync, world):
+    def test_a_contact_without_email_is_not_applicable_to_an_email_keyed_system_not_an_error(self, sync, world):
         contact = Contact.objects.create(email=None, phone="+14155550100")
-        pending_link(contact, sync.connections.get(name="Audience"))
+        link = pending_link(contact, sync.connections.get(name="Audience"))
         run = execute(sync, world)
         assert world.upsert_calls == []
-        assert RecordError.objects.get().error_class == "no_email"
-        assert run.status == SyncRun.Status.PARTIAL
+        assert not RecordError.objects.exists()
+        assert run.status == SyncRun.Status.SUCCEEDED
+        # It waits unmarked: the read that gives it an email marks it again.
+        assert not link.pending_pushes.exists()
 
     def test_two_contacts_landing_on_one_remote_record_are_not_both_linked(self, sync, world):
         audience = sync.connections.get(name="Audience")

@@ -1,0 +1,113 @@
+"""What this sync must push after a pull page: its pending marks on the systems it writes.
+
+Every contact of the page is checked, changed or not: a system added to the sync later,
+or a push lost to a crash, is caught up by the next read of the contact. The decision
+for each system is the engine's (engine.push_decision); this module loads what it needs
+in a fixed number of queries and writes the marks (services.pending).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from django.db.models import Q
+
+from syncapp.engine.push_decision import Verdict, push_verdict
+from syncapp.models import Contact, DuplicatePair, PendingPush, RecordLink
+from syncapp.services.page_changes import NewLink, PageChanges
+from syncapp.services.pending import pending_clear, pending_mark
+from syncapp.services.plan import EndpointPlan
+
+
+def pending_marks_find(changes: PageChanges, touched: list[Contact]) -> None:
+    """Mark for this sync the links of every system it writes that lacks a contact's current values.
+
+    A contact is not sent where it lacks the keys the system keys its records by (not
+    applicable: it waits), nor while its record here is archived, nor while it waits
+    for a duplicate review. Fields held back by an open conflict are left out of the
+    comparison.
+    """
+    others = [writer.connection for writer in changes.plan.writers if writer.connection.pk != changes.connection.pk]
+    existing = {}
+    if others and touched:
+        existing = {
+            (link.connection_id, link.contact_id): link
+            for link in RecordLink.objects.filter(connection__in=others, contact_id__in=[c.pk for c in touched])
+        }
+    new_on_hold, saved_on_hold = _on_hold(changes, touched)
+    # Marked by another sync or none: this sync's mappings decide what it owes.
+    saved = [link.pk for link in existing.values()]
+    saved += [changes.reader_links[id(contact)].pk for contact in touched if changes.reader_links[id(contact)].pk]
+    marked = set(
+        PendingPush.objects.filter(sync_id=changes.plan.sync.pk, link_id__in=saved).values_list("link_id", flat=True)
+    ) if saved else set()
+    for contact in touched:
+        reader_link = changes.reader_links[id(contact)]
+        if reader_link.archived:
+            continue
+        held = changes.book.held(contact.pk)
+        for writer in changes.plan.writers:
+            if writer.connection.pk == changes.connection.pk:
+                link = reader_link
+            else:
+                link = existing.get((writer.connection.pk, contact.pk))
+            exists_there = link is not None and link.external_id is not None
+            verdict = push_verdict(
+                missing=writer.keys_missing(contact, exists_there=exists_there),
+                linked=link is not None,
+                archived=link is not None and link.archived,
+                marked=link is not None and link.pk in marked,
+                on_hold=id(contact) in new_on_hold or contact.pk in saved_on_hold,
+                differs=partial(_differs, writer, contact, link, held),
+            )
+            if verdict is not Verdict.SEND:
+                continue
+            if link is None:
+                # Not in that system yet: everything the contact holds is news there.
+                link = NewLink(contact=contact, connection_id=writer.connection.pk)
+                changes.new_links.append(link)
+            changes.marking.append(link)
+
+
+def _differs(writer: EndpointPlan, contact: Contact, link: RecordLink | NewLink, held: set[str]) -> bool:
+    """Whether the system lacks something of the contact's, held fields left out (asked last: builds a payload)."""
+    return writer.differs(writer.payload(contact, link, held=held), link)
+
+
+def _on_hold(changes: PageChanges, touched: list[Contact]) -> tuple[set[int], set[int]]:
+    """The contacts not pushed anywhere while a same-email duplicate pair holds them.
+
+    The later contact of a same-email pair is not pushed while the pair is open, nor
+    after "not the same person": systems keyed by email would land it on the record of
+    the first one. Only a merge ends the hold. Returned as the `id()` of the contacts
+    new in this page, and the ids of saved ones.
+    """
+    new = {id(contact) for contact, _ in changes.duplicates}
+    saved = [contact.pk for contact in touched if contact.pk is not None]
+    if not saved:
+        return new, set()
+    return new, set(
+        DuplicatePair.objects.filter(
+            status__in=[DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
+            reason=DuplicatePair.Reason.SAME_EMAIL,
+            contact_b_id__in=saved,
+        ).values_list("contact_b_id", flat=True)
+    )
+
+
+def pending_marks_write(changes: PageChanges) -> None:
+    """Write the page's marks once its links are written (new ones have no id before).
+
+    Marks an archiving cleared go first: a link archived and marked again for this
+    sync keeps only this sync's mark (its push archives the record there).
+    """
+    pending_clear(link_ids=changes.unmarking)
+    if not changes.marking:
+        return
+    wanted = Q(pk__in=[link.pk for link in changes.marking if link.pk is not None])
+    inserted: dict[int, list[int]] = {}
+    for link in changes.marking:
+        if link.pk is None:
+            inserted.setdefault(link.connection_id, []).append(link.contact.pk)
+    for connection_id, contact_ids in inserted.items():
+        wanted |= Q(connection_id=connection_id, contact_id__in=contact_ids)
+    pending_mark(links=RecordLink.objects.filter(wanted), syncs=[changes.plan.sync.pk])
