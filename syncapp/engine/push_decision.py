@@ -46,7 +46,7 @@ def keys_needed(*, exists_there: bool, to_create: Collection[str], to_update: Co
 def not_applicable_reason(system: str, missing: Collection[str]) -> str:
     """Say why a contact is not sent to a system, for the contact page."""
     wanted = " and ".join(KEY_WORDS.get(key, key) for key in missing)
-    return f"Not applicable: {system} keys its records by {wanted}, which this contact does not have."
+    return f"{system} keys its records by {wanted}, which this contact does not have."
 
 
 def push_verdict(

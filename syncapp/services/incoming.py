@@ -117,7 +117,7 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
     fields = record.fields
     email = None
     item = Incoming(record=record, keys=IncomingKeys(record.external_id))
-    if reader.email_field in fields:
+    if reader.email_field and reader.email_field in fields:
         raw_email = clean_value(fields[reader.email_field])
         if not is_empty(raw_email):
             try:

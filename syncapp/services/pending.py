@@ -18,7 +18,10 @@ from django.db import connections, router
 from django.db.models import QuerySet
 from django.db.models.constants import OnConflict
 
-from syncapp.models import PendingPush, RecordLink
+from connections.models import Connection
+from connections.registry import UnknownProvider, provider_class
+from syncapp.engine.push_decision import keys_missing, keys_needed, not_applicable_reason
+from syncapp.models import Contact, PendingPush, RecordLink
 
 
 def pending_mark(*, links: QuerySet[RecordLink], syncs: Collection[int] | None = None) -> None:
@@ -82,3 +85,29 @@ def pending_links(*, sync_id: int, connection_id: int, after: int, limit: int) -
     """
     page = pending_marks(sync_id=sync_id, connection_id=connection_id, after=after).values("link_id")[:limit]
     return RecordLink.objects.filter(pk__in=page).order_by("pk")
+
+
+def systems_not_applicable(contact: Contact) -> list[tuple[Connection, str]]:
+    """Return the systems some sync writes that cannot hold this contact, each with the reason.
+
+    A system keys its records by an email, a phone or its own id (RecordKeys); a contact
+    lacking the key is never marked for it (engine.push_decision) and waits there, without
+    an error, until a read or an edit gives it the key. Two queries.
+    """
+    linked = {link.connection_id: link for link in contact.links.all()}
+    written = Connection.objects.filter(endpoints__write=True).distinct().order_by("name")
+    waiting = []
+    for connection in written:
+        link = linked.get(connection.pk)
+        if link is not None and link.archived:
+            continue
+        try:
+            keys = provider_class(connection.provider).keys
+        except UnknownProvider:
+            continue  # its syncs fail with that reason; nothing is sent there anyway
+        exists_there = link is not None and link.external_id is not None
+        needed = keys_needed(exists_there=exists_there, to_create=keys.to_create, to_update=keys.to_update)
+        missing = keys_missing(needed, email=contact.email, phone=contact.phone)
+        if missing:
+            waiting.append((connection, not_applicable_reason(connection.name, missing)))
+    return waiting

@@ -20,6 +20,7 @@ from audit.models import AuditEvent
 from syncapp.models import ConsentEvent, Contact, DuplicatePair, PendingPush
 from syncapp.models.hub import HUB_FIELDS, ConsentState
 from syncapp.services.consent_ledger import InvalidConsentStatement, consent_statement_record
+from syncapp.services.pending import systems_not_applicable
 from syncapp.views.access import permission_needed
 
 CONTACTS_PER_PAGE = 50
@@ -136,6 +137,7 @@ def _detail(request, contact: Contact, form: ConsentStatementForm, status: int =
         "hub_values": _hub_values(contact),
         "attributes": sorted((contact.attributes or {}).items()),
         "links": _links(contact),
+        "not_applicable": systems_not_applicable(contact),
         "ledger": ledger[:LEDGER_SHOWN],
         "ledger_total": ledger.count(),
         "open_conflicts": [conflict for conflict in conflicts if conflict.is_open],

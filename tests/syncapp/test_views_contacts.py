@@ -145,6 +145,19 @@ def test_the_page_shows_each_systems_record_and_what_was_last_agreed_with_it(con
     assert html.count("Push pending") == 1 and "by <bdi>HubSpot to Mailchimp</bdi>" in html
 
 
+def test_a_system_keyed_by_a_key_the_contact_lacks_is_shown_as_not_applicable(sync):
+    phone_only = Contact.objects.create(email=None, phone="+14155550199", first_name="Pat")
+    html = page(client_as(MARKETER), phone_only)
+    assert ("Not applicable" in html
+            and "Mailchimp keys its records by an email address, which this contact does not have." in html)
+    # The CRM is only read by this sync: it is not listed, however it keys its records.
+    assert "HubSpot keys" not in html
+
+
+def test_a_contact_with_the_keys_every_written_system_needs_has_nothing_not_applicable(contact, sync):
+    assert "Not applicable" not in page(client_as(MARKETER), contact)
+
+
 def test_the_ledger_lists_both_channels_newest_first_with_who_and_why(contact):
     rita = user_with_role("rita", REVIEWER)
     now = timezone.now()
