@@ -8,12 +8,14 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from .registry import EMULATORS
+from .provider import EmulatedAPI
+from .registry import BUILT_IN, PLUGINS_VARIABLE, load_plugins
 
 REPO = Path(__file__).resolve().parent.parent
 READY_LINE = re.compile(r"sandbox listening on (http://\S+)")
@@ -32,12 +34,14 @@ class SandboxProcess:
     directory; `stop()` ends it and removes the directory. Every emulator of the registry
     is reached the same way: `base_url(name)`, `credential(name)`, `control(name, action)`,
     and `seed(<its seed_key>=N)`; the HubSpot and Mailchimp helpers below are shorthands.
+    `emulators` are those it serves: the registry's, and the plug-ins its environment names.
     """
 
     def __init__(self, process: subprocess.Popen, url: str, data_dir: tempfile.TemporaryDirectory,
-                 stderr_lines: deque[str], options: dict[str, str]):
+                 stderr_lines: deque[str], options: dict[str, str], emulators: tuple[type[EmulatedAPI], ...]):
         self.process = process
         self.url = url
+        self.emulators = emulators
         self._options = options
         self._data_dir = data_dir
         self._stderr_lines = stderr_lines
@@ -50,13 +54,21 @@ class SandboxProcess:
         self.list_id: str = self.info["mailchimp"]["list_id"]
 
     @classmethod
-    def start(cls, *extra_args: str) -> SandboxProcess:
-        """Start a sandbox; extra arguments go to `manage.py sandbox` (e.g. "--threads", "4")."""
+    def start(cls, *extra_args: str, env: Mapping[str, str] | None = None) -> SandboxProcess:
+        """Start a sandbox; extra arguments go to `manage.py sandbox` (e.g. "--threads", "4").
+
+        `env` adds to the environment the process inherits, e.g. `{"SANDBOX_PLUGINS":
+        "tests.plugins.textline_emulator:TextlineAPI"}` (see `sandbox.registry`).
+        """
+        process_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        # Loaded here too: a bad path fails before a process starts, and the plug-ins'
+        # options and credentials are known to this side.
+        emulators = BUILT_IN + load_plugins(process_env.get(PLUGINS_VARIABLE, ""))
         data_dir = tempfile.TemporaryDirectory(prefix="sandbox-")
         command = [sys.executable, str(REPO / "manage.py"), "sandbox", "--addr", "127.0.0.1:0",
                    "--data-dir", data_dir.name, *extra_args]
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env=process_env)
         stderr_lines: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
         # Drain stderr all along: a full pipe would block the sandbox.
         threading.Thread(target=_collect, args=(process.stderr, stderr_lines), daemon=True).start()
@@ -73,7 +85,7 @@ class SandboxProcess:
                 f"the sandbox did not start within {START_TIMEOUT_SECONDS} s (exit code {process.returncode}); "
                 f"its stderr:\n{''.join(stderr_lines) or '(empty)'}"
             )
-        return cls(process, ready[0], data_dir, stderr_lines, _option_values(extra_args))
+        return cls(process, ready[0], data_dir, stderr_lines, _option_values(extra_args, emulators), emulators)
 
     def stop(self) -> None:
         """End the process and remove its data directory."""
@@ -98,7 +110,7 @@ class SandboxProcess:
 
     def credential(self, provider: str) -> str:
         """The token or key the emulated API accepts (its `credential` option, as started)."""
-        api = next(api for api in EMULATORS if api.name == provider)
+        api = next(api for api in self.emulators if api.name == provider)
         return self._options[api.credential]
 
     def control(self, provider: str, action: str, body: dict | None = None, *, method: str | None = None) -> Any:
@@ -179,10 +191,10 @@ class SandboxProcess:
         return self.control("mailchimp", "members")["forgotten"]
 
 
-def _option_values(args: tuple[str, ...]) -> dict[str, str]:
+def _option_values(args: tuple[str, ...], emulators: tuple[type[EmulatedAPI], ...]) -> dict[str, str]:
     """Return every emulator option's value as `manage.py sandbox` gets it: the default, unless
     `args` give it (`--flag value` or `--flag=value`, the last one winning)."""
-    flags = {option.flag: option for api in EMULATORS for option in api.options}
+    flags = {option.flag: option for api in emulators for option in api.options}
     values = {option.name: str(option.default) for option in flags.values()}
     for index, arg in enumerate(args):
         flag, equals, value = arg.partition("=")
