@@ -13,12 +13,6 @@ from syncapp.models import Contact, PendingPush, RecordError, SyncConnection, Sy
 from syncapp.services.pending import systems_not_applicable
 from tests.integration.two_way import hubspot_create, hubspot_edit, write_calls
 from tests.integration.workspace import run_now, sandbox_sync
-from tests.plugins.fixtures import (  # noqa: F401  (fixtures)
-    textline_connection,
-    textline_registered,
-    textline_sandbox,
-    textline_sandbox_process,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
