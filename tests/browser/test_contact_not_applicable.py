@@ -4,7 +4,8 @@ The contact came from HubSpot through a sync run against the sandbox, with a pho
 no email; the sync writes Mailchimp, which keys its members by email. The contact page
 lists HubSpot's record and says Mailchimp is not applicable, and why, instead of an
 error or nothing at all. Its first name is hostile markup, as long as the hub's field
-holds (255 characters): the page keeps its layout and escapes it. Screenshots in $SCREENSHOT_DIR (default var/screenshots/).
+holds (255 characters): the page keeps its layout and escapes it. Screenshots in
+$SCREENSHOT_DIR (default var/screenshots/).
 """
 from __future__ import annotations
 
