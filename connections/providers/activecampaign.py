@@ -161,8 +161,9 @@ class ActiveCampaignProvider(Provider):
     base_url_help: ClassVar[str] = (
         "Your account's API URL, from ActiveCampaign's Settings > Developer (https://<account>.api-us1.com)."
     )
-    # Contacts are keyed by id, but every write Syncapp makes (contact/sync, the bulk
-    # importer) matches by email: a contact without one cannot be written there.
+    # Contacts are keyed by id, but Syncapp writes more than ten at a time through the
+    # bulk importer, and creates through contact/sync: both match by email, so a contact
+    # without one cannot be written there.
     keys = RecordKeys({"email": EMAIL}, to_create=("email",), to_update=("email",))
     max_batch = IMPORT_MAX
     max_page = 100

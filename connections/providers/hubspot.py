@@ -304,6 +304,17 @@ class HubSpotProvider(Provider):
         by_id = [entry for entry in by_id if entry[0] not in empty]
         for batch in split_repeats(by_id, key=lambda entry: _record_key(entry[1], by_email=False)):
             by_email += self._write(batch, results, by_email=False)
+        # A contact HubSpot no longer has is created again by its email: without one
+        # (a contact known by its phone) it cannot be, and creating it blind could
+        # duplicate it when a reply is lost.
+        for index, record in by_email:
+            if not record.email:
+                results[index] = RecordResult(
+                    key=record.key, ok=False, error_class="not_found", retriable=False,
+                    message=f"HubSpot no longer has contact {record.external_id}, and without an email address "
+                            "it cannot be created again.",
+                )
+        by_email = [(index, record) for index, record in by_email if record.email]
         for batch in split_repeats(by_email, key=lambda entry: _record_key(entry[1], by_email=True)):
             self._write(batch, results, by_email=True)
         for index, record in enumerate(records):
@@ -336,8 +347,10 @@ class HubSpotProvider(Provider):
     def _unsubscribe(self, record: OutgoingRecord, written: RecordResult) -> RecordResult:
         """Unsubscribe a written contact's address from all email, unless HubSpot's reply shows it is already."""
         fields = dict(written.fields or {})
-        if fields.get(OPTOUT_PROPERTY) != "true":
-            email = _normal_email(fields.get("email") or record.email)
+        address = fields.get("email") or record.email
+        # Email consent belongs to an address: a contact without one has none to withdraw.
+        if address and fields.get(OPTOUT_PROPERTY) != "true":
+            email = _normal_email(address)
             try:
                 self.http.request(
                     "POST",

@@ -186,8 +186,8 @@ def consent_by_address_apply(
     decided: two contacts with one email, or one held back by a duplicate pair. Only
     contacts whose state differs from one of `contacts` are read, so a page of aligned
     contacts costs one query. Each contact that changes gets a ledger row naming the
-    contact whose state it took, and its links (where it has an email to be sent with)
-    are marked pending for every sync writing their systems, so every system gets the
+    contact whose state it took, and its links are marked pending for every sync
+    writing their systems (the push sends each what it can hold), so every system gets the
     address's state. Return the ids of the contacts changed.
 
     The audit rows are written last, after the contacts and links; given `audits`, they
@@ -246,9 +246,9 @@ def consent_by_address_apply(
                 setattr(contact, column, previous)
             contact.email_opt_in_at = opt_ins[pk]
     bulk_insert_rows([event for pk in written for event in ledger[pk]])
-    # Without an email no system can be sent the contact (the push refuses it).
-    pending_mark(links=RecordLink.objects.filter(contact_id__in=[pk for pk in written if holders[pk].email],
-                                                 archived=False))
+    # Every link: the push sends each system what it can hold, and settles the others
+    # (a contact without an email is not applicable to an email-keyed system).
+    pending_mark(links=RecordLink.objects.filter(contact_id__in=list(written), archived=False))
     rows = [
         audit_row_build(action="contact.updated", object_type="contact", object_id=str(pk),
                         object_repr=str(holders[pk]), system=HUB_SYSTEM, contact_id=pk, run_id=run_id,

@@ -151,8 +151,6 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
     return item
 
 
-
-
 def _phone_key(item: Incoming, reader: EndpointPlan) -> Refused | None:
     """Read the phone of a system that keys its records by phone, mapped or not.
 

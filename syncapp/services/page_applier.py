@@ -221,7 +221,6 @@ class PageApplier(PageChanges):
         if columns:
             self.link_changed(link, columns)
 
-
     def _write(self, touched: list[Contact]) -> None:
         bulk_insert_rows(self.new_contacts, set_ids=True)
         bulk_update_rows(Contact, list(self.changed_contacts.values()), sorted(self.changed_columns | {"updated_at"}))

@@ -92,7 +92,7 @@ def systems_not_applicable(contact: Contact) -> list[tuple[Connection, str]]:
 
     A system keys its records by an email, a phone or its own id (RecordKeys); a contact
     lacking the key is never marked for it (engine.push_decision) and waits there, without
-    an error, until a read or an edit gives it the key. Two queries.
+    an error, until a read of one of its records gives it the key. Two queries.
     """
     linked = {link.connection_id: link for link in contact.links.all()}
     written = Connection.objects.filter(endpoints__write=True).distinct().order_by("name")

@@ -215,7 +215,8 @@ class EndpointPlan:
             hub_state=contact.hub_value(EMAIL_CONSENT), remote_state=link.email_consent_base or None,
             chosen=self.endpoint.new_member_status, offered=self.provider.new_record_consent_states,
         )
-        if EMAIL_CONSENT not in held:
+        # Email consent belongs to an address: a contact without one states none anywhere.
+        if EMAIL_CONSENT not in held and contact.hub_value(EMAIL):
             consent, explicit = email_consent_to_send(
                 hub_state=contact.hub_value(EMAIL_CONSENT), remote_state=link.email_consent_base or None,
                 opted_in=contact.hub_value(EMAIL_OPT_IN_AT) is not None,
@@ -223,8 +224,11 @@ class EndpointPlan:
                 writable=self.provider.writable_consent_states if link.external_id else None,
                 record_exists=link.external_id is not None,
             )
+        # The phone travels as a key only to a system keyed by phone: elsewhere it is a
+        # mapped field like any other, and leaving it out keeps the payload's digest.
+        phone = (contact.hub_value(PHONE) or "") if self.phone_key_field else ""
         return Payload(email=contact.hub_value(EMAIL) or "", fields=fields, email_consent=consent, left_out=left_out,
-                       explicit_opt_in=explicit, email_consent_if_new=if_new, phone=contact.hub_value(PHONE) or "")
+                       explicit_opt_in=explicit, email_consent_if_new=if_new, phone=phone)
 
     def _holds_unreadable(self, plan: FieldPlan, link: LinkState) -> bool:
         """Return whether this system holds a value of the field that the hub could not read.

@@ -212,7 +212,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
         last_id = rows[-1][0]
         held = held_fields(sync_id=writer.endpoint.sync_id, contact_ids={row[1] for row in rows})
         suppressed = _suppressed_contacts({row[1] for row in rows})
-        settled, archiving = [], []
+        settled, archiving, not_applicable = [], [], []
         for row in rows:
             values = dict(zip(hub_columns, row[len(LINK_COLUMNS):], strict=True))
             link = PendingLink(*row[:len(LINK_COLUMNS)], contact=HubRow(values))
@@ -225,6 +225,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
                 continue
             if writer.keys_missing(link.contact, exists_there=link.external_id is not None):
                 settled.append(link.pk)
+                not_applicable.append(link.contact_id)
                 continue
             payload = writer.payload(link.contact, link, held=held.get(link.contact_id, ()))
             if not writer.differs(payload, link):
@@ -234,7 +235,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
             else:
                 yield Outgoing(link, payload)
         if settled:
-            _settle(tracker, writer, settled)
+            _settle(tracker, writer, settled, not_applicable)
         if archiving:
             _archive_remote(tracker, writer, archiving)
 
@@ -279,9 +280,12 @@ def _archive_remote(tracker: RunTracker, writer: EndpointPlan, links: list[Pendi
         audit_record_many(audits)
 
 
-def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int]) -> None:
+def _settle(tracker: RunTracker, writer: EndpointPlan, settled: list[int], not_applicable: list[int]) -> None:
     with transaction.atomic():
         pending_clear(link_ids=settled, sync_id=writer.endpoint.sync_id)
+        # Errors of an earlier version, which made a contact without an email an error
+        # here: it is not applicable now, and waits without one.
+        record_errors_resolve(connection=writer.connection, contact_ids=not_applicable, classes=["no_email"])
         tracker.advance(done=len(settled))
 
 

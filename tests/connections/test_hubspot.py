@@ -580,6 +580,32 @@ def test_an_unsubscribe_reaches_hubspot_through_the_subscriptions_api(sandbox):
     assert UNSUBSCRIBE_ALL not in sandbox.stats()["requests"]["hubspot"]
 
 
+def test_a_contact_known_by_its_phone_is_written_by_id_without_an_email(sandbox):
+    provider = hubspot(sandbox)
+    contact_id = requests.post(f"{sandbox.hubspot_url}/crm/v3/objects/contacts",
+                               json={"properties": {"firstname": "Pat", "phone": "+14155550123"}},
+                               headers={"Authorization": f"Bearer {sandbox.hubspot_token}"}, timeout=10).json()["id"]
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="", phone="+14155550123",
+                                                      fields={"firstname": "Patricia"}, external_id=contact_id,
+                                                      email_consent="unsubscribed")])
+    assert result.ok and result.external_id == contact_id
+    (contact,) = sandbox.hubspot_contacts()
+    assert contact["properties"]["firstname"] == "Patricia"
+    # Email consent belongs to an address: without one there is nothing to unsubscribe.
+    assert UNSUBSCRIBE_ALL not in sandbox.stats()["requests"]["hubspot"]
+
+
+def test_a_contact_gone_from_hubspot_is_not_created_again_without_an_email(sandbox):
+    provider = hubspot(sandbox)
+    (result,) = provider.upsert_batch([OutgoingRecord(key=1, email="", fields={"firstname": "Pat"},
+                                                      external_id="999999")])
+    assert not result.ok and not result.retriable and result.error_class == "not_found"
+    assert "without an email address it cannot be created again" in result.message
+    assert sandbox.hubspot_contacts() == []
+    assert "POST /crm/v3/objects/contacts/batch/upsert" not in sandbox.stats()["requests"].get("hubspot", {})
+
+
 @pytest.mark.parametrize("consent", ["unsubscribed", "cleaned"])
 def test_a_new_contact_that_opted_out_elsewhere_is_created_opted_out(sandbox, consent):
     provider = hubspot(sandbox, fields=("email", "hs_email_optout"))

@@ -163,6 +163,19 @@ class TestRejections:
         # It waits unmarked: the read that gives it an email marks it again.
         assert not link.pending_pushes.exists()
 
+    def test_a_no_email_error_from_an_earlier_version_is_resolved_once_the_contact_is_not_applicable(
+        self, sync, world
+    ):
+        contact = Contact.objects.create(email=None, phone="+14155550100")
+        audience = sync.connections.get(name="Audience")
+        pending_link(contact, audience)
+        before = SyncRun.objects.create(sync=sync, trigger=SyncRun.Trigger.MANUAL, status=SyncRun.Status.PARTIAL)
+        earlier = RecordError.objects.create(run=before, connection=audience, contact=contact, error_class="no_email",
+                                             message="Not sent: the contact has no email address.")
+        execute(sync, world)
+        earlier.refresh_from_db()
+        assert earlier.resolved
+
     def test_two_contacts_landing_on_one_remote_record_are_not_both_linked(self, sync, world):
         audience = sync.connections.get(name="Audience")
         for first_name in ("One", "Two"):
