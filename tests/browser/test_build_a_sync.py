@@ -13,7 +13,11 @@ import re
 import time
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select
@@ -122,13 +126,24 @@ def assert_counts_are_the_runs(shown: dict, run: SyncRun) -> None:
     assert shown == stored
 
 
+def clicked(driver, locator) -> bool:
+    """Click the element at `locator` if it is there and still in the page; say whether it was clicked."""
+    try:
+        driver.find_element(*locator).click()
+    except (NoSuchElementException, StaleElementReferenceException):
+        return False
+    return True
+
+
 def follow_to_run(browser, sync: Sync, message: str) -> SyncRun:
     """From the editor's "Backfill queued: run #N" message, go to run N's page by the sync page's run list."""
     found = re.search(r"Backfill queued: run #(\d+)", message)
     assert found, f"no backfill was queued: {message}"
     number = found.group(1)
     browser.find_element(By.CSS_SELECTOR, "nav.breadcrumbs").find_element(By.LINK_TEXT, SYNC_NAME).click()
-    wait_for(browser, expected_conditions.presence_of_element_located((By.LINK_TEXT, f"#{number}"))).click()
+    # The run table refreshes itself while runs progress: a link found may be replaced
+    # before it is clicked, so the click is retried on the current one.
+    wait_for(browser, lambda driver: clicked(driver, (By.LINK_TEXT, f"#{number}")))
     wait_for(browser, expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "[data-run-panel]")))
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Run #{number}"
     run = SyncRun.objects.get(pk=number)
