@@ -60,6 +60,10 @@ def test_a_worker_killed_mid_run_is_resumed_with_nothing_lost_or_duplicated(sand
     assert created
     killed.refresh_from_db()
     assert killed.status == SyncRun.Status.ABANDONED
+    # The short lease only served to find the killed run abandoned: the run resuming it
+    # gets a normal one, which a loaded machine (CI runs two suites side by side) cannot
+    # make it lose between two renewals.
+    settings.SYNC_RUN_STALE_SECONDS = 90
     resumed = run_execute(run_id=resumed.pk)
 
     assert resumed.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), resumed.error
