@@ -414,6 +414,13 @@ class Contact:
         return obj
 
 
+# One page of the list endpoint, walked in id order from `after`. `+archived` keeps the
+# (archived, modified_ms, id) index out: without statistics SQLite would take it for
+# the archived test and then sort every remaining contact by id on every page, making a
+# full read quadratic; walking the primary key stops after one page, as HubSpot does.
+LIST_PAGE = f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE +archived = ? AND id >= ? ORDER BY id LIMIT ?"
+
+
 class HubSpotAPI(EmulatedAPI):
     name = "hubspot"
     label = "HubSpot"
@@ -563,10 +570,7 @@ class HubSpotAPI(EmulatedAPI):
         if not after.isdigit():
             raise bad_request(f"after must be a record id cursor, got {after!r}")
         with self.store.read() as db:
-            rows = db.execute(
-                f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE archived = ? AND id >= ? ORDER BY id LIMIT ?",
-                (int(archived), int(after), limit + 1),
-            ).fetchall()
+            rows = db.execute(LIST_PAGE, (int(archived), int(after), limit + 1)).fetchall()
         contacts = [Contact(row) for row in rows]
         body: dict[str, Any] = {"results": [contact.to_json(names) for contact in contacts[:limit]]}
         if len(contacts) > limit:
