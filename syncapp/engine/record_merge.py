@@ -88,6 +88,7 @@ def merge_record(
     afresh: Collection[str] = (),
     consent_bases: Mapping[str, Any] | None = None,
     left_out: Mapping[str, Any] | None = None,
+    written_only: Mapping[str, Any] | None = None,
     theirs_changed_at: datetime | None = None,
     ours_changed_at: datetime | None = None,
 ) -> RecordMerge:
@@ -100,7 +101,10 @@ def merge_record(
     apart from the fields, so the field's base may predate them). `left_out` are the
     fields the record carries that could not be read (external field -> raw value): the
     system still holds them, so they stay in the base, and the hub's empty value is not
-    sent back over them. `ours_changed_at` is None for a contact new to the hub.
+    sent back over them. `written_only` are the values of the fields the sync only writes
+    there (external field -> raw value): never merged into the hub, they are recorded in
+    the base as what the system holds now, so that a push sends only a value that
+    differs. `ours_changed_at` is None for a contact new to the hub.
     """
     result = RecordMerge(new_base=dict(base))
     for read in reads:
@@ -135,5 +139,6 @@ def merge_record(
             result.conflicts.append(ConflictSeen(read, None if base_value is NO_BASE else base_value, hub_value))
         elif decision.value != hub_value:
             result.takes[read.hub_field] = decision.value
+    result.new_base.update(written_only or {})
     result.new_base.update(left_out or {})
     return result

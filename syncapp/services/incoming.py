@@ -36,6 +36,9 @@ class Incoming:
     field_errors: list[FieldProblem] = field(default_factory=list)
     # The address as read, when the sync's rule fixed a domain typo in it (audited).
     email_fixed_from: str | None = None
+    # External field -> cleaned value, of the fields the sync only writes here: what the
+    # system holds, for the link's base (EndpointPlan.written_only).
+    written_only: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +146,9 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
             item.field_errors.append(FieldProblem(field_plan.external_field, str(error)))
             continue
         item.values[field_plan.hub_field] = (field_plan, raw, value)
+    for name in reader.written_only:
+        if name in fields:
+            item.written_only[name] = clean_value(fields[name])
     refused = _phone_key(item, reader)
     if refused is not None:
         return refused

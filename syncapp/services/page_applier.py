@@ -110,6 +110,7 @@ class PageApplier(PageChanges):
             # The values left out are still what the system holds: kept in the base, so
             # that the hub's empty field is not sent back over them (EndpointPlan.payload).
             left_out={problem.field: plain(clean_value(record.fields[problem.field])) for problem in item.field_errors},
+            written_only={name: plain(value) for name, value in item.written_only.items()},
             theirs_changed_at=record.modified_at,
             ours_changed_at=None if is_new else contact.updated_at,
         )

@@ -104,11 +104,12 @@ class Payload:
                           default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def record(self, *, key: Any, external_id: str | None) -> OutgoingRecord:
+    def record(self, *, key: Any, external_id: str | None, email_consent_held: str | None = None) -> OutgoingRecord:
         return OutgoingRecord(
             key=key, email=self.email, phone=self.phone, fields=self.fields, external_id=external_id,
             email_consent=self.email_consent,
             explicit_opt_in=self.explicit_opt_in, email_consent_if_new=self.email_consent_if_new,
+            email_consent_held=email_consent_held,
         )
 
 
@@ -128,6 +129,7 @@ class EndpointPlan:
     exact_fields: frozenset[str] = frozenset()
     # External field -> its plans (two for a full name), built on first use by `differs`.
     _plans_by_field: dict[str, list[FieldPlan]] | None = field(default=None, repr=False)
+    _written_only: frozenset[str] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -141,6 +143,19 @@ class EndpointPlan:
     def phone_key_field(self) -> str:
         """The external field holding the phone where the system keys its records by it; else ""."""
         return self.provider.keys.phone_field
+
+    @property
+    def written_only(self) -> frozenset[str]:
+        """The external fields the sync writes here but never reads (mapped hub → system only).
+
+        Reading a record still records what they hold in the link's base: a push then
+        compares the hub's value with what the system holds now and sends only what
+        differs, instead of rewriting every such value once per contact.
+        """
+        if self._written_only is None:
+            read = {plan.external_field for plan in self.reads} | {self.email_field, self.phone_key_field}
+            self._written_only = frozenset(plan.external_field for plan in self.writes) - read
+        return self._written_only
 
     def key_rule(self, hub_key: str) -> FieldRule:
         """An identity key's merge rule: its mapping's, else the reading system owns it."""

@@ -134,6 +134,12 @@ class TestRecord:
         merged = merge(read(raw="Ann"), base={"PHONE": "old"}, left_out={"PHONE": "555-0100 ext. 12"})
         assert merged.new_base == {"FIRST_NAME": "Ann", "PHONE": "555-0100 ext. 12"}
 
+    def test_fields_only_written_there_record_what_the_system_holds_and_never_reach_the_hub(self):
+        merged = merge(read(raw="Ann"), ours={"company": "Acme"}, base={"COMPANY": "Old"},
+                       written_only={"COMPANY": "Acme Inc"})
+        assert merged.new_base == {"FIRST_NAME": "Ann", "COMPANY": "Acme Inc"}
+        assert "company" not in merged.takes and merged.conflicts == []
+
     def test_fields_the_record_does_not_carry_keep_their_base(self):
         merged = merge(read(raw="Ann"), base={"LAST_NAME": "Lee"})
         assert merged.new_base == {"FIRST_NAME": "Ann", "LAST_NAME": "Lee"}
