@@ -94,7 +94,8 @@ class Outgoing:
     payload: Payload
 
     def record(self) -> OutgoingRecord:
-        return self.payload.record(key=self.link.pk, external_id=self.link.external_id)
+        return self.payload.record(key=self.link.pk, external_id=self.link.external_id,
+                                   email_consent_held=self.link.email_consent_base or None)
 
 
 class Pusher:

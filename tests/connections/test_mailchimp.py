@@ -20,7 +20,7 @@ def new_member(consent=None, fields=None, if_new="subscribed", **settings):
     )
     record = OutgoingRecord(key=1, email="  Ann@Example.com ", fields=fields or {"FNAME": "Ann"}, email_consent=consent,
                             email_consent_if_new=if_new)
-    return provider._new_member(record)
+    return provider._member_body(record, update_existing=False)
 
 
 def member_record(**values) -> OutgoingRecord:
@@ -210,6 +210,77 @@ def test_an_existing_member_is_updated_with_one_patch_after_the_batch(sandbox):
     sandbox.reset_stats()
     provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Annie"})])
     assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 1}
+
+
+def linked(email, **values) -> OutgoingRecord:
+    """A record for a member Syncapp linked and last knew as `email_consent_held` (subscribed unless stated)."""
+    values.setdefault("email_consent_held", "subscribed")
+    return member_record(email=email, external_id=subscriber_hash(email), **values)
+
+
+@pytest.mark.integration
+def test_members_known_as_subscribed_are_updated_500_a_call_and_stay_subscribed(sandbox):
+    provider = mailchimp(sandbox)
+    emails = [f"n{i}@example.com" for i in range(1100)]
+    for start in range(0, 1100, 500):
+        provider.upsert_batch([member_record(key=i, email=email, fields={"FNAME": "Old"})
+                               for i, email in enumerate(emails[start:start + 500], start)])
+    sandbox.reset_stats()
+    records = [linked(email, key=i, fields={"FNAME": f"N{i}"}) for i, email in enumerate(emails)]
+    results = [result for start in range(0, 1100, 500) for result in provider.upsert_batch(records[start:start + 500])]
+    assert [result.key for result in results] == list(range(1100)) and all(result.ok for result in results)
+    assert calls(sandbox) == {"POST /lists/{list_id}": math.ceil(1100 / 500)}
+    assert set(statuses(sandbox).values()) == {"subscribed"}
+    assert stored(sandbox, "n7@example.com")["merge_fields"]["FNAME"] == "N7"
+    assert results[7].fields == {"FNAME": "N7", "email_address": "n7@example.com"}
+    assert results[7].email_consent == "subscribed"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("opt_out", ["unsubscribed", "cleaned"])
+def test_a_member_who_opted_out_since_syncapps_last_read_is_not_resubscribed_by_the_batch(sandbox, opt_out):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"}),
+                           member_record(key=2, email="bob@example.com", fields={"FNAME": "Bob"})])
+    # The person opts out after Syncapp last read them: it still knows them as subscribed.
+    set_status_in_mailchimp(sandbox, "ann@example.com", opt_out)
+    sandbox.reset_stats()
+    ann, bob = provider.upsert_batch([linked("ann@example.com", key=1, fields={"FNAME": "Annie"}),
+                                      linked("bob@example.com", key=2, fields={"FNAME": "Bobby"})])
+    assert ann.ok and bob.ok
+    assert (ann.email_consent, bob.email_consent) == (opt_out, "subscribed")
+    assert statuses(sandbox) == {"ann@example.com": opt_out, "bob@example.com": "subscribed"}
+    assert stored(sandbox, "ann@example.com")["merge_fields"]["FNAME"] == "Annie"
+    # The batch refused to subscribe her; her fields went alone, without a status.
+    assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 1}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("restriction", ["unsubscribed", "cleaned"])
+def test_an_opt_out_reaches_a_member_known_as_subscribed_in_the_batch(sandbox, restriction):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"})])
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([linked("ann@example.com", key=1, fields={"FNAME": "Ann"},
+                                              email_consent=restriction)])
+    assert result.ok and result.email_consent == restriction
+    assert statuses(sandbox) == {"ann@example.com": restriction}
+    assert calls(sandbox) == {"POST /lists/{list_id}": 1}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("held", ["unsubscribed", "cleaned", "pending", "transactional", None])
+def test_members_not_known_as_subscribed_are_patched_without_a_status(sandbox, held):
+    provider = mailchimp(sandbox)
+    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"},
+                                         email_consent_if_new=held or "subscribed")])
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([linked("ann@example.com", key=1, fields={"FNAME": "Annie"},
+                                              email_consent_held=held)])
+    assert result.ok
+    assert statuses(sandbox) == {"ann@example.com": held or "subscribed"}
+    assert stored(sandbox, "ann@example.com")["merge_fields"]["FNAME"] == "Annie"
+    assert "PATCH /lists/{list_id}/members/{subscriber_hash}" in calls(sandbox)
 
 
 @pytest.mark.integration

@@ -1,0 +1,71 @@
+"""A two-way sync writes a system only what it does not hold already (issue 12, item 2).
+
+Through the real sandbox process and database, with data on both sides before the first
+run: the same people in HubSpot and in Mailchimp. Fields the demo maps from the CRM to
+the audience only (company, phone) are never read into the hub from Mailchimp, but what
+Mailchimp holds in them is recorded when its members are read, so a member who already
+holds the CRM's values is not written at all.
+"""
+import pytest
+
+from syncapp.models import RecordLink
+from tests.integration.two_way import (
+    hubspot_create,
+    mailchimp_add,
+    mailchimp_by_email,
+    run,
+    two_way_workspace,
+    write_calls,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+# The same people, with the same values, in both systems.
+PEOPLE = {
+    "ann@example.com": ("Ann", "Lee", "Acme", "+14155550101"),
+    "bob@example.com": ("Bob", "Ray", "Initech", "+14155550102"),
+    "cy@example.com": ("Cy", "Fox", "Globex", "+14155550103"),
+}
+
+
+@pytest.fixture
+def workspace(sandbox):
+    return two_way_workspace(sandbox)
+
+
+def seed_both_sides(sandbox, people) -> None:
+    for email, (first, last, company, phone) in people.items():
+        hubspot_create(sandbox, email=email, firstname=first, lastname=last, company=company, phone=phone)
+        mailchimp_add(sandbox, email, FNAME=first, LNAME=last, COMPANY=company, PHONE=phone)
+
+
+def mailchimp_writes(sandbox) -> dict[str, int]:
+    return {route: count for route, count in write_calls(sandbox).items() if route.startswith("mailchimp ")}
+
+
+def test_members_already_holding_the_crms_values_are_not_written(sandbox, workspace):
+    seed_both_sides(sandbox, PEOPLE)
+    sandbox.reset_stats()
+
+    run(workspace)
+
+    assert mailchimp_writes(sandbox) == {}
+    base = RecordLink.objects.get(connection=workspace.mailchimp, contact__email="ann@example.com").merge_base
+    # What Mailchimp holds in the fields the sync only writes there is the link's base.
+    assert (base["COMPANY"], base["PHONE"]) == ("Acme", "+14155550101")
+
+
+def test_a_member_holding_another_value_of_a_crm_field_gets_the_crms(sandbox, workspace):
+    seed_both_sides(sandbox, PEOPLE)
+    mailchimp_add(sandbox, "dee@example.com", FNAME="Dee", LNAME="Kim", COMPANY="Old Name")
+    hubspot_create(sandbox, email="dee@example.com", firstname="Dee", lastname="Kim", company="New Name")
+    sandbox.reset_stats()
+
+    run(workspace)
+
+    assert mailchimp_by_email(sandbox, "dee@example.com")["merge_fields"]["COMPANY"] == "New Name"
+    assert mailchimp_by_email(sandbox, "ann@example.com")["merge_fields"]["COMPANY"] == "Acme"
+    assert sum(mailchimp_writes(sandbox).values()) == 1
+    sandbox.reset_stats()
+    run(workspace)
+    assert write_calls(sandbox) == {}
