@@ -23,6 +23,16 @@ the API calls of each system against that system's lower bound (its read pages p
 write batches for the records the run wrote there), and no baseline: the SDK loop is
 the one-way sync's.
 
+`--two-way` times the demo's sync between HubSpot and Mailchimp alone with data on both
+sides before the first run: half of N in each, a quarter of N the same people (their own
+statuses in Mailchimp, some unsubscribed or cleaned). Its lower bound adds HubSpot's
+batch unsubscribes (100 addresses a call) for the opt-outs the run carried there.
+
+Both print the consistency check of the last run beside the figures (bench/consistency.py:
+every valid address in every system or refused with a record error, the mapped fields
+equal outside open conflicts, nobody who had opted out subscribed again, the third run
+writing nothing); the figures are void when it fails.
+
 Figures print as a table; `--json FILE` also writes them for docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -39,12 +49,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import consistency  # noqa: E402
 from sandbox.launcher import SandboxProcess  # noqa: E402
 
 SYNC_NAME = "HubSpot, Mailchimp and ActiveCampaign"
@@ -55,11 +66,26 @@ LIFT_CLIENT_BUDGET = (
 # Issue 2's benchmark is the one-way sync: HubSpot read, Mailchimp written. The demo's
 # sync is two-way over three systems; this takes ActiveCampaign out of it (with its
 # mappings) and turns its Mailchimp side to write-only.
-ONE_WAY = (
+WITHOUT_ACTIVECAMPAIGN = (
     "from mappings.models import FieldMapping; from syncapp.models import SyncConnection; "
     f"FieldMapping.objects.filter(sync__name={SYNC_NAME!r}, connection__provider='activecampaign').delete(); "
     f"SyncConnection.objects.filter(sync__name={SYNC_NAME!r}, connection__provider='activecampaign').delete(); "
+)
+ONE_WAY = WITHOUT_ACTIVECAMPAIGN + (
     f"SyncConnection.objects.filter(sync__name={SYNC_NAME!r}, connection__provider='mailchimp').update(read=False)"
+)
+THREE_WAY_SYSTEMS = ("hubspot", "mailchimp", "activecampaign")
+TWO_WAY_SYSTEMS = ("hubspot", "mailchimp")
+# Addresses per HubSpot batch unsubscribe (communication preferences, unconfirmed limit).
+UNSUBSCRIBE_BATCH = 100
+# What the consistency check needs from the app: the fields under review and the
+# addresses a system refused (unresolved record errors).
+CHECK_INPUTS = (
+    "import json; from syncapp.models import Conflict, RecordError; print(json.dumps({"
+    "'held': [[c.contact.email, c.hub_field] for c in "
+    "Conflict.objects.filter(status='open').select_related('contact') if c.contact.email], "
+    "'errors': [[e.connection.provider, e.contact.email] for e in RecordError.objects.filter("
+    "resolved=False, contact__isnull=False).select_related('connection', 'contact') if e.contact.email]}))"
 )
 # Page and batch sizes the lower bound is counted with: HubSpot's list endpoint pages
 # 100 contacts (a full read), Mailchimp's batch subscribe takes 500 members.
@@ -121,6 +147,11 @@ class ThreeWayFigures:
     second_run_write_calls: int
     third_run_write_calls: int
     status: str
+    # The consistency check after the third run (bench/consistency.py): the figures are
+    # void when it fails.
+    consistency: str = ""
+    consistent: bool = False
+    mismatch_samples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -216,7 +247,7 @@ def network_delay(sandbox: SandboxProcess, latency_ms: int) -> None:
 
 
 def demo_workspace(work: Path, sandbox: SandboxProcess, contacts: int, *, lift_limits: bool,
-                   one_way: bool) -> dict[str, str]:
+                   one_way: bool, two_way: bool = False) -> dict[str, str]:
     """Migrate a fresh database, seed the demo over `contacts`; return the app's environment."""
     env = app_environment(work, sandbox)
     manage(env, "migrate", "--verbosity", "0")
@@ -224,6 +255,8 @@ def demo_workspace(work: Path, sandbox: SandboxProcess, contacts: int, *, lift_l
            "--conflicts", "0", "--logins-file", str(work / "logins.txt"))
     if one_way:
         manage(env, "shell", "-c", ONE_WAY)
+    elif two_way:
+        manage(env, "shell", "-c", WITHOUT_ACTIVECAMPAIGN)
     if lift_limits:
         # The app keeps each provider's published budget on its side too (it must never
         # be the one to break it): lifting the sandbox's limits alone would still pace the
@@ -266,13 +299,25 @@ def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigu
     )
 
 
-def bench_three_way(contacts: int, *, lift_limits: bool, latency_ms: int) -> ThreeWayFigures:
+def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: int) -> ThreeWayFigures:
+    """Time the demo's own sync over its systems, three runs, with the consistency check.
+
+    `two_way`: HubSpot and Mailchimp alone, with data on both sides before the first
+    run: half of `contacts` in each, a quarter of them the same people (the sandbox's
+    seeder overlaps each system's people with half of the one before). Otherwise the
+    demo's three systems, as `seed_demo` seeds them (Mailchimp empty).
+    """
+    systems = TWO_WAY_SYSTEMS if two_way else THREE_WAY_SYSTEMS
     sandbox = sandbox_start(lift_limits=lift_limits)
     try:
         with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
-            env = demo_workspace(Path(work), sandbox, contacts, lift_limits=lift_limits, one_way=False)
+            if two_way:
+                sandbox.seed(hubspot_contacts=contacts // 2, mailchimp_members=contacts // 2, random_seed=12)
+            env = demo_workspace(Path(work), sandbox, contacts // 2 if two_way else contacts,
+                                 lift_limits=lift_limits, one_way=False, two_way=two_way)
             held = {"hubspot": len(sandbox.hubspot_contacts()), "mailchimp": len(sandbox.mailchimp_members()),
                     "activecampaign": len(sandbox.control("activecampaign", "contacts")["contacts"])}
+            before = consistency.snapshot(sandbox, systems)
             sandbox.reset_stats()
             network_delay(sandbox, latency_ms)
             seconds, peak_mb = timed_runsync(env)
@@ -281,6 +326,7 @@ def bench_three_way(contacts: int, *, lift_limits: bool, latency_ms: int) -> Thr
             written = json.loads(manage(env, "shell", "-c", HELD_AND_WRITTEN).strip().splitlines()[-1])
             conflicts = int(manage(env, "shell", "-c", "from syncapp.models import Conflict; "
                                    "print(Conflict.objects.count())").strip().splitlines()[-1])
+            after_first = consistency.snapshot(sandbox, ("hubspot",))
 
             # What the first run learns from replies (a status a write reply tells) goes
             # out in the second; the third must write nothing.
@@ -289,32 +335,47 @@ def bench_three_way(contacts: int, *, lift_limits: bool, latency_ms: int) -> Thr
                 sandbox.reset_stats()
                 timed_runsync(env)
                 later_writes.append(calls(sandbox.stats())[1])
+            after = consistency.snapshot(sandbox, systems)
+            inputs = json.loads(manage(env, "shell", "-c", CHECK_INPUTS).strip().splitlines()[-1])
+            checked = consistency.check(before, after, held_fields={tuple(pair) for pair in inputs["held"]},
+                                        errors={tuple(pair) for pair in inputs["errors"]})
     finally:
         sandbox.stop()
-    systems = []
-    for system, (page, batch) in PAGES_AND_BATCHES.items():
+    # HubSpot takes opt-outs apart from the contacts: its batch unsubscribe holds 100 addresses.
+    opted_out = {system: 0 for system in systems}
+    opted_out["hubspot"] = sum(1 for email, person in after_first["hubspot"].items()
+                               if person.consent and not before["hubspot"].get(email, person).consent)
+    figures = []
+    for system in systems:
+        page, batch = PAGES_AND_BATCHES[system]
         routes = stats["requests"].get(system, {})
         api_calls = sum(routes.values())
         top_routes = dict(sorted(routes.items(), key=lambda item: -item[1])[:3])
-        bound = max(1, math.ceil(held[system] / page)) + math.ceil(written[system] / batch)
-        systems.append(SystemCalls(system=system, held=held[system], written=written[system], api_calls=api_calls,
+        bound = (max(1, math.ceil(held[system] / page)) + math.ceil(written[system] / batch)
+                 + math.ceil(opted_out[system] / UNSUBSCRIBE_BATCH))
+        figures.append(SystemCalls(system=system, held=held[system], written=written[system], api_calls=api_calls,
                                    lower_bound=bound,
                                    calls_over_bound_percent=round(100 * (api_calls - bound) / bound, 1),
                                    top_routes=top_routes))
     return ThreeWayFigures(
         contacts=contacts, limits="lifted" if lift_limits else "enforced", seconds=round(seconds, 2),
         contacts_per_second=round(run["read"] / seconds), read=run["read"], pushed=run["pushed"],
-        failed=run["failed"], conflicts=conflicts, systems=systems, peak_rss_mb=round(peak_mb, 1),
+        failed=run["failed"], conflicts=conflicts, systems=figures, peak_rss_mb=round(peak_mb, 1),
         second_run_write_calls=later_writes[0], third_run_write_calls=later_writes[1], status=run["status"],
+        consistency=checked.summary(), consistent=checked.passed and later_writes[1] == 0,
+        mismatch_samples=checked.samples,
     )
 
 
-def main_three_way(options: argparse.Namespace) -> None:
+def main_multi(options: argparse.Namespace) -> None:
     results = []
     for contacts in options.contacts:
-        figures = bench_three_way(contacts, lift_limits=options.lift_limits, latency_ms=options.latency_ms)
+        figures = bench_multi(contacts, two_way=options.two_way, lift_limits=options.lift_limits,
+                              latency_ms=options.latency_ms)
         results.append(figures)
-        print(f"{figures.contacts:,} HubSpot contacts: {figures.seconds} s, {figures.contacts_per_second:,} "
+        seeded = (f"{contacts // 2:,} in HubSpot and {contacts // 2:,} in Mailchimp, {contacts // 4:,} shared"
+                  if options.two_way else f"{figures.contacts:,} HubSpot contacts")
+        print(f"{seeded}: {figures.seconds} s, {figures.contacts_per_second:,} "
               f"records read/s, read {figures.read:,}, pushed {figures.pushed:,}, refused {figures.failed:,}, "
               f"{figures.conflicts:,} conflicts, peak {figures.peak_rss_mb} MB, "
               f"write calls in the second run {figures.second_run_write_calls}, in the third "
@@ -324,9 +385,14 @@ def main_three_way(options: argparse.Namespace) -> None:
             print(f"  {system.system:<15} {system.held:>8,} {system.written:>8,} {system.api_calls:>7,} "
                   f"{system.lower_bound:>7,} {system.calls_over_bound_percent:>6}%  "
                   + ", ".join(f"{route} {count:,}" for route, count in system.top_routes.items()))
+        total, bound = sum(s.api_calls for s in figures.systems), sum(s.lower_bound for s in figures.systems)
+        print(f"  all systems: {total:,} calls against a lower bound of {bound:,} ({total / bound:.2f}x)")
+        print(f"  {figures.consistency}" + ("" if figures.consistent else " -- VOID"))
+        for sample in figures.mismatch_samples:
+            print(f"    {sample}")
     if options.json:
-        options.json.write_text(json.dumps({"machine": machine(), "three_way": [asdict(f) for f in results]},
-                                           indent=2))
+        key = "two_way" if options.two_way else "three_way"
+        options.json.write_text(json.dumps({"machine": machine(), key: [asdict(f) for f in results]}, indent=2))
 
 
 def bench_baseline(sample: int, *, lift_limits: bool, latency_ms: int) -> BaselineFigures:
@@ -386,6 +452,9 @@ def main() -> None:
                         help="delay every provider reply by this much, for both Syncapp and the baseline (default 0)")
     parser.add_argument("--three-way", action="store_true",
                         help="time the demo's two-way sync over HubSpot, Mailchimp and ActiveCampaign instead")
+    parser.add_argument("--two-way", action="store_true",
+                        help="time the demo's sync between HubSpot and Mailchimp with data on both sides instead "
+                             "(half the contacts in each, a quarter shared)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     options = parser.parse_args()
     # The sandbox is started through manage.py, which needs keys; these are throwaway.
@@ -395,8 +464,8 @@ def main() -> None:
     print("machine:", json.dumps(machine()))
     print(f"provider limits: {'lifted' if options.lift_limits else 'enforced'}; "
           f"added latency per request: {options.latency_ms} ms")
-    if options.three_way:
-        main_three_way(options)
+    if options.three_way or options.two_way:
+        main_multi(options)
         return
     baseline = bench_baseline(options.baseline_sample, lift_limits=options.lift_limits,
                               latency_ms=options.latency_ms)
