@@ -20,6 +20,7 @@ LIST = "GET /crm/v3/objects/contacts"
 BATCH_READ = "POST /crm/v3/objects/contacts/batch/read"
 BATCH_UPDATE = "POST /crm/v3/objects/contacts/batch/update"
 UNSUBSCRIBE_ALL = "POST /communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all"
+BATCH_UNSUBSCRIBE_ALL = "POST /communication-preferences/v4/statuses/batch/unsubscribe-all"
 INVALID_EMAILS = {"a..b@example.com", "nodomain@", "a@b@example.com", "user@bücher.example", "josé@example.com"}
 
 
@@ -660,3 +661,17 @@ def test_a_grant_without_the_preferences_scope_fails_the_opt_out_alone_and_says_
         key=1, email="leave@example.com", fields={}, external_id="7", email_consent="unsubscribed")])
     assert not result.ok and result.retriable and result.error_class == "missing_scope"
     assert "communication_preferences.write" in result.message and "reconnect" in result.message
+
+
+def test_250_opt_outs_cost_3_batch_unsubscribes_not_250_calls(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname"))
+    records = [OutgoingRecord(key=number, email=f"leaver{number}@example.com", fields={"firstname": f"L{number}"},
+                              email_consent="unsubscribed") for number in range(250)]
+    results = [result for start in range(0, len(records), provider.max_batch)
+               for result in provider.upsert_batch(records[start:start + provider.max_batch])]
+    assert all(result.ok for result in results)
+    requests_made = sandbox.stats()["requests"]["hubspot"]
+    assert requests_made.get(BATCH_UNSUBSCRIBE_ALL) == 3
+    assert UNSUBSCRIBE_ALL not in requests_made
+    contacts = sandbox.hubspot_contacts()
+    assert len(contacts) == 250 and all(c["properties"]["hs_email_optout"] == "true" for c in contacts)
