@@ -287,8 +287,9 @@ class HttpClient:
                         continue
                     self.tokens.rejected()
                 if status in (401, 403):
+                    # The body says which: a HubSpot 403 names the missing scopes (MISSING_SCOPES).
                     raise AuthenticationError(
-                        self._describe(method, path, status, _explain(response)), status=status
+                        self._describe(method, path, status, _explain(response)), status=status, body=_body(response)
                     )
                 if status not in _RETRIED_4XX and status < 500:
                     raise ProviderError(

@@ -44,6 +44,23 @@ is strict:
   "true" (with a new `lastmodifieddate`), and so does a contact created with it later
   or given it by an update, and a contact seeded with it. Nothing in the
   emulated API subscribes an address again.
+- The batch form, `POST /communication-preferences/v4/statuses/batch/unsubscribe-all
+  ?channel=EMAIL` with `{"inputs": ["email", ...]}`, opts each address out as the single
+  route does, all of them at one instant. `inputs` must be a list of 1 to 100 strings
+  (HubSpot documents no maximum: 100, like its other batches, is unconfirmed), none
+  repeated in any letter case, else the whole call is a 400. Each input is then on its
+  own: an address no contact holds is opted out all the same (the single route's
+  answer), an invalid one is listed under `errors` (VALIDATION_ERROR, `context:
+  {subscriberIdString: [input]}`) while the others are applied, and the reply is then a
+  207 with `numErrors`, else a 200. Each result is `{subscriberIdString, statuses: []}`:
+  the per-subscription statuses are not emulated.
+- The batch subscription endpoints need the batch scopes
+  (`communication_preferences.statuses.batch.write`), which only a Marketing Hub
+  Enterprise portal can grant an app. `hubspot_batch_subscription_scopes` says whether
+  this portal has granted them: 1 by default, so that the demo and the benchmarks go
+  through the batch route a client prefers; 0 (or the `batch-subscription-scopes`
+  control action) makes the batch route answer HubSpot's 403 MISSING_SCOPES, as it does
+  for every portal below Enterprise, for the tests of the clients' fallback.
 - Each token may make `rate_limit` requests in any 10 seconds (190 by default) and
   650,000 a day; every reply carries the `X-HubSpot-RateLimit-*` headers, and a request
   over the limit gets a 429 naming the policy. The per-second headers are informational.
@@ -67,6 +84,10 @@ POST bulk-edit   `{"ids": ["101", ...], "properties": {...}}` (no `ids`: every l
 POST restore     `{"ids": [...]}`: bring archived contacts back from the recycle bin (each gets
                  a new `lastmodifieddate`). Replies `{"restored": n}`; 400 when a live contact
                  holds one's address meanwhile.
+POST batch-subscription-scopes
+                 `{"granted": false}`: whether the portal has granted the batch subscription
+                 scopes, until the next reset (which restores `hubspot_batch_subscription_scopes`).
+                 Replies `{"granted": ...}`.
 GET  contacts    `{"contacts": [{id, properties (all), createdAt, updatedAt, archived,
                  archivedAt?}], "gdpr_deleted": [{email, id, deletedAt}]}`
 POST contacts    `{"properties": {"email": ...}}`: the person signs up again on a HubSpot form,
@@ -142,6 +163,9 @@ CREATE TABLE IF NOT EXISTS hubspot_email_optout (
 """
 
 MAX_BATCH = 100
+# HubSpot documents no maximum for the batch subscription endpoints (unconfirmed): strict, as its other batches.
+MAX_SUBSCRIPTION_BATCH = 100
+BATCH_SUBSCRIPTION_SCOPE = "communication_preferences.statuses.batch.write"
 MAX_LIST_PAGE = 100
 MAX_SEARCH_PAGE = 200
 SEARCH_RESULT_CAP = 10_000
@@ -373,6 +397,11 @@ def bad_request(message: str, **context: list[str]) -> HubSpotError:
     return HubSpotError(400, message, "VALIDATION_ERROR", context=context or None)
 
 
+def _zero_or_one(value: int) -> str | None:
+    """The `problem` of a yes-or-no option, given as 1 or 0 (options are strings or integers)."""
+    return None if value in (0, 1) else "hubspot_batch_subscription_scopes must be 1 (granted) or 0 (not granted)"
+
+
 class Contact:
     """One stored contact row, with its properties decoded."""
 
@@ -432,6 +461,9 @@ class HubSpotAPI(EmulatedAPI):
                                           "limit off", not_negative),
         Option("hubspot_search_rate_limit", 5, "HubSpot search requests allowed per second per token, on top "
                                                "of the general limit; 0 turns it off", not_negative),
+        Option("hubspot_batch_subscription_scopes", 1, "1: the portal (Marketing Hub Enterprise) has granted the "
+                                                       "batch subscription scopes; 0: the batch subscription routes "
+                                                       "answer 403 MISSING_SCOPES", _zero_or_one),
     )
     credential = "hubspot_token"
     schema = SCHEMA
@@ -441,6 +473,7 @@ class HubSpotAPI(EmulatedAPI):
         ControlAction("POST", "restore", "control_restore"),
         ControlAction("GET", "contacts", "control_contacts"),
         ControlAction("POST", "contacts", "control_signup"),
+        ControlAction("POST", "batch-subscription-scopes", "control_batch_subscription_scopes"),
     )
     oauth_routes = (
         Route("GET", "/hubspot/oauth/authorize", "oauth_authorize"),
@@ -463,6 +496,8 @@ class HubSpotAPI(EmulatedAPI):
         Route("POST", f"{CONTACTS}/merge", "merge_contacts", write=True),
         Route("POST", "/communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all",
               "unsubscribe_all", write=True),
+        Route("POST", "/communication-preferences/v4/statuses/batch/unsubscribe-all", "batch_unsubscribe_all",
+              write=True),
         Route("GET", "/crm/v3/properties/contacts", "list_properties"),
         Route("GET", "/crm/v3/properties/contacts/{propertyName}", "get_property"),
     )
@@ -475,6 +510,7 @@ class HubSpotAPI(EmulatedAPI):
         self.search_limit = RollingWindowLimit(settings["hubspot_search_rate_limit"], window_seconds=1.0,
                                                daily_limit=None, policy="SECONDLY")
         self.limiters = {"hubspot_rate_limit": self.limit, "hubspot_search_rate_limit": self.search_limit}
+        self.batch_subscription_scopes = bool(settings["hubspot_batch_subscription_scopes"])
         store.add_function("hubspot_contains_token", 2, contains_token)
         store.add_function("hubspot_options_contain_token", 2, options_contain_token)
         with store.read() as db:
@@ -483,7 +519,12 @@ class HubSpotAPI(EmulatedAPI):
         store.clock.advance_to(last_ms)
 
     def info(self) -> dict[str, Any]:
-        return {"base_path": self.prefix, "stands_for": "https://api.hubapi.com"}
+        return {"base_path": self.prefix, "stands_for": "https://api.hubapi.com",
+                "batch_subscription_scopes": self.batch_subscription_scopes}
+
+    def reset_limits(self) -> None:
+        super().reset_limits()
+        self.batch_subscription_scopes = bool(self.settings["hubspot_batch_subscription_scopes"])
 
     # Gateway: credentials, limits, error shapes.
 
@@ -852,14 +893,54 @@ class HubSpotAPI(EmulatedAPI):
             raise bad_request(f"{subscriberIdString} is not a valid email address", subscriberIdString=[email])
         started = iso_ms(int(datetime.now(UTC).timestamp() * 1000))
         with self.store.write() as db:
-            now_ms = self.store.clock.tick()
-            db.execute("INSERT OR IGNORE INTO hubspot_email_optout (email_key, opted_out_ms) VALUES (?, ?)",
-                       (email, now_ms))
-            rows = db.execute(f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE email_key = ?", (email,)).fetchall()
-            self._apply(db, [(Contact(row), {OPTOUT: "true"}) for row in rows], at_ms=now_ms)
+            self._opt_out(db, [email], self.store.clock.tick())
         # The per-subscription details come only with `verbose=true`; they are not emulated.
         return json_response({"status": "COMPLETE", "results": [], "requestedAt": started, "startedAt": started,
                               "completedAt": iso_ms(int(datetime.now(UTC).timestamp() * 1000))})
+
+    def batch_unsubscribe_all(self, request: Request) -> Response:
+        if not self.batch_subscription_scopes:
+            raise HubSpotError(
+                403,
+                "This app hasn't been granted all required scopes to make this call. Read more about required "
+                "scopes here: https://developers.hubspot.com/scopes.",
+                "MISSING_SCOPES",
+                errors=[{"message": "One or more of the following scopes are required.",
+                         "context": {"requiredGranularScopes": [BATCH_SUBSCRIPTION_SCOPE]}}],
+            )
+        if request.args.get("channel") != "EMAIL":
+            raise bad_request("channel is required: EMAIL is the only channel",
+                              channel=[request.args.get("channel", "")])
+        inputs = self.json_body(request).get("inputs")
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(item, str) for item in inputs):
+            raise bad_request("inputs must be a non-empty list of email addresses (strings)")
+        if len(inputs) > MAX_SUBSCRIPTION_BATCH:
+            raise bad_request(f"Batch input limit exceeded: {len(inputs)} inputs given, at most "
+                              f"{MAX_SUBSCRIPTION_BATCH} allowed")
+        self._refuse_duplicates([item.strip().lower() for item in inputs])
+        valid, errors = [], []
+        for item in inputs:
+            email = item.strip().lower()
+            if email_problem(email):
+                errors.append({"status": "error", "category": "VALIDATION_ERROR",
+                               "message": f"{item} is not a valid email address",
+                               "context": {"subscriberIdString": [item]}, "links": {}, "errors": []})
+            else:
+                valid.append(email)
+        started = iso_ms(int(datetime.now(UTC).timestamp() * 1000))
+        if valid:
+            with self.store.write() as db:
+                self._opt_out(db, valid, self.store.clock.tick())
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": [{"subscriberIdString": email, "statuses": []} for email in valid],
+            "requestedAt": started,
+            "startedAt": started,
+            "completedAt": iso_ms(int(datetime.now(UTC).timestamp() * 1000)),
+        }
+        if not errors:
+            return json_response(body)
+        return json_response({**body, "numErrors": len(errors), "errors": errors}, 207)
 
     # What the control actions below do.
 
@@ -969,6 +1050,14 @@ class HubSpotAPI(EmulatedAPI):
             "gdpr_deleted": [{"email": email, "id": str(contact_id) if contact_id else None,
                               "deletedAt": iso_ms(deleted_ms)} for email, contact_id, deleted_ms in deleted],
         }
+
+    def control_batch_subscription_scopes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"granted": false}`: whether the portal has granted the batch subscription scopes, until the next reset."""
+        refuse_unknown_keys(body, {"granted"})
+        if not isinstance(body.get("granted"), bool):
+            raise ControlError("granted must be true or false")
+        self.batch_subscription_scopes = body["granted"]
+        return {"granted": self.batch_subscription_scopes}
 
     # OAuth (stands for https://app.hubspot.com/oauth/authorize and https://api.hubapi.com/oauth/v1/token).
 
@@ -1484,6 +1573,14 @@ class HubSpotAPI(EmulatedAPI):
              for contact in changed],
         )
         return changed
+
+    def _opt_out(self, db: sqlite3.Connection, emails: list[str], now_ms: int) -> None:
+        """Unsubscribe these addresses (trimmed and lowercased) from all email: every contact holding one reads so."""
+        db.executemany("INSERT OR IGNORE INTO hubspot_email_optout (email_key, opted_out_ms) VALUES (?, ?)",
+                       [(email, now_ms) for email in emails])
+        rows = db.execute(f"SELECT {ROW_COLUMNS} FROM hubspot_contact WHERE email_key IN "
+                          f"({', '.join('?' * len(emails))})", emails).fetchall()
+        self._apply(db, [(Contact(row), {OPTOUT: "true"}) for row in rows], at_ms=now_ms)
 
     @staticmethod
     def _opted_out(db: sqlite3.Connection, email_key: str | None) -> bool:

@@ -26,12 +26,17 @@ Consent: `hs_email_optout` ("Unsubscribed from all email") is read-only through 
 API ("... is a read only property; its value cannot be set"); HubSpot sets it through
 its subscription preferences. An unsubscribe (an `OutgoingRecord.email_consent` of
 "unsubscribed" or "cleaned", or an `hs_email_optout` of "true" among its fields) is
-written after the contact with the v4 subscriptions API,
+written after the contacts with the v4 subscriptions API: the addresses of a batch go
+together, `POST /communication-preferences/v4/statuses/batch/unsubscribe-all?channel=EMAIL`
+(at most 100 a call, unconfirmed), each address once. That route needs the batch scope
+`communication_preferences.statuses.batch.write`, which only a Marketing Hub Enterprise
+portal can grant; after HubSpot's 403 MISSING_SCOPES for it the client, for the rest of
+its life (a run), sends one
 `POST /communication-preferences/v4/statuses/{email}/unsubscribe-all?channel=EMAIL`
-(scope `communication_preferences.write`), one call per contact unsubscribed; the v3
-API unsubscribes from one subscription type at a time and refuses the portal-wide
-opt-out. `hs_email_optout` is never sent with the contact's properties, and nothing
-subscribes a contact again: HubSpot's own pages and forms do that, with the person.
+(scope `communication_preferences.write`) per address instead. The v3 API unsubscribes
+from one subscription type at a time and refuses the portal-wide opt-out.
+`hs_email_optout` is never sent with the contact's properties, and nothing subscribes a
+contact again: HubSpot's own pages and forms do that, with the person.
 
 Connection settings read here: `properties`, `overlap_seconds` (how far before the
 watermark a delta read starts again: HubSpot's search index trails writes by a few
@@ -40,9 +45,10 @@ seconds, and clocks differ) and `search_rate_limit`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -89,6 +95,13 @@ MAX_LIST_PAGE = 100
 OPTOUT_PROPERTY = "hs_email_optout"
 # The consent states that take a contact off all email.
 OPT_OUT_STATES = frozenset({"unsubscribed", "cleaned"})
+# The v4 opt-out from all email, of one address or of a batch of at most
+# MAX_UNSUBSCRIBE_BATCH (HubSpot documents no maximum: unconfirmed, as its other batches).
+UNSUBSCRIBE_ALL = "/communication-preferences/v4/statuses/{email}/unsubscribe-all"
+BATCH_UNSUBSCRIBE_ALL = "/communication-preferences/v4/statuses/batch/unsubscribe-all"
+MAX_UNSUBSCRIBE_BATCH = 100
+# Batch errors of these categories will fail again as they are: the others may pass later.
+LASTING_ERROR_CATEGORIES = frozenset({"VALIDATION_ERROR"})
 # The properties a person's phone number may be kept in, searched by a deletion request.
 PHONE_PROPERTIES = ("phone", "mobilephone")
 # The contact's other addresses, joined by ";" (a merged contact's among them).
@@ -141,6 +154,11 @@ class HubSpotProvider(Provider):
             requests = max(1, int(per_second))
             window = requests / per_second + SEARCH_WINDOW_MARGIN_SECONDS
             self.search_budget = account_budget.narrower("search", requests, window)
+        # Whether the portal takes batch unsubscribes: None until HubSpot has answered one.
+        # Only a Marketing Hub Enterprise portal grants their scope, so a refusal stands
+        # for the client's life; while unknown, one batch at a time asks.
+        self.batch_unsubscribe: bool | None = None
+        self._batch_unsubscribe_asking = threading.Lock()
 
     @classmethod
     def oauth_token_error(cls, status: int, body: Any) -> dict[str, str] | None:
@@ -290,7 +308,8 @@ class HubSpotProvider(Provider):
 
         A contact whose id is no longer found is upserted by email instead. Refused
         records get their own failed result; authentication failures and exhausted
-        retries raise. An unsubscribe costs one call per contact not yet opted out.
+        retries raise. The unsubscribes cost one batch call for the contacts not yet
+        opted out, or one call per address where the portal lacks the batch scope.
         """
         if len(records) > self.max_batch:
             raise ValueError(f"HubSpot takes at most {self.max_batch} records per batch, got {len(records)}.")
@@ -317,9 +336,7 @@ class HubSpotProvider(Provider):
         by_email = [(index, record) for index, record in by_email if record.email]
         for batch in split_repeats(by_email, key=lambda entry: _record_key(entry[1], by_email=True)):
             self._write(batch, results, by_email=True)
-        for index, record in enumerate(records):
-            if results[index].ok and _unsubscribes(record):
-                results[index] = self._unsubscribe(record, results[index])
+        self._unsubscribe_all(records, results)
         return [results[index] for index in range(len(records))]
 
     def _look_up(
@@ -344,37 +361,103 @@ class HubSpotProvider(Provider):
             )
         return not_found
 
-    def _unsubscribe(self, record: OutgoingRecord, written: RecordResult) -> RecordResult:
-        """Unsubscribe a written contact's address from all email, unless HubSpot's reply shows it is already."""
-        fields = dict(written.fields or {})
-        address = fields.get("email") or record.email
-        # Email consent belongs to an address: a contact without one has none to withdraw.
-        if address and fields.get(OPTOUT_PROPERTY) != "true":
-            email = _normal_email(address)
-            try:
-                self.http.request(
-                    "POST",
-                    f"/communication-preferences/v4/statuses/{quote(email, safe='@')}/unsubscribe-all",
-                    params={"channel": "EMAIL"},
+    def _unsubscribe_all(self, records: Sequence[OutgoingRecord], results: dict[int, RecordResult]) -> None:
+        """Unsubscribe the written contacts that opt out from all email, unless HubSpot's reply shows they are already.
+
+        Each address is sent once, however many records hold it; a record whose opt-out
+        failed gets a failed result of its own (its contact was written all the same).
+        """
+        waiting: dict[str, list[int]] = {}
+        for index, record in enumerate(records):
+            written = results[index]
+            if not (written.ok and _unsubscribes(record)):
+                continue
+            fields = written.fields or {}
+            address = fields.get("email") or record.email
+            # Email consent belongs to an address: a contact without one has none to withdraw.
+            if address and fields.get(OPTOUT_PROPERTY) != "true":
+                waiting.setdefault(_normal_email(address), []).append(index)
+            else:
+                results[index] = _opted_out(record, written)
+        emails = list(waiting)
+        for start in range(0, len(emails), MAX_UNSUBSCRIBE_BATCH):
+            chunk = emails[start : start + MAX_UNSUBSCRIBE_BATCH]
+            failures = self._unsubscribe_batch(chunk)
+            if failures is None:
+                failures = {email: failure for email in chunk if (failure := self._unsubscribe_one(email))}
+            for email in chunk:
+                failure = failures.get(email)
+                for index in waiting[email]:
+                    written = results[index]
+                    results[index] = (_opted_out(records[index], written) if failure is None
+                                      else failure.result(records[index], written))
+
+    def _unsubscribe_batch(self, emails: list[str]) -> dict[str, OptOutFailure] | None:
+        """Unsubscribe `emails` in one call; return the failures by address, None when the portal lacks the scope."""
+        if self.batch_unsubscribe is None:
+            with self._batch_unsubscribe_asking:
+                if self.batch_unsubscribe is None:
+                    return self._send_unsubscribe_batch(emails)
+        if not self.batch_unsubscribe:
+            return None
+        return self._send_unsubscribe_batch(emails)
+
+    def _send_unsubscribe_batch(self, emails: list[str]) -> dict[str, OptOutFailure] | None:
+        """Send the batch call and learn from HubSpot's answer whether the portal takes them."""
+        try:
+            reply = self.http.json("POST", BATCH_UNSUBSCRIBE_ALL, params={"channel": "EMAIL"},
+                                   json={"inputs": emails}) or {}
+        except ProviderError as error:
+            if error.status == 403 and _category(error) == "MISSING_SCOPES":
+                # Below Marketing Hub Enterprise: one call per address from now on.
+                self.batch_unsubscribe = False
+                return None
+            return {email: OptOutFailure.of(error, email) for email in emails}
+        self.batch_unsubscribe = True
+        failures: dict[str, OptOutFailure] = {}
+        unnamed = []
+        for item in reply.get("errors") or []:
+            if not isinstance(item, dict):
+                continue
+            named = _emails_named(item, emails)
+            if not named:
+                unnamed.append(str(item.get("message") or item.get("category") or ""))
+            category = str(item.get("category") or "error")
+            for email in named:
+                failures[email] = OptOutFailure(
+                    error_class=category,
+                    message=f"HubSpot did not unsubscribe {email}: {item.get('message') or category}",
+                    retriable=category not in LASTING_ERROR_CATEGORIES,
                 )
-            except ProviderError as error:
-                # A 403 here is most likely a grant made before Syncapp asked for the
-                # communication preferences scope: the contact's record was written, so
-                # the opt-out alone fails, named, rather than the whole batch.
-                missing_scope = isinstance(error, AuthenticationError)
-                hint = (" (the connection lacks the communication_preferences.write scope: reconnect it)"
-                        if missing_scope else "")
-                return RecordResult(
-                    key=record.key,
-                    ok=False,
-                    external_id=written.external_id,
-                    error_class="missing_scope" if missing_scope else _error_class(error, record),
-                    message=f"HubSpot did not unsubscribe {email}: {error}{hint}",
-                    retriable=error.retriable or missing_scope,
+        done = {_normal_email(str(item.get("subscriberIdString") or ""))
+                for item in reply.get("results") or [] if isinstance(item, dict)}
+        for email in emails:
+            if email not in done and email not in failures:
+                why = f" (its errors: {'; '.join(unnamed)})" if unnamed else ""
+                failures[email] = OptOutFailure(
+                    error_class="MissingFromReply",
+                    message=f"HubSpot's reply to the batch unsubscribe did not include {email}{why}.",
+                    retriable=True,
                 )
-        if OPTOUT_PROPERTY in record.fields:
-            fields[OPTOUT_PROPERTY] = "true"
-        return replace(written, fields=fields)
+        return failures
+
+    def _unsubscribe_one(self, email: str) -> OptOutFailure | None:
+        """Unsubscribe one address with its own call; return why it failed, or None."""
+        try:
+            self.http.request("POST", UNSUBSCRIBE_ALL.format(email=quote(email, safe="@")), params={"channel": "EMAIL"})
+        except ProviderError as error:
+            # A 403 here is most likely a grant made before Syncapp asked for the
+            # communication preferences scope: the contact's record was written, so
+            # the opt-out alone fails, named, rather than the whole batch.
+            if isinstance(error, AuthenticationError):
+                return OptOutFailure(
+                    error_class="missing_scope",
+                    message=f"HubSpot did not unsubscribe {email}: {error} (the connection lacks the "
+                            "communication_preferences.write scope: reconnect it)",
+                    retriable=True,
+                )
+            return OptOutFailure.of(error, email)
+        return None
 
     def merge_records(self, primary_id: str, other_id: str) -> str:
         """Merge contact `other_id` into `primary_id`; return the merged contact's id, as HubSpot's reply gives it.
@@ -402,7 +485,8 @@ class HubSpotProvider(Provider):
         outcome = isolate_rejections(batch, send, blamed=blamed)
         for (index, record), error in outcome.rejected:
             results[index] = RecordResult(
-                key=record.key, ok=False, error_class=_error_class(error, record), message=str(error), retriable=False
+                key=record.key, ok=False, error_class=_error_class(error, record.email), message=str(error),
+                retriable=False,
             )
         not_found = []
         for group, reply in outcome.accepted:
@@ -598,6 +682,50 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class OptOutFailure:
+    """Why HubSpot did not unsubscribe an address: the failed result of each record holding it."""
+
+    error_class: str
+    message: str
+    retriable: bool
+
+    @classmethod
+    def of(cls, error: ProviderError, email: str) -> OptOutFailure:
+        return cls(error_class=_error_class(error, email), message=f"HubSpot did not unsubscribe {email}: {error}",
+                   retriable=error.retriable or isinstance(error, AuthenticationError))
+
+    def result(self, record: OutgoingRecord, written: RecordResult) -> RecordResult:
+        return RecordResult(key=record.key, ok=False, external_id=written.external_id, error_class=self.error_class,
+                            message=self.message, retriable=self.retriable)
+
+
+def _opted_out(record: OutgoingRecord, written: RecordResult) -> RecordResult:
+    """Return the written record's result with the opt-out it asked for, now that HubSpot holds it."""
+    if OPTOUT_PROPERTY not in record.fields:
+        return written
+    return replace(written, fields={**(written.fields or {}), OPTOUT_PROPERTY: "true"})
+
+
+def _emails_named(error: Mapping[str, Any], emails: Sequence[str]) -> list[str]:
+    """Return the addresses among `emails` that a batch error names, in its context or else in its message."""
+    context = error.get("context")
+    if not isinstance(context, dict):
+        context = {}
+    listed = {_normal_email(str(value)) for values in context.values()
+              for value in (values if isinstance(values, list) else [values])}
+    named = [email for email in emails if email in listed]
+    if named:
+        return named
+    message = str(error.get("message") or "")
+    return [email for email in emails if mentions_email(message, email)]
+
+
+def _category(error: ProviderError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    return str(body.get("category") or "")
+
+
 def _unsubscribes(record: OutgoingRecord) -> bool:
     """Return whether writing `record` takes its contact off all email."""
     flag = record.fields.get(OPTOUT_PROPERTY)
@@ -631,10 +759,10 @@ def _error_text(error: ProviderError) -> str:
     return " ".join([str(body.get("message") or ""), json.dumps(body.get("errors") or [], ensure_ascii=False)])
 
 
-def _error_class(error: ProviderError, record: OutgoingRecord) -> str:
-    """Return HubSpot's code for why this record was refused (e.g. INVALID_EMAIL)."""
+def _error_class(error: ProviderError, email: str) -> str:
+    """Return HubSpot's code for why the record with this address was refused (e.g. INVALID_EMAIL)."""
     body = error.body if isinstance(error.body, dict) else {}
-    email = _normal_email(record.email)
+    email = _normal_email(email)
     for item in body.get("errors") or []:
         if isinstance(item, dict) and item.get("code") and mentions_email(str(item.get("message") or ""), email):
             return str(item["code"])

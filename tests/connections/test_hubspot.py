@@ -3,6 +3,7 @@ import json
 import math
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ LIST = "GET /crm/v3/objects/contacts"
 BATCH_READ = "POST /crm/v3/objects/contacts/batch/read"
 BATCH_UPDATE = "POST /crm/v3/objects/contacts/batch/update"
 UNSUBSCRIBE_ALL = "POST /communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all"
+BATCH_UNSUBSCRIBE_ALL = "POST /communication-preferences/v4/statuses/batch/unsubscribe-all"
 INVALID_EMAILS = {"a..b@example.com", "nodomain@", "a@b@example.com", "user@bücher.example", "josé@example.com"}
 
 
@@ -570,14 +572,14 @@ def test_an_unsubscribe_reaches_hubspot_through_the_subscriptions_api(sandbox):
         email_consent="unsubscribed")])
     assert result.ok and result.fields["hs_email_optout"] == "true"
     # Nothing for the CRM itself: a lookup, then the opt-out from all email.
-    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_READ: 1, UNSUBSCRIBE_ALL: 1}
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_READ: 1, BATCH_UNSUBSCRIBE_ALL: 1}
     (changed,) = read(provider, cursor)[0]
     assert changed.fields["hs_email_optout"] == "true"
     sandbox.reset_stats()
     (again,) = provider.upsert_batch([OutgoingRecord(
         key=1, email="leave@example.com", fields={"hs_email_optout": "true"}, external_id=created.external_id)])
     assert again.ok
-    assert UNSUBSCRIBE_ALL not in sandbox.stats()["requests"]["hubspot"]
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_READ: 1}
 
 
 def test_a_contact_known_by_its_phone_is_written_by_id_without_an_email(sandbox):
@@ -593,7 +595,7 @@ def test_a_contact_known_by_its_phone_is_written_by_id_without_an_email(sandbox)
     (contact,) = sandbox.hubspot_contacts()
     assert contact["properties"]["firstname"] == "Patricia"
     # Email consent belongs to an address: without one there is nothing to unsubscribe.
-    assert UNSUBSCRIBE_ALL not in sandbox.stats()["requests"]["hubspot"]
+    assert not {UNSUBSCRIBE_ALL, BATCH_UNSUBSCRIBE_ALL} & set(sandbox.stats()["requests"]["hubspot"])
 
 
 def test_a_contact_gone_from_hubspot_is_not_created_again_without_an_email(sandbox):
@@ -625,7 +627,7 @@ def test_fields_and_consent_together_cost_one_write_and_one_unsubscribe(sandbox)
         key=1, email="both@example.com", fields={"firstname": "B", "hs_email_optout": "true"},
         external_id=created.external_id)])
     assert result.ok and result.fields == {"firstname": "B", "hs_email_optout": "true", "email": "both@example.com"}
-    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_UPDATE: 1, UNSUBSCRIBE_ALL: 1}
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_UPDATE: 1, BATCH_UNSUBSCRIBE_ALL: 1}
 
 
 def test_nothing_resubscribes_a_contact_who_opted_out_in_hubspot(sandbox):
@@ -645,12 +647,22 @@ def test_hubspot_can_hold_one_email_opt_out_and_no_explicit_opt_in():
     assert HubSpotProvider.explicit_opt_in_state is None
 
 
+MISSING_BATCH_SCOPE = {
+    "status": "error", "category": "MISSING_SCOPES", "correlationId": "c0ffee",
+    "message": "This app hasn't been granted all required scopes to make this call.",
+    "errors": [{"message": "One or more of the following scopes are required.",
+                "context": {"requiredGranularScopes": ["communication_preferences.statuses.batch.write"]}}],
+}
+
+
 @responses.activate
 def test_a_grant_without_the_preferences_scope_fails_the_opt_out_alone_and_says_why():
     """Error path: a connection authorized before Syncapp asked for the scope."""
     base = "https://hubspot.test"
     responses.post(f"{base}/crm/v3/objects/contacts/batch/read", json={"status": "COMPLETE", "results": [
         {"id": "7", "properties": {"email": "leave@example.com", "hs_email_optout": "false"}}]})
+    responses.post(f"{base}/communication-preferences/v4/statuses/batch/unsubscribe-all", status=403,
+                   json=MISSING_BATCH_SCOPE)
     responses.post(f"{base}/communication-preferences/v4/statuses/leave@example.com/unsubscribe-all", status=403,
                    json={"status": "error", "message": "This app hasn't been granted all required scopes",
                          "category": "MISSING_SCOPES"})
@@ -660,3 +672,133 @@ def test_a_grant_without_the_preferences_scope_fails_the_opt_out_alone_and_says_
         key=1, email="leave@example.com", fields={}, external_id="7", email_consent="unsubscribed")])
     assert not result.ok and result.retriable and result.error_class == "missing_scope"
     assert "communication_preferences.write" in result.message and "reconnect" in result.message
+
+
+def test_250_opt_outs_cost_3_batch_unsubscribes_not_250_calls(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname"))
+    records = [OutgoingRecord(key=number, email=f"leaver{number}@example.com", fields={"firstname": f"L{number}"},
+                              email_consent="unsubscribed") for number in range(250)]
+    results = [result for start in range(0, len(records), provider.max_batch)
+               for result in provider.upsert_batch(records[start:start + provider.max_batch])]
+    assert all(result.ok for result in results)
+    requests_made = sandbox.stats()["requests"]["hubspot"]
+    assert requests_made.get(BATCH_UNSUBSCRIBE_ALL) == 3
+    assert UNSUBSCRIBE_ALL not in requests_made
+    contacts = sandbox.hubspot_contacts()
+    assert len(contacts) == 250 and all(c["properties"]["hs_email_optout"] == "true" for c in contacts)
+
+
+def opting_out(records, *, every=1) -> list[OutgoingRecord]:
+    """Return linked records for HubSpot contacts, each `every`-th one unsubscribed from all email."""
+    return [OutgoingRecord(key=record.external_id, email=record.fields.get("email") or "", fields={"firstname": "X"},
+                           external_id=record.external_id,
+                           email_consent="unsubscribed" if number % every == 0 else None)
+            for number, record in enumerate(records)]
+
+
+def test_hostile_addresses_hubspot_refuses_to_unsubscribe_fail_alone_and_the_others_are_unsubscribed(sandbox):
+    sandbox.seed(hostile=["hubspot"])
+    provider = hubspot(sandbox, fields=("email", "firstname", "hs_email_optout"))
+    contacts, _, _ = read(provider)
+    sandbox.reset_stats()
+    results = provider.upsert_batch(opting_out(contacts))
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_UPDATE: 1, BATCH_UNSUBSCRIBE_ALL: 1}
+    emails = {contact.external_id: contact.fields["email"] for contact in contacts}
+    failed = {emails[result.key]: result for result in results if not result.ok}
+    assert set(failed) == INVALID_EMAILS
+    for email, result in failed.items():
+        assert result.error_class == "VALIDATION_ERROR" and not result.retriable
+        assert result.external_id and email.lower() in result.message
+    stored = {contact["id"]: contact["properties"] for contact in sandbox.hubspot_contacts()}
+    for result in results:
+        # Every contact was written; the opt-out failed alone.
+        assert stored[result.key]["firstname"] == "X"
+        assert stored[result.key].get("hs_email_optout") == ("true" if result.ok else None)
+
+
+def test_only_the_contacts_opting_out_are_unsubscribed(sandbox):
+    sandbox.seed(hostile=["hubspot"])
+    provider = hubspot(sandbox, fields=("email", "firstname"))
+    contacts, _, _ = read(provider)
+    records = opting_out(contacts, every=2)
+    results = provider.upsert_batch(records)
+    assert sandbox.stats()["requests"]["hubspot"][BATCH_UNSUBSCRIBE_ALL] == 1
+    stored = {contact["id"]: contact["properties"] for contact in sandbox.hubspot_contacts()}
+    valid = [(record, result) for record, result in zip(records, results, strict=True)
+             if record.email not in INVALID_EMAILS]
+    assert all(result.ok for _, result in valid)
+    assert {record.key for record, _ in valid if stored[record.key].get("hs_email_optout") == "true"} == {
+        record.key for record, _ in valid if record.email_consent == "unsubscribed"}
+
+
+def test_a_contact_already_opted_out_costs_no_unsubscribe(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname", "hs_email_optout"))
+    (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="gone@example.com", fields={"firstname": "G"})])
+    unsubscribe_in_hubspot(sandbox, "gone@example.com")
+    sandbox.reset_stats()
+    (result,) = provider.upsert_batch([OutgoingRecord(
+        key=1, email="gone@example.com", fields={"firstname": "H", "hs_email_optout": "true"},
+        external_id=created.external_id, email_consent="unsubscribed")])
+    assert result.ok and result.fields["hs_email_optout"] == "true"
+    assert sandbox.stats()["requests"]["hubspot"] == {BATCH_UPDATE: 1}
+
+
+def test_one_address_held_by_two_records_is_sent_once(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname"))
+    (created,) = provider.upsert_batch([OutgoingRecord(key=1, email="twin@example.com", fields={"firstname": "T"})])
+    sandbox.reset_stats()
+    # The sandbox refuses a batch naming one address twice, as HubSpot's batches do.
+    results = provider.upsert_batch([
+        OutgoingRecord(key=1, email="twin@example.com", fields={"firstname": "A"}, external_id=created.external_id,
+                       email_consent="unsubscribed"),
+        OutgoingRecord(key=2, email="Twin@Example.com", fields={"lastname": "B"}, email_consent="unsubscribed"),
+    ])
+    assert [result.ok for result in results] == [True, True]
+    assert sandbox.stats()["requests"]["hubspot"][BATCH_UNSUBSCRIBE_ALL] == 1
+    (contact,) = sandbox.hubspot_contacts()
+    assert contact["properties"]["hs_email_optout"] == "true"
+
+
+def test_below_enterprise_one_batch_attempt_then_one_call_per_address_for_the_whole_run(sandbox):
+    sandbox.control("hubspot", "batch-subscription-scopes", {"granted": False})
+    provider = hubspot(sandbox, fields=("email", "firstname"))
+    pages = [[OutgoingRecord(key=(page, number), email=f"p{page}n{number}@example.com", fields={"firstname": "P"},
+                             email_consent="unsubscribed") for number in range(10)] for page in range(6)]
+    # Two batches in flight at once, as the run's pusher sends them.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = [result for page in pool.map(provider.upsert_batch, pages) for result in page]
+    assert all(result.ok for result in results)
+    requests_made = sandbox.stats()["requests"]["hubspot"]
+    assert requests_made[BATCH_UNSUBSCRIBE_ALL] == 1
+    assert requests_made[UNSUBSCRIBE_ALL] == 60
+    contacts = sandbox.hubspot_contacts()
+    assert len(contacts) == 60 and all(c["properties"]["hs_email_optout"] == "true" for c in contacts)
+
+
+@responses.activate
+def test_each_input_hubspot_did_not_unsubscribe_fails_its_records_as_the_error_says():
+    base = "https://hubspot.test"
+    people = {"7": "Twin@Example.com", "8": "twin@example.com", "9": "bad@example.com", "10": "busy@example.com",
+              "11": "lost@example.com"}
+    responses.post(f"{base}/crm/v3/objects/contacts/batch/read", json={"status": "COMPLETE", "results": [
+        {"id": contact_id, "properties": {"email": email}} for contact_id, email in people.items()]})
+    batch = responses.post(f"{base}/communication-preferences/v4/statuses/batch/unsubscribe-all", status=207, json={
+        "status": "COMPLETE", "numErrors": 2,
+        "results": [{"subscriberIdString": "twin@example.com", "statuses": []}],
+        "errors": [
+            {"status": "error", "category": "VALIDATION_ERROR", "message": "Invalid subscriber",
+             "context": {"subscriberIdString": ["BAD@example.com"]}},
+            {"status": "error", "category": "INTERNAL_ERROR", "message": "Try again later for busy@example.com"},
+        ],
+    })
+    provider = build_provider("hubspot", ProviderConfig(base_url=base, access_token="t", budget_key=str(uuid.uuid4())),
+                              fields=("email",))
+    results = provider.upsert_batch([OutgoingRecord(key=contact_id, email=email, fields={}, external_id=contact_id,
+                                                    email_consent="unsubscribed")
+                                     for contact_id, email in people.items()])
+    assert json.loads(batch.calls[0].request.body) == {
+        "inputs": ["twin@example.com", "bad@example.com", "busy@example.com", "lost@example.com"]}
+    outcome = {result.key: (result.ok, result.error_class, result.retriable) for result in results}
+    assert outcome == {"7": (True, "", False), "8": (True, "", False), "9": (False, "VALIDATION_ERROR", False),
+                       "10": (False, "INTERNAL_ERROR", True), "11": (False, "MissingFromReply", True)}
+    assert all(people[result.key].lower() in result.message for result in results if not result.ok)

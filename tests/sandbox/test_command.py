@@ -13,6 +13,7 @@ from sandbox.launcher import SandboxProcess, SandboxStartError
     (["--hubspot-token", " "], "HubSpot token"),
     (["--hubspot-rate-limit", "-5"], "negative"),
     (["--hubspot-search-rate-limit", "-1"], "negative"),
+    (["--hubspot-batch-subscription-scopes", "2"], "1 \\(granted\\) or 0"),
     (["--threads", "0"], "--threads"),
     (["--activecampaign-rate-limit", "-1"], "negative"),
     (["--activecampaign-token", ""], "ActiveCampaign token"),

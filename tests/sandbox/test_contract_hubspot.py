@@ -99,6 +99,12 @@ def test_the_sdk_drives_every_contacts_endpoint(client, sandbox):
     assert optout.status_code == 200
     assert contacts.basic_api.get_by_id(batch_ids[2], properties=["hs_email_optout"]).properties[
         "hs_email_optout"] == "true"
+    batch_optout = requests.post(f"{sandbox.hubspot_url}/communication-preferences/v4/statuses/batch/unsubscribe-all",
+                                 params={"channel": "EMAIL"}, json={"inputs": ["fresh@example.com"]}, timeout=10,
+                                 headers={"Authorization": f"Bearer {sandbox.hubspot_token}"})
+    assert batch_optout.status_code == 200
+    assert contacts.basic_api.get_by_id("fresh@example.com", id_property="email",
+                                        properties=["hs_email_optout"]).properties["hs_email_optout"] == "true"
 
     contacts.basic_api.purge(PublicGdprDeleteInput(object_id="fresh@example.com", id_property="email"))
     assert "fresh@example.com" not in [c["properties"].get("email") for c in sandbox.hubspot_contacts()]

@@ -687,3 +687,128 @@ def test_the_opt_out_of_an_address_holds_in_every_letter_case(hubspot):
 ])
 def test_unsubscribe_all_needs_the_email_channel_and_an_address(hubspot, address, params):
     assert_hubspot_error(hubspot.post(UNSUBSCRIBE_ALL.format(address), params=params), 400, "VALIDATION_ERROR")
+
+
+BATCH_UNSUBSCRIBE_ALL = "/communication-preferences/v4/statuses/batch/unsubscribe-all"
+BATCH_UNSUBSCRIBE_ROUTE = f"POST {BATCH_UNSUBSCRIBE_ALL}"
+
+
+def batch_unsubscribe(hubspot, inputs, **params):
+    return hubspot.post(BATCH_UNSUBSCRIBE_ALL, params={"channel": "EMAIL", **params}, json={"inputs": inputs})
+
+
+def test_a_batch_unsubscribe_opts_every_address_out_at_one_instant(hubspot, sandbox):
+    leaving = batch_create(hubspot, {"email": "one@example.com"}, {"email": "two@example.com"})
+    staying = create(hubspot, email="stay@example.com")
+    response = batch_unsubscribe(hubspot, ["One@Example.com", "two@example.com"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "COMPLETE" and "errors" not in body and body["startedAt"] and body["completedAt"]
+    assert body["results"] == [{"subscriberIdString": "one@example.com", "statuses": []},
+                               {"subscriberIdString": "two@example.com", "statuses": []}]
+    after = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}
+    for contact in leaving:
+        assert after[contact["id"]]["properties"]["hs_email_optout"] == "true"
+        assert after[contact["id"]]["updatedAt"] > contact["updatedAt"]
+    assert len({after[contact["id"]]["updatedAt"] for contact in leaving}) == 1
+    assert "hs_email_optout" not in after[staying["id"]]["properties"]
+    assert after[staying["id"]]["updatedAt"] == staying["updatedAt"]
+    # As the single route: once is enough, the second changes nothing.
+    assert batch_unsubscribe(hubspot, ["one@example.com"]).status_code == 200
+    again = {contact["id"]: contact for contact in sandbox.hubspot_contacts()}
+    assert again[leaving[0]["id"]]["updatedAt"] == after[leaving[0]["id"]]["updatedAt"]
+
+
+def test_a_batch_unsubscribe_is_counted_as_a_write_like_every_route(hubspot, sandbox):
+    batch_unsubscribe(hubspot, ["one@example.com"])
+    batch_unsubscribe(hubspot, [])
+    stats = sandbox.stats()
+    assert stats["requests"]["hubspot"] == {BATCH_UNSUBSCRIBE_ROUTE: 2}
+    assert stats["writes"] == 2 and stats["statuses"]["hubspot"] == {"200": 1, "400": 1}
+
+
+def test_an_address_no_contact_holds_is_opted_out_as_by_the_single_route(hubspot):
+    response = batch_unsubscribe(hubspot, ["nobody.yet@example.com"])
+    assert response.status_code == 200, response.text
+    assert response.json()["results"] == [{"subscriberIdString": "nobody.yet@example.com", "statuses": []}]
+    assert create(hubspot, email="Nobody.Yet@example.com")["properties"]["hs_email_optout"] == "true"
+
+
+def test_invalid_addresses_are_listed_under_errors_and_the_others_still_applied(hubspot, sandbox, hostile_contacts):
+    addresses = [contact["email"] for contact in hostile_contacts if contact["email"].lower() != "dup@example.com"]
+    invalid = [address for address in addresses if single_unsubscribe_refuses(hubspot, address)]
+    assert set(invalid) == {"a..b@example.com", "nodomain@", "a@b@example.com", "user@bücher.example",
+                            "josé@example.com"}
+    sandbox.reset()
+    response = batch_unsubscribe(hubspot, addresses)
+    assert response.status_code == 207, response.text
+    body = response.json()
+    assert body["status"] == "COMPLETE" and body["numErrors"] == len(invalid)
+    assert [error["context"]["subscriberIdString"] for error in body["errors"]] == [[address] for address in invalid]
+    assert {error["category"] for error in body["errors"]} == {"VALIDATION_ERROR"}
+    assert all(address in error["message"] for address, error in zip(invalid, body["errors"], strict=True))
+    applied = [address.strip().lower() for address in addresses if address not in invalid]
+    assert [result["subscriberIdString"] for result in body["results"]] == applied
+    # "  Mixed.Case@Example.COM " among them, trimmed and lowercased as HubSpot keys it.
+    assert create(hubspot, email="mixed.case@example.com")["properties"]["hs_email_optout"] == "true"
+
+
+def single_unsubscribe_refuses(hubspot, address) -> bool:
+    response = hubspot.post(UNSUBSCRIBE_ALL.format(requests.utils.quote(address, safe="@")),
+                            params={"channel": "EMAIL"})
+    assert response.status_code in (200, 400), response.text
+    return response.status_code == 400
+
+
+@pytest.mark.parametrize("inputs", [
+    [],
+    [f"p{number}@example.com" for number in range(101)],
+    "one@example.com",
+    [{"id": "one@example.com"}],
+    ["one@example.com", 7],
+    ["one@example.com", "ONE@example.com"],
+])
+def test_a_batch_unsubscribe_hubspot_would_refuse_changes_nothing(hubspot, sandbox, inputs):
+    assert_hubspot_error(batch_unsubscribe(hubspot, inputs), 400, "VALIDATION_ERROR")
+    assert create(hubspot, email="one@example.com")["properties"].get("hs_email_optout") is None
+
+
+def test_a_batch_unsubscribe_takes_100_addresses(hubspot):
+    response = batch_unsubscribe(hubspot, [f"p{number}@example.com" for number in range(100)])
+    assert response.status_code == 200 and len(response.json()["results"]) == 100
+
+
+@pytest.mark.parametrize("params", [{}, {"channel": "SMS"}])
+def test_a_batch_unsubscribe_needs_the_email_channel(hubspot, params):
+    response = hubspot.post(BATCH_UNSUBSCRIBE_ALL, params=params, json={"inputs": ["one@example.com"]})
+    assert_hubspot_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_a_body_that_is_not_a_json_object_is_refused(hubspot):
+    response = hubspot.post(BATCH_UNSUBSCRIBE_ALL, params={"channel": "EMAIL"}, data="[\"one@example.com\"]")
+    assert_hubspot_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_below_marketing_hub_enterprise_the_batch_route_is_refused_for_missing_scopes(hubspot, sandbox):
+    assert sandbox.control("hubspot", "batch-subscription-scopes", {"granted": False}) == {"granted": False}
+    create(hubspot, email="one@example.com")
+    body = assert_hubspot_error(batch_unsubscribe(hubspot, ["one@example.com"]), 403, "MISSING_SCOPES")
+    assert "required scopes" in body["message"]
+    scopes = {"requiredGranularScopes": ["communication_preferences.statuses.batch.write"]}
+    assert body["errors"] == [{"message": "One or more of the following scopes are required.", "context": scopes}]
+    (contact,) = sandbox.hubspot_contacts()
+    assert "hs_email_optout" not in contact["properties"]
+    # Counted like any request; the single route still works.
+    assert sandbox.stats()["requests"]["hubspot"][BATCH_UNSUBSCRIBE_ROUTE] == 1
+    assert hubspot.post(UNSUBSCRIBE_ALL.format("one@example.com"), params={"channel": "EMAIL"}).status_code == 200
+    # A reset restores the setting the sandbox started with.
+    sandbox.reset()
+    assert batch_unsubscribe(hubspot, ["one@example.com"]).status_code == 200
+
+
+def test_the_batch_subscription_scopes_control_takes_a_yes_or_no(sandbox):
+    response = requests.post(f"{sandbox.url}/_sandbox/hubspot/batch-subscription-scopes", json={"granted": 0},
+                             timeout=10)
+    assert response.status_code == 400 and "true or false" in response.json()["error"]
+    info = requests.get(f"{sandbox.url}/_sandbox/info", timeout=10).json()
+    assert info["hubspot"]["batch_subscription_scopes"] is True
