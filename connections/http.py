@@ -233,7 +233,19 @@ class HttpClient:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request and return its parsed JSON body (None for an empty body)."""
+        return self._parsed(method, path, self.request(method, path, **kwargs))
+
+    def json_dated(self, method: str, path: str, **kwargs: Any) -> tuple[Any, int | None]:
+        """Send a request; return its parsed JSON body and the provider's clock when it answered.
+
+        The time is the reply's Date header in milliseconds since the epoch (whole
+        seconds, rounded down), None without a readable one: a delta read moves its
+        watermark by the provider's clock, never by ours (connections.providers.cursors).
+        """
         response = self.request(method, path, **kwargs)
+        return self._parsed(method, path, response), reply_date_ms(response)
+
+    def _parsed(self, method: str, path: str, response: requests.Response) -> Any:
         if not response.content:
             return None
         try:
@@ -400,3 +412,14 @@ def _explain(response: requests.Response) -> str:
                        or " ".join(str(item[key]) for key in ("title", "detail") if item.get(key)))
             parts.append(f"{field}: {message}" if field else str(message))
     return "; ".join(parts)[:_DETAIL_LIMIT] or response.reason or "no explanation given"
+
+
+def reply_date_ms(response: requests.Response) -> int | None:
+    """Return a reply's Date header in milliseconds since the epoch; None when it has none or it cannot be read."""
+    try:
+        moment = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return int(moment.timestamp()) * 1000

@@ -33,6 +33,16 @@ changes under it, so a record edited during a read shifts nothing else.
 - The watermark saved is never later than the time the read began, by the reader's
   clock: a change made while a read is under way may become visible only after the
   read went past its time, and the next read must reach it.
+- A read that reached the end of the list moves the watermark to the time its first
+  query was answered, by the provider's clock (the reply's Date header), when that is
+  later than the newest change read: every change made before then was visible to the
+  read (the overlap covers the rest), so the next read starts there less the overlap.
+  Without this, a bulk write (Syncapp's own push, read back once as echoes) would stay
+  inside every later read's overlap and be listed again by each, until a newer change
+  moved the watermark. The provider's clock, not the reader's: a reader whose clock
+  runs ahead would otherwise move the watermark past changes it never saw. A read
+  resumed within an instant does not move it so: that instant may have gained records
+  behind the position it resumed from while it was the present.
 - Late commits and clock skew: the next read starts `overlap` before the watermark,
   and the de-duplication drops what was delivered already, so the overlap costs no
   repeated deliveries. The overlap must exceed the provider's indexing delay plus the
@@ -381,17 +391,42 @@ class KeysetWindow:
             self._began = now_ms if since is None else min(now_ms, since)
             self._query: KeysetQuery | None = tie
         else:
-            self._began = now_ms
+            # Never before the watermark the read starts from: that may be the provider's
+            # clock, ahead of ours, and a watermark going back would reach records the
+            # de-duplication has forgotten.
+            self._began = now_ms if since is None else max(now_ms, since)
             self._query = KeysetQuery(since=None if since is None else since - overlap_ms)
         self._page_newest: int | None = None
         self._page_oldest: int | None = None
         self._page_last_id: int | None = None
         self._page_returned = 0
+        # The provider's clock when the read's first query was answered (see `began_by_provider`).
+        self._provider_began: int | None = None
+        # A read resumed within an instant goes on paging an instant that may have been
+        # the present when the interrupted read paged it, and gained records behind its
+        # position: its watermark stays where the interrupted read put it.
+        self._dated = tie is None
+
+    def began_by_provider(self, answered_ms: int | None) -> None:
+        """Record the provider's clock when the first query of this read was answered (its reply's Date).
+
+        Once the read reaches the end of the list, the watermark moves to that time if
+        it is later than the newest change read. Only the first reply counts: later
+        ones answered after changes the read may have gone past. Ignored for a read
+        resumed within an instant (see `__init__`).
+        """
+        if self._dated and self._provider_began is None and answered_ms is not None:
+            self._provider_began = answered_ms
 
     @property
     def watermark(self) -> int | None:
         """The time the next read starts from, less the overlap (None: from the beginning)."""
-        return None if self._newest is None else min(self._newest, self._began)
+        read = None if self._newest is None else min(self._newest, self._began)
+        if self._query is None and self._provider_began is not None:
+            # The search went to the end: everything changed before the provider
+            # answered its first query was visible to it.
+            return self._provider_began if read is None else max(read, self._provider_began)
+        return read
 
     def query(self) -> KeysetQuery | None:
         """Return the query for the next page; None when the search is over."""

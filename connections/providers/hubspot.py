@@ -242,7 +242,10 @@ class HubSpotProvider(Provider):
         """Search the contacts modified since the watermark, one fresh query per page."""
         total = None
         while (query := window.query()) is not None:
-            reply = self._search(self._search_body(query))
+            reply, answered_ms = self.http.json_dated("POST", SEARCH, json=self._search_body(query),
+                                                      endpoint_budget=self.search_budget)
+            window.began_by_provider(answered_ms)
+            reply = reply or {}
             if total is None:
                 # The first query counts every change this read has to go through.
                 total = reply.get("total")

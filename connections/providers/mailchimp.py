@@ -264,7 +264,10 @@ class MailchimpProvider(Provider):
         total = None
         try:
             while (query := window.query()) is not None:
-                reply = self.http.json("GET", f"/lists/{self.list_id}/members", params=self._page_params(query))
+                reply, answered_ms = self.http.json_dated("GET", f"/lists/{self.list_id}/members",
+                                                          params=self._page_params(query))
+                window.began_by_provider(answered_ms)
+                reply = reply or {}
                 members = reply.get("members") or []
                 matched = _count(reply.get("total_items"))
                 if total is None:

@@ -96,19 +96,25 @@ class FakeAudience:
         return {(rid, modified) for rid, (modified, _) in self.records.items()}
 
 
-def sorted_pages(audience: FakeAudience, cursor, *, overlap_ms: int, skew_ms: int = 0):
-    """Read like the Mailchimp client does; yield (deliveries, cursor) per page."""
+def sorted_pages(audience: FakeAudience, cursor, *, overlap_ms: int, skew_ms: int = 0, dated: bool = False):
+    """Read like the Mailchimp client does; yield (deliveries, cursor) per page.
+
+    `dated`: each reply carries the provider's clock (its Date header), the present of
+    the audience when it answered, which the client hands to the window.
+    """
     window = open_time_sorted_read(cursor, overlap_ms=overlap_ms, now_ms=audience.clock + skew_ms)
     while (query := window.query()) is not None:
         records, has_more, total = audience.query(query)
+        if dated:
+            window.began_by_provider(audience.clock)
         delivered = [(rid, m) for rid, m in records if window.admit(rid, m)]
         window.page_done(has_more=has_more, total=total)
         yield delivered, window.cursor()
 
 
-def sorted_read(audience, cursor=None, *, overlap_ms=0, skew_ms=0):
+def sorted_read(audience, cursor=None, *, overlap_ms=0, skew_ms=0, dated=False):
     delivered = []
-    for page, page_cursor in sorted_pages(audience, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms):
+    for page, page_cursor in sorted_pages(audience, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms, dated=dated):
         delivered += page
         cursor = page_cursor
     return delivered, cursor
@@ -130,6 +136,34 @@ def test_a_sorted_read_without_changes_delivers_nothing_in_one_query_despite_the
     assert delivered == []
     assert audience.queries == [KeysetQuery(since=1004)]
     assert json.loads(after)["since"] == 1009
+
+
+def test_a_bulk_write_read_once_is_not_listed_again_once_the_provider_clock_is_past_the_overlap():
+    # Syncapp's own push: 30 members changed in one second, read back once as echoes.
+    audience = FakeAudience([0] * 30, page_size=10)
+    audience.clock += 60
+    _, cursor = sorted_read(audience, overlap_ms=5, dated=True)
+    assert json.loads(cursor)["since"] == audience.clock
+    audience.queries.clear()
+    audience.clock += 60
+    delivered, _ = sorted_read(audience, cursor, overlap_ms=5, dated=True)
+    # One query, from the provider's time of the last read less the overlap: nothing listed again.
+    assert delivered == [] and audience.queries == [KeysetQuery(since=audience.clock - 60 - 5)]
+
+
+def test_without_the_providers_clock_the_watermark_stays_at_the_newest_change_read():
+    audience = FakeAudience([0] * 30, page_size=10)
+    audience.clock += 60
+    _, cursor = sorted_read(audience, overlap_ms=5)
+    assert json.loads(cursor)["since"] == 1000
+
+
+def test_a_read_cut_short_keeps_the_newest_change_read_as_its_watermark():
+    audience = FakeAudience(list(range(25)), page_size=10)
+    audience.clock += 60
+    pages = sorted_pages(audience, None, overlap_ms=5, dated=True)
+    _, cursor = next(pages)
+    assert json.loads(cursor)["since"] == 1009
 
 
 def test_a_record_edited_during_a_sorted_read_shifts_nothing_and_comes_back_once_more():
@@ -257,9 +291,10 @@ list_times = st.lists(st.integers(0, 3).map(lambda step: step * 10), max_size=40
     skew_share=st.floats(-1, 1),
     edits=changes,
     crashes=st.lists(st.integers(1, 12), max_size=4),
+    dated=st.booleans(),
 )
 def test_sorted_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
-    times, page_size, overlap, skew_share, edits, crashes
+    times, page_size, overlap, skew_share, edits, crashes, dated
 ):
     """Reads of a time-sorted list, with changes between pages and crashes anywhere.
 
@@ -275,7 +310,7 @@ def test_sorted_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
     pages_read = 0
     for stop_after in [*crashes, None, None]:
         for count, (page, page_cursor) in enumerate(
-            sorted_pages(audience, cursor, overlap_ms=overlap, skew_ms=skew), 1
+            sorted_pages(audience, cursor, overlap_ms=overlap, skew_ms=skew, dated=dated), 1
         ):
             committed += page
             cursor = page_cursor
@@ -288,7 +323,7 @@ def test_sorted_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
                     audience.change(ids, created=created, gap=gap, late=late)
             if stop_after is not None and count >= stop_after:
                 break
-    committed += sorted_read(audience, cursor, overlap_ms=overlap, skew_ms=skew)[0]
+    committed += sorted_read(audience, cursor, overlap_ms=overlap, skew_ms=skew, dated=dated)[0]
     assert len(committed) == len(set(committed)), "an (id, modified) pair was delivered twice"
     assert audience.versions() <= set(committed), "a record's latest version was missed"
 
@@ -372,10 +407,12 @@ class FakeCrm:
         return matching[: self.page_size], len(matching) > self.page_size
 
 
-def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0, archived: bool = False):
+def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0, archived: bool = False,
+                 dated: bool = False):
     """Read like the HubSpot client does; yield (deliveries, cursor) per page.
 
-    Archived records are delivered as ("archived", id, when archived).
+    Archived records are delivered as ("archived", id, when archived). `dated`: each
+    search reply carries the CRM's clock when it answered (its Date header).
     """
     window = open_keyset_read(cursor, overlap_ms=overlap_ms, now_ms=crm.clock + skew_ms, archived=archived)
     if isinstance(window, ScanWindow):
@@ -388,6 +425,8 @@ def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0, arc
         return
     while (query := window.query()) is not None:
         records, has_more = crm.search(query)
+        if dated:
+            window.began_by_provider(crm.clock)
         delivered = [(rid, m) for rid, m in records if window.admit(rid, m)]
         window.page_done(has_more=has_more)
         yield delivered, window.cursor()
@@ -398,10 +437,11 @@ def keyset_pages(crm: FakeCrm, cursor, *, overlap_ms: int, skew_ms: int = 0, arc
         yield delivered, window.cursor()
 
 
-def keyset_read(crm, cursor=None, *, overlap_ms=0, skew_ms=0, archived=False):
+def keyset_read(crm, cursor=None, *, overlap_ms=0, skew_ms=0, archived=False, dated=False):
     """Return (deliveries, last cursor) of one whole read."""
     delivered = []
-    for page, page_cursor in keyset_pages(crm, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms, archived=archived):
+    for page, page_cursor in keyset_pages(crm, cursor, overlap_ms=overlap_ms, skew_ms=skew_ms, archived=archived,
+                                          dated=dated):
         delivered += page
         cursor = page_cursor
     return delivered, cursor
@@ -646,9 +686,10 @@ bulk_edits = st.lists(
     edits=bulk_edits,
     crashes=st.lists(st.integers(1, 12), max_size=4),
     tie_seed=st.integers(0, 1000),
+    dated=st.booleans(),
 )
 def test_keyset_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
-    times, page_size, list_size, overlap, skew_share, edits, crashes, tie_seed
+    times, page_size, list_size, overlap, skew_share, edits, crashes, tie_seed, dated
 ):
     """A full scan, then delta reads, with bulk and late edits between pages and crashes anywhere.
 
@@ -665,7 +706,8 @@ def test_keyset_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
     pages_read = 0
     # Pages a read may take before it stops (None: until it ends), then a last clean read.
     for stop_after in [*crashes, None, None]:
-        for count, (page, page_cursor) in enumerate(keyset_pages(crm, cursor, overlap_ms=overlap, skew_ms=skew), 1):
+        for count, (page, page_cursor) in enumerate(keyset_pages(crm, cursor, overlap_ms=overlap, skew_ms=skew,
+                                                                   dated=dated), 1):
             committed += page
             cursor = page_cursor
             pages_read += 1
@@ -676,7 +718,7 @@ def test_keyset_reads_cut_short_anywhere_deliver_every_change_and_repeat_none(
                     crm.bulk_edit(ids, created=created, gap=gap, late=late)
             if stop_after is not None and count >= stop_after:
                 break
-    final = keyset_read(crm, cursor, overlap_ms=overlap, skew_ms=skew)[0]
+    final = keyset_read(crm, cursor, overlap_ms=overlap, skew_ms=skew, dated=dated)[0]
     committed += final
     assert len(committed) == len(set(committed)), "an (id, modified) pair was delivered twice"
     assert {(str(n), m) for n, m in crm.records.items()} <= set(committed), "a record's latest version was missed"

@@ -802,3 +802,21 @@ def test_each_input_hubspot_did_not_unsubscribe_fails_its_records_as_the_error_s
     assert outcome == {"7": (True, "", False), "8": (True, "", False), "9": (False, "VALIDATION_ERROR", False),
                        "10": (False, "INTERNAL_ERROR", True), "11": (False, "MissingFromReply", True)}
     assert all(people[result.key].lower() in result.message for result in results if not result.ok)
+
+
+@pytest.mark.integration
+def test_a_bulk_write_read_back_once_is_not_listed_again_by_later_reads(sandbox):
+    # The watermark moves to HubSpot's clock (the search reply's Date) when the read
+    # began, so the next read starts past contacts written long enough before it.
+    provider = unpaced(sandbox, overlap_seconds=1)
+    _, cursor, _ = read(provider)
+    for start in range(0, 250, 100):
+        provider.upsert_batch([OutgoingRecord(key=i, email=f"echo{i}@example.com", fields={"firstname": "E"})
+                               for i in range(start, min(start + 100, 250))])
+    time.sleep(2.5)
+    echoes, cursor, _ = read(provider, cursor)
+    assert len(echoes) == 250
+    sandbox.reset_stats()
+    again, _, _ = read(provider, cursor)
+    assert again == []
+    assert calls(sandbox, "POST /crm/v3/objects/contacts/search") == 1

@@ -677,3 +677,20 @@ def test_mailchimp_writes_only_opt_outs_and_confirms_explicit_opt_ins_and_cannot
     provider = MailchimpProvider(ProviderConfig(base_url="http://mc.invalid/3.0", api_key="k-us1"), http=None)
     with pytest.raises(MergeNotSupported):
         provider.merge_records("a", "b")
+
+
+@pytest.mark.integration
+def test_a_bulk_write_read_back_once_is_not_listed_again_by_later_reads(sandbox):
+    # The watermark moves to Mailchimp's clock (the reply's Date) when the read began,
+    # so the next read starts past members written long enough before it.
+    provider = mailchimp(sandbox, overlap_seconds=1)
+    for start in range(0, 2500, 500):
+        provider.upsert_batch([member_record(key=i, email=f"echo{i}@example.com", fields={"FNAME": "E"})
+                               for i in range(start, start + 500)])
+    time.sleep(2.5)
+    echoes, cursor, _ = read(provider)
+    assert len(echoes) == 2500
+    sandbox.reset_stats()
+    again, _, _ = read(provider, cursor)
+    assert again == []
+    assert member_calls(sandbox) == 1
