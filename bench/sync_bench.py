@@ -76,6 +76,11 @@ ONE_WAY = WITHOUT_ACTIVECAMPAIGN + (
 )
 THREE_WAY_SYSTEMS = ("hubspot", "mailchimp", "activecampaign")
 TWO_WAY_SYSTEMS = ("hubspot", "mailchimp")
+# Seconds between the runs of a multi-system bench: a delta read starts its overlap before
+# the provider's time of the previous read (HubSpot 10 s, Mailchimp 5 s), so the echoes of
+# a push are read back once, by the next run, and no later run lists them again once this
+# much has passed. Scheduled runs are minutes apart.
+RUN_SPACING_SECONDS = 11
 # Addresses per HubSpot batch unsubscribe (communication preferences, unconfirmed limit).
 UNSUBSCRIBE_BATCH = 100
 # What the consistency check needs from the app: the fields under review and the
@@ -147,6 +152,14 @@ class ThreeWayFigures:
     second_run_write_calls: int
     third_run_write_calls: int
     status: str
+    # The run after the first (it reads back what the first wrote: the echoes) and the
+    # one after it, with nothing changed: their time and all their API calls.
+    second_run_seconds: float = 0.0
+    second_run_calls: int = 0
+    third_run_seconds: float = 0.0
+    third_run_calls: int = 0
+    second_run_routes: dict[str, int] = field(default_factory=dict)
+    third_run_routes: dict[str, int] = field(default_factory=dict)
     # The consistency check after the third run (bench/consistency.py): the figures are
     # void when it fails.
     consistency: str = ""
@@ -330,11 +343,17 @@ def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: 
 
             # What the first run learns from replies (a status a write reply tells) goes
             # out in the second; the third must write nothing.
-            later_writes = []
+            later_writes, later_calls, later_seconds, later_routes = [], [], [], []
             for _ in range(2):
+                # Scheduled runs are minutes apart: wait out the longest overlap, as they would.
+                time.sleep(RUN_SPACING_SECONDS)
                 sandbox.reset_stats()
-                timed_runsync(env)
+                later_seconds.append(timed_runsync(env)[0])
+                later_calls.append(calls(sandbox.stats())[0])
                 later_writes.append(calls(sandbox.stats())[1])
+                later_routes.append({f"{system} {route}": count
+                                     for system, routes in sandbox.stats()["requests"].items()
+                                     for route, count in routes.items()})
             after = consistency.snapshot(sandbox, systems)
             inputs = json.loads(manage(env, "shell", "-c", CHECK_INPUTS).strip().splitlines()[-1])
             checked = consistency.check(before, after, held_fields={tuple(pair) for pair in inputs["held"]},
@@ -362,6 +381,9 @@ def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: 
         contacts_per_second=round(run["read"] / seconds), read=run["read"], pushed=run["pushed"],
         failed=run["failed"], conflicts=conflicts, systems=figures, peak_rss_mb=round(peak_mb, 1),
         second_run_write_calls=later_writes[0], third_run_write_calls=later_writes[1], status=run["status"],
+        second_run_seconds=round(later_seconds[0], 2), second_run_calls=later_calls[0],
+        third_run_seconds=round(later_seconds[1], 2), third_run_calls=later_calls[1],
+        second_run_routes=later_routes[0], third_run_routes=later_routes[1],
         consistency=checked.summary(), consistent=checked.passed and later_writes[1] == 0,
         mismatch_samples=checked.samples,
     )
@@ -385,6 +407,12 @@ def main_multi(options: argparse.Namespace) -> None:
             print(f"  {system.system:<15} {system.held:>8,} {system.written:>8,} {system.api_calls:>7,} "
                   f"{system.lower_bound:>7,} {system.calls_over_bound_percent:>6}%  "
                   + ", ".join(f"{route} {count:,}" for route, count in system.top_routes.items()))
+        print(f"  second run: {figures.second_run_seconds} s "
+              f"({100 * figures.second_run_seconds / figures.seconds:.0f}% of the first), "
+              f"{figures.second_run_calls:,} calls; third run (nothing changed): {figures.third_run_seconds} s, "
+              f"{figures.third_run_calls} calls")
+        for label, routes in (("second", figures.second_run_routes), ("third", figures.third_run_routes)):
+            print(f"    {label} run's calls: " + ", ".join(f"{route} {count}" for route, count in routes.items()))
         total, bound = sum(s.api_calls for s in figures.systems), sum(s.lower_bound for s in figures.systems)
         print(f"  all systems: {total:,} calls against a lower bound of {bound:,} ({total / bound:.2f}x)")
         print(f"  {figures.consistency}" + ("" if figures.consistent else " -- VOID"))
