@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import consistency  # noqa: E402
+
 from sandbox.launcher import SandboxProcess  # noqa: E402
 
 SYNC_NAME = "HubSpot, Mailchimp and ActiveCampaign"

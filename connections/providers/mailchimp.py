@@ -336,8 +336,9 @@ class MailchimpProvider(Provider):
         # brandonseydel/MailChimp.Net issue 567). With `update_existing: true` ("Whether
         # this batch operation will change existing members' subscription status") that
         # status is applied to members who already exist. So:
-        # 1. a linked member whose status Syncapp knows as subscribed is updated by a batch with update_existing, restating that status, or the
-        #    restriction the engine decided (unsubscribed, cleaned): see `_restated`.
+        # 1. a linked member whose status Syncapp knows as subscribed is updated by a
+        #    batch with update_existing, restating that status, or the restriction the
+        #    engine decided (unsubscribed, cleaned): see `_restated`.
         #    Had the person unsubscribed since Syncapp last read them, Mailchimp refuses
         #    to subscribe them ("Member In Compliance State") and that member alone is
         #    updated as in 3, so nobody is re-subscribed;
@@ -701,8 +702,9 @@ def _status_if_new(record: OutgoingRecord) -> str | None:
 def _restated(record: OutgoingRecord) -> str | None:
     """Return the status a linked member is batch-updated with; None: it is not batch-updated.
 
-    Only a member Syncapp last knew as subscribed is: its status is restated, or restricted where the engine decided an opt-out. An explicit
-    opt-in, and members known as opted out or pending, are updated one by one (see
+    Only a member Syncapp last knew as subscribed is: its status is restated, or
+    restricted where the engine decided an opt-out. An explicit opt-in, and members
+    known as opted out, pending or transactional, are updated one by one (see
     `upsert_batch`), as is any member whose status Syncapp does not know.
     """
     held = record.email_consent_held
