@@ -83,7 +83,8 @@ def test_a_delta_of_200_changes_costs_at_most_10_calls(sandbox, workspace):
     run(workspace)
     changed = [contact["id"] for contact in sandbox.hubspot_contacts()
                if not contact["archived"] and RecordLink.objects.filter(
-                   connection=workspace.hubspot, external_id=contact["id"], contact__links__connection=workspace.mailchimp,
+                   connection=workspace.hubspot, external_id=contact["id"],
+                   contact__links__connection=workspace.mailchimp,
                ).exists()][:200]
     response = requests.post(f"{sandbox.url}/_sandbox/hubspot/bulk-edit", timeout=60,
                              json={"ids": changed, "properties": {"company": "Delta Co"}})
