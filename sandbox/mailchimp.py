@@ -47,6 +47,23 @@ emulator is strict:
 - `timestamp_opt` is set when a member becomes subscribed (unless the request gives
   one). `contact_id` and `unique_email_id` stay when the address changes; `id` (the
   hash of the address) changes with it.
+- Batch operations (`POST /batches`, `{operations: [{method, path, params?, body,
+  operation_id}]}`, `body` a string of JSON): only the member routes
+  (`/lists/{list_id}/members...`) are taken, each operation carried out by that
+  route's own handler, as if it had come alone. The emulator is strict where Mailchimp
+  does not say: every operation needs an `operation_id`, unique in the batch, and a
+  `body` string for POST, PUT and PATCH; at most 1,000 operations (Mailchimp documents no
+  maximum: unconfirmed); anything else refuses the whole batch with "Invalid Resource"
+  naming `operations.item:N.<field>`, before any operation runs. The operations run
+  when the batch is submitted; the reply says `pending`, and `GET /batches/{batch_id}`
+  says `started` until the batch delay (an option, and a control action) is over, then
+  `finished` with `finished_operations`, `errored_operations` (replies of 400 and above)
+  and `response_body_url`. That URL stands for an S3 presigned URL: signed, valid 10
+  minutes (unconfirmed), fetched without the API key (one sent with it is refused, as S3
+  refuses a second credential), counted in the stats but not in the connection limit.
+  It serves a gzipped tar of JSON files, each a list of `{status_code, operation_id,
+  response}`, `response` the operation's reply body as a string (a problem JSON for an
+  error). `GET /batches` lists them, newest first.
 - At most 10 requests per API key may be in flight at once; more get a 429.
 
 OAuth (stands for https://login.mailchimp.com/oauth2/...): `GET|POST
@@ -64,15 +81,22 @@ POST members   `{"email_address": ..., "status": "subscribed", "merge_fields": {
                signs up on a Mailchimp form, which a permanently deleted address may. Replies
                the member as the dump shows it; 400 for a malformed address, one already a
                member, or refused merge fields.
+POST batch-delay `{"milliseconds": N}`: batches submitted from then on read as started for N ms
+               before they are finished (0 at start, unless the option says otherwise; a
+               reset restores it).
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
+import io
 import json
+import logging
 import random
 import re
 import secrets
 import sqlite3
+import tarfile
 import time
 import uuid
 from base64 import b64decode
@@ -82,6 +106,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from .emails import email_problem
@@ -104,6 +129,8 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .oauth import OAuthAuthority
+
+logger = logging.getLogger("sandbox")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailchimp_member (
@@ -158,6 +185,16 @@ CREATE TABLE IF NOT EXISTS mailchimp_tag (
     name TEXT NOT NULL,
     UNIQUE (list_id, name)
 );
+
+CREATE TABLE IF NOT EXISTS mailchimp_batch (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    submitted_ms INTEGER NOT NULL,
+    delay_ms INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    errored INTEGER NOT NULL,
+    results TEXT NOT NULL
+);
 """
 
 LIST_ID = "a1b2c3d4e5"
@@ -168,6 +205,17 @@ MAX_BATCH = 500
 MAX_PAGE = 1000
 MAX_TEXT = 255
 MAX_TAG_NAME = 100
+# Operations one `POST /batches` takes. Mailchimp documents no maximum (unconfirmed): the
+# emulator refuses more than twice a batch subscribe's members.
+MAX_BATCH_OPERATIONS = 1000
+BATCH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+BATCH_OPERATION_KEYS = frozenset({"method", "path", "params", "body", "operation_id"})
+# The routes a batch operation may name: the member routes, and no other.
+BATCH_ROUTES = "/lists/{list_id}/members"
+# Results per JSON file of a batch's archive (how Mailchimp splits them is unconfirmed).
+RESULTS_PER_FILE = 100
+# How long a results URL works, like the S3 presigned URL it stands for (unconfirmed).
+RESULTS_URL_SECONDS = 600
 WRITABLE_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
 READABLE_STATUSES = (*WRITABLE_STATUSES, "archived")
 MERGE_FIELD_TYPES = ("text", "number", "address", "phone", "date", "url", "imageurl", "radio", "dropdown",
@@ -194,6 +242,7 @@ MEMBER_COLUMNS = (
     "last_changed",
 )
 SELECT_MEMBER = f"SELECT {', '.join(MEMBER_COLUMNS)} FROM mailchimp_member"
+SELECT_BATCH = "SELECT id, submitted_ms, delay_ms, total, errored, results FROM mailchimp_batch"
 SORT_FIELDS = {"last_changed": "last_changed", "timestamp_opt": "timestamp_opt",
                "timestamp_signup": "timestamp_signup"}
 _PHONE = re.compile(r"^\+?[\d\s().\-/]+(\s*(ext\.?|x)\s*\d+)?$", re.IGNORECASE)
@@ -509,6 +558,8 @@ class MailchimpAPI(EmulatedAPI):
                _key_problem),
         Option("mailchimp_max_connections", MAX_CONNECTIONS, "Mailchimp requests in flight per key; 0 turns the "
                                                              "limit off", not_negative),
+        Option("mailchimp_batch_delay_ms", 0, "milliseconds a batch operation reads as started before it is "
+                                              "finished", not_negative),
     )
     credential = "mailchimp_key"
     schema = SCHEMA
@@ -517,6 +568,7 @@ class MailchimpAPI(EmulatedAPI):
         ControlAction("POST", "confirm", "control_confirm"),
         ControlAction("GET", "members", "control_members"),
         ControlAction("POST", "members", "control_signup"),
+        ControlAction("POST", "batch-delay", "control_batch_delay"),
     )
     # Stands for https://login.mailchimp.com/oauth2/...
     oauth_routes = (
@@ -545,6 +597,11 @@ class MailchimpAPI(EmulatedAPI):
         Route("GET", "/lists/{list_id}/merge-fields/{merge_id}", "get_merge_field"),
         Route("PATCH", "/lists/{list_id}/merge-fields/{merge_id}", "update_merge_field", write=True),
         Route("DELETE", "/lists/{list_id}/merge-fields/{merge_id}", "delete_merge_field", write=True),
+        Route("POST", "/batches", "start_batch", write=True),
+        Route("GET", "/batches", "list_batches"),
+        Route("GET", "/batches/{batch_id}", "get_batch"),
+        # Stands for the S3 presigned URL of a finished batch's results (`response_body_url`).
+        Route("GET", "/batch-results/{batch_id}", "batch_results"),
     )
 
     def __init__(self, store: Store, settings: Mapping[str, Any], oauth: OAuthAuthority):
@@ -553,6 +610,11 @@ class MailchimpAPI(EmulatedAPI):
         self.dc = self.api_key.rsplit("-", 1)[1]
         self.connections = ConcurrencyLimit(settings["mailchimp_max_connections"])
         self.limiters = {"mailchimp_max_connections": self.connections}
+        self.batch_delay_ms = settings["mailchimp_batch_delay_ms"]
+
+    def reset_limits(self) -> None:
+        super().reset_limits()
+        self.batch_delay_ms = self.settings["mailchimp_batch_delay_ms"]
 
     def info(self) -> dict[str, Any]:
         return {"base_path": self.prefix, "list_id": LIST_ID, "dc": self.dc,
@@ -573,6 +635,9 @@ class MailchimpAPI(EmulatedAPI):
     # Gateway: credentials, limits, error shapes.
 
     def authenticate(self, request: Request) -> str:
+        if request.path.startswith(f"{self.prefix}/batch-results/"):
+            # A presigned URL is its own credential: `batch_results` checks it.
+            return self.api_key
         header = request.headers.get("Authorization", "")
         scheme, _, credential = header.partition(" ")
         if not header:
@@ -592,6 +657,10 @@ class MailchimpAPI(EmulatedAPI):
 
     @contextmanager
     def admitted(self, account: str, route: Route | None) -> Iterator[dict[str, str]]:
+        if route is not None and route.handler == "batch_results":
+            # Served by S3, not by the API: Mailchimp's connection limit does not apply.
+            yield {}
+            return
         if not self.connections.acquire(account):
             raise MailchimpError(429, "Too Many Requests",
                                  f"You have exceeded the limit of {self.connections.limit} simultaneous connections.")
@@ -912,6 +981,167 @@ class MailchimpAPI(EmulatedAPI):
         if problems:
             raise mailchimp_field_errors(problems)
 
+    # Batch operations: many member requests in one call, carried out by the single routes.
+
+    def start_batch(self, request: Request) -> Response:
+        """Run the operations through the member routes' own handlers; reply the batch, pending."""
+        body = self.json_body(request)
+        unknown = sorted(set(body) - {"operations"})
+        operations = body.get("operations")
+        if unknown:
+            raise mailchimp_field_errors([{"field": key, "message": "This field is not part of a batch request."}
+                                          for key in unknown])
+        if not isinstance(operations, list) or not operations:
+            raise mailchimp_field_errors([{"field": "operations",
+                                           "message": "This value should be a non-empty array of operations."}])
+        if len(operations) > MAX_BATCH_OPERATIONS:
+            raise mailchimp_field_errors([{"field": "operations", "message":
+                                           f"This collection should contain {MAX_BATCH_OPERATIONS} elements or less."}])
+        problems: list[dict[str, str]] = []
+        planned = [self._batch_operation(index, item, problems) for index, item in enumerate(operations)]
+        seen: set[str] = set()
+        for index, operation in enumerate(planned):
+            if operation is None:
+                continue
+            if operation.operation_id in seen:
+                # Results are matched to operations by this id (strict: Mailchimp does not say).
+                problems.append({"field": f"operations.item:{index}.operation_id",
+                                 "message": "Every operation_id must be unique within the batch."})
+            seen.add(operation.operation_id)
+        if problems:
+            raise mailchimp_field_errors(problems)
+        results = [self._run_operation(request, operation) for operation in planned if operation is not None]
+        row = (uuid.uuid4().hex[:10], int(time.time() * 1000), self.batch_delay_ms, len(results),
+               sum(1 for result in results if result["status_code"] >= 400), json.dumps(results))
+        with self.store.write() as db:
+            db.execute("INSERT INTO mailchimp_batch (id, submitted_ms, delay_ms, total, errored, results) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", row)
+        return json_response(self._batch_json(request, row, polled=False))
+
+    def list_batches(self, request: Request) -> Response:
+        count = self._int_arg(request.args.get("count"), "count", default=10, maximum=MAX_PAGE)
+        offset = self._int_arg(request.args.get("offset"), "offset", default=0)
+        with self.store.read() as db:
+            rows = db.execute(f"{SELECT_BATCH} ORDER BY seq DESC LIMIT ? OFFSET ?", (count, offset)).fetchall()
+            (total,) = db.execute("SELECT COUNT(*) FROM mailchimp_batch").fetchone()
+        body = {"batches": [self._batch_json(request, row, polled=True) for row in rows], "total_items": total,
+                "_links": [{"rel": "self", "href": f"{self._base(request)}batches", "method": "GET"}]}
+        return self._reply(request, body)
+
+    def get_batch(self, request: Request, batch_id: str) -> Response:
+        with self.store.read() as db:
+            row = self._batch_row(db, batch_id)
+        if row is None:
+            raise self._not_found()
+        return self._reply(request, self._batch_json(request, row, polled=True))
+
+    def batch_results(self, request: Request, batch_id: str) -> Response:
+        """Serve a finished batch's results as S3 serves a presigned object: the URL is the credential."""
+        if request.headers.get("Authorization"):
+            # S3 refuses a second credential beside the presigned query.
+            return _s3_error(400, "InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
+                                                     "query parameter, Signature query string parameter or the "
+                                                     "Authorization header should be specified")
+        expires = request.args.get("Expires", "")
+        signature = request.args.get("Signature", "")
+        if not hmac.compare_digest(signature.encode(), self._results_signature(batch_id, expires).encode()):
+            return _s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match "
+                                                           "the signature you provided.")
+        if not expires.isdigit() or int(expires) < time.time():
+            return _s3_error(403, "AccessDenied", "Request has expired")
+        with self.store.read() as db:
+            row = self._batch_row(db, batch_id)
+        if row is None or not _finished(row):
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        return Response(_results_archive(batch_id, json.loads(row[5])), content_type="application/x-gzip")
+
+    def _batch_operation(self, index: int, item: Any, problems: list[dict[str, str]]) -> BatchOperation | None:
+        """Return one operation checked against the member routes; add its problems to `problems`."""
+        where = f"operations.item:{index}"
+        if not isinstance(item, dict):
+            problems.append({"field": where, "message": "Every operation must be an object."})
+            return None
+        found = len(problems)
+        for key in sorted(set(item) - BATCH_OPERATION_KEYS):
+            problems.append({"field": f"{where}.{key}", "message": "This field is not part of an operation."})
+        method, path, body = item.get("method"), item.get("path"), item.get("body")
+        operation_id, params = item.get("operation_id"), item.get("params", {})
+        if method not in BATCH_METHODS:
+            accepted = ", ".join(BATCH_METHODS)
+            problems.append({"field": f"{where}.method",
+                             "message": f"Data presented is not one of the accepted values: {accepted}."})
+        if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+            problems.append({"field": f"{where}.path", "message": "The path must be a relative API path."})
+        if method in ("POST", "PUT", "PATCH") and not isinstance(body, str):
+            problems.append({"field": f"{where}.body", "message": "The body must be a string containing JSON."})
+        elif body is not None and not isinstance(body, str):
+            problems.append({"field": f"{where}.body", "message": "The body must be a string containing JSON."})
+        if not isinstance(operation_id, str) or not operation_id.strip():
+            problems.append({"field": f"{where}.operation_id", "message": "This value should not be blank."})
+        if not isinstance(params, dict) or not all(isinstance(value, (str, int, float, bool))
+                                                   for value in params.values()):
+            problems.append({"field": f"{where}.params", "message": "params must be an object of plain values."})
+        if len(problems) > found:
+            return None
+        route, arguments, status = self.match(str(method), str(path))
+        if route is None or not route.template.startswith(BATCH_ROUTES):
+            message = (f"{method} is not allowed on {path}." if status == 405
+                       else f"{method} {path} is not a member route: a batch here takes {BATCH_ROUTES} routes only.")
+            problems.append({"field": f"{where}.path", "message": message})
+            return None
+        return BatchOperation(route, arguments, str(method), str(path), body or "", params, str(operation_id))
+
+    def _run_operation(self, request: Request, operation: BatchOperation) -> dict[str, Any]:
+        """Answer one operation with the route's own handler, as if it had come alone."""
+        builder = EnvironBuilder(
+            path=self.prefix + operation.path, base_url=request.host_url, method=operation.method,
+            data=operation.body.encode("utf-8") if operation.body else None,
+            content_type="application/json" if operation.body else None,
+            query_string={key: str(value) for key, value in operation.params.items()},
+        )
+        try:
+            single = Request(builder.get_environ())
+        finally:
+            builder.close()
+        try:
+            response = self.handle(operation.route, single, operation.arguments)
+        except ProviderError as error:
+            response = error.response()
+        except Exception:
+            logger.exception("batch operation %s %s failed", operation.method, operation.path)
+            response = self.internal_error()
+        return {"status_code": response.status_code, "operation_id": operation.operation_id,
+                "response": response.get_data(as_text=True)}
+
+    @staticmethod
+    def _batch_row(db: sqlite3.Connection, batch_id: str) -> tuple | None:
+        return db.execute(f"{SELECT_BATCH} WHERE id = ?", (batch_id,)).fetchone()
+
+    def _batch_json(self, request: Request, row: tuple, *, polled: bool) -> dict[str, Any]:
+        """Return a batch as Mailchimp shows it: pending when submitted, started until its delay is over."""
+        batch_id, submitted_ms, _, total, errored, _ = row[:6]
+        finished = polled and _finished(row)
+        status = "finished" if finished else "started" if polled else "pending"
+        url = ""
+        if finished:
+            expires = str(int(time.time()) + RESULTS_URL_SECONDS)
+            url = (f"{self._base(request)}batch-results/{batch_id}?Expires={expires}"
+                   f"&Signature={self._results_signature(batch_id, expires)}")
+        return {
+            "id": batch_id,
+            "status": status,
+            "total_operations": total,
+            "finished_operations": total if finished else 0,
+            "errored_operations": errored if finished else 0,
+            "submitted_at": iso_seconds(submitted_ms // 1000),
+            "completed_at": iso_seconds((submitted_ms + row[2]) // 1000) if finished else "",
+            "response_body_url": url,
+            "_links": [{"rel": "self", "href": f"{self._base(request)}batches/{batch_id}", "method": "GET"}],
+        }
+
+    def _results_signature(self, batch_id: str, expires: str) -> str:
+        return hmac.new(self.api_key.encode(), f"{batch_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
     def add_merge_field(self, request: Request, list_id: str) -> Response:
         self._check_list(list_id)
         body = self.json_body(request)
@@ -1126,6 +1356,15 @@ class MailchimpAPI(EmulatedAPI):
             forgotten = [row[0] for row in db.execute(
                 "SELECT id FROM mailchimp_forgotten WHERE list_id = ? ORDER BY id", (LIST_ID,))]
         return {"members": [_member_dump(Member(row)) for row in rows], "forgotten": forgotten}
+
+    def control_batch_delay(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"milliseconds": N}`: how long batches submitted from now on read as started; a reset restores it."""
+        refuse_unknown_keys(body, {"milliseconds"})
+        milliseconds = body.get("milliseconds")
+        if isinstance(milliseconds, bool) or not isinstance(milliseconds, int) or milliseconds < 0:
+            raise ControlError("milliseconds must be a non-negative integer")
+        self.batch_delay_ms = milliseconds
+        return {"milliseconds": milliseconds}
 
     # OAuth (stands for https://login.mailchimp.com/oauth2/...): tokens never expire, no refresh token.
 
@@ -1600,6 +1839,43 @@ class MailchimpAPI(EmulatedAPI):
         if maximum is not None and not 1 <= value <= maximum:
             raise mailchimp_invalid(f"{name} must be between 1 and {maximum}.")
         return value
+
+
+@dataclass(frozen=True)
+class BatchOperation:
+    """One operation of a batch, matched to the member route that carries it out."""
+
+    route: Route
+    arguments: dict[str, str]
+    method: str
+    path: str
+    body: str
+    params: dict[str, Any]
+    operation_id: str
+
+
+def _finished(row: tuple) -> bool:
+    """Return whether a stored batch's delay is over."""
+    return time.time() * 1000 >= row[1] + row[2]
+
+
+def _results_archive(batch_id: str, results: list[dict[str, Any]]) -> bytes:
+    """Return the results as Mailchimp's archive: a gzipped tar of JSON files, each a list of results."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for number, start in enumerate(range(0, len(results), RESULTS_PER_FILE)):
+            data = json.dumps(results[start:start + RESULTS_PER_FILE]).encode("utf-8")
+            info = tarfile.TarInfo(f"{batch_id}/{number}.json")
+            info.size = len(data)
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _s3_error(status: int, code: str, message: str) -> Response:
+    """Return an error as S3 sends it for a presigned URL: XML, not Mailchimp's problem JSON."""
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    return Response(body, status=status, content_type="application/xml")
 
 
 def _member_dump(member: Member) -> dict[str, Any]:

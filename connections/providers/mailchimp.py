@@ -1,5 +1,5 @@
-"""Mailchimp Marketing v3 audience members: merge fields, delta reads, batch subscribe, archive, finding a
-person and erasing them.
+"""Mailchimp Marketing v3 audience members: merge fields, delta reads, batch subscribe, batch operations,
+archive, finding a person and erasing them.
 
 Fields are flat: `email_address`, `status`, `tags` (a list of tag names) and each merge
 tag (`FNAME`, `PHONE`...) under its own name. The audience is the connection's
@@ -12,7 +12,10 @@ status a marketer chose on the sync); without one it is not created, and its rec
 result says so. Existing members get `email_consent` only when it restricts, so that no
 sync re-subscribes a person who opted out; those Syncapp knows as subscribed are updated
 500 at a time by restating that status, which Mailchimp refuses for anyone who opted out
-since (see `upsert_batch`).
+since, and the others by PATCHes without a status, sent in one batch operation
+(`POST /batches`) when there are more than a few (see `upsert_batch`). A batch
+operation's results are downloaded from the presigned URL Mailchimp gives, without the
+connection's credentials.
 The one way back is the person's own: a "subscribed" marked `explicit_opt_in` turns an
 unsubscribed member into `pending`, and Mailchimp emails them a confirmation link. A
 direct re-subscribe is refused by Mailchimp ("Member In Compliance State": the address
@@ -23,15 +26,20 @@ Delta reads list the members sorted by `last_changed`, archived ones included, w
 fresh query per page (`cursors.KeysetWindow`, ties by offset): Mailchimp's list filters
 on `since_last_changed` and `before_last_changed` (exclusive, in whole seconds) but on
 no id, so more members changed in one second than a page holds (a bulk import) are
-paged by offset within that second. Connection settings read here: `list_id` and
-`overlap_seconds` (the former `status_if_new` is now the sync's new-member status).
+paged by offset within that second. Connection settings read here: `list_id`,
+`overlap_seconds` and `batch_timeout_seconds` (the former `status_if_new` is now the
+sync's new-member status).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import json
 import re
+import tarfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -42,6 +50,7 @@ from urllib.parse import quote
 import requests
 from django.core.exceptions import ValidationError
 
+from connections.http import USER_AGENT, GuardedSession
 from connections.providers.base import (
     AuthenticationError,
     ChangePage,
@@ -113,6 +122,19 @@ RESTATED_STATUSES = frozenset({"subscribed"})
 # connections per account and the engine keeps two batches in flight; the shared
 # budget enforces the connection's cap in any case.
 UPDATE_WORKERS = 4
+# Existing members PATCHed in one call of `upsert_batch` go in one batch operation
+# (POST /batches) when there are more than this many: a batch costs its POST, at least one
+# poll and the download of its results, so up to three PATCHes cost no more sent alone.
+MAX_SINGLE_UPDATES = 3
+# A batch operation is polled first after BATCH_FIRST_POLL seconds, then each time twice
+# as late, at most BATCH_POLL_CAP apart, until the connection's `batch_timeout_seconds`.
+BATCH_FIRST_POLL = 0.5
+BATCH_POLL_CAP = 10.0
+DEFAULT_BATCH_TIMEOUT_SECONDS = 300
+# The results archive's download (connect, read) timeouts, and the most it may hold,
+# compressed and unpacked: a 500-member batch's results take a few megabytes.
+RESULTS_TIMEOUT = (5.0, 120.0)
+MAX_RESULTS_BYTES = 64 * 1024 * 1024
 # Mailchimp stamps changes to the second; overlap a little for late commits.
 DEFAULT_OVERLAP_SECONDS = 5
 # Member statuses that are consent states (the hub's names); "archived" is not one.
@@ -347,12 +369,17 @@ class MailchimpProvider(Provider):
         #    ERROR_CONTACT_EXISTS for the existing ones and leaves them untouched;
         # 3. those, and linked members Syncapp knows otherwise (opted out, pending,
         #    transactional: straight away) or not at all, are
-        #    PATCHed one by one with their merge fields, and with a status only to
+        #    PATCHed member by member with their merge fields, and with a status only to
         #    restrict it (unsubscribed, cleaned), never to subscribe: restating
         #    "unsubscribed" could undo a re-subscription made since the last read, and
-        #    "pending" would email the person again.
+        #    "pending" would email the person again (see `_update`). More than
+        #    MAX_SINGLE_UPDATES such PATCHes go in one batch operation (POST /batches,
+        #    polled, its results downloaded: `_update_in_batch`); the calls a PATCH's
+        #    reply asks for (an opt-out the member lacks, an explicit opt-in, tags) still
+        #    follow one by one, decided on each operation's result.
         # A first sync into an empty audience costs one call per 500 members; later
-        # updates of members who receive email, one per 500 too.
+        # updates of members who receive email, one per 500 too, and of the others
+        # about three (POST /batches, a poll, the results) plus their follow-ups.
         if len(records) > self.max_batch:
             raise ValueError(f"Mailchimp takes at most {self.max_batch} members per batch, got {len(records)}.")
         results: dict[int, RecordResult] = {}
@@ -435,15 +462,23 @@ class MailchimpProvider(Provider):
         return existing
 
     def _update_all(self, entries: list[tuple[int, OutgoingRecord]], *, moved: bool) -> list[RecordResult | None]:
-        """Update existing members a few at a time; return their results in order.
+        """Update existing members; return their results in order.
 
-        Two records for the same member go in different waves, so the later one wins
-        as it would in sequence.
+        More than MAX_SINGLE_UPDATES members written once in this call go in one batch
+        operation (`_update_in_batch`); the others a few at a time, two records for the
+        same member in different waves, so the later one wins as it would in sequence.
         """
         results: dict[int, RecordResult | None] = {}
-        workers = min(UPDATE_WORKERS, self.config.max_concurrency or self.max_concurrency or 1)
-        waves = split_repeats(list(enumerate(entries)), key=lambda item: subscriber_hash(item[1][1].email))
-        for wave in waves:
+        positions = list(enumerate(entries))
+        records_of = Counter(subscriber_hash(record.email) for _, record in entries)
+        once = [item for item in positions if records_of[subscriber_hash(item[1][1].email)] == 1]
+        if len(once) > MAX_SINGLE_UPDATES:
+            batched = self._update_in_batch([record for _, (_, record) in once], moved=moved)
+            for (position, _), result in zip(once, batched, strict=True):
+                results[position] = result
+            positions = [item for item in positions if records_of[subscriber_hash(item[1][1].email)] > 1]
+        workers = self._update_workers()
+        for wave in split_repeats(positions, key=lambda item: subscriber_hash(item[1][1].email)):
             if len(wave) == 1 or workers == 1:
                 updated = [self._update(record, moved=moved) for _, (_, record) in wave]
             else:
@@ -452,6 +487,9 @@ class MailchimpProvider(Provider):
             for (position, _), result in zip(wave, updated, strict=True):
                 results[position] = result
         return [results[position] for position in range(len(entries))]
+
+    def _update_workers(self) -> int:
+        return min(UPDATE_WORKERS, self.config.max_concurrency or self.max_concurrency or 1)
 
     def _update(self, record: OutgoingRecord, *, moved: bool) -> RecordResult | None:
         """PATCH one existing member without loosening its status; None when it is not there.
@@ -467,15 +505,32 @@ class MailchimpProvider(Provider):
         merely unsubscribed one. An explicit opt-in reaches an unsubscribed member as
         "pending", the confirmation Mailchimp sends; never as "subscribed".
         """
+        try:
+            member = self.http.json("PATCH", self._member_path(record, moved=moved),
+                                    json=self._patch_body(record, moved=moved)) or {}
+        except AuthenticationError:
+            raise
+        except ProviderError as error:
+            return self._not_patched(record, error, moved=moved)
+        return self._patched(record, member, moved=moved)
+
+    def _member_path(self, record: OutgoingRecord, *, moved: bool) -> str:
         # A moved record has an external id (see _moved).
         member_id = _member_id(record.external_id) if moved and record.external_id else subscriber_hash(record.email)
+        return f"/lists/{self.list_id}/members/{member_id}"
+
+    def _patch_body(self, record: OutgoingRecord, *, moved: bool) -> dict[str, Any]:
+        """Return `_update`'s first PATCH: the merge fields, the new address of a moved member, "cleaned"."""
         body: dict[str, Any] = {"merge_fields": self._merge_fields(record)}
         if moved:
             body["email_address"] = _normal_email(record.email)
         if record.email_consent == "cleaned":
             body["status"] = "cleaned"
+        return body
+
+    def _patched(self, record: OutgoingRecord, member: Mapping[str, Any], *, moved: bool) -> RecordResult | None:
+        """Finish `_update` from its first PATCH's reply: the opt-out or opt-in it calls for, missing tags."""
         try:
-            member = self.http.json("PATCH", f"/lists/{self.list_id}/members/{member_id}", json=body) or {}
             member_id = _member_id(str(member.get("id") or subscriber_hash(record.email)))
             status = None
             if record.email_consent == "unsubscribed" and member.get("status") not in RESTRICTIVE_STATUSES:
@@ -490,18 +545,87 @@ class MailchimpProvider(Provider):
         except AuthenticationError:
             raise
         except ProviderError as error:
-            if error.status == 404 and (moved or _status_if_new(record) is None):
-                return None
-            # A member that vanished between the calls is created again by the next run.
-            retriable = error.retriable or error.status == 404
-            return RecordResult(
-                key=record.key,
-                ok=False,
-                error_class=_problem_title(error),
-                message=f"Mailchimp refused {_normal_email(record.email)}: {error}",
-                retriable=retriable,
-            )
+            return self._not_patched(record, error, moved=moved)
         return self._written(record, member)
+
+    @staticmethod
+    def _not_patched(record: OutgoingRecord, error: ProviderError, *, moved: bool) -> RecordResult | None:
+        """Return the result of an `_update` that failed with `error`; None: the member is not there."""
+        if error.status == 404 and (moved or _status_if_new(record) is None):
+            return None
+        # A member that vanished between the calls is created again by the next run.
+        retriable = error.retriable or error.status == 404
+        return RecordResult(
+            key=record.key,
+            ok=False,
+            error_class=_problem_title(error),
+            message=f"Mailchimp refused {_normal_email(record.email)}: {error}",
+            retriable=retriable,
+        )
+
+    def _update_in_batch(self, records: list[OutgoingRecord], *, moved: bool) -> list[RecordResult | None]:
+        """Send `_update`'s first PATCH of every record in one batch operation; return their results in order.
+
+        Each operation's result is taken as `_update` takes its reply: a refusal or a 404
+        gives the same result, and a success goes on to the same follow-up calls (an
+        opt-out the member does not hold yet, an explicit opt-in, missing tags), made one
+        by one. A batch that does not finish within the connection's
+        `batch_timeout_seconds`, or whose results cannot be read, gives every record a
+        retriable failure: its write may or may not have happened, and writing it again
+        is harmless.
+        """
+        paths = [self._member_path(record, moved=moved) for record in records]
+        operations = [
+            {"method": "PATCH", "path": path, "body": json.dumps(self._patch_body(record, moved=moved)),
+             "operation_id": str(number)}
+            for number, (record, path) in enumerate(zip(records, paths, strict=True))
+        ]
+        try:
+            batch = self.http.json("POST", "/batches", json={"operations": operations}) or {}
+            replies = self._batch_replies(str(batch.get("id") or ""))
+        except AuthenticationError:
+            raise
+        except ProviderError as error:
+            return [_batch_failed(record, error) for record in records]
+
+        def outcome(number: int) -> RecordResult | None:
+            record = records[number]
+            reply = replies.get(str(number))
+            if reply is None:
+                return _batch_failed(record, BatchIncomplete("Mailchimp's batch results do not mention this member."))
+            status_code, body = reply
+            if status_code >= 400:
+                return self._not_patched(record, _operation_error(paths[number], status_code, body), moved=moved)
+            try:
+                member = json.loads(body) if body else {}
+            except ValueError:
+                member = None
+            if not isinstance(member, dict):
+                return _batch_failed(record, BatchIncomplete("Mailchimp's batch result for this member is not JSON."))
+            return self._patched(record, member, moved=moved)
+
+        workers = self._update_workers()
+        if workers == 1:
+            return [outcome(number) for number in range(len(records))]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(outcome, range(len(records))))
+
+    def _batch_replies(self, batch_id: str) -> dict[str, tuple[int, str]]:
+        """Wait for a batch operation to finish; return each operation's status code and reply body by id."""
+        if not batch_id:
+            raise BatchIncomplete("Mailchimp's reply to POST /batches names no batch.")
+        timeout = float(self.config.settings.get("batch_timeout_seconds", DEFAULT_BATCH_TIMEOUT_SECONDS))
+        deadline = time.monotonic() + timeout
+        pause = BATCH_FIRST_POLL
+        while True:
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            batch = self.http.json("GET", f"/batches/{quote(batch_id, safe='')}") or {}
+            if batch.get("status") == "finished":
+                return _batch_results(str(batch.get("response_body_url") or ""))
+            if time.monotonic() >= deadline:
+                raise BatchIncomplete(f"Mailchimp's batch operation {batch_id} did not finish within {timeout:g} s "
+                                      f"(last status: {batch.get('status')!r}).")
+            pause = min(pause * 2, BATCH_POLL_CAP)
 
     def _add_tags(self, record: OutgoingRecord, member_id: str, member: Mapping[str, Any]) -> Mapping[str, Any]:
         """Add the record's tags the member lacks (PATCH cannot set tags); return the member with them."""
@@ -685,6 +809,83 @@ def _refused(record: OutgoingRecord, error: Mapping[str, Any]) -> RecordResult:
     )
 
 
+class BatchIncomplete(ProviderError):
+    """A batch operation that did not finish in time, or whose results could not be read."""
+
+    retriable = True
+
+
+def _batch_failed(record: OutgoingRecord, error: ProviderError) -> RecordResult:
+    return RecordResult(
+        key=record.key,
+        ok=False,
+        error_class=type(error).__name__ if isinstance(error, BatchIncomplete) else _problem_title(error),
+        message=f"Mailchimp's batch operation did not update {_normal_email(record.email)}: {error}",
+        retriable=error.retriable,
+    )
+
+
+def _batch_results(url: str) -> dict[str, tuple[int, str]]:
+    """Download a finished batch's results; return each operation's status code and reply body by operation id.
+
+    The URL is presigned (an S3 object's) and is its own credential: it is fetched through
+    a guarded session of its own, so the connection's credentials never go with it.
+    """
+    if not url:
+        raise BatchIncomplete("Mailchimp's finished batch names no results URL.")
+    try:
+        with GuardedSession() as session:
+            session.headers["User-Agent"] = USER_AGENT
+            with session.get(url, timeout=RESULTS_TIMEOUT, stream=True) as response:
+                if response.status_code != 200:
+                    raise BatchIncomplete(f"The batch results download answered HTTP {response.status_code}.")
+                data = bytearray()
+                for chunk in response.iter_content(64 * 1024):
+                    data.extend(chunk)
+                    if len(data) > MAX_RESULTS_BYTES:
+                        raise BatchIncomplete("The batch results archive is larger than Syncapp reads.")
+    except requests.RequestException as error:
+        raise BatchIncomplete(f"The batch results could not be downloaded ({type(error).__name__}).") from None
+    replies: dict[str, tuple[int, str]] = {}
+    unpacked = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:gz") as archive:
+            for entry in archive:
+                if not entry.isfile() or not entry.name.endswith(".json"):
+                    continue
+                unpacked += entry.size
+                content = archive.extractfile(entry)
+                if unpacked > MAX_RESULTS_BYTES or content is None:
+                    raise BatchIncomplete("The batch results archive holds more than Syncapp reads.")
+                for result in json.loads(content.read()):
+                    reply = (int(result["status_code"]), str(result.get("response") or ""))
+                    replies[str(result["operation_id"])] = reply
+    except (tarfile.TarError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        raise BatchIncomplete(f"The batch results could not be read ({type(error).__name__}).") from None
+    return replies
+
+
+def _operation_error(path: str, status: int, body: str) -> ProviderError:
+    """Return a batch operation's failure as the error its PATCH sent alone would have raised."""
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        problem = None
+    if isinstance(problem, dict):
+        parts = [str(problem[key]) for key in ("title", "detail") if problem.get(key)]
+        parts += [f"{item.get('field')}: {item.get('message')}" for item in problem.get("errors") or []
+                  if isinstance(item, dict)]
+        explanation = "; ".join(parts)
+    else:
+        problem = None
+        explanation = body.strip()
+    return ProviderError(
+        f"Mailchimp PATCH {path} failed in a batch operation with HTTP {status}: "
+        f"{explanation[:500] or 'no explanation given'}",
+        status=status, body=problem, retriable=status in (408, 429) or status >= 500,
+    )
+
+
 def _problem_title(error: ProviderError) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     return str(body.get("title") or f"HTTP {error.status}")
@@ -704,7 +905,7 @@ def _restated(record: OutgoingRecord) -> str | None:
 
     Only a member Syncapp last knew as subscribed is: its status is restated, or
     restricted where the engine decided an opt-out. An explicit opt-in, and members
-    known as opted out, pending or transactional, are updated one by one (see
+    known as opted out, pending or transactional, are PATCHed instead (see
     `upsert_batch`), as is any member whose status Syncapp does not know.
     """
     held = record.email_consent_held

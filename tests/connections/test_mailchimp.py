@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 import requests
 
+from connections.providers import mailchimp as mailchimp_module
 from connections.providers.base import AuthenticationError, MergeNotSupported, OutgoingRecord, ProviderConfig
 from connections.providers.mailchimp import MailchimpProvider, subscriber_hash
 from connections.registry import build_provider
@@ -373,6 +374,7 @@ def test_existing_hostile_contacts_are_updated_or_refused_each_under_its_own_key
                       fields={"FNAME": c["firstname"], "LNAME": c["lastname"], "PHONE": c.get("phone", "")})
         for i, c in enumerate(hostile_contacts)
     ]
+    sandbox.reset_stats()
     results = provider.upsert_batch(records)
     assert [result.key for result in results] == list(range(len(records)))
     refused = {hostile_contacts[result.key]["why"] for result in results if not result.ok}
@@ -380,6 +382,8 @@ def test_existing_hostile_contacts_are_updated_or_refused_each_under_its_own_key
         "NUL byte", "very long value", "internationalized domain", "unicode local part", "invalid: double dot",
         "invalid: no domain", "invalid: two at signs", "phone with letters", "phone garbage",
     }
+    # The existing members' PATCHes went in one batch operation.
+    assert calls(sandbox)["POST /batches"] == 1
     # Those refused on their second visit had landed as members the first time: the
     # refusal came from the update of an existing member.
     assert any(result.key in landed for result in results if not result.ok)
@@ -694,3 +698,145 @@ def test_a_bulk_write_read_back_once_is_not_listed_again_by_later_reads(sandbox)
     again, _, _ = read(provider, cursor)
     assert again == []
     assert member_calls(sandbox) == 1
+
+
+PATCH_ROUTE = "PATCH /lists/{list_id}/members/{subscriber_hash}"
+
+
+def members_in_every_state(sandbox, hostile_contacts) -> list[OutgoingRecord]:
+    """Seed members a PATCH meets in every state; return one linked record each, some calling for a follow-up."""
+    nul = next(contact for contact in hostile_contacts if contact["why"] == "NUL byte")
+    held = {"out": "unsubscribed", "bounce": "cleaned", "pend": "pending", "tx": "transactional",
+            "back": "unsubscribed", "tag": "transactional", "clean": "transactional", "gone": "unsubscribed",
+            "ghost": "unsubscribed", "nul": "unsubscribed"}
+    # Gone and ghost are gone from Mailchimp since Syncapp last read them.
+    seeded = mailchimp(sandbox).upsert_batch([
+        member_record(key=name, email=f"{name}@example.com", fields={}, email_consent_if_new=status)
+        for name, status in held.items() if name not in ("gone", "ghost")])
+    assert all(result.ok for result in seeded)
+
+    def record(name, fields, **values):
+        return linked(f"{name}@example.com", key=name, fields=fields, email_consent_held=held[name], **values)
+
+    return [
+        record("out", {"FNAME": "Out"}, email_consent="unsubscribed"),
+        # An unsubscribe never turns a bouncing address into a merely unsubscribed one.
+        record("bounce", {"FNAME": "Bounce"}, email_consent="unsubscribed"),
+        # Decided on the operation's reply: a second PATCH.
+        record("pend", {"FNAME": "Pend"}, email_consent="unsubscribed"),
+        record("tx", {"FNAME": "Tx"}),
+        record("back", {"FNAME": "Back"}, email_consent="subscribed", explicit_opt_in=True),
+        record("tag", {"FNAME": "Tag", "tags": ["VIP"]}),
+        record("clean", {"FNAME": "Clean"}, email_consent="cleaned"),
+        # Gone since the last read: retried (created again) by the next run.
+        record("gone", {"FNAME": "Gone"}),
+        # Gone, and no status to create it with.
+        record("ghost", {"FNAME": "Ghost"}, email_consent_if_new=None),
+        record("nul", {"FNAME": nul["firstname"]}),
+    ]
+
+
+def outcomes(results, sandbox) -> tuple[list, dict]:
+    written = [(result.key, result.ok, result.error_class, result.retriable, result.email_consent, result.fields,
+                result.external_id) for result in results]
+    members = {member["email_address"]: (member["status"], member["merge_fields"], member["tags"])
+               for member in sandbox.mailchimp_members()}
+    return written, members
+
+
+@pytest.mark.integration
+def test_more_than_three_member_patches_go_in_one_batch_operation_with_the_outcomes_of_single_ones(
+        sandbox, hostile_contacts, monkeypatch):
+    with monkeypatch.context() as single:
+        single.setattr(mailchimp_module, "MAX_SINGLE_UPDATES", 100)
+        records = members_in_every_state(sandbox, hostile_contacts)
+        sandbox.reset_stats()
+        alone = outcomes(mailchimp(sandbox).upsert_batch(records), sandbox)
+        assert calls(sandbox)[PATCH_ROUTE] == len(records) + 2
+        assert "POST /batches" not in calls(sandbox)
+    sandbox.reset()
+    records = members_in_every_state(sandbox, hostile_contacts)
+    sandbox.reset_stats()
+
+    results = mailchimp(sandbox).upsert_batch(records)
+
+    assert outcomes(results, sandbox) == alone
+    made = calls(sandbox)
+    assert made["POST /batches"] == 1 and made["GET /batch-results/{batch_id}"] == 1
+    assert made["GET /batches/{batch_id}"] >= 1
+    # The follow-ups the replies called for: pend's opt-out, back's confirmation, tag's tags.
+    assert made[PATCH_ROUTE] == 2 and made["POST /lists/{list_id}/members/{subscriber_hash}/tags"] == 1
+    by_key = {result.key: result for result in results}
+    assert statuses(sandbox) == {"out@example.com": "unsubscribed", "bounce@example.com": "cleaned",
+                                 "pend@example.com": "unsubscribed", "tx@example.com": "transactional",
+                                 "back@example.com": "pending", "tag@example.com": "transactional",
+                                 "clean@example.com": "cleaned", "nul@example.com": "unsubscribed"}
+    assert stored(sandbox, "bounce@example.com")["merge_fields"]["FNAME"] == "Bounce"
+    assert stored(sandbox, "tag@example.com")["tags"] == ["VIP"]
+    assert all(by_key[name].ok for name in ("out", "bounce", "pend", "tx", "back", "tag", "clean"))
+    assert (by_key["gone"].ok, by_key["gone"].error_class, by_key["gone"].retriable) == (
+        False, "Resource Not Found", True)
+    assert (by_key["ghost"].ok, by_key["ghost"].error_class) == (False, "not_created")
+    assert (by_key["nul"].ok, by_key["nul"].error_class, by_key["nul"].retriable) == (False, "Invalid Resource", False)
+    assert by_key["nul"].message.startswith("Mailchimp refused nul@example.com")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_up_to_three_member_patches_stay_single(sandbox, count):
+    provider = mailchimp(sandbox)
+    emails = [f"tx{number}@example.com" for number in range(count)]
+    provider.upsert_batch([member_record(key=email, email=email, fields={}, email_consent_if_new="transactional")
+                           for email in emails])
+    sandbox.reset_stats()
+    results = provider.upsert_batch([linked(email, key=email, fields={"FNAME": "T"}, email_consent_held="transactional")
+                                     for email in emails])
+    assert all(result.ok for result in results)
+    if count <= 3:
+        assert calls(sandbox) == {PATCH_ROUTE: count}
+    else:
+        assert calls(sandbox) == {"POST /batches": 1, "GET /batches/{batch_id}": 1, "GET /batch-results/{batch_id}": 1}
+    assert {member["merge_fields"]["FNAME"] for member in sandbox.mailchimp_members()} == {"T"}
+
+
+@pytest.mark.integration
+def test_a_batch_operation_that_does_not_finish_in_time_leaves_retriable_failures(sandbox):
+    provider = mailchimp(sandbox, batch_timeout_seconds=1)
+    emails = [f"tx{number}@example.com" for number in range(5)]
+    provider.upsert_batch([member_record(key=email, email=email, fields={}, email_consent_if_new="transactional")
+                           for email in emails])
+    records = [linked(email, key=email, fields={"FNAME": "T"}, email_consent_held="transactional") for email in emails]
+    sandbox.control("mailchimp", "batch-delay", {"milliseconds": 60_000})
+    sandbox.reset_stats()
+    started = time.monotonic()
+
+    results = provider.upsert_batch(records)
+
+    assert time.monotonic() - started < 10
+    assert [(result.key, result.ok, result.retriable, result.error_class) for result in results] == [
+        (email, False, True, "BatchIncomplete") for email in emails]
+    assert "did not finish within 1 s" in results[0].message
+    made = calls(sandbox)
+    assert made["POST /batches"] == 1 and made["GET /batches/{batch_id}"] >= 1
+    assert "GET /batch-results/{batch_id}" not in made
+    sandbox.control("mailchimp", "batch-delay", {"milliseconds": 0})
+    assert all(result.ok for result in provider.upsert_batch(records))
+
+
+@pytest.mark.integration
+def test_moved_members_in_a_batch_operation_are_addressed_at_their_old_id(sandbox):
+    provider = mailchimp(sandbox)
+    old = provider.upsert_batch([member_record(key=number, email=f"old{number}@example.com", fields={})
+                                 for number in range(4)])
+    # The fifth's old id is gone: it is created at its new address.
+    old_ids = [result.external_id for result in old] + [subscriber_hash("old4@example.com")]
+    sandbox.reset_stats()
+    results = provider.upsert_batch([
+        member_record(key=number, email=f"New{number}@Example.com", fields={"FNAME": "Moved"},
+                      external_id=old_ids[number])
+        for number in range(5)])
+    assert all(result.ok for result in results)
+    assert [result.external_id for result in results] == [subscriber_hash(f"new{n}@example.com") for n in range(5)]
+    assert sorted(member["email_address"] for member in sandbox.mailchimp_members()) == [
+        f"new{number}@example.com" for number in range(5)]
+    assert calls(sandbox)["POST /batches"] == 1

@@ -7,6 +7,7 @@ Mailchimp holds in them is recorded when its members are read, so a member who a
 holds the CRM's values is not written at all.
 """
 import pytest
+import requests
 
 from syncapp.models import RecordLink
 from tests.integration.two_way import (
@@ -69,3 +70,31 @@ def test_a_member_holding_another_value_of_a_crm_field_gets_the_crms(sandbox, wo
     sandbox.reset_stats()
     run(workspace)
     assert write_calls(sandbox) == {}
+
+
+def all_calls(sandbox) -> dict[str, int]:
+    return {f"{provider} {route}": count for provider, routes in sandbox.stats()["requests"].items()
+            for route, count in routes.items()}
+
+
+def test_a_delta_of_200_changes_costs_at_most_10_calls(sandbox, workspace):
+    sandbox.seed(hubspot_contacts=1000, random_seed=5)
+    run(workspace)
+    run(workspace)
+    changed = [contact["id"] for contact in sandbox.hubspot_contacts()
+               if not contact["archived"] and RecordLink.objects.filter(
+                   connection=workspace.hubspot, external_id=contact["id"],
+                   contact__links__connection=workspace.mailchimp,
+               ).exists()][:200]
+    response = requests.post(f"{sandbox.url}/_sandbox/hubspot/bulk-edit", timeout=60,
+                             json={"ids": changed, "properties": {"company": "Delta Co"}})
+    response.raise_for_status()
+    sandbox.reset_stats()
+
+    finished = run(workspace)
+
+    calls = all_calls(sandbox)
+    assert finished.pushed_count == 200
+    assert sum(calls.values()) <= 10, sorted(calls.items())
+    companies = [member["merge_fields"].get("COMPANY") for member in sandbox.mailchimp_members()]
+    assert companies.count("Delta Co") == 200

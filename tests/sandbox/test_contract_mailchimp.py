@@ -4,6 +4,7 @@ import json
 
 import mailchimp_marketing
 import pytest
+import requests
 from mailchimp_marketing.api_client import ApiClientError
 
 from sandbox.emails import subscriber_hash
@@ -58,6 +59,18 @@ def test_the_sdk_drives_every_audience_endpoint(client, sandbox):
     ] + [{"email_address": "broken@", "status": "subscribed"}], "update_existing": True})
     assert (batch["total_created"], batch["error_count"]) == (3, 1)
     assert batch["errors"][0]["email_address"] == "broken@"
+
+    batch0 = subscriber_hash("batch0@example.com")
+    started = client.batches.start({"operations": [{
+        "method": "PATCH", "path": f"/lists/{list_id}/members/{batch0}",
+        "body": json.dumps({"merge_fields": {"FNAME": "Batched"}}), "operation_id": "batch0"}]})
+    assert started["status"] == "pending"
+    finished = client.batches.status(started["id"])
+    assert (finished["status"], finished["finished_operations"], finished["errored_operations"]) == ("finished", 1, 0)
+    assert [listed["id"] for listed in client.batches.list()["batches"]] == [started["id"]]
+    # The results live on S3 in Mailchimp: fetched without the SDK and its key.
+    assert requests.get(finished["response_body_url"], timeout=10).status_code == 200
+    assert lists.get_list_member(list_id, batch0)["merge_fields"]["FNAME"] == "Batched"
 
     lists.update_list_member_tags(list_id, added["id"], {"tags": [{"name": "VIP", "status": "active"}]})
     assert [tag["name"] for tag in lists.get_list_member_tags(list_id, added["id"])["tags"]] == ["VIP"]
