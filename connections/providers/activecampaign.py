@@ -32,8 +32,11 @@ delta read lists those updated since the watermark less an overlap
 (`filters[updated_after]`, `settings["overlap_seconds"]`, 30 unless set). Paging by id
 within a fixed filter moves nothing when a contact is edited during the read; one edited
 behind the read's position is reached by the next read, because the watermark saved is
-the newest `udate` read but never later than when the read began. The overlap re-reads a
-window (late commits, the two clocks); a record delivered twice is no news to the engine.
+the newest `udate` read but never later than when the read began; a read from the
+watermark that went to the end moves it to ActiveCampaign's clock when its first page was
+answered (the reply's Date), so the contacts a bulk import touched are listed by the next
+read only (see `IdKeysetRead`). The overlap re-reads a window (late commits, the two
+clocks); a record delivered twice is no news to the engine.
 ActiveCampaign deletes contacts outright and lists no deletions, so a delta read never
 delivers an archived record. Whether tagging a contact moves its `udate` is not documented
 (the sandbox says it does not): a tag added there may reach Syncapp only with the
@@ -288,7 +291,9 @@ class ActiveCampaignProvider(Provider):
                 params["id_greater"] = read.after
             if read.since is not None:
                 params["filters[updated_after]"] = _iso_seconds(read.since - overlap_ms)
-            reply = self._call("GET", CONTACTS, params=params) or {}
+            reply, answered_ms = self._call_dated("GET", CONTACTS, params=params)
+            read.began_by_provider(answered_ms)
+            reply = reply or {}
             records = self._records(reply)
             if total is None:
                 # The first page counts every contact this read has to go through.
@@ -771,8 +776,12 @@ class ActiveCampaignProvider(Provider):
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request through the HTTP layer; a refusal's message is ActiveCampaign's own words, in short."""
+        return self._call_dated(method, path, **kwargs)[0]
+
+    def _call_dated(self, method: str, path: str, **kwargs: Any) -> tuple[Any, int | None]:
+        """As `_call`, with ActiveCampaign's clock when it answered (the reply's Date; see HttpClient.json_dated)."""
         try:
-            return self.http.json(method, path, **kwargs)
+            return self.http.json_dated(method, path, **kwargs)
         except ProviderError as error:
             raise self._clearer(error, method, path) from None
 
@@ -825,7 +834,12 @@ class IdKeysetRead:
     last id read, `started` when the read began by the reader's clock, `newest` the
     newest `udate` read. A finished read's cursor holds only its new watermark: the
     newest `udate` read (or the old watermark, when newer), never later than `started`;
-    a full read of nothing starts its successor from `started`.
+    a full read of nothing starts its successor from `started`. A read that began from
+    its watermark (not resumed after an id) and went to the end moves the watermark to
+    ActiveCampaign's clock when its first page was answered, if later (`began_by_provider`):
+    every contact updated before then was listed by it, and the next read need not list a
+    bulk import's contacts again. `started` is never before the watermark the read
+    starts from, which may be ActiveCampaign's clock, ahead of ours.
     """
 
     VERSION = 1
@@ -836,6 +850,16 @@ class IdKeysetRead:
         self.after = after
         self.newest = newest
         self.finished = False
+        # ActiveCampaign's clock when the first page of a read from the watermark was
+        # answered. A read resumed after an id may have missed contacts edited behind
+        # its position while it was interrupted: its watermark stays bounded by `started`.
+        self.provider_began: int | None = None
+        self._dated = after is None
+
+    def began_by_provider(self, answered_ms: int | None) -> None:
+        """Record ActiveCampaign's clock when the read's first page was answered (its reply's Date)."""
+        if self._dated and self.provider_began is None and answered_ms is not None:
+            self.provider_began = answered_ms
 
     @classmethod
     def open(cls, cursor: str | None, *, now_ms: int) -> IdKeysetRead:
@@ -852,13 +876,16 @@ class IdKeysetRead:
                 after is None or (isinstance(after, str) and after.isdigit())):
             raise InvalidCursor("The saved cursor is malformed; run a full resync to reset it.")
         if after is None:
-            return cls(since=since, started=now_ms)
+            return cls(since=since, started=now_ms if since is None else max(now_ms, since))
         return cls(since=since, started=started if started is not None else now_ms, after=after, newest=newest)
 
     @property
     def watermark(self) -> int:
         known = [value for value in (self.since, self.newest) if value is not None]
-        return min(max(known), self.started) if known else self.started
+        read = min(max(known), self.started) if known else self.started
+        if self.finished and self.provider_began is not None:
+            return max(read, self.provider_began)
+        return read
 
     def page_done(self, records: Sequence[RemoteRecord], *, more: bool) -> None:
         """Record a page read; `more` when it was full (the next one may hold more)."""

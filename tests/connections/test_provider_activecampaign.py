@@ -284,6 +284,28 @@ def test_records_read_again_in_the_overlap_do_not_move_the_watermark_back():
     assert json.loads(delta.cursor())["since"] == ms(T0)
 
 
+def test_a_finished_read_moves_its_watermark_to_activecampaigns_clock_when_it_began():
+    delta = IdKeysetRead.open(json.dumps({"v": 1, "since": ms(T0)}), now_ms=ms(T0 + timedelta(hours=1)))
+    delta.began_by_provider(ms(T0 + timedelta(hours=1, seconds=2)))
+    delta.page_done([record(5, T0 + timedelta(minutes=1))], more=False)
+    assert json.loads(delta.cursor())["since"] == ms(T0 + timedelta(hours=1, seconds=2))
+
+
+def test_a_read_resumed_after_an_id_keeps_its_watermark_bounded_by_when_it_first_began():
+    resumed = IdKeysetRead.open(json.dumps({"v": 1, "since": ms(T0), "after": "9", "started": ms(T0),
+                                            "newest": ms(T0)}), now_ms=ms(T0 + timedelta(hours=1)))
+    resumed.began_by_provider(ms(T0 + timedelta(hours=1)))
+    resumed.page_done([record(12, T0 - timedelta(minutes=1))], more=False)
+    assert json.loads(resumed.cursor())["since"] == ms(T0)
+
+
+def test_a_watermark_ahead_of_our_clock_is_never_moved_back():
+    # Set by ActiveCampaign's clock, ahead of ours: going back would list again what was read.
+    delta = IdKeysetRead.open(json.dumps({"v": 1, "since": ms(T0 + timedelta(minutes=5))}), now_ms=ms(T0))
+    delta.page_done([], more=False)
+    assert json.loads(delta.cursor())["since"] == ms(T0 + timedelta(minutes=5))
+
+
 def test_a_page_that_does_not_move_past_the_last_id_is_stuck():
     read = IdKeysetRead.open(json.dumps({"v": 1, "since": None, "after": "9", "started": ms(T0), "newest": None}),
                              now_ms=ms(T0))
@@ -309,6 +331,10 @@ class RecordingHttp:
     def json(self, method, path, params=None, **kwargs):
         self.calls.append((method, path, dict(params or {})))
         return self.replies.pop(0)
+
+    def json_dated(self, method, path, params=None, **kwargs):
+        # Canned replies carry no Date header.
+        return self.json(method, path, params=params, **kwargs), None
 
 
 def contact(contact_id: int, udate: str) -> dict:
@@ -428,17 +454,34 @@ def test_a_contact_edited_behind_the_read_is_delivered_by_the_next_one(sandbox):
 def test_a_delta_read_filters_by_update_time_and_rereads_its_overlap(sandbox):
     sandbox.seed(activecampaign_contacts=120)
     provider = activecampaign(sandbox, overlap_seconds=30)
+    began = datetime.now(UTC).replace(microsecond=0)
     pages = list(provider.read_changed(None))
     full, cursor = [record for page in pages for record in page.records], pages[-1].cursor
-    newest = max(record.modified_at for record in full)
-    # Nothing changed: only what the overlap reaches back to is read again.
+    # Nothing changed: the next read starts the overlap before ActiveCampaign's clock when
+    # the first read began (not before the newest change it read), and lists only what
+    # changed since then.
     again = [record for page in provider.read_changed(cursor) for record in page.records]
-    assert again and all(record.modified_at >= newest - timedelta(seconds=30) for record in again)
+    assert all(record.modified_at >= began - timedelta(seconds=31) for record in again)
     assert len(again) < len(full)
     changed = edit(sandbox, full[0].fields["email"], lastName="Changed")
     delta = {record.external_id: record for page in provider.read_changed(cursor) for record in page.records}
     assert delta[changed["id"]].fields["lastName"] == "Changed"
     assert set(delta) == {changed["id"]} | {record.external_id for record in again}
+
+
+@pytest.mark.integration
+def test_a_bulk_write_read_back_once_is_not_listed_again_by_later_reads(sandbox):
+    provider = activecampaign(sandbox, overlap_seconds=1)
+    results = provider.upsert_batch([new_record(i, f"echo{i}@example.com", fields={"firstName": "E"})
+                                     for i in range(250)])
+    assert all(result.ok for result in results)
+    time.sleep(2.5)
+    pages = list(provider.read_changed(None))
+    assert sum(len(page.records) for page in pages) == 250
+    sandbox.reset_stats()
+    again = [record for page in provider.read_changed(pages[-1].cursor) for record in page.records]
+    assert again == []
+    assert calls(sandbox, "GET /contacts") == 1
 
 
 @pytest.mark.integration
