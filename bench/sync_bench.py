@@ -78,10 +78,10 @@ ONE_WAY = WITHOUT_ACTIVECAMPAIGN + (
 THREE_WAY_SYSTEMS = ("hubspot", "mailchimp", "activecampaign")
 TWO_WAY_SYSTEMS = ("hubspot", "mailchimp")
 # Seconds between the runs of a multi-system bench: a delta read starts its overlap before
-# the provider's time of the previous read (HubSpot 10 s, Mailchimp 5 s), so the echoes of
-# a push are read back once, by the next run, and no later run lists them again once this
-# much has passed. Scheduled runs are minutes apart.
-RUN_SPACING_SECONDS = 11
+# the provider's time of the previous read (ActiveCampaign 30 s, HubSpot 10 s, Mailchimp
+# 5 s), so the echoes of a push are read back once, by the next run, and no later run
+# lists them again once this much has passed. Scheduled runs are minutes apart.
+RUN_SPACING_SECONDS = 31
 # Addresses per HubSpot batch unsubscribe (communication preferences, unconfirmed limit).
 UNSUBSCRIBE_BATCH = 100
 # What the consistency check needs from the app: the fields under review and the

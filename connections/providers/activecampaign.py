@@ -281,7 +281,8 @@ class ActiveCampaignProvider(Provider):
         """
         overlap_ms = int(_setting_number(self.config.settings, "overlap_seconds", DEFAULT_OVERLAP_SECONDS) * 1000)
         try:
-            read = IdKeysetRead.open(cursor, now_ms=int(self.clock() * 1000))
+            now_ms = int(self.clock() * 1000)
+            read = IdKeysetRead.open(cursor, now_ms=now_ms)
         except InvalidCursor as error:
             raise ProviderError(str(error)) from None
         total = None
@@ -292,7 +293,9 @@ class ActiveCampaignProvider(Provider):
             if read.since is not None:
                 params["filters[updated_after]"] = _iso_seconds(read.since - overlap_ms)
             reply, answered_ms = self._call_dated("GET", CONTACTS, params=params)
-            read.began_by_provider(answered_ms)
+            # A Date far ahead of our clock is trusted up to the overlap only (see
+            # cursors.KeysetWindow.began_by_provider).
+            read.began_by_provider(None if answered_ms is None else min(answered_ms, now_ms + overlap_ms))
             reply = reply or {}
             records = self._records(reply)
             if total is None:

@@ -125,10 +125,6 @@ class OutgoingRecord:
     # consent where known, else the sync's chosen new-member status (see
     # `Provider.new_record_consent_states`). None: the record must not be created.
     email_consent_if_new: str | None = None
-    # The email consent state Syncapp last agreed with this system for the record (read
-    # there, or told by a write's reply); None when unknown. A provider whose batch
-    # update must restate each record's status sends this one (Mailchimp).
-    email_consent_held: str | None = None
 
 
 @dataclass(frozen=True)

@@ -413,10 +413,14 @@ class KeysetWindow:
         Once the read reaches the end of the list, the watermark moves to that time if
         it is later than the newest change read. Only the first reply counts: later
         ones answered after changes the read may have gone past. Ignored for a read
-        resumed within an instant (see `__init__`).
+        resumed within an instant (see `__init__`); never more than the overlap ahead
+        of our clock.
         """
         if self._dated and self._provider_began is None and answered_ms is not None:
-            self._provider_began = answered_ms
+            # A Date far ahead of our clock is more likely wrong (a proxy, a clock
+            # glitch) than the clocks that far apart: trusted up to the overlap only,
+            # so a wrong one can never move the next read past changes made since.
+            self._provider_began = min(answered_ms, self._now_ms + self.overlap_ms)
 
     @property
     def watermark(self) -> int | None:

@@ -415,6 +415,11 @@ class HubSpotProvider(Provider):
                 # Below Marketing Hub Enterprise: one call per address from now on.
                 self.batch_unsubscribe = False
                 return None
+            if error.status is not None and 400 <= error.status < 500 and not error.retriable:
+                # The whole batch refused (one address HubSpot will not take, a limit
+                # lower than ours): each address goes alone, so one cannot hold back the
+                # opt-outs of the others.
+                return None
             return {email: OptOutFailure.of(error, email) for email in emails}
         self.batch_unsubscribe = True
         failures: dict[str, OptOutFailure] = {}

@@ -10,10 +10,9 @@ Consent is never a field: `status` is written only from the record's consent sta
 A new member gets `OutgoingRecord.email_consent_if_new` (the hub's consent, else the
 status a marketer chose on the sync); without one it is not created, and its record
 result says so. Existing members get `email_consent` only when it restricts, so that no
-sync re-subscribes a person who opted out; those Syncapp knows as subscribed are updated
-500 at a time by restating that status, which Mailchimp refuses for anyone who opted out
-since, and the others by PATCHes without a status, sent in one batch operation
-(`POST /batches`) when there are more than a few (see `upsert_batch`). A batch
+sync re-subscribes a person who opted out: they are updated by PATCHes that send no other
+status, in one batch operation (`POST /batches`) when there are more than a few (see
+`upsert_batch`). A batch
 operation's results are downloaded from the presigned URL Mailchimp gives, without the
 connection's credentials.
 The one way back is the person's own: a "subscribed" marked `explicit_opt_in` turns an
@@ -110,14 +109,6 @@ RESTRICTIVE_STATUSES = frozenset({"unsubscribed", "cleaned"})
 OPT_IN_STATUS = "pending"
 # The batch error for a member who already exists (sent without update_existing).
 MEMBER_EXISTS = "ERROR_CONTACT_EXISTS"
-# What Mailchimp says of a member it will not subscribe: they unsubscribed, or bounce
-# ("... is in a compliance state due to unsubscribe, bounce, or compliance review and
-# cannot be subscribed"; title "Member In Compliance State").
-COMPLIANCE_STATE = "compliance state"
-# The status restated to a linked member by a batch update: the one Mailchimp refuses to
-# give back to anyone who opted out since. ("transactional" it would give, loosening a
-# recent unsubscribe: such members are updated one by one.)
-RESTATED_STATUSES = frozenset({"subscribed"})
 # Existing members updated at once by one batch. Mailchimp allows 10 simultaneous
 # connections per account and the engine keeps two batches in flight; the shared
 # budget enforces the connection's cap in any case.
@@ -341,14 +332,14 @@ class MailchimpProvider(Provider):
         return records
 
     def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
-        """Write members in batch calls: linked ones restating their status, new ones created; one result each.
+        """Create the new members in one batch call, then update the existing ones; one result each.
 
         A linked member whose address changed is updated at its old id, so the change
         follows the link instead of creating a second member. Refused members get their
         own failed result; authentication failures and exhausted batch retries raise.
         """
-        # Why three kinds of write. Mailchimp's batch subscribe (POST /lists/{list_id},
-        # "Batch subscribe or unsubscribe" in the Marketing API reference) has no
+        # Why two steps. Mailchimp's batch subscribe (POST /lists/{list_id}, "Batch
+        # subscribe or unsubscribe" in the Marketing API reference) has no
         # `status_if_new`: in Mailchimp's API definition the body is
         # MembersToSubscribeUnsubscribeTofromAListInBatch, whose members are AddListMembers
         # (email_address, email_type, status, merge_fields, interests, language, vip,
@@ -357,29 +348,24 @@ class MailchimpProvider(Provider):
         # Resource", field members.item:0.status, as reported in
         # brandonseydel/MailChimp.Net issue 567). With `update_existing: true` ("Whether
         # this batch operation will change existing members' subscription status") that
-        # status is applied to members who already exist. So:
-        # 1. a linked member whose status Syncapp knows as subscribed is updated by a
-        #    batch with update_existing, restating that status, or the restriction the
-        #    engine decided (unsubscribed, cleaned): see `_restated`.
-        #    Had the person unsubscribed since Syncapp last read them, Mailchimp refuses
-        #    to subscribe them ("Member In Compliance State") and that member alone is
-        #    updated as in 3, so nobody is re-subscribed;
-        # 2. other records go in a batch with update_existing false, which creates the
-        #    new members, each with its status; Mailchimp answers a per-member
-        #    ERROR_CONTACT_EXISTS for the existing ones and leaves them untouched;
-        # 3. those, and linked members Syncapp knows otherwise (opted out, pending,
-        #    transactional: straight away) or not at all, are
-        #    PATCHed member by member with their merge fields, and with a status only to
-        #    restrict it (unsubscribed, cleaned), never to subscribe: restating
-        #    "unsubscribed" could undo a re-subscription made since the last read, and
-        #    "pending" would email the person again (see `_update`). More than
-        #    MAX_SINGLE_UPDATES such PATCHes go in one batch operation (POST /batches,
-        #    polled, its results downloaded: `_update_in_batch`); the calls a PATCH's
-        #    reply asks for (an opt-out the member lacks, an explicit opt-in, tags) still
-        #    follow one by one, decided on each operation's result.
-        # A first sync into an empty audience costs one call per 500 members; later
-        # updates of members who receive email, one per 500 too, and of the others
-        # about three (POST /batches, a poll, the results) plus their follow-ups.
+        # status is applied to members who already exist, so one upsert call would
+        # re-subscribe everyone who opted out in Mailchimp. Restating the status Syncapp
+        # last read is no safer: a member unsubscribed since then by the account (not by
+        # the person, whom Mailchimp protects with "Member In Compliance State") would be
+        # subscribed again. Instead:
+        # 1. one batch call with update_existing false creates the new members, each
+        #    with its status; Mailchimp answers a per-member ERROR_CONTACT_EXISTS for the
+        #    existing ones and leaves them untouched;
+        # 2. each existing member is PATCHed with its merge fields, and with a status
+        #    only to restrict it (unsubscribed, cleaned), never to subscribe (see
+        #    `_update`). More than MAX_SINGLE_UPDATES such PATCHes go in one batch
+        #    operation (POST /batches, polled, its results downloaded:
+        #    `_update_in_batch`); the calls a PATCH's reply asks for (an opt-out the
+        #    member lacks, an explicit opt-in, tags) still follow one by one, decided on
+        #    each operation's result.
+        # A first sync into an empty audience costs one call per 500 members; updating
+        # up to 500 existing members about four (the batch subscribe that finds them,
+        # POST /batches, a poll, the results) plus their follow-ups.
         if len(records) > self.max_batch:
             raise ValueError(f"Mailchimp takes at most {self.max_batch} members per batch, got {len(records)}.")
         results: dict[int, RecordResult] = {}
@@ -395,36 +381,22 @@ class MailchimpProvider(Provider):
         # never created with a status nobody chose.
         unchosen = [(i, r) for i, r in batched if _status_if_new(r) is None]
         batched = [(i, r) for i, r in batched if _status_if_new(r) is not None]
-        # Linked members known to hold another status exist: no batch can write them.
-        existing = [(i, r) for i, r in batched if _patched_alone(r)]
-        batched = [(i, r) for i, r in batched if not _patched_alone(r)]
-        # Waves keep two records of one member in order, the later one written last.
-        for wave in split_repeats(batched, key=lambda entry: subscriber_hash(entry[1].email)):
-            restated = [entry for entry in wave if _restated(entry[1]) is not None]
-            created = [entry for entry in wave if _restated(entry[1]) is None]
-            if restated:
-                existing += self._subscribe(restated, results, update_existing=True)
-            if created:
-                existing += self._subscribe(created, results, update_existing=False)
+        existing: list[tuple[int, OutgoingRecord]] = []
+        for call in split_repeats(batched, key=lambda entry: subscriber_hash(entry[1].email)):
+            existing += self._create(call, results)
         existing += unchosen
         for (index, record), result in zip(existing, self._update_all(existing, moved=False), strict=True):
             results[index] = result if result is not None else _not_created(record)
         return [results[index] for index in range(len(records))]
 
-    def _subscribe(
-        self, call: list[tuple[int, OutgoingRecord]], results: dict[int, RecordResult], *, update_existing: bool
+    def _create(
+        self, call: list[tuple[int, OutgoingRecord]], results: dict[int, RecordResult]
     ) -> list[tuple[int, OutgoingRecord]]:
-        """Batch-subscribe `call`; return the entries to update one by one.
-
-        Without `update_existing` only new members are written and the existing ones
-        are returned; with it, every member is written with its restated status, and
-        those Mailchimp will not give that status (a compliance state) are returned.
-        """
+        """Batch-subscribe the members of `call` that are new; return the entries that already exist."""
         path = f"/lists/{self.list_id}"
 
         def send(group):
-            body = {"members": [self._member_body(record, update_existing=update_existing) for _, record in group],
-                    "update_existing": update_existing}
+            body = {"members": [self._new_member(record) for _, record in group], "update_existing": False}
             return self.http.json("POST", path, json=body)
 
         def blamed(error: ProviderError, entry) -> bool:
@@ -447,7 +419,7 @@ class MailchimpProvider(Provider):
                 email = _normal_email(record.email)
                 if email in written:
                     results[index] = self._written(record, written[email])
-                elif email in refused and _updated_alone(refused[email], update_existing=update_existing):
+                elif email in refused and refused[email].get("error_code") == MEMBER_EXISTS:
                     existing.append((index, record))
                 elif email in refused:
                     results[index] = _refused(record, refused[email])
@@ -640,16 +612,16 @@ class MailchimpProvider(Provider):
         )
         return {**member, "tags": [*(member.get("tags") or []), *({"name": name} for name in missing)]}
 
-    def _member_body(self, record: OutgoingRecord, *, update_existing: bool) -> dict[str, Any]:
-        """Return one member of a batch subscribe.
+    def _new_member(self, record: OutgoingRecord) -> dict[str, Any]:
+        """Return the batch-subscribe body that creates one member.
 
-        Without update_existing the `status` only ever reaches a new member: the engine's
-        decision for new records (the hub's consent, else the status chosen on the sync;
-        see `_status_if_new`). With it, the member's own status is restated (`_restated`).
+        The batch runs without update_existing, so this `status` only ever reaches a new
+        member: the engine's decision for new records (the hub's consent, else the status
+        chosen on the sync; see `_status_if_new`).
         """
         member: dict[str, Any] = {
             "email_address": _normal_email(record.email),
-            "status": _restated(record) if update_existing else _status_if_new(record),
+            "status": _status_if_new(record),
             "merge_fields": self._merge_fields(record),
         }
         tags = self._tags(record)
@@ -898,36 +870,6 @@ def _status_if_new(record: OutgoingRecord) -> str | None:
     to hold (a caller that decided only that one). Never a default of Mailchimp's or ours.
     """
     return record.email_consent_if_new or record.email_consent
-
-
-def _restated(record: OutgoingRecord) -> str | None:
-    """Return the status a linked member is batch-updated with; None: it is not batch-updated.
-
-    Only a member Syncapp last knew as subscribed is: its status is restated, or
-    restricted where the engine decided an opt-out. An explicit opt-in, and members
-    known as opted out, pending or transactional, are PATCHed instead (see
-    `upsert_batch`), as is any member whose status Syncapp does not know.
-    """
-    held = record.email_consent_held
-    if not record.external_id or held not in RESTATED_STATUSES or record.explicit_opt_in:
-        return None
-    return record.email_consent if record.email_consent in RESTRICTIVE_STATUSES else held
-
-
-def _patched_alone(record: OutgoingRecord) -> bool:
-    """Return whether a linked member Syncapp knows as not subscribed is updated by its own PATCH."""
-    return bool(record.external_id and record.email_consent_held) and _restated(record) is None
-
-
-def _updated_alone(error: Mapping[str, Any], *, update_existing: bool) -> bool:
-    """Return whether a member a batch refused is written by its own PATCH instead.
-
-    Without update_existing: it exists already. With it: Mailchimp would not give it the
-    status restated, the person having opted out since Syncapp last read them.
-    """
-    if not update_existing:
-        return error.get("error_code") == MEMBER_EXISTS
-    return COMPLIANCE_STATE in str(error.get("error") or "").lower()
 
 
 def _not_created(record: OutgoingRecord) -> RecordResult:

@@ -147,7 +147,9 @@ def _convert(record: RemoteRecord, reader: EndpointPlan, email_plan: FieldPlan) 
             continue
         item.values[field_plan.hub_field] = (field_plan, raw, value)
     for name in reader.written_only:
-        if name in fields:
+        # Only single values: a list (tags, which a sync adds and never removes) is not
+        # one value the payload could be compared with.
+        if name in fields and not isinstance(fields[name], (list, tuple, dict)):
             item.written_only[name] = clean_value(fields[name])
     refused = _phone_key(item, reader)
     if refused is not None:

@@ -104,12 +104,11 @@ class Payload:
                           default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def record(self, *, key: Any, external_id: str | None, email_consent_held: str | None = None) -> OutgoingRecord:
+    def record(self, *, key: Any, external_id: str | None) -> OutgoingRecord:
         return OutgoingRecord(
             key=key, email=self.email, phone=self.phone, fields=self.fields, external_id=external_id,
             email_consent=self.email_consent,
             explicit_opt_in=self.explicit_opt_in, email_consent_if_new=self.email_consent_if_new,
-            email_consent_held=email_consent_held,
         )
 
 

@@ -94,8 +94,7 @@ class Outgoing:
     payload: Payload
 
     def record(self) -> OutgoingRecord:
-        return self.payload.record(key=self.link.pk, external_id=self.link.external_id,
-                                   email_consent_held=self.link.email_consent_base or None)
+        return self.payload.record(key=self.link.pk, external_id=self.link.external_id)
 
 
 class Pusher:

@@ -151,6 +151,17 @@ def test_a_bulk_write_read_once_is_not_listed_again_once_the_provider_clock_is_p
     assert delivered == [] and audience.queries == [KeysetQuery(since=audience.clock - 60 - 5)]
 
 
+def test_a_providers_date_far_ahead_of_our_clock_is_trusted_up_to_the_overlap_only():
+    audience = FakeAudience([0] * 5, page_size=10)
+    window = open_time_sorted_read(None, overlap_ms=5, now_ms=audience.clock + 60)
+    records, has_more, total = audience.query(window.query())
+    window.began_by_provider(audience.clock + 86_400_000)  # a day ahead: a wrong Date
+    for rid, modified in records:
+        window.admit(rid, modified)
+    window.page_done(has_more=has_more, total=total)
+    assert json.loads(window.cursor())["since"] == audience.clock + 60 + 5
+
+
 def test_without_the_providers_clock_the_watermark_stays_at_the_newest_change_read():
     audience = FakeAudience([0] * 30, page_size=10)
     audience.clock += 60

@@ -776,6 +776,28 @@ def test_below_enterprise_one_batch_attempt_then_one_call_per_address_for_the_wh
 
 
 @responses.activate
+def test_a_batch_hubspot_refuses_whole_sends_each_opt_out_alone_so_one_holds_back_no_other():
+    """Error path: a 400 for the whole batch (one address it will not take, a lower limit)."""
+    base = "https://hubspot.test"
+    people = {"7": "ann@example.com", "8": "bob@example.com"}
+    responses.post(f"{base}/crm/v3/objects/contacts/batch/read", json={"status": "COMPLETE", "results": [
+        {"id": contact_id, "properties": {"email": email}} for contact_id, email in people.items()]})
+    responses.post(f"{base}/communication-preferences/v4/statuses/batch/unsubscribe-all", status=400,
+                   json={"status": "error", "category": "VALIDATION_ERROR", "message": "Invalid input"})
+    singles = [responses.post(f"{base}/communication-preferences/v4/statuses/{email}/unsubscribe-all", status=200,
+                              json={"status": "COMPLETE", "results": []}) for email in people.values()]
+    provider = build_provider("hubspot", ProviderConfig(base_url=base, access_token="t", budget_key=str(uuid.uuid4())),
+                              fields=("email",))
+    results = provider.upsert_batch([OutgoingRecord(key=contact_id, email=email, fields={}, external_id=contact_id,
+                                                    email_consent="unsubscribed")
+                                     for contact_id, email in people.items()])
+    assert [result.ok for result in results] == [True, True]
+    assert [single.call_count for single in singles] == [1, 1]
+    # Not the portal's scope: the next batch is tried as a batch again.
+    assert provider.batch_unsubscribe is None
+
+
+@responses.activate
 def test_each_input_hubspot_did_not_unsubscribe_fails_its_records_as_the_error_says():
     base = "https://hubspot.test"
     people = {"7": "Twin@Example.com", "8": "twin@example.com", "9": "bad@example.com", "10": "busy@example.com",

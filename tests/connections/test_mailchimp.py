@@ -21,7 +21,7 @@ def new_member(consent=None, fields=None, if_new="subscribed", **settings):
     )
     record = OutgoingRecord(key=1, email="  Ann@Example.com ", fields=fields or {"FNAME": "Ann"}, email_consent=consent,
                             email_consent_if_new=if_new)
-    return provider._member_body(record, update_existing=False)
+    return provider._new_member(record)
 
 
 def member_record(**values) -> OutgoingRecord:
@@ -214,74 +214,34 @@ def test_an_existing_member_is_updated_with_one_patch_after_the_batch(sandbox):
 
 
 def linked(email, **values) -> OutgoingRecord:
-    """A record for a member Syncapp linked and last knew as `email_consent_held` (subscribed unless stated)."""
-    values.setdefault("email_consent_held", "subscribed")
+    """A record for a member Syncapp linked."""
     return member_record(email=email, external_id=subscriber_hash(email), **values)
 
 
 @pytest.mark.integration
-def test_members_known_as_subscribed_are_updated_500_a_call_and_stay_subscribed(sandbox):
+def test_existing_members_are_updated_by_batch_operations_and_nobody_gets_another_status(sandbox):
     provider = mailchimp(sandbox)
     emails = [f"n{i}@example.com" for i in range(1100)]
     for start in range(0, 1100, 500):
         provider.upsert_batch([member_record(key=i, email=email, fields={"FNAME": "Old"})
                                for i, email in enumerate(emails[start:start + 500], start)])
+    # Unsubscribed by the account, not by the person: Mailchimp would let a status
+    # restated by a batch subscribe them again. No update sends them one.
+    for email in emails[:5]:
+        set_status_in_mailchimp(sandbox, email, "unsubscribed")
     sandbox.reset_stats()
     records = [linked(email, key=i, fields={"FNAME": f"N{i}"}) for i, email in enumerate(emails)]
     results = [result for start in range(0, 1100, 500) for result in provider.upsert_batch(records[start:start + 500])]
     assert [result.key for result in results] == list(range(1100)) and all(result.ok for result in results)
-    assert calls(sandbox) == {"POST /lists/{list_id}": math.ceil(1100 / 500)}
-    assert set(statuses(sandbox).values()) == {"subscribed"}
+    made = calls(sandbox)
+    # Per call of at most 500: the batch subscribe that finds them, and one batch operation.
+    assert made["POST /lists/{list_id}"] == made["POST /batches"] == math.ceil(1100 / 500)
+    assert "PATCH /lists/{list_id}/members/{subscriber_hash}" not in made
+    assert statuses(sandbox) == {email: "unsubscribed" if index < 5 else "subscribed"
+                                 for index, email in enumerate(emails)}
     assert stored(sandbox, "n7@example.com")["merge_fields"]["FNAME"] == "N7"
     assert results[7].fields == {"FNAME": "N7", "email_address": "n7@example.com"}
-    assert results[7].email_consent == "subscribed"
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("opt_out", ["unsubscribed", "cleaned"])
-def test_a_member_who_opted_out_since_syncapps_last_read_is_not_resubscribed_by_the_batch(sandbox, opt_out):
-    provider = mailchimp(sandbox)
-    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"}),
-                           member_record(key=2, email="bob@example.com", fields={"FNAME": "Bob"})])
-    # The person opts out after Syncapp last read them: it still knows them as subscribed.
-    set_status_in_mailchimp(sandbox, "ann@example.com", opt_out)
-    sandbox.reset_stats()
-    ann, bob = provider.upsert_batch([linked("ann@example.com", key=1, fields={"FNAME": "Annie"}),
-                                      linked("bob@example.com", key=2, fields={"FNAME": "Bobby"})])
-    assert ann.ok and bob.ok
-    assert (ann.email_consent, bob.email_consent) == (opt_out, "subscribed")
-    assert statuses(sandbox) == {"ann@example.com": opt_out, "bob@example.com": "subscribed"}
-    assert stored(sandbox, "ann@example.com")["merge_fields"]["FNAME"] == "Annie"
-    # The batch refused to subscribe her; her fields went alone, without a status.
-    assert calls(sandbox) == {"POST /lists/{list_id}": 1, "PATCH /lists/{list_id}/members/{subscriber_hash}": 1}
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("restriction", ["unsubscribed", "cleaned"])
-def test_an_opt_out_reaches_a_member_known_as_subscribed_in_the_batch(sandbox, restriction):
-    provider = mailchimp(sandbox)
-    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"})])
-    sandbox.reset_stats()
-    (result,) = provider.upsert_batch([linked("ann@example.com", key=1, fields={"FNAME": "Ann"},
-                                              email_consent=restriction)])
-    assert result.ok and result.email_consent == restriction
-    assert statuses(sandbox) == {"ann@example.com": restriction}
-    assert calls(sandbox) == {"POST /lists/{list_id}": 1}
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("held", ["unsubscribed", "cleaned", "pending", "transactional", None])
-def test_members_not_known_as_subscribed_are_patched_without_a_status(sandbox, held):
-    provider = mailchimp(sandbox)
-    provider.upsert_batch([member_record(key=1, email="ann@example.com", fields={"FNAME": "Ann"},
-                                         email_consent_if_new=held or "subscribed")])
-    sandbox.reset_stats()
-    (result,) = provider.upsert_batch([linked("ann@example.com", key=1, fields={"FNAME": "Annie"},
-                                              email_consent_held=held)])
-    assert result.ok
-    assert statuses(sandbox) == {"ann@example.com": held or "subscribed"}
-    assert stored(sandbox, "ann@example.com")["merge_fields"]["FNAME"] == "Annie"
-    assert "PATCH /lists/{list_id}/members/{subscriber_hash}" in calls(sandbox)
+    assert (results[0].email_consent, results[7].email_consent) == ("unsubscribed", "subscribed")
 
 
 @pytest.mark.integration
@@ -716,7 +676,7 @@ def members_in_every_state(sandbox, hostile_contacts) -> list[OutgoingRecord]:
     assert all(result.ok for result in seeded)
 
     def record(name, fields, **values):
-        return linked(f"{name}@example.com", key=name, fields=fields, email_consent_held=held[name], **values)
+        return linked(f"{name}@example.com", key=name, fields=fields, **values)
 
     return [
         record("out", {"FNAME": "Out"}, email_consent="unsubscribed"),
@@ -728,7 +688,7 @@ def members_in_every_state(sandbox, hostile_contacts) -> list[OutgoingRecord]:
         record("back", {"FNAME": "Back"}, email_consent="subscribed", explicit_opt_in=True),
         record("tag", {"FNAME": "Tag", "tags": ["VIP"]}),
         record("clean", {"FNAME": "Clean"}, email_consent="cleaned"),
-        # Gone since the last read: retried (created again) by the next run.
+        # Gone since the last read: created again by the batch subscribe.
         record("gone", {"FNAME": "Gone"}),
         # Gone, and no status to create it with.
         record("ghost", {"FNAME": "Ghost"}, email_consent_if_new=None),
@@ -752,7 +712,8 @@ def test_more_than_three_member_patches_go_in_one_batch_operation_with_the_outco
         records = members_in_every_state(sandbox, hostile_contacts)
         sandbox.reset_stats()
         alone = outcomes(mailchimp(sandbox).upsert_batch(records), sandbox)
-        assert calls(sandbox)[PATCH_ROUTE] == len(records) + 2
+        # Every record but gone (the batch subscribe creates it again), and two follow-ups.
+        assert calls(sandbox)[PATCH_ROUTE] == len(records) - 1 + 2
         assert "POST /batches" not in calls(sandbox)
     sandbox.reset()
     records = members_in_every_state(sandbox, hostile_contacts)
@@ -770,12 +731,13 @@ def test_more_than_three_member_patches_go_in_one_batch_operation_with_the_outco
     assert statuses(sandbox) == {"out@example.com": "unsubscribed", "bounce@example.com": "cleaned",
                                  "pend@example.com": "unsubscribed", "tx@example.com": "transactional",
                                  "back@example.com": "pending", "tag@example.com": "transactional",
-                                 "clean@example.com": "cleaned", "nul@example.com": "unsubscribed"}
+                                 "clean@example.com": "cleaned", "nul@example.com": "unsubscribed",
+                                 "gone@example.com": "subscribed"}
     assert stored(sandbox, "bounce@example.com")["merge_fields"]["FNAME"] == "Bounce"
     assert stored(sandbox, "tag@example.com")["tags"] == ["VIP"]
     assert all(by_key[name].ok for name in ("out", "bounce", "pend", "tx", "back", "tag", "clean"))
-    assert (by_key["gone"].ok, by_key["gone"].error_class, by_key["gone"].retriable) == (
-        False, "Resource Not Found", True)
+    # Created again, with the status the engine gave for new records.
+    assert by_key["gone"].ok and by_key["gone"].external_id == subscriber_hash("gone@example.com")
     assert (by_key["ghost"].ok, by_key["ghost"].error_class) == (False, "not_created")
     assert (by_key["nul"].ok, by_key["nul"].error_class, by_key["nul"].retriable) == (False, "Invalid Resource", False)
     assert by_key["nul"].message.startswith("Mailchimp refused nul@example.com")
@@ -789,13 +751,15 @@ def test_up_to_three_member_patches_stay_single(sandbox, count):
     provider.upsert_batch([member_record(key=email, email=email, fields={}, email_consent_if_new="transactional")
                            for email in emails])
     sandbox.reset_stats()
-    results = provider.upsert_batch([linked(email, key=email, fields={"FNAME": "T"}, email_consent_held="transactional")
+    results = provider.upsert_batch([linked(email, key=email, fields={"FNAME": "T"})
                                      for email in emails])
     assert all(result.ok for result in results)
+    # The batch subscribe that finds them, then their PATCHes.
     if count <= 3:
-        assert calls(sandbox) == {PATCH_ROUTE: count}
+        assert calls(sandbox) == {"POST /lists/{list_id}": 1, PATCH_ROUTE: count}
     else:
-        assert calls(sandbox) == {"POST /batches": 1, "GET /batches/{batch_id}": 1, "GET /batch-results/{batch_id}": 1}
+        assert calls(sandbox) == {"POST /lists/{list_id}": 1, "POST /batches": 1, "GET /batches/{batch_id}": 1,
+                                  "GET /batch-results/{batch_id}": 1}
     assert {member["merge_fields"]["FNAME"] for member in sandbox.mailchimp_members()} == {"T"}
 
 
@@ -805,7 +769,7 @@ def test_a_batch_operation_that_does_not_finish_in_time_leaves_retriable_failure
     emails = [f"tx{number}@example.com" for number in range(5)]
     provider.upsert_batch([member_record(key=email, email=email, fields={}, email_consent_if_new="transactional")
                            for email in emails])
-    records = [linked(email, key=email, fields={"FNAME": "T"}, email_consent_held="transactional") for email in emails]
+    records = [linked(email, key=email, fields={"FNAME": "T"}) for email in emails]
     sandbox.control("mailchimp", "batch-delay", {"milliseconds": 60_000})
     sandbox.reset_stats()
     started = time.monotonic()
