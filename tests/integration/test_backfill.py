@@ -4,7 +4,6 @@ The regression from issue 9: after HubSpot `jobtitle` was mapped to the hub and 
 Mailchimp merge field, 0 of 5,000 contacts got a job title, because delta reads bring
 only the records that change afterwards.
 """
-import math
 import time
 
 import pytest
