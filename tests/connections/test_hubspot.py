@@ -129,7 +129,8 @@ def test_a_delta_read_without_changes_returns_nothing_in_one_search_and_one_arch
     delta, next_cursor, _ = read(provider, cursor)
     assert delta == []
     assert calls(sandbox, SEARCH) == 1 and calls(sandbox, LIST) == 1
-    assert saved(next_cursor)["since"] == saved(cursor)["since"]
+    # A read that went to the end moves its watermark to HubSpot's clock, never back.
+    assert saved(next_cursor)["since"] >= saved(cursor)["since"]
 
 
 def test_the_overlap_rereads_recent_changes_without_delivering_them_again(sandbox):
