@@ -9,12 +9,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import BigIntegerField, F, Func, Q, QuerySet
 from django.db.models.lookups import In
 
 from audit.models import AuditEvent
 from syncapp.models import Sync, SyncRun
+from syncapp.pagination import distinct_values
 from syncapp.roles import COMPLIANCE, user_has_role
 
 PAGE_SIZE = 50
@@ -73,24 +74,8 @@ def audit_systems() -> list[str]:
 
 
 def _distinct_values(column: str) -> list[str]:
-    """Return a column's distinct values by skipping through its (column, id) index.
-
-    One index lookup per value rather than a scan of every row, as SELECT DISTINCT would
-    do: a few dozen lookups for a million events (a "loose index scan").
-    """
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    name = connection.ops.quote_name(AuditEvent._meta.get_field(column).column)
-    sql = f"""
-        WITH RECURSIVE seen(value) AS (
-            SELECT MIN({name}) FROM {table}
-            UNION ALL
-            SELECT (SELECT MIN({name}) FROM {table} WHERE {name} > seen.value) FROM seen WHERE seen.value IS NOT NULL
-        )
-        SELECT value FROM seen WHERE value IS NOT NULL
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return [value for (value,) in cursor.fetchall()]
+    """Return a column's distinct values by skipping through its (column, id) index."""
+    return distinct_values(AuditEvent, column)
 
 
 class _NotIndexed(Func):

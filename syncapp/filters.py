@@ -5,12 +5,16 @@ from datetime import timedelta
 
 import django_filters
 from django import forms
+from django.db import models
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from connections.models import Connection
-from syncapp.models import Conflict, Sync
+from syncapp.engine.identity import InvalidPhone, normalize_phone
+from syncapp.models import Conflict, Contact, Sync
 from syncapp.models.hub import hub_field_label
+from syncapp.search import starts_with
+from syncapp.selectors import ContactCursor
 
 # Age choice -> how old a conflict must be at least.
 AGES = {
@@ -60,3 +64,77 @@ class ConflictFilter(django_filters.FilterSet):
     def filter_age(self, queryset: QuerySet[Conflict], name: str, value: str) -> QuerySet[Conflict]:
         _, age = AGES[value]
         return queryset.filter(created_at__lt=timezone.now() - age)
+
+
+# What a phone number can be typed with: "+1 (415) 555-0100", "415.555.0100".
+PHONE_CHARACTERS = frozenset("0123456789+-(). ")
+
+
+class ContactFilter(django_filters.FilterSet):
+    """Search by the start of an email, a first or last name (every word typed must start one), or by phone.
+
+    A search typed as a phone number finds the contacts with that number, written in any
+    form the systems' default regions read, or whose E.164 number starts with its digits.
+    Prefixes, not substrings: each is one range of an index (syncapp.search).
+    """
+
+    q = django_filters.CharFilter(
+        label="Search", method="filter_search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Email, phone or name"}),
+    )
+
+    class Meta:
+        model = Contact
+        fields = []
+
+    def filter_search(self, queryset: QuerySet[Contact], name: str, value: str) -> QuerySet[Contact]:
+        phones = phone_prefixes(value)
+        if phones:
+            matches = models.Q()
+            for phone in phones:
+                matches |= starts_with("phone", phone)
+            return queryset.filter(matches)
+        for word in value.lower().split():
+            queryset = queryset.filter(starts_with("email", word) | starts_with("first_name", word, lower=True)
+                                       | starts_with("last_name", word, lower=True))
+        return queryset
+
+
+def phone_prefixes(text: str) -> list[str]:
+    """Return the E.164 numbers or prefixes a search typed as a phone number stands for; [] if it is not one."""
+    text = text.strip()
+    digits = "".join(char for char in text if char.isdigit())
+    if not digits or not set(text) <= PHONE_CHARACTERS:
+        return []
+    regions = set(Connection.objects.values_list("default_phone_region", flat=True).distinct())
+    regions.add(Connection._meta.get_field("default_phone_region").default)
+    numbers = set()
+    for region in sorted(regions):
+        try:
+            numbers.add(normalize_phone(text, region))
+        except InvalidPhone:
+            pass
+    # Digits with their country code ("14155550100", "+1 415"): the start of an E.164 number.
+    return sorted(numbers | {f"+{digits}"})
+
+
+class ContactPageForm(forms.Form):
+    """Where a page of the contact list starts: `after` a contact (older ones), or `before` one (newer ones)."""
+
+    after = forms.CharField(required=False)
+    before = forms.CharField(required=False)
+
+    def _cursor(self, name: str) -> ContactCursor | None:
+        text = self.cleaned_data[name]
+        if not text:
+            return None
+        try:
+            return ContactCursor.parse(text)
+        except (ValueError, OverflowError):
+            raise forms.ValidationError("Not a place in the contact list.", code="invalid_cursor") from None
+
+    def clean_after(self) -> ContactCursor | None:
+        return self._cursor("after")
+
+    def clean_before(self) -> ContactCursor | None:
+        return self._cursor("before")
