@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connections
-from django.db.models import BigIntegerField, F, Func, Q, QuerySet
+from django.db.models import BigIntegerField, F, Q, QuerySet
 from django.db.models.lookups import In
 
 from audit.models import AuditEvent
 from syncapp.models import Sync, SyncRun
 from syncapp.pagination import distinct_values
 from syncapp.roles import COMPLIANCE, user_has_role
+from syncapp.search import NotIndexed
 
 PAGE_SIZE = 50
 # Rows read per query by the exports: big enough to amortize the query, small enough
@@ -78,16 +79,6 @@ def _distinct_values(column: str) -> list[str]:
     return distinct_values(AuditEvent, column)
 
 
-class _NotIndexed(Func):
-    """SQLite's unary plus on a column: the same value, but no index may serve the term.
-
-    The documented way to steer SQLite's planner away from an index
-    (https://sqlite.org/optoverview.html, "Disqualifying WHERE Clause Terms").
-    """
-
-    template = "+%(expressions)s"
-
-
 def sync_events(events: QuerySet[AuditEvent], sync: Sync) -> QuerySet[AuditEvent]:
     """Return the events about the sync itself or written by one of its runs."""
     runs = SyncRun.objects.filter(sync=sync).values("pk")
@@ -103,7 +94,7 @@ def sync_events(events: QuerySet[AuditEvent], sync: Sync) -> QuerySet[AuditEvent
     # key backwards (the trail's order), testing each row, and stops after the page: the
     # cost is the distance walked to find a page, small for a sync whose events are dense
     # in the trail. The rows matched are the same: `+run_id` is run_id.
-    not_indexed = _NotIndexed(F("run_id"), output_field=BigIntegerField())
+    not_indexed = NotIndexed(F("run_id"), output_field=BigIntegerField())
     return events.filter(about_the_sync | Q(In(not_indexed, runs)))
 
 

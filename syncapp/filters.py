@@ -76,6 +76,11 @@ class ContactFilter(django_filters.FilterSet):
     A search typed as a phone number finds the contacts with that number, written in any
     form the systems' default regions read, or whose E.164 number starts with its digits.
     Prefixes, not substrings: each is one range of an index (syncapp.search).
+
+    Which index finds the matches: the longest word's (the likeliest to be rare), the
+    others tested on the rows it finds. With `walk`, none: the list is read in its own
+    order and each contact tested, which finds a page of a search that matches many
+    contacts (one letter) sooner than collecting and sorting all of them.
     """
 
     q = django_filters.CharFilter(
@@ -87,16 +92,26 @@ class ContactFilter(django_filters.FilterSet):
         model = Contact
         fields = []
 
+    def __init__(self, *args, walk: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.walk = walk
+
     def filter_search(self, queryset: QuerySet[Contact], name: str, value: str) -> QuerySet[Contact]:
         phones = phone_prefixes(value)
         if phones:
             matches = models.Q()
             for phone in phones:
-                matches |= starts_with("phone", phone)
+                matches |= starts_with("phone", phone, indexed=not self.walk)
             return queryset.filter(matches)
-        for word in value.lower().split():
-            queryset = queryset.filter(starts_with("email", word) | starts_with("first_name", word, lower=True)
-                                       | starts_with("last_name", word, lower=True))
+        words = value.lower().split()
+        leading = max(words, key=len, default="")
+        for word in words:
+            indexed = word == leading and not self.walk
+            queryset = queryset.filter(
+                starts_with("email", word, indexed=indexed)
+                | starts_with("first_name", word, lower=True, indexed=indexed)
+                | starts_with("last_name", word, lower=True, indexed=indexed)
+            )
         return queryset
 
 

@@ -14,14 +14,28 @@ differently:
 
 Names are matched lowercased, through an index on `lower(name)`; emails are stored
 lowercased, phones in E.164.
+
+Without statistics SQLite cannot tell a rare prefix from a common one: the caller says
+which conditions an index should serve, and keeps the others off their indexes
+(`indexed=False`).
 """
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import F, Func, Q
+from django.db.models import CharField, F, Func, Q
 from django.db.models.functions import Lower
 from django.db.models.indexes import IndexExpression
 from django.db.models.lookups import GreaterThanOrEqual, LessThan, StartsWith
+
+
+class NotIndexed(Func):
+    """SQLite's unary plus: the same value, but no index may serve the term.
+
+    The documented way to steer SQLite's planner away from an index
+    (https://sqlite.org/optoverview.html, "Disqualifying WHERE Clause Terms").
+    """
+
+    template = "+%(expressions)s"
 
 
 class PrefixIndexed(Func):
@@ -49,9 +63,15 @@ def following(prefix: str) -> str:
     return prefix[:-1] + chr(last + 1)
 
 
-def starts_with(field_name: str, prefix: str, *, lower: bool = False) -> Q:
-    """Return the condition "`field_name` (lowercased when `lower`) starts with `prefix`", as an index serves it."""
+def starts_with(field_name: str, prefix: str, *, lower: bool = False, indexed: bool = True) -> Q:
+    """Return the condition "`field_name` (lowercased when `lower`) starts with `prefix`", as an index serves it.
+
+    With `indexed` false, on SQLite, as no index serves it: the row is tested as it is
+    read along another index. PostgreSQL's planner chooses from its statistics.
+    """
     value = Lower(field_name) if lower else F(field_name)
     if connection.vendor == "postgresql":
         return Q(StartsWith(value, prefix))
+    if not indexed:
+        value = NotIndexed(value, output_field=CharField())
     return Q(GreaterThanOrEqual(value, prefix)) & Q(LessThan(value, following(prefix)))

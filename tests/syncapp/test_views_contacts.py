@@ -165,6 +165,20 @@ def test_a_search_pages_on_with_its_query():
     assert not set(first) & set(second)
 
 
+def test_a_search_matching_more_than_the_count_cap_shows_the_same_contacts(monkeypatch):
+    Contact.objects.bulk_create(Contact(email=f"c{n}@example.com", first_name="Ada" if n % 3 else "Bob",
+                                        last_name="Lovelace") for n in range(CONTACTS_PER_PAGE * 2))
+    client = client_as(MARKETER)
+    counted = list_page(client, q="ada love")
+    monkeypatch.setattr("syncapp.pagination.COUNT_CAP", 10)
+    walked = list_page(client, q="ada love")
+    assert walked == counted and len(walked[0]) == CONTACTS_PER_PAGE
+    monkeypatch.undo()
+    second = list_page(client, **walked[1]["next"])[0]
+    monkeypatch.setattr("syncapp.pagination.COUNT_CAP", 10)
+    assert list_page(client, **walked[1]["next"])[0] == second and len(second) == 66 - CONTACTS_PER_PAGE
+
+
 def test_a_place_in_the_list_that_is_no_place_is_refused():
     response = client_as(MARKETER).get(reverse("contact_list"), {"after": "yesterday"})
     assert response.status_code == 400 and "does not exist" in response.content.decode()
