@@ -9,13 +9,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, connections
-from django.db.models import BigIntegerField, F, Func, Q, QuerySet
+from django.db import connections
+from django.db.models import BigIntegerField, F, Q, QuerySet
 from django.db.models.lookups import In
 
 from audit.models import AuditEvent
 from syncapp.models import Sync, SyncRun
+from syncapp.pagination import distinct_values
 from syncapp.roles import COMPLIANCE, user_has_role
+from syncapp.search import NotIndexed
 
 PAGE_SIZE = 50
 # Rows read per query by the exports: big enough to amortize the query, small enough
@@ -73,34 +75,8 @@ def audit_systems() -> list[str]:
 
 
 def _distinct_values(column: str) -> list[str]:
-    """Return a column's distinct values by skipping through its (column, id) index.
-
-    One index lookup per value rather than a scan of every row, as SELECT DISTINCT would
-    do: a few dozen lookups for a million events (a "loose index scan").
-    """
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    name = connection.ops.quote_name(AuditEvent._meta.get_field(column).column)
-    sql = f"""
-        WITH RECURSIVE seen(value) AS (
-            SELECT MIN({name}) FROM {table}
-            UNION ALL
-            SELECT (SELECT MIN({name}) FROM {table} WHERE {name} > seen.value) FROM seen WHERE seen.value IS NOT NULL
-        )
-        SELECT value FROM seen WHERE value IS NOT NULL
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return [value for (value,) in cursor.fetchall()]
-
-
-class _NotIndexed(Func):
-    """SQLite's unary plus on a column: the same value, but no index may serve the term.
-
-    The documented way to steer SQLite's planner away from an index
-    (https://sqlite.org/optoverview.html, "Disqualifying WHERE Clause Terms").
-    """
-
-    template = "+%(expressions)s"
+    """Return a column's distinct values by skipping through its (column, id) index."""
+    return distinct_values(AuditEvent, column)
 
 
 def sync_events(events: QuerySet[AuditEvent], sync: Sync) -> QuerySet[AuditEvent]:
@@ -118,7 +94,7 @@ def sync_events(events: QuerySet[AuditEvent], sync: Sync) -> QuerySet[AuditEvent
     # key backwards (the trail's order), testing each row, and stops after the page: the
     # cost is the distance walked to find a page, small for a sync whose events are dense
     # in the trail. The rows matched are the same: `+run_id` is run_id.
-    not_indexed = _NotIndexed(F("run_id"), output_field=BigIntegerField())
+    not_indexed = NotIndexed(F("run_id"), output_field=BigIntegerField())
     return events.filter(about_the_sync | Q(In(not_indexed, runs)))
 
 

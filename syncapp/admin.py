@@ -6,13 +6,16 @@ record errors are written by the engine only, so here they are read-only.
 import json
 
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
 from django.template.defaultfilters import pluralize, truncatechars
 from django.urls import reverse
 from django.utils.html import format_html
 
 from mappings.admin import FieldMappingInline
 from mappings.models import FieldMapping
+from syncapp.admin_filters import ExactSearchMixin, IndexedValuesListFilter
 from syncapp.models import RecordError, Sync, SyncConnection, SyncRun
+from syncapp.pagination import CappedCountPaginator
 from syncapp.security.admin_input import CheckedInlineMixin
 from syncapp.services.syncs import (
     endpoint_delete,
@@ -73,7 +76,9 @@ class SyncAdmin(admin.ModelAdmin):
     inlines = [SyncConnectionInline, FieldMappingInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("endpoints__connection")
+        last_run = SyncRun.objects.filter(sync=OuterRef("pk")).order_by("-id").values("status")[:1]
+        return (super().get_queryset(request).prefetch_related("endpoints__connection")
+                .annotate(last_run_status_value=Subquery(last_run)))
 
     @admin.display(description="Connections")
     def endpoint_names(self, obj: Sync) -> str:
@@ -81,8 +86,8 @@ class SyncAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last run")
     def last_run_status(self, obj: Sync) -> str:
-        run = obj.runs.first()
-        return run.get_status_display() if run else "Never run"
+        status = obj.last_run_status_value
+        return SyncRun.Status(status).label if status else "Never run"
 
     def save_model(self, request, obj, form, change):
         sync_save(sync=obj, user=request.user)
@@ -124,9 +129,13 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "failed_count",
         "api_call_total",
     ]
+    # Each filter a range of an index on (filter, id), newest first; no date hierarchy
+    # (SELECT DISTINCT over every run's date) and no full count.
     list_filter = ["status", "trigger", "sync"]
     list_select_related = ["sync"]
-    date_hierarchy = "queued_at"
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     fieldsets = [
         (None, {"fields": ["sync", "trigger", "status", "requested_by", "error", "record_errors_link"]}),
         ("Progress", {"fields": ["phase", "progress_done", "progress_total", "percent"]}),
@@ -175,12 +184,18 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RecordError)
-class RecordErrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RecordErrorAdmin(ReadOnlyAdminMixin, ExactSearchMixin, admin.ModelAdmin):
     list_display = ["created_at", "run", "connection", "external_id", "severity", "error_class", "short_message",
                     "retriable", "attempts", "resolved"]
-    list_filter = ["severity", "retriable", "resolved", "error_class", "connection", "run__sync"]
+    list_filter = ["severity", "retriable", "resolved", ("error_class", IndexedValuesListFilter), "connection",
+                   "run__sync"]
     list_select_related = ["run__sync", "connection"]
-    search_fields = ["external_id", "message", "error_class"]
+    search_fields = ["external_id"]
+    exact_search_field = "external_id"
+    search_help_text = "A record's id in its system, exactly."
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     fields = ["run", "connection", "contact", "external_id", "severity", "error_class", "message", "retriable",
               "attempts", "resolved", "created_at"]
     readonly_fields = fields

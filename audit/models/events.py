@@ -76,6 +76,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["run_id", "id"], name="audit_run_id_idx"),
             models.Index(fields=["system", "id"], name="audit_system_id_idx"),
             models.Index(fields=["object_type", "object_id", "id"], name="audit_object_id_idx"),
+            # The admin's filter by object type, newest first.
+            models.Index(fields=["object_type", "id"], name="audit_object_type_idx"),
             # A person is searched by the addresses their contacts held before (audit.people).
             models.Index(ChangedEmail(0), name="audit_email_before_idx"),
             models.Index(ChangedEmail(1), name="audit_email_after_idx"),

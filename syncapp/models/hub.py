@@ -1,5 +1,8 @@
 """The hub: one Contact per person, tied to each external record by a RecordLink."""
 from django.db import models
+from django.db.models.functions import Lower
+
+from syncapp.search import PrefixIndexed
 
 
 class ConsentState(models.TextChoices):
@@ -56,6 +59,11 @@ class Contact(models.Model):
             # Phone matching looks only for contacts without an email (engine.identity);
             # a shared office number can belong to thousands of contacts with one.
             models.Index(fields=["phone"], name="contact_phone_without_email", condition=models.Q(email__isnull=True)),
+            # The contact list: newest changes first, a keyset page at a time (views.contacts).
+            models.Index(fields=["updated_at", "id"], name="contact_updated_idx"),
+            # Its search by the start of a name (syncapp.search); email and phone have their own.
+            models.Index(PrefixIndexed(Lower("first_name")), name="contact_first_name_prefix"),
+            models.Index(PrefixIndexed(Lower("last_name")), name="contact_last_name_prefix"),
         ]
 
     def __str__(self) -> str:

@@ -36,7 +36,8 @@ class SyncRun(models.Model):
         "suppressed_count",
     )
 
-    sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="runs")
+    # Indexed with the id below: a sync's runs are read newest first.
+    sync = models.ForeignKey("syncapp.Sync", on_delete=models.CASCADE, related_name="runs", db_index=False)
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
@@ -77,6 +78,12 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Newest first within each filter of the runs' admin list.
+        indexes = [
+            models.Index(fields=["sync", "id"], name="run_sync_idx"),
+            models.Index(fields=["status", "id"], name="run_status_idx"),
+            models.Index(fields=["trigger", "id"], name="run_trigger_idx"),
+        ]
         constraints = [
             # One active run per sync, enforced by the database itself.
             models.UniqueConstraint(
@@ -115,8 +122,10 @@ class RecordError(models.Model):
         # The record synced without one field: not a failed record.
         WARNING = "warning", "Warning"
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="record_errors")
-    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="record_errors")
+    # Both indexed with the id below.
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="record_errors", db_index=False)
+    connection = models.ForeignKey("connections.Connection", on_delete=models.CASCADE, related_name="record_errors",
+                                   db_index=False)
     contact = models.ForeignKey("syncapp.Contact", null=True, blank=True, on_delete=models.SET_NULL)
     external_id = models.CharField(max_length=200, blank=True)
     error_class = models.CharField(max_length=100)
@@ -134,6 +143,17 @@ class RecordError(models.Model):
             # The engine looks up a page's unresolved errors to count repeats, not re-add.
             models.Index(fields=["connection", "external_id"], name="record_error_unresolved",
                          condition=models.Q(resolved=False)),
+            # Newest first within each filter of the record errors' admin list, and a run's errors.
+            models.Index(fields=["run", "id"], name="record_error_run_idx"),
+            models.Index(fields=["connection", "id"], name="record_error_connection_idx"),
+            models.Index(fields=["severity", "id"], name="record_error_severity_idx"),
+            models.Index(fields=["error_class", "id"], name="record_error_class_idx"),
+            # Yes or no: one partial index per answer (a boolean column is no range).
+            models.Index(fields=["id"], name="record_error_resolved_idx", condition=models.Q(resolved=True)),
+            models.Index(fields=["id"], name="record_error_open_idx", condition=models.Q(resolved=False)),
+            models.Index(fields=["id"], name="record_error_retriable_idx", condition=models.Q(retriable=True)),
+            models.Index(fields=["id"], name="record_error_final_idx", condition=models.Q(retriable=False)),
+            models.Index(fields=["external_id", "id"], name="record_error_external_id_idx"),
         ]
 
     def __str__(self) -> str:

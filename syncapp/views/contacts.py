@@ -8,49 +8,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import django_filters
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.models import AuditEvent
+from syncapp.filters import ContactFilter, ContactPageForm
 from syncapp.models import ConsentEvent, Contact, DuplicatePair, PendingPush
 from syncapp.models.hub import HUB_FIELDS, ConsentState
+from syncapp.pagination import row_count
+from syncapp.selectors import contact_page
 from syncapp.services.consent_ledger import InvalidConsentStatement, consent_statement_record
 from syncapp.services.pending import systems_not_applicable
 from syncapp.views.access import permission_needed
 
-CONTACTS_PER_PAGE = 50
 HISTORY_PER_PAGE = 25
 # The newest consent statements shown; a flapping system can write many.
 LEDGER_SHOWN = 100
 NOTE_MAX_LENGTH = 300  # ConsentEvent.note
-
-
-class ContactFilter(django_filters.FilterSet):
-    """Search by email, phone or name: every word typed must match one of them."""
-
-    q = django_filters.CharFilter(
-        label="Search", method="filter_search",
-        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Email, phone or name"}),
-    )
-
-    class Meta:
-        model = Contact
-        fields = []
-
-    def filter_search(self, queryset: QuerySet[Contact], name: str, value: str) -> QuerySet[Contact]:
-        for word in value.split():
-            matches = Q(email__icontains=word) | Q(first_name__icontains=word) | Q(last_name__icontains=word)
-            # Phones are stored in E.164: "+1 (415) 555-0100" is found by its digits.
-            digits = "".join(ch for ch in word if ch.isdigit())
-            if digits:
-                matches |= Q(phone__contains=digits)
-            queryset = queryset.filter(matches)
-        return queryset
 
 
 class ConsentStatementForm(forms.Form):
@@ -82,11 +60,19 @@ class ConsentStatementForm(forms.Form):
 @require_GET
 @permission_needed("syncapp.view_contact")
 def contact_list(request):
-    contacts = Contact.objects.prefetch_related("links__connection").order_by("-updated_at", "-id")
-    search = ContactFilter(request.GET, queryset=contacts)
-    page = Paginator(search.qs, CONTACTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "syncapp/contacts/list.html", {"filter": search, "contacts": page,
-                                                           "query": request.GET.get("q", "")})
+    search = ContactFilter(request.GET, queryset=Contact.objects.all())
+    pager = ContactPageForm(request.GET)
+    query = request.GET.get("q", "").strip()
+    context = {"filter": search, "query": query, "page": None}
+    if not pager.is_valid():
+        return render(request, "syncapp/contacts/list.html", context, status=400)
+    # Counted up to a cap, then estimated: a count of a million contacts would cost more than the page.
+    context["total"] = row_count(search.qs, filtered=bool(query))
+    if query and not context["total"].exact:
+        # Matches are many: the list's own order finds a page of them sooner.
+        search = ContactFilter(request.GET, queryset=Contact.objects.all(), walk=True)
+    context["page"] = contact_page(search.qs, after=pager.cleaned_data["after"], before=pager.cleaned_data["before"])
+    return render(request, "syncapp/contacts/list.html", context)
 
 
 @require_GET

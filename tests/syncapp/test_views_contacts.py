@@ -1,5 +1,7 @@
 """The contact list and page: who may see them, what they show, and recording consent."""
+import re
 from datetime import timedelta
+from urllib.parse import parse_qsl
 
 import pytest
 from django.test import Client
@@ -12,6 +14,7 @@ from connections.models import Connection
 from syncapp.engine.text import clean_text
 from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, PendingPush, RecordLink
 from syncapp.roles import COMPLIANCE, MARKETER, REVIEWER
+from syncapp.selectors import CONTACTS_PER_PAGE
 from syncapp.views.contacts import HISTORY_PER_PAGE, contact_ids_merged_into
 from tests.workspace import user_with_role, workspace_make
 
@@ -109,6 +112,90 @@ def test_the_list_searches_email_phone_and_name(contact, query, found):
     html = client_as(MARKETER).get(reverse("contact_list"), {"q": query}).content.decode()
     assert ("ada@example.com" in html) is found
     assert "charles@example.com" not in html
+
+
+def test_the_search_matches_the_start_of_a_word_not_its_middle(contact):
+    client = client_as(MARKETER)
+    assert "ada@example.com" in client.get(reverse("contact_list"), {"q": "LOVE"}).content.decode()
+    assert "ada@example.com" not in client.get(reverse("contact_list"), {"q": "lace"}).content.decode()
+    assert "ada@example.com" in client.get(reverse("contact_list"), {"q": "14155550"}).content.decode()
+
+
+def list_page(client: Client, **params) -> tuple[list[str], dict]:
+    """Return the emails a page of the list shows, and its Previous and Next links' queries."""
+    response = client.get(reverse("contact_list"), params)
+    assert response.status_code == 200
+    html = response.content.decode()
+    links = {rel: dict(parse_qsl(query.replace("&amp;", "&")))
+             for rel, query in re.findall(r'rel="(prev|next)" href="\?([^"]*)"', html)}
+    return re.findall(r"<bdi>(c\d+@example\.com)</bdi>", html), links
+
+
+def test_the_list_pages_through_every_contact_once_most_recently_changed_first():
+    now = timezone.now()
+    contacts = Contact.objects.bulk_create(Contact(email=f"c{n}@example.com") for n in range(CONTACTS_PER_PAGE * 2 + 7))
+    for number, contact in enumerate(contacts):
+        # Ties on the change time: the id breaks them, across page boundaries too.
+        Contact.objects.filter(pk=contact.pk).update(updated_at=now - timedelta(seconds=number // 3))
+    expected = [contact.email for contact in Contact.objects.order_by("-updated_at", "-id")]
+    client = client_as(MARKETER)
+    seen, params, pages = [], {}, []
+    while True:
+        emails, links = list_page(client, **params)
+        seen += emails
+        pages.append((params, emails))
+        if "next" not in links:
+            break
+        params = links["next"]
+    assert seen == expected and len(pages) == 3
+    assert "prev" not in list_page(client)[1]
+    # Back from the last page, Previous shows each page again.
+    _, links = list_page(client, **pages[-1][0])
+    assert list_page(client, **links["prev"])[0] == pages[1][1]
+
+
+def test_a_search_pages_on_with_its_query():
+    Contact.objects.bulk_create(Contact(email=f"c{n}@example.com", first_name="Ada" if n % 2 else "Bob")
+                                for n in range(CONTACTS_PER_PAGE * 3))
+    client = client_as(MARKETER)
+    first, links = list_page(client, q="ada")
+    second, _ = list_page(client, **links["next"])
+    assert links["next"]["q"] == "ada"
+    assert (len(first), len(second)) == (CONTACTS_PER_PAGE, CONTACTS_PER_PAGE // 2)
+    assert not set(first) & set(second)
+
+
+def test_a_search_matching_more_than_the_count_cap_shows_the_same_contacts(monkeypatch):
+    Contact.objects.bulk_create(Contact(email=f"c{n}@example.com", first_name="Ada" if n % 3 else "Bob",
+                                        last_name="Lovelace") for n in range(CONTACTS_PER_PAGE * 2))
+    client = client_as(MARKETER)
+    counted = list_page(client, q="ada love")
+    monkeypatch.setattr("syncapp.pagination.COUNT_CAP", 10)
+    walked = list_page(client, q="ada love")
+    assert walked == counted and len(walked[0]) == CONTACTS_PER_PAGE
+    monkeypatch.undo()
+    second = list_page(client, **walked[1]["next"])[0]
+    monkeypatch.setattr("syncapp.pagination.COUNT_CAP", 10)
+    assert list_page(client, **walked[1]["next"])[0] == second and len(second) == 66 - CONTACTS_PER_PAGE
+
+
+def test_a_place_in_the_list_that_is_no_place_is_refused():
+    response = client_as(MARKETER).get(reverse("contact_list"), {"after": "yesterday"})
+    assert response.status_code == 400 and "does not exist" in response.content.decode()
+
+
+def test_the_list_counts_up_to_a_cap_then_says_more(monkeypatch, contact):
+    client = client_as(MARKETER)
+    assert "1 in all" in client.get(reverse("contact_list")).content.decode()
+    Contact.objects.bulk_create(Contact(email=f"c{n}@example.com") for n in range(4))
+    monkeypatch.setattr("syncapp.pagination.COUNT_CAP", 3)
+    monkeypatch.setattr("syncapp.pagination.estimated_rows", lambda model: None)
+    html = client.get(reverse("contact_list")).content.decode()
+    assert "More than 3 in all" in html
+    monkeypatch.setattr("syncapp.pagination.estimated_rows", lambda model: 1_000_000)
+    assert "About 1,000,000 in all" in client.get(reverse("contact_list")).content.decode()
+    # A search is never estimated from the whole table's statistics.
+    assert "More than 3 in all" in client.get(reverse("contact_list"), {"q": "c"}).content.decode()
 
 
 def test_the_list_shows_each_contacts_systems_and_consent(contact, sync):
