@@ -5,13 +5,12 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from audit.models import AuditEvent
-from syncapp.admin_filters import ExactSearchMixin, IndexedValuesListFilter
-from syncapp.pagination import CappedCountPaginator
+from syncapp.admin_filters import ExactSearchMixin, IndexedValuesListFilter, LargeTableAdminMixin
 from syncapp.roles import COMPLIANCE, user_has_role
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ExactSearchMixin, admin.ModelAdmin):
+class AuditEventAdmin(ExactSearchMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "action", "actor", "system", "object_type", "object_repr"]
     # Each a range of an index, newest first, however many millions of events: the
     # filters' values by a skip through their index, no date hierarchy (SELECT DISTINCT
@@ -22,9 +21,6 @@ class AuditEventAdmin(ExactSearchMixin, admin.ModelAdmin):
     search_fields = ["object_id"]
     exact_search_field = "object_id"
     search_help_text = "An object's id, exactly: a contact's, a sync's or a connection's."
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
     fields = [
         "created_at",
         "action",

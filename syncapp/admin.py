@@ -13,9 +13,8 @@ from django.utils.html import format_html
 
 from mappings.admin import FieldMappingInline
 from mappings.models import FieldMapping
-from syncapp.admin_filters import ExactSearchMixin, IndexedValuesListFilter
+from syncapp.admin_filters import ExactSearchMixin, IndexedValuesListFilter, LargeTableAdminMixin
 from syncapp.models import RecordError, Sync, SyncConnection, SyncRun
-from syncapp.pagination import CappedCountPaginator
 from syncapp.security.admin_input import CheckedInlineMixin
 from syncapp.services.syncs import (
     endpoint_delete,
@@ -114,7 +113,7 @@ class SyncAdmin(admin.ModelAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SyncRunAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "sync",
@@ -133,9 +132,6 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # (SELECT DISTINCT over every run's date) and no full count.
     list_filter = ["status", "trigger", "sync"]
     list_select_related = ["sync"]
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
     fieldsets = [
         (None, {"fields": ["sync", "trigger", "status", "requested_by", "error", "record_errors_link"]}),
         ("Progress", {"fields": ["phase", "progress_done", "progress_total", "percent"]}),
@@ -184,7 +180,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RecordError)
-class RecordErrorAdmin(ReadOnlyAdminMixin, ExactSearchMixin, admin.ModelAdmin):
+class RecordErrorAdmin(ReadOnlyAdminMixin, ExactSearchMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "run", "connection", "external_id", "severity", "error_class", "short_message",
                     "retriable", "attempts", "resolved"]
     list_filter = ["severity", "retriable", "resolved", ("error_class", IndexedValuesListFilter), "connection",
@@ -193,9 +189,6 @@ class RecordErrorAdmin(ReadOnlyAdminMixin, ExactSearchMixin, admin.ModelAdmin):
     search_fields = ["external_id"]
     exact_search_field = "external_id"
     search_help_text = "A record's id in its system, exactly."
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
     fields = ["run", "connection", "contact", "external_id", "severity", "error_class", "message", "retriable",
               "attempts", "resolved", "created_at"]
     readonly_fields = fields

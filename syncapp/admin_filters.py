@@ -1,7 +1,15 @@
-"""Admin list filters for tables of millions of rows."""
+"""Admin lists and their filters for tables of millions of rows."""
 from django.contrib import admin
 
-from syncapp.pagination import distinct_values
+from syncapp.pagination import CappedCountPaginator, distinct_values
+
+
+class LargeTableAdminMixin:
+    """An admin list that never counts or facets a whole table: counts stop at a cap."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
 
 
 class IndexedValuesListFilter(admin.AllValuesFieldListFilter):
