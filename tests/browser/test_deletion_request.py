@@ -50,7 +50,12 @@ def downloads(browser):
 
 
 def status_shown(browser) -> str:
-    return browser.find_element(By.CSS_SELECTOR, "[data-deletion-live=header] [data-field=status]").text
+    # Read in one script call: the live panel replaces the header between a find and a
+    # separate .text, which made a stale-element failure in CI.
+    return browser.execute_script(
+        "const cell = document.querySelector('[data-deletion-live=header] [data-field=status]');"
+        "return cell ? cell.innerText.trim() : '';"
+    )
 
 
 def test_a_compliance_user_exports_a_persons_trail_files_a_request_watches_it_complete_and_gets_the_receipt(
