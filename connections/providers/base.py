@@ -236,6 +236,11 @@ class Provider(ABC):
     keys: ClassVar[RecordKeys]
     # The most records one write call accepts.
     max_batch: ClassVar[int]
+    # The most records one `upsert_batch` takes, in several write calls of `max_batch`
+    # when larger: what the provider batches across records (HubSpot's unsubscribes,
+    # Mailchimp's batch operations) then spans those calls instead of costing one call
+    # more each. None: `max_batch`.
+    push_group: ClassVar[int | None] = None
     # The largest page one read call returns.
     max_page: ClassVar[int]
     # Published rate limit: requests per window (seconds), and concurrent requests.
@@ -322,7 +327,7 @@ class Provider(ABC):
 
     @abstractmethod
     def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
-        """Create or update up to `max_batch` records; one result per record."""
+        """Create or update up to `push_group` (else `max_batch`) records; one result per record."""
 
     @abstractmethod
     def archive(self, external_id: str) -> None:

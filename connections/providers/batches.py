@@ -73,14 +73,19 @@ def mentions_email(text: str, email: str) -> bool:
     return re.search(pattern, text, flags=re.IGNORECASE) is not None
 
 
-def split_repeats(items: Sequence[Item], key: Callable[[Item], Hashable]) -> list[list[Item]]:
-    """Split `items` into as few calls as possible in which no key appears twice, in order."""
+def split_repeats(
+    items: Sequence[Item], key: Callable[[Item], Hashable], *, max_items: int | None = None
+) -> list[list[Item]]:
+    """Split `items` into as few calls as possible in which no key appears twice, in order.
+
+    With `max_items`, no call holds more than that (the provider's batch maximum).
+    """
     calls: list[list[Item]] = []
     keys_per_call: list[set] = []
     for item in items:
         item_key = key(item)
         for call, keys in zip(calls, keys_per_call, strict=True):
-            if item_key not in keys:
+            if item_key not in keys and (max_items is None or len(call) < max_items):
                 call.append(item)
                 keys.add(item_key)
                 break

@@ -121,6 +121,8 @@ class HubSpotProvider(Provider):
     # after a lost reply never makes a second contact: no email, no new HubSpot contact.
     keys = RecordKeys({"email": "email"}, to_create=("email",), to_update=())
     max_batch = 100
+    # Ten write calls per upsert share their opt-outs' batch unsubscribe (100 a call).
+    push_group = 1000
     max_page = 200
     # Private apps on Professional and Enterprise: 190 requests per 10 seconds.
     rate_limit = (190, 10)
@@ -309,13 +311,14 @@ class HubSpotProvider(Provider):
     def upsert_batch(self, records: Sequence[OutgoingRecord]) -> list[RecordResult]:
         """Update linked contacts by id and upsert the others by email, then unsubscribe those opting out.
 
-        A contact whose id is no longer found is upserted by email instead. Refused
-        records get their own failed result; authentication failures and exhausted
-        retries raise. The unsubscribes cost one batch call for the contacts not yet
-        opted out, or one call per address where the portal lacks the batch scope.
+        Up to `push_group` records, written `max_batch` a call. A contact whose id is no
+        longer found is upserted by email instead. Refused records get their own failed
+        result; authentication failures and exhausted retries raise. The unsubscribes
+        cost one batch call per 100 contacts not yet opted out, across all the write
+        calls, or one call per address where the portal lacks the batch scope.
         """
-        if len(records) > self.max_batch:
-            raise ValueError(f"HubSpot takes at most {self.max_batch} records per batch, got {len(records)}.")
+        if len(records) > self.push_group:
+            raise ValueError(f"HubSpot's upsert takes at most {self.push_group} records, got {len(records)}.")
         results: dict[int, RecordResult] = {}
         by_id = [(index, record) for index, record in enumerate(records) if record.external_id]
         by_email = [(index, record) for index, record in enumerate(records) if not record.external_id]
@@ -324,7 +327,8 @@ class HubSpotProvider(Provider):
         empty = {index for index, record in by_id if not _input(record, by_email=False)["properties"]}
         by_email += self._look_up([entry for entry in by_id if entry[0] in empty], results)
         by_id = [entry for entry in by_id if entry[0] not in empty]
-        for batch in split_repeats(by_id, key=lambda entry: _record_key(entry[1], by_email=False)):
+        for batch in split_repeats(by_id, key=lambda entry: _record_key(entry[1], by_email=False),
+                                   max_items=self.max_batch):
             by_email += self._write(batch, results, by_email=False)
         # A contact HubSpot no longer has is created again by its email: without one
         # (a contact known by its phone) it cannot be, and creating it blind could
@@ -337,7 +341,8 @@ class HubSpotProvider(Provider):
                             "it cannot be created again.",
                 )
         by_email = [(index, record) for index, record in by_email if record.email]
-        for batch in split_repeats(by_email, key=lambda entry: _record_key(entry[1], by_email=True)):
+        for batch in split_repeats(by_email, key=lambda entry: _record_key(entry[1], by_email=True),
+                                   max_items=self.max_batch):
             self._write(batch, results, by_email=True)
         self._unsubscribe_all(records, results)
         return [results[index] for index in range(len(records))]

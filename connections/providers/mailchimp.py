@@ -11,10 +11,11 @@ A new member gets `OutgoingRecord.email_consent_if_new` (the hub's consent, else
 status a marketer chose on the sync); without one it is not created, and its record
 result says so. Existing members get `email_consent` only when it restricts, so that no
 sync re-subscribes a person who opted out: they are updated by PATCHes that send no other
-status, in one batch operation (`POST /batches`) when there are more than a few (see
-`upsert_batch`). A batch
-operation's results are downloaded from the presigned URL Mailchimp gives, without the
-connection's credentials.
+status, in one batch operation (`POST /batches`) when there are more than a few, and
+the calls their replies ask for (an opt-out, a confirmation, tags) in a second one (see
+`upsert_batch`, which takes up to `push_group` members: two batch subscribes share the
+batch operations). A batch operation's results are downloaded from the presigned URL
+Mailchimp gives, without the connection's credentials.
 The one way back is the person's own: a "subscribed" marked `explicit_opt_in` turns an
 unsubscribed member into `pending`, and Mailchimp emails them a confirmation link. A
 direct re-subscribe is refused by Mailchimp ("Member In Compliance State": the address
@@ -117,6 +118,9 @@ UPDATE_WORKERS = 4
 # (POST /batches) when there are more than this many: a batch costs its POST, at least one
 # poll and the download of its results, so up to three PATCHes cost no more sent alone.
 MAX_SINGLE_UPDATES = 3
+# Operations sent in one POST /batches: Mailchimp documents no maximum (unconfirmed), and
+# runs one batch at a time per account, so more go as consecutive batches.
+MAX_BATCH_OPERATIONS = 1000
 # A batch operation is polled first after BATCH_FIRST_POLL seconds, then each time twice
 # as late, at most BATCH_POLL_CAP apart, until the connection's `batch_timeout_seconds`.
 BATCH_FIRST_POLL = 0.5
@@ -147,6 +151,9 @@ class MailchimpProvider(Provider):
     # Members are keyed by address: the member id is the MD5 of the lowercased email.
     keys = RecordKeys({"email": "email_address"}, to_create=("email",), to_update=("email",))
     max_batch = 500
+    # Two batch subscribes per upsert share one batch operation for the members that
+    # exist already, and one for the follow-ups their replies ask for.
+    push_group = 1000
     max_page = 1000
     # Mailchimp publishes no request rate, only 10 simultaneous connections.
     max_concurrency = 10
@@ -361,13 +368,15 @@ class MailchimpProvider(Provider):
         #    `_update`). More than MAX_SINGLE_UPDATES such PATCHes go in one batch
         #    operation (POST /batches, polled, its results downloaded:
         #    `_update_in_batch`); the calls a PATCH's reply asks for (an opt-out the
-        #    member lacks, an explicit opt-in, tags) still follow one by one, decided on
-        #    each operation's result.
+        #    member lacks, an explicit opt-in, tags), decided on each operation's
+        #    result, go in a second batch operation when more than MAX_SINGLE_UPDATES
+        #    members need them, else one by one.
         # A first sync into an empty audience costs one call per 500 members; updating
-        # up to 500 existing members about four (the batch subscribe that finds them,
-        # POST /batches, a poll, the results) plus their follow-ups.
-        if len(records) > self.max_batch:
-            raise ValueError(f"Mailchimp takes at most {self.max_batch} members per batch, got {len(records)}.")
+        # up to 1,000 existing members about seven (the two batch subscribes that find
+        # them, then for each of the two batch operations its POST /batches, a poll and
+        # its results).
+        if len(records) > self.push_group:
+            raise ValueError(f"Mailchimp's upsert takes at most {self.push_group} members, got {len(records)}.")
         results: dict[int, RecordResult] = {}
         entries = list(enumerate(records))
         moved = [(i, r) for i, r in entries if _moved(r)]
@@ -382,7 +391,8 @@ class MailchimpProvider(Provider):
         unchosen = [(i, r) for i, r in batched if _status_if_new(r) is None]
         batched = [(i, r) for i, r in batched if _status_if_new(r) is not None]
         existing: list[tuple[int, OutgoingRecord]] = []
-        for call in split_repeats(batched, key=lambda entry: subscriber_hash(entry[1].email)):
+        for call in split_repeats(batched, key=lambda entry: subscriber_hash(entry[1].email),
+                                  max_items=self.max_batch):
             existing += self._create(call, results)
         existing += unchosen
         for (index, record), result in zip(existing, self._update_all(existing, moved=False), strict=True):
@@ -503,22 +513,37 @@ class MailchimpProvider(Provider):
     def _patched(self, record: OutgoingRecord, member: Mapping[str, Any], *, moved: bool) -> RecordResult | None:
         """Finish `_update` from its first PATCH's reply: the opt-out or opt-in it calls for, missing tags."""
         try:
-            member_id = _member_id(str(member.get("id") or subscriber_hash(record.email)))
-            status = None
-            if record.email_consent == "unsubscribed" and member.get("status") not in RESTRICTIVE_STATUSES:
-                status = "unsubscribed"
-            elif _opts_in_again(record, member):
-                status = OPT_IN_STATUS
-            if status is not None:
-                member = self.http.json(
-                    "PATCH", f"/lists/{self.list_id}/members/{member_id}", json={"status": status}
-                ) or member
-            member = self._add_tags(record, member_id, member)
+            for method, path, body in self._follow_ups(record, member):
+                if method == "PATCH":
+                    member = self.http.json(method, path, json=body) or member
+                else:
+                    self.http.request(method, path, json=body)
+                    member = _with_tags(member, body)
         except AuthenticationError:
             raise
         except ProviderError as error:
             return self._not_patched(record, error, moved=moved)
         return self._written(record, member)
+
+    def _follow_ups(self, record: OutgoingRecord, member: Mapping[str, Any]) -> list[tuple[str, str, dict]]:
+        """Return the calls the first PATCH's reply `member` asks for, in order, as (method, path, body).
+
+        A status only to restrict, "unsubscribed" only where the member is not opted out
+        already (it would turn a cleaned address into a merely unsubscribed one); an
+        explicit opt-in as "pending"; then the tags the member lacks (PATCH cannot set
+        tags; without sync_tags none are removed).
+        """
+        path = f"/lists/{self.list_id}/members/{_member_id(str(member.get('id') or subscriber_hash(record.email)))}"
+        calls = []
+        if record.email_consent == "unsubscribed" and member.get("status") not in RESTRICTIVE_STATUSES:
+            calls.append(("PATCH", path, {"status": "unsubscribed"}))
+        elif _opts_in_again(record, member):
+            calls.append(("PATCH", path, {"status": OPT_IN_STATUS}))
+        held = {tag.get("name") for tag in member.get("tags") or []}
+        missing = [name for name in self._tags(record) if name not in held]
+        if missing:
+            calls.append(("POST", f"{path}/tags", {"tags": [{"name": name, "status": "active"} for name in missing]}))
+        return calls
 
     @staticmethod
     def _not_patched(record: OutgoingRecord, error: ProviderError, *, moved: bool) -> RecordResult | None:
@@ -540,11 +565,12 @@ class MailchimpProvider(Provider):
 
         Each operation's result is taken as `_update` takes its reply: a refusal or a 404
         gives the same result, and a success goes on to the same follow-up calls (an
-        opt-out the member does not hold yet, an explicit opt-in, missing tags), made one
-        by one. A batch that does not finish within the connection's
-        `batch_timeout_seconds`, or whose results cannot be read, gives every record a
-        retriable failure: its write may or may not have happened, and writing it again
-        is harmless.
+        opt-out the member does not hold yet, an explicit opt-in, missing tags): in a
+        second batch operation when more than MAX_SINGLE_UPDATES members need them, else
+        one by one. A batch that does not finish within the connection's
+        `batch_timeout_seconds`, or whose results cannot be read, gives each of its
+        records a retriable failure: its write may or may not have happened, and writing
+        it again is harmless.
         """
         paths = [self._member_path(record, moved=moved) for record in records]
         operations = [
@@ -553,34 +579,73 @@ class MailchimpProvider(Provider):
             for number, (record, path) in enumerate(zip(records, paths, strict=True))
         ]
         try:
-            batch = self.http.json("POST", "/batches", json={"operations": operations}) or {}
-            replies = self._batch_replies(str(batch.get("id") or ""))
+            replies = self._run_batches(operations)
         except AuthenticationError:
             raise
         except ProviderError as error:
             return [_batch_failed(record, error) for record in records]
+        results: dict[int, RecordResult | None] = {}
+        members: dict[int, Mapping[str, Any]] = {}
+        for number, record in enumerate(records):
+            reply = _operation_reply(replies, str(number), "PATCH", paths[number])
+            if isinstance(reply, ProviderError):
+                results[number] = (self._not_patched(record, reply, moved=moved) if reply.status
+                                   else _batch_failed(record, reply))
+            else:
+                members[number] = reply
+        follow_ups = {number: self._follow_ups(records[number], member) for number, member in members.items()}
+        asking = [number for number, calls in follow_ups.items() if calls]
+        if len(asking) > MAX_SINGLE_UPDATES:
+            results.update(self._follow_up_in_batch(records, members, follow_ups, asking, moved=moved))
+            results.update({number: self._written(records[number], member) for number, member in members.items()
+                            if number not in results})
+        else:
+            workers = self._update_workers()
+            numbers = list(members)
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(numbers) or 1))) as pool:
+                finished = pool.map(lambda number: self._patched(records[number], members[number], moved=moved),
+                                    numbers)
+                results.update(zip(numbers, finished, strict=True))
+        return [results[number] for number in range(len(records))]
 
-        def outcome(number: int) -> RecordResult | None:
-            record = records[number]
-            reply = replies.get(str(number))
-            if reply is None:
-                return _batch_failed(record, BatchIncomplete("Mailchimp's batch results do not mention this member."))
-            status_code, body = reply
-            if status_code >= 400:
-                return self._not_patched(record, _operation_error(paths[number], status_code, body), moved=moved)
-            try:
-                member = json.loads(body) if body else {}
-            except ValueError:
-                member = None
-            if not isinstance(member, dict):
-                return _batch_failed(record, BatchIncomplete("Mailchimp's batch result for this member is not JSON."))
-            return self._patched(record, member, moved=moved)
+    def _follow_up_in_batch(
+        self, records: list[OutgoingRecord], members: dict[int, Mapping[str, Any]],
+        follow_ups: dict[int, list[tuple[str, str, dict]]], asking: list[int], *, moved: bool,
+    ) -> dict[int, RecordResult | None]:
+        """Send the follow-up calls of the records numbered `asking` in one batch operation; return their results."""
+        operations = [
+            {"method": method, "path": path, "body": json.dumps(body), "operation_id": f"{number}.{step}"}
+            for number in asking
+            for step, (method, path, body) in enumerate(follow_ups[number])
+        ]
+        try:
+            replies = self._run_batches(operations)
+        except AuthenticationError:
+            raise
+        except ProviderError as error:
+            return {number: _batch_failed(records[number], error) for number in asking}
+        results: dict[int, RecordResult | None] = {}
+        for number in asking:
+            member = members[number]
+            for step, (method, path, body) in enumerate(follow_ups[number]):
+                reply = _operation_reply(replies, f"{number}.{step}", method, path)
+                if isinstance(reply, ProviderError):
+                    results[number] = (self._not_patched(records[number], reply, moved=moved) if reply.status
+                                       else _batch_failed(records[number], reply))
+                    break
+                member = (reply or member) if method == "PATCH" else _with_tags(member, body)
+            else:
+                results[number] = self._written(records[number], member)
+        return results
 
-        workers = self._update_workers()
-        if workers == 1:
-            return [outcome(number) for number in range(len(records))]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(outcome, range(len(records))))
+    def _run_batches(self, operations: list[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+        """Run `operations` in batches of MAX_BATCH_OPERATIONS, one after another; return the replies by id."""
+        replies: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(operations), MAX_BATCH_OPERATIONS):
+            batch = self.http.json("POST", "/batches",
+                                   json={"operations": operations[start:start + MAX_BATCH_OPERATIONS]}) or {}
+            replies.update(self._batch_replies(str(batch.get("id") or "")))
+        return replies
 
     def _batch_replies(self, batch_id: str) -> dict[str, tuple[int, str]]:
         """Wait for a batch operation to finish; return each operation's status code and reply body by id."""
@@ -598,19 +663,6 @@ class MailchimpProvider(Provider):
                 raise BatchIncomplete(f"Mailchimp's batch operation {batch_id} did not finish within {timeout:g} s "
                                       f"(last status: {batch.get('status')!r}).")
             pause = min(pause * 2, BATCH_POLL_CAP)
-
-    def _add_tags(self, record: OutgoingRecord, member_id: str, member: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Add the record's tags the member lacks (PATCH cannot set tags); return the member with them."""
-        held = {tag.get("name") for tag in member.get("tags") or []}
-        missing = [name for name in self._tags(record) if name not in held]
-        if not missing:
-            return member
-        self.http.request(
-            "POST",
-            f"/lists/{self.list_id}/members/{member_id}/tags",
-            json={"tags": [{"name": name, "status": "active"} for name in missing]},
-        )
-        return {**member, "tags": [*(member.get("tags") or []), *({"name": name} for name in missing)]}
 
     def _new_member(self, record: OutgoingRecord) -> dict[str, Any]:
         """Return the batch-subscribe body that creates one member.
@@ -787,6 +839,34 @@ class BatchIncomplete(ProviderError):
     retriable = True
 
 
+def _operation_reply(
+    replies: Mapping[str, tuple[int, str]], operation_id: str, method: str, path: str
+) -> Mapping[str, Any] | ProviderError:
+    """Return one batch operation's reply body, or the error it stands for.
+
+    A refusal is the error the call sent alone would have raised (with its status); a
+    result missing or not JSON is a BatchIncomplete, without a status.
+    """
+    reply = replies.get(operation_id)
+    if reply is None:
+        return BatchIncomplete("Mailchimp's batch results do not mention this member.")
+    status_code, body = reply
+    if status_code >= 400:
+        return _operation_error(method, path, status_code, body)
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return BatchIncomplete("Mailchimp's batch result for this member is not JSON.")
+    return parsed
+
+
+def _with_tags(member: Mapping[str, Any], body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return `member` with the tags a tags call (`body`) added."""
+    return {**member, "tags": [*(member.get("tags") or []), *({"name": tag["name"]} for tag in body["tags"])]}
+
+
 def _batch_failed(record: OutgoingRecord, error: ProviderError) -> RecordResult:
     return RecordResult(
         key=record.key,
@@ -837,8 +917,8 @@ def _batch_results(url: str) -> dict[str, tuple[int, str]]:
     return replies
 
 
-def _operation_error(path: str, status: int, body: str) -> ProviderError:
-    """Return a batch operation's failure as the error its PATCH sent alone would have raised."""
+def _operation_error(method: str, path: str, status: int, body: str) -> ProviderError:
+    """Return a batch operation's failure as the error the call sent alone would have raised."""
     try:
         problem = json.loads(body)
     except ValueError:
@@ -852,7 +932,7 @@ def _operation_error(path: str, status: int, body: str) -> ProviderError:
         problem = None
         explanation = body.strip()
     return ProviderError(
-        f"Mailchimp PATCH {path} failed in a batch operation with HTTP {status}: "
+        f"Mailchimp {method} {path} failed in a batch operation with HTTP {status}: "
         f"{explanation[:500] or 'no explanation given'}",
         status=status, body=problem, retriable=status in (408, 429) or status >= 500,
     )

@@ -20,6 +20,17 @@ def batch_size(provider_max: int, requested: int | None = None) -> int:
     return min(requested, provider_max)
 
 
+def push_group_size(provider_max: int, provider_group: int | None, requested: int | None = None) -> int:
+    """Return the records per `upsert_batch`: the sync's size when set, else the provider's group.
+
+    A provider's group spans several of its write calls (see Provider.push_group). A
+    size the marketer chose is the records per write call, so it is kept as it is.
+    """
+    if requested:
+        return batch_size(provider_max, requested)
+    return max(batch_size(provider_max), provider_group or 0)
+
+
 def json_size(item: Any) -> int:
     """Return the size in bytes of `item` as compact UTF-8 JSON."""
     return len(json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))

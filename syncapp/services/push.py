@@ -29,7 +29,7 @@ from django.utils import timezone
 from audit.services import AuditRow, audit_record_many, audit_row_build
 from audit.suppression import suppressed_among
 from connections.providers.base import AuthenticationError, OutgoingRecord, Provider, ProviderError, RecordResult
-from syncapp.engine.batching import batch_size, chunk
+from syncapp.engine.batching import chunk, push_group_size
 from syncapp.engine.consent import reply_statement, state_asked
 from syncapp.models import ConsentEvent, Contact, RecordError, RecordLink
 from syncapp.services.bulk import bulk_insert_rows, bulk_update_rows
@@ -109,7 +109,7 @@ class Pusher:
     def __init__(self, *, tracker: RunTracker, plan: SyncPlan, writer: EndpointPlan):
         self.tracker = tracker
         self.writer = writer
-        self.size = batch_size(writer.provider.max_batch, plan.sync.batch_size)
+        self.size = push_group_size(writer.provider.max_batch, writer.provider.push_group, plan.sync.batch_size)
         self.pool = ThreadPoolExecutor(max_workers=PUSH_IN_FLIGHT, thread_name_prefix="syncapp-push")
         self.in_flight: deque[tuple[list[Outgoing], Future, bool]] = deque()
         # Links up to this id were sent early (or found not to need sending).

@@ -76,6 +76,11 @@ def test_repeats_go_to_later_calls_in_order():
     assert split_repeats([], key=str.lower) == []
 
 
+def test_split_repeats_fills_calls_up_to_the_providers_maximum():
+    assert split_repeats(["a", "b", "c", "A", "d"], key=str.lower, max_items=2) == [["a", "b"], ["c", "A"], ["d"]]
+    assert split_repeats(["a", "a", "a"], key=str.lower, max_items=2) == [["a"], ["a"], ["a"]]
+
+
 @pytest.mark.parametrize(
     ("text", "email", "expected"),
     [

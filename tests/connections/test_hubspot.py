@@ -689,6 +689,26 @@ def test_250_opt_outs_cost_3_batch_unsubscribes_not_250_calls(sandbox):
     assert len(contacts) == 250 and all(c["properties"]["hs_email_optout"] == "true" for c in contacts)
 
 
+def test_one_upsert_writes_1000_contacts_100_a_call_and_unsubscribes_their_100_opt_outs_in_one_call(sandbox):
+    provider = hubspot(sandbox, fields=("email", "firstname"))
+    records = [OutgoingRecord(key=number, email=f"group{number}@example.com", fields={"firstname": f"G{number}"},
+                              email_consent="unsubscribed" if number % 10 == 0 else None)
+               for number in range(provider.push_group)]
+    results = provider.upsert_batch(records)
+    assert [result.key for result in results] == list(range(1000)) and all(result.ok for result in results)
+    assert sandbox.stats()["requests"]["hubspot"] == {"POST /crm/v3/objects/contacts/batch/upsert": 10,
+                                                      BATCH_UNSUBSCRIBE_ALL: 1}
+    opted_out = {contact["properties"]["email"] for contact in sandbox.hubspot_contacts()
+                 if contact["properties"].get("hs_email_optout") == "true"}
+    assert opted_out == {f"group{number}@example.com" for number in range(0, 1000, 10)}
+
+
+def test_an_upsert_larger_than_the_group_is_a_programming_error(sandbox):
+    provider = hubspot(sandbox)
+    with pytest.raises(ValueError, match="at most 1000"):
+        provider.upsert_batch([OutgoingRecord(key=n, email=f"x{n}@example.com", fields={}) for n in range(1001)])
+
+
 def opting_out(records, *, every=1) -> list[OutgoingRecord]:
     """Return linked records for HubSpot contacts, each `every`-th one unsubscribed from all email."""
     return [OutgoingRecord(key=record.external_id, email=record.fields.get("email") or "", fields={"firstname": "X"},

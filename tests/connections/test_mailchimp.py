@@ -744,6 +744,60 @@ def test_more_than_three_member_patches_go_in_one_batch_operation_with_the_outco
 
 
 @pytest.mark.integration
+def test_one_upsert_of_1000_members_costs_two_batch_subscribes_and_two_batch_operations(sandbox):
+    # 600 members exist already; of those, 20 opted out in the hub and 10 gain a tag:
+    # their follow-ups go in a second batch operation, not 30 single calls.
+    provider = mailchimp(sandbox)
+    emails = [f"g{number}@example.com" for number in range(provider.push_group)]
+    provider.upsert_batch([member_record(key=number, email=email, fields={"FNAME": "Old"})
+                           for number, email in enumerate(emails[:600])])
+    set_status_in_mailchimp(sandbox, emails[0], "cleaned")
+    sandbox.reset_stats()
+    records = [
+        linked(email, key=number, fields={"FNAME": f"N{number}", **({"tags": ["VIP"]} if number % 60 == 1 else {})},
+               email_consent="unsubscribed" if number % 30 == 0 else None)
+        for number, email in enumerate(emails[:600])
+    ] + [member_record(key=number, email=email, fields={"FNAME": f"N{number}"})
+         for number, email in enumerate(emails[600:], 600)]
+
+    results = provider.upsert_batch(records)
+
+    assert [result.key for result in results] == list(range(1000)) and all(result.ok for result in results)
+    made = calls(sandbox)
+    assert made["POST /lists/{list_id}"] == 2 and made["POST /batches"] == 2
+    assert PATCH_ROUTE not in made and "POST /lists/{list_id}/members/{subscriber_hash}/tags" not in made
+    held = statuses(sandbox)
+    # The cleaned member stays cleaned: an opt-out never loosens a bounce into an unsubscribe.
+    assert held[emails[0]] == "cleaned" and results[0].email_consent == "cleaned"
+    assert {email for email, status in held.items() if status == "unsubscribed"} == {
+        emails[number] for number in range(30, 600, 30)}
+    assert results[30].email_consent == "unsubscribed"
+    assert stored(sandbox, emails[61])["tags"] == ["VIP"]
+    assert stored(sandbox, emails[999])["merge_fields"]["FNAME"] == "N999"
+
+
+@pytest.mark.integration
+def test_follow_ups_in_a_batch_operation_have_the_outcomes_of_single_ones(sandbox, hostile_contacts, monkeypatch):
+    with monkeypatch.context() as single:
+        single.setattr(mailchimp_module, "MAX_SINGLE_UPDATES", 100)
+        records = members_in_every_state(sandbox, hostile_contacts)
+        alone = outcomes(mailchimp(sandbox).upsert_batch(records), sandbox)
+    sandbox.reset()
+    records = members_in_every_state(sandbox, hostile_contacts)
+    sandbox.reset_stats()
+    # Three members call for follow-ups (pend's opt-out, back's confirmation, tag's tags):
+    # above a threshold of two, they go in a second batch operation.
+    monkeypatch.setattr(mailchimp_module, "MAX_SINGLE_UPDATES", 2)
+
+    results = mailchimp(sandbox).upsert_batch(records)
+
+    assert outcomes(results, sandbox) == alone
+    made = calls(sandbox)
+    assert made["POST /batches"] == 2 and made["GET /batch-results/{batch_id}"] == 2
+    assert PATCH_ROUTE not in made and "POST /lists/{list_id}/members/{subscriber_hash}/tags" not in made
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
 def test_up_to_three_member_patches_stay_single(sandbox, count):
     provider = mailchimp(sandbox)

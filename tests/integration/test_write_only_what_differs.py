@@ -12,8 +12,10 @@ import requests
 from syncapp.models import RecordLink
 from tests.integration.two_way import (
     hubspot_create,
+    hubspot_live,
     mailchimp_add,
     mailchimp_by_email,
+    mailchimp_status,
     run,
     two_way_workspace,
     write_calls,
@@ -100,3 +102,27 @@ def test_a_delta_of_200_changes_costs_at_most_10_calls(sandbox, workspace):
     assert sum(calls.values()) <= 10, sorted(calls.items())
     companies = [member["merge_fields"].get("COMPANY") for member in sandbox.mailchimp_members()]
     assert companies.count("Delta Co") == 200
+
+
+def test_opt_outs_carried_to_hubspot_share_one_batch_unsubscribe_across_its_write_calls(sandbox, workspace):
+    # 300 people in both systems; HubSpot lacks their last names, and one in ten has
+    # unsubscribed in Mailchimp. HubSpot takes 100 contacts a write call, so the names
+    # cost three calls; the 30 opt-outs fit one batch unsubscribe, not one per call.
+    people = [f"p{number:03}@example.com" for number in range(300)]
+    for number, email in enumerate(people):
+        hubspot_create(sandbox, email=email, firstname=f"F{number}")
+        mailchimp_add(sandbox, email, FNAME=f"F{number}", LNAME=f"L{number}")
+        if number % 10 == 0:
+            mailchimp_status(sandbox, email, "unsubscribed")
+    sandbox.reset_stats()
+
+    run(workspace)
+
+    hubspot_writes = {route: count for route, count in write_calls(sandbox).items() if route.startswith("hubspot ")}
+    assert hubspot_writes == {
+        "hubspot POST /crm/v3/objects/contacts/batch/update": 3,
+        "hubspot POST /communication-preferences/v4/statuses/batch/unsubscribe-all": 1,
+    }
+    live = hubspot_live(sandbox)
+    assert sum(properties.get("hs_email_optout") == "true" for properties in live.values()) == 30
+    assert {properties["lastname"] for properties in live.values()} == {f"L{n}" for n in range(300)}

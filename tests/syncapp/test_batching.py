@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncapp.engine.batching import batch_size, chunk, json_size, latest_per_key
+from syncapp.engine.batching import batch_size, chunk, json_size, latest_per_key, push_group_size
 
 
 class TestBatchSize:
@@ -64,3 +64,12 @@ class TestLatestPerKey:
         assert len(result) == len({row[0] for row in rows})
         for key, value in result:
             assert value == [v for k, v in rows if k == key][-1]
+
+
+def test_an_upsert_takes_the_providers_group_unless_the_marketer_chose_a_size():
+    # HubSpot: 100 a write call, 1,000 an upsert (its unsubscribes span ten calls).
+    assert push_group_size(100, 1000) == 1000
+    assert push_group_size(100, None) == 100
+    # A chosen size is the records per write call: one call per upsert, as chosen.
+    assert push_group_size(100, 1000, 50) == 50
+    assert push_group_size(100, 1000, 500) == 100
