@@ -9,9 +9,12 @@ GET    /_sandbox/info
     and what else it tells (Mailchimp's audience id and datacenter...), the limits in force.
 POST   /_sandbox/seed
     `{"hubspot_contacts": N, "mailchimp_members": M, "activecampaign_contacts": A,
-    "hostile": false, "random_seed": null}`: add that many records to each emulator (one
-    key per emulator, its `seed_key`; see `sandbox.seed`). `hostile: true` adds the shared
-    hostile records to every emulator that takes them; a list of names, to those only.
+    "hostile": false, "random_seed": null, "first_person": null}`: add that many records
+    to each emulator (one key per emulator, its `seed_key`; see `sandbox.seed`).
+    `hostile: true` adds the shared hostile records to every emulator that takes them; a
+    list of names, to those only. `first_person` numbers the people from there (their
+    addresses and phones carry the number), so that sandboxes standing for separate
+    accounts hold different people; without it, from the sandbox's own counter.
     Replies with each emulator's counts (HubSpot's also lists the contacts it refused:
     `hubspot_refused: [{email, message}]`).
 POST   /_sandbox/faults
@@ -130,7 +133,7 @@ class Control:
 
     def seed(self, body: dict[str, Any]) -> dict[str, Any]:
         keys = [api.seed_key for api in self.app.apis if api.seed_key]
-        refuse_unknown_keys(body, {*keys, "hostile", "random_seed"})
+        refuse_unknown_keys(body, {*keys, "hostile", "random_seed", "first_person"})
         counts = {}
         for name in keys:
             value = body.get(name, 0)
@@ -146,8 +149,12 @@ class Control:
         random_seed = body.get("random_seed")
         if random_seed is not None and (isinstance(random_seed, bool) or not isinstance(random_seed, int)):
             raise ControlError("random_seed must be an integer or null")
+        first_person = body.get("first_person")
+        if first_person is not None and (isinstance(first_person, bool) or not isinstance(first_person, int)
+                                         or not 1 <= first_person <= 10**12):
+            raise ControlError("first_person must be an integer from 1 to 10**12, or null")
         try:
-            return self.app.seeder.seed(counts, hostile=hostile, random_seed=random_seed)
+            return self.app.seeder.seed(counts, hostile=hostile, random_seed=random_seed, first_person=first_person)
         except ValueError as error:
             raise ControlError(str(error)) from None
 

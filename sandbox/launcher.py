@@ -126,7 +126,7 @@ class SandboxProcess:
 
     def seed(self, **counts: Any) -> dict[str, Any]:
         """Seed data: a count per emulator (hubspot_contacts, mailchimp_members, activecampaign_contacts...),
-        hostile (true, or a list of emulator names), random_seed."""
+        hostile (true, or a list of emulator names), random_seed, first_person."""
         return self._call("POST", "seed", counts)
 
     def faults(self, **plan: Any) -> dict:

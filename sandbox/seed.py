@@ -80,9 +80,12 @@ class Seeder:
         self.hostile_file = hostile_file
 
     def seed(self, counts: dict[str, int], *, hostile: Sequence[str] = (),
-             random_seed: int | None = None) -> dict[str, Any]:
+             random_seed: int | None = None, first_person: int | None = None) -> dict[str, Any]:
         """Seed `counts[api.seed_key]` records into each emulator, and the hostile records into
-        those named in `hostile`; return the emulators' counts, merged."""
+        those named in `hostile`; return the emulators' counts, merged.
+
+        People are numbered from `first_person` when given, else from the sandbox's counter.
+        """
         rng = random.Random(random_seed)
         hostile_records = self._hostile_records() if hostile else []
         slices, start, previous = [], 0, 0
@@ -94,6 +97,8 @@ class Seeder:
         reply: dict[str, Any] = {}
         with self.store.write() as db:
             first_number = self.store.take(db, "person", total) if total else 1
+            if first_person is not None:
+                first_number = first_person
             people = [self._person(rng, first_number + index) for index in range(total)]
             for api, start, count in slices:
                 reply.update(api.seed(db, rng, people[start:start + count],

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from audit.services import audit_record
 from syncapp.models import Sync, SyncRun
+from syncapp.services.locks import sync_locked
 from syncapp.services.runs import run_request
 
 
@@ -48,7 +49,7 @@ def backfill_request(*, sync: Sync, hub_fields: Iterable[str], user) -> SyncRun 
     if not fields or not sync_has_read(sync=sync):
         return None
     with transaction.atomic():
-        locked = Sync.objects.select_for_update().get(pk=sync.pk)
+        locked = sync_locked(sync.pk)
         pending = sorted(set(locked.backfill_pending_fields or []) | set(fields))
         Sync.objects.filter(pk=sync.pk).update(backfill_pending_fields=pending)
         run = None

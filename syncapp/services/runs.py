@@ -28,6 +28,7 @@ from syncapp.engine.backfill import endpoints_to_read_fully, fields_compared_afr
 from syncapp.engine.text import clean_text
 from syncapp.models import Sync, SyncRun
 from syncapp.services.duplicate_detection import duplicates_flag_since
+from syncapp.services.locks import runs_locked, sync_lock, sync_locked
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
 from syncapp.services.push import Pusher
@@ -75,7 +76,7 @@ def run_request(
     with transaction.atomic():
         # The sync first, as everywhere (runs._start, backfill_request): abandoning a
         # stale run gives its backfill back to the sync.
-        Sync.objects.select_for_update().filter(pk=sync.pk).first()
+        sync_lock(sync.pk)
         active = _active_run_locked(sync)
         if active is not None:
             return active, False
@@ -98,8 +99,8 @@ def run_resume(*, sync: Sync, enqueue: bool = True) -> SyncRun | None:
     """
     with transaction.atomic():
         # The sync first, as everywhere: abandoning gives the run's backfill back to it.
-        Sync.objects.select_for_update().filter(pk=sync.pk).first()
-        active = SyncRun.objects.select_for_update().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+        sync_lock(sync.pk)
+        active = runs_locked().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
         if active is None or not run_is_stale(active):
             return None
         _abandon(active)
@@ -191,7 +192,7 @@ def _stuck(sync: Sync) -> bool:
 
 def _active_run_locked(sync: Sync) -> SyncRun | None:
     """Lock and return the sync's active run; if its lease expired, abandon it and return None."""
-    active = SyncRun.objects.select_for_update().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
+    active = runs_locked().filter(sync=sync, status__in=SyncRun.ACTIVE).first()
     if active is None or not run_is_stale(active):
         return active
     _abandon(active)
@@ -374,8 +375,8 @@ def _start(run_id: int) -> tuple[SyncRun, bool]:
         # The sync first, as backfill_request locks it: a backfill asked for meanwhile is
         # either taken by this run or left for the next, never lost.
         sync_id = SyncRun.objects.values_list("sync_id", flat=True).get(pk=run_id)
-        Sync.objects.select_for_update().filter(pk=sync_id).first()
-        run = SyncRun.objects.select_for_update().select_related("sync").get(pk=run_id)
+        sync_lock(sync_id)
+        run = runs_locked().select_related("sync").get(pk=run_id)
         if run.status != SyncRun.Status.QUEUED:
             return run, False
         now = timezone.now()
@@ -422,7 +423,7 @@ def _backfill_after(run: SyncRun) -> None:
     if run.status in SyncRun.ACTIVE:
         return
     with transaction.atomic():
-        sync = Sync.objects.select_for_update().get(pk=run.sync_id)
+        sync = sync_locked(run.sync_id)
         pending = set(sync.backfill_pending_fields or [])
         if run.status in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED):
             _backfill_give_back(run)
@@ -505,7 +506,7 @@ def run_interrupt(*, run_id: int, reason: str) -> None:
         sync_id = SyncRun.objects.filter(pk=run_id).values_list("sync_id", flat=True).first()
         if sync_id is None:
             return
-        Sync.objects.select_for_update().filter(pk=sync_id).first()
+        sync_lock(sync_id)
         stopped = SyncRun.objects.filter(pk=run_id, status__in=SyncRun.ACTIVE).update(
             status=SyncRun.Status.FAILED, error=f"Interrupted: {reason}"[:ERROR_LIMIT], finished_at=timezone.now(),
             phase="Interrupted",

@@ -17,6 +17,7 @@ from audit.models import AuditEvent
 from audit.services import audit_event_build, audit_record_many, field_values, model_changes
 from mappings.models import FieldMapping
 from syncapp.models import Sync, SyncConnection
+from syncapp.services.locks import sync_locked
 from syncapp.services.schedules import sync_schedule_delete, sync_schedule_save
 
 SYNC_FIELDS = (
@@ -132,7 +133,7 @@ def sync_pause(*, sync: Sync, user, reason: str = "", system: str = "hub") -> Sy
     (a drift found while a person had paused it, or a newer one).
     """
     with transaction.atomic():
-        sync = Sync.objects.select_for_update().get(pk=sync.pk)
+        sync = sync_locked(sync.pk)
         if sync.paused and (not reason or reason == sync.paused_reason):
             return sync
         sync.paused, sync.paused_reason = True, reason
@@ -149,7 +150,7 @@ def sync_resume(*, sync: Sync, user) -> Sync:
     from syncapp.services.schema_drift import sync_stored_drift  # schema_drift -> here
 
     with transaction.atomic():
-        sync = Sync.objects.select_for_update().get(pk=sync.pk)
+        sync = sync_locked(sync.pk)
         if not sync.paused and not sync.paused_reason:
             return sync
         drifts = sync_stored_drift(sync=sync)

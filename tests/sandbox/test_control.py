@@ -65,6 +65,23 @@ def test_the_same_random_seed_gives_the_same_data(sandbox):
     assert [c["properties"]["email"] for c in sandbox.hubspot_contacts() if "email" in c["properties"]] == first
 
 
+def test_sandboxes_seeded_from_different_first_people_hold_different_people(sandbox):
+    sandbox.seed(hubspot_contacts=500, random_seed=3)
+    first = {c["properties"].get("email") for c in sandbox.hubspot_contacts()} - {None}
+    sandbox.reset()
+    sandbox.seed(hubspot_contacts=500, random_seed=3, first_person=1_000_001)
+    second = {c["properties"].get("email") for c in sandbox.hubspot_contacts()} - {None}
+    assert len(second) >= 490 and not first & second
+    assert all("1000" in email for email in second if email.isascii())
+
+
+@pytest.mark.parametrize("first_person", [0, -1, True, "5", 10**13])
+def test_a_first_person_that_is_not_a_positive_number_is_refused(sandbox, first_person):
+    response = control(sandbox, "POST", "seed", json={"hubspot_contacts": 1, "first_person": first_person})
+    assert response.status_code == 400 and "first_person" in response.json()["error"]
+    assert sandbox.hubspot_contacts() == []
+
+
 def test_seeding_100000_contacts_takes_seconds(sandbox):
     started = time.monotonic()
     sandbox.seed(hubspot_contacts=100_000, random_seed=1)

@@ -1,17 +1,21 @@
 """Requesting and executing runs: one at a time per sync, resumable, honest about failure."""
+import threading
 import time
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections as db_connections
+from django.db import transaction
+from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from connections.models import Connection
 from connections.providers.base import AuthenticationError, TransientError
-from syncapp.models import Contact, RecordLink, Sync, SyncRun
+from syncapp.models import Contact, PendingPush, RecordLink, Sync, SyncRun
 from syncapp.services.runs import (
     RESUME_LIMIT,
     SyncPaused,
@@ -379,3 +383,44 @@ class TestDeliveredAgain:
             assert dead.status == SyncRun.Status.ABANDONED
             assert (resumed.trigger, resumed.status) == (SyncRun.Trigger.RETRY, SyncRun.Status.SUCCEEDED)
         assert world.members.keys() == {"a@example.com"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_now_while_the_worker_writes_a_page_gets_the_run_under_way_and_deadlocks_nothing(sync):
+    """Found by bench/scaleout_bench.py on PostgreSQL: "deadlock detected" on syncapp_syncrun.
+
+    A page's transaction updates its run's row, then inserts pending marks, whose foreign
+    key takes a share lock on the sync's row. A request for a run locked the sync first
+    and then waited for the run's row: each waited for the other. The request now locks
+    the sync only against other requests (FOR NO KEY UPDATE), which the marks' key lock
+    does not wait for.
+    """
+    run, _ = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.RUNNING, started_at=Now(), heartbeat_at=Now())
+    audience = Connection.objects.get(name="Audience")
+    link = RecordLink.objects.create(contact=Contact.objects.create(email="page@example.com"), connection=audience)
+    page_started, page_failed = threading.Event(), []
+
+    def write_a_page() -> None:
+        try:
+            with transaction.atomic():
+                SyncRun.objects.filter(pk=run.pk).update(progress_done=F("progress_done") + 100)
+                page_started.set()
+                # Long enough for the request below to lock the sync and wait for this row.
+                time.sleep(0.5)
+                PendingPush.objects.create(sync=sync, connection=audience, link=link)
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            page_failed.append(error)
+        finally:
+            db_connections.close_all()
+
+    page = threading.Thread(target=write_a_page)
+    page.start()
+    page_started.wait(10)
+    again, created = run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, enqueue=False)
+    page.join(30)
+
+    assert page_failed == []
+    assert (again.pk, created) == (run.pk, False)
+    assert PendingPush.objects.filter(sync=sync).count() == 1
+    assert SyncRun.objects.get(pk=run.pk).progress_done == 100
