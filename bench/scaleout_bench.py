@@ -153,12 +153,12 @@ def runs(database: str) -> list[tuple]:
 
 
 def stop_clusters(processes: list[subprocess.Popen]) -> None:
-    """Stop the clusters (and their workers, in their process groups): politely, then not."""
+    """Stop the clusters and their workers (their process groups): the runs are over, so briefly politely."""
     for process in processes:
         os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
