@@ -44,6 +44,7 @@ class Known:
     # When the hub contact last changed.
     contact_changed_at: datetime | None
     # The external fields whose hub value is empty (None, "", [], {}): what a push leaves out.
+    # Only those the merge base lacks are asked about.
     empty_in_hub: frozenset[str] = frozenset()
 
 

@@ -37,12 +37,15 @@ def echoes_set_aside(*, reader: EndpointPlan, incoming: list[Incoming]) -> tuple
     known: dict[str, Known] = {}
     for row in rows:
         external_id, merge_base, consent, archived, stable_id, agreed_at, email, phone, changed_at = row[:9]
-        hub = dict(zip(columns, row[9:], strict=True))
+        # Only the fields the base lacks are asked about (engine.echo): after the first
+        # read of a record Syncapp created, none.
+        lacking = [external for external in hub_fields if external not in merge_base]
+        hub = dict(zip(columns, row[9:], strict=True)) if lacking else {}
         known[external_id] = Known(
             merge_base=merge_base, email_consent_base=consent, archived=archived, stable_id=stable_id,
             agreed_at=agreed_at, contact_email=email, contact_phone=phone, contact_changed_at=changed_at,
-            empty_in_hub=frozenset(external for external, names in hub_fields.items()
-                                   if all(is_empty(_hub_value(hub, name)) for name in names)),
+            empty_in_hub=frozenset(external for external in lacking
+                                   if all(is_empty(_hub_value(hub, name)) for name in hub_fields[external])),
         )
     consent_field = next((plan.external_field for plan in reader.reads if plan.hub_field == EMAIL_CONSENT), None)
     kept = [item for item in incoming
