@@ -10,6 +10,7 @@ hub change made since the push, are still taken and carried everywhere. The wate
 still moves past the echoes, by the provider's clock.
 """
 import json
+from datetime import datetime
 
 import pytest
 
@@ -96,6 +97,8 @@ def test_the_echoes_of_a_bulk_push_change_nothing_while_changes_made_since_are_t
                              user=user_with_role("marketer"), note="Asked by phone.")
     newest_hubspot_change = max(epoch_ms(parse_hubspot_time(contact["updatedAt"]))
                                 for contact in sandbox.hubspot_contacts())
+    newest_mailchimp_change = max(epoch_ms(datetime.fromisoformat(member["last_changed"]))
+                                  for member in sandbox.mailchimp_members())
     links_before = link_states()
     contacts_before = {contact.pk: contact.updated_at for contact in Contact.objects.all()}
     changed = set(Contact.objects.filter(email__in=[edited, unsubscribed, hub_changed]).values_list("pk", flat=True))
@@ -133,8 +136,9 @@ def test_the_echoes_of_a_bulk_push_change_nothing_while_changes_made_since_are_t
     assert mailchimp_live(sandbox)[UNSUBSCRIBED_IN_MAILCHIMP]["status"] == "unsubscribed"
     assert Contact.objects.get(email=UNSUBSCRIBED_IN_MAILCHIMP).email_consent == "unsubscribed"
 
-    # The watermark moved past the echoes, by HubSpot's clock: its next read starts after them.
+    # The watermarks moved past the echoes, by each provider's clock: the next reads start after them.
     assert cursor_since(workspace, "hubspot") >= newest_hubspot_change
+    assert cursor_since(workspace, "mailchimp") >= newest_mailchimp_change
 
     # What the second run wrote comes back as echoes in turn; nothing is written again.
     sandbox.reset_stats()
