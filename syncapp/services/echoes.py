@@ -9,7 +9,8 @@ last read that changed it, and the cursor moves past the record with the page.
 
 A full read (a resync, a backfill) sets nothing aside: it is how a contact catches up
 with a system added to the sync or a mapping changed, which the full treatment of
-every record decides (services.page_marks).
+every record decides (services.page_marks); nor does any read of a run that compares
+fields afresh (a backfill's, SyncPlan.compare_afresh).
 """
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ from syncapp.engine.echo import Known, Read, is_echo
 from syncapp.engine.merge import is_empty
 from syncapp.models import RecordLink
 from syncapp.services.incoming import Incoming
-from syncapp.services.plan import ATTRIBUTE_PREFIX, EMAIL_CONSENT, EndpointPlan, hub_column, plain
+from syncapp.services.plan import ATTRIBUTE_PREFIX, EMAIL_CONSENT, EndpointPlan, SyncPlan, hub_column, plain
 
 LINK_COLUMNS = ("external_id", "merge_base", "email_consent_base", "archived", "stable_id", "updated_at",
                 "contact__email", "contact__phone", "contact__updated_at")
+
+
+def echoes_may_be_set_aside(*, plan: SyncPlan, full: bool) -> bool:
+    """Whether a read of this run may set echoes aside: a delta read, outside a backfill."""
+    return not full and not any(endpoint.afresh or endpoint.exact_fields for endpoint in plan.endpoints)
 
 
 def echoes_set_aside(*, reader: EndpointPlan, incoming: list[Incoming]) -> tuple[list[Incoming], int]:

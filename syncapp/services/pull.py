@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.services import audit_record_many
 from syncapp.models import RecordError
 from syncapp.services.background import prefetched
-from syncapp.services.echoes import echoes_set_aside
+from syncapp.services.echoes import echoes_may_be_set_aside, echoes_set_aside
 from syncapp.services.incoming import PreparedPage, prepare_page, without_suppressed
 from syncapp.services.page_applier import PageApplier
 from syncapp.services.plan import EndpointPlan, SyncPlan
@@ -51,9 +51,10 @@ def pull_endpoint(
         tracker.phase(f"Reading {reader.name}")
     pages = reader.provider.read_changed(cursor)
     prepared = prefetched(prepare_page(reader=reader, page=page) for page in pages)
+    echoes_skipped = echoes_may_be_set_aside(plan=plan, full=full)
     try:
         for ready in prepared:
-            apply_page(tracker=tracker, plan=plan, reader=reader, prepared=ready, echoes_skipped=not full)
+            apply_page(tracker=tracker, plan=plan, reader=reader, prepared=ready, echoes_skipped=echoes_skipped)
             if after_page is not None:
                 after_page()
     finally:
@@ -65,7 +66,7 @@ def apply_page(
 ) -> None:
     """Write one prepared page to the hub and move the cursor past it, in one transaction.
 
-    With `echoes_skipped` (delta reads), the records that only hold what Syncapp last
+    With `echoes_skipped` (delta reads outside a backfill), the records that only hold what Syncapp last
     agreed with the system (the echoes of its own writes: services.echoes) are counted
     and skip the rest; a full read gives every record the full treatment.
     """

@@ -17,9 +17,11 @@ import pytest
 from audit.models import AuditEvent
 from connections.providers.cursors import epoch_ms
 from connections.providers.hubspot import parse_hubspot_time
+from mappings.models import FieldMapping
+from mappings.services import mapping_editor_save
 from syncapp.models import Conflict, ConsentEvent, Contact, DuplicatePair, RecordLink, SyncConnection, SyncRun
 from syncapp.services.consent_ledger import consent_statement_record
-from syncapp.services.runs import run_request
+from syncapp.services.runs import run_execute, run_request
 from tests.integration.two_way import (
     hubspot_by_id,
     hubspot_create,
@@ -155,6 +157,22 @@ def test_a_full_resync_sets_no_echo_aside(sandbox, workspace, pushed):
     full = run(workspace)
     assert full.echo_count == 0
     assert full.read_count >= len(IN_HUBSPOT) + len(IN_MAILCHIMP) + 2 * len(IN_BOTH)
+
+
+def test_a_backfill_sets_no_echo_aside(sandbox, workspace, pushed):
+    # The company's outbound format to Mailchimp changed: HubSpot, which reads the
+    # company, is read again in full; Mailchimp's changes since (the first run's echoes)
+    # are read too, and while the run compares a field afresh they get the full treatment.
+    mapping = FieldMapping.objects.get(sync=workspace.sync, connection=workspace.mailchimp, hub_field="company")
+    mapping.transforms = [{"name": "uppercase", "direction": "out"}]
+    saved = mapping_editor_save(mapping=mapping, user=None)
+    backfill = run_execute(run_id=saved.backfill.pk)
+    assert backfill.status == SyncRun.Status.SUCCEEDED, backfill.error
+    mailchimp_echoes = sum(1 for system, _ in pushed.values() if system == "mailchimp")
+    assert backfill.read_count == len(IN_HUBSPOT) + len(IN_BOTH) + len(IN_MAILCHIMP) + mailchimp_echoes
+    assert backfill.echo_count == 0
+    assert {email: member["merge_fields"]["COMPANY"] for email, member in mailchimp_live(sandbox).items()
+            if email in IN_BOTH} == dict.fromkeys(IN_BOTH, "ACME")
 
 
 def test_echoes_among_the_hostile_records_leave_nobody_duplicated_resubscribed_or_unsynced(sandbox, workspace):
