@@ -28,6 +28,11 @@ sides before the first run: half of N in each, a quarter of N the same people (t
 statuses in Mailchimp, some unsubscribed or cleaned). Its lower bound adds HubSpot's
 batch unsubscribes (100 addresses a call) for the opt-outs the run carried there.
 
+Beside the wall times of the three runs they print the CPU seconds of the app's process
+(and the sandbox's during the second run, the one that reads back the first run's
+writes, with how many of them it set aside as echoes): on a machine shared with other
+work the CPU seconds vary far less than the wall times.
+
 `--profile DIR` (with either) runs each of the three runs under cProfile and keeps the
 profiles (`pstats`): where the settle run's time goes. cProfile sees the main thread
 only: the read-ahead conversion and the push threads are not in it.
