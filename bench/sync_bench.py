@@ -28,6 +28,15 @@ sides before the first run: half of N in each, a quarter of N the same people (t
 statuses in Mailchimp, some unsubscribed or cleaned). Its lower bound adds HubSpot's
 batch unsubscribes (100 addresses a call) for the opt-outs the run carried there.
 
+Beside the wall times of the three runs they print the CPU seconds of the app's process
+(and the sandbox's during the second run, the one that reads back the first run's
+writes, with how many of them it set aside as echoes): on a machine shared with other
+work the CPU seconds vary far less than the wall times.
+
+`--profile DIR` (with either) runs each of the three runs under cProfile and keeps the
+profiles (`pstats`): where the settle run's time goes. cProfile sees the main thread
+only: the read-ahead conversion and the push threads are not in it.
+
 Both print the consistency check of the last run beside the figures (bench/consistency.py:
 every valid address in every system or refused with a record error, the mapped fields
 equal outside open conflicts, nobody who had opted out subscribed again, the third run
@@ -156,9 +165,19 @@ class ThreeWayFigures:
     # The run after the first (it reads back what the first wrote: the echoes) and the
     # one after it, with nothing changed: their time and all their API calls.
     second_run_seconds: float = 0.0
+    # CPU seconds of each run's own process (see timed_runsync).
+    cpu_seconds: float = 0.0
+    second_run_cpu_seconds: float = 0.0
+    third_run_cpu_seconds: float = 0.0
+    # The sandbox's CPU seconds while the second run ran: the emulated providers' share.
+    second_run_sandbox_cpu_seconds: float = 0.0
     second_run_calls: int = 0
     third_run_seconds: float = 0.0
     third_run_calls: int = 0
+    # Records the settle run read, and how many of them it recognized as echoes of the
+    # first run's writes (services.echoes).
+    second_run_read: int = 0
+    second_run_echoes: int = 0
     second_run_routes: dict[str, int] = field(default_factory=dict)
     third_run_routes: dict[str, int] = field(default_factory=dict)
     # The consistency check after the third run (bench/consistency.py): the figures are
@@ -218,24 +237,38 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def timed_runsync(env: dict[str, str]) -> tuple[float, float]:
-    """Run the sync in a child process; return (seconds, peak resident MB of that child)."""
+def timed_runsync(env: dict[str, str], *, profile_to: Path | None = None) -> tuple[float, float, float]:
+    """Run the sync in a child process; return (seconds, peak resident MB, CPU seconds of that child).
+
+    The CPU seconds (user and system) count the app's own work only, not the sandbox's
+    nor the waits: on a machine shared with other work they vary less than the wall time.
+
+    `profile_to`: run it under cProfile, writing the profile there (the time then
+    includes the profiler's cost: compare such runs only with each other).
+    """
+    profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "runsync", SYNC_NAME], env=env, cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, *profiler, str(REPO / "manage.py"), "runsync", SYNC_NAME], env=env,
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # wait4 gives this child's own resource usage, not that of every child so far.
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"runsync failed: {child.stderr.read().decode(errors='replace')}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def sandbox_cpu_seconds(sandbox: SandboxProcess) -> float:
+    """The CPU seconds (user and system, all threads) the sandbox process has used so far (Linux)."""
+    fields = Path(f"/proc/{sandbox.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def last_run(env: dict[str, str]) -> dict:
     code = (
         "import json; from syncapp.models import SyncRun; r = SyncRun.objects.latest('id'); "
         "print(json.dumps({'status': r.status, 'read': r.read_count, 'pushed': r.pushed_count, "
-        "'failed': r.failed_count, 'created': r.created_count}))"
+        "'failed': r.failed_count, 'created': r.created_count, 'echoes': getattr(r, 'echo_count', 0)}))"
     )
     return json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
 
@@ -286,7 +319,7 @@ def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigu
             env = demo_workspace(Path(work), sandbox, contacts, lift_limits=lift_limits, one_way=True)
             sandbox.reset_stats()
             network_delay(sandbox, latency_ms)
-            seconds, peak_mb = timed_runsync(env)
+            seconds, peak_mb, _ = timed_runsync(env)
             api_calls, _ = calls(sandbox.stats())
             run = last_run(env)
 
@@ -313,13 +346,15 @@ def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigu
     )
 
 
-def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: int) -> ThreeWayFigures:
+def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: int,
+                profile_dir: Path | None = None) -> ThreeWayFigures:
     """Time the demo's own sync over its systems, three runs, with the consistency check.
 
     `two_way`: HubSpot and Mailchimp alone, with data on both sides before the first
     run: half of `contacts` in each, a quarter of them the same people (the sandbox's
     seeder overlaps each system's people with half of the one before). Otherwise the
-    demo's three systems, as `seed_demo` seeds them (Mailchimp empty).
+    demo's three systems, as `seed_demo` seeds them (Mailchimp empty). `profile_dir`:
+    each run is profiled (cProfile) into `<contacts>-run<1|2|3>.prof` there.
     """
     systems = TWO_WAY_SYSTEMS if two_way else THREE_WAY_SYSTEMS
     sandbox = sandbox_start(lift_limits=lift_limits)
@@ -334,7 +369,7 @@ def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: 
             before = consistency.snapshot(sandbox, systems)
             sandbox.reset_stats()
             network_delay(sandbox, latency_ms)
-            seconds, peak_mb = timed_runsync(env)
+            seconds, peak_mb, cpu_seconds = timed_runsync(env, profile_to=_profile_path(profile_dir, contacts, 1))
             stats = sandbox.stats()
             run = last_run(env)
             written = json.loads(manage(env, "shell", "-c", HELD_AND_WRITTEN).strip().splitlines()[-1])
@@ -344,12 +379,18 @@ def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: 
 
             # What the first run learns from replies (a status a write reply tells) goes
             # out in the second; the third must write nothing.
-            later_writes, later_calls, later_seconds, later_routes = [], [], [], []
-            for _ in range(2):
+            later_writes, later_calls, later_seconds, later_cpu, later_routes, later_runs = [], [], [], [], [], []
+            later_sandbox_cpu = []
+            for number in (2, 3):
                 # Scheduled runs are minutes apart: wait out the longest overlap, as they would.
                 time.sleep(RUN_SPACING_SECONDS)
                 sandbox.reset_stats()
-                later_seconds.append(timed_runsync(env)[0])
+                sandbox_before = sandbox_cpu_seconds(sandbox)
+                wall, _, cpu = timed_runsync(env, profile_to=_profile_path(profile_dir, contacts, number))
+                later_seconds.append(wall)
+                later_cpu.append(cpu)
+                later_sandbox_cpu.append(sandbox_cpu_seconds(sandbox) - sandbox_before)
+                later_runs.append(last_run(env))
                 later_calls.append(calls(sandbox.stats())[0])
                 later_writes.append(calls(sandbox.stats())[1])
                 later_routes.append({f"{system} {route}": count
@@ -382,19 +423,26 @@ def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: 
         contacts_per_second=round(run["read"] / seconds), read=run["read"], pushed=run["pushed"],
         failed=run["failed"], conflicts=conflicts, systems=figures, peak_rss_mb=round(peak_mb, 1),
         second_run_write_calls=later_writes[0], third_run_write_calls=later_writes[1], status=run["status"],
+        cpu_seconds=round(cpu_seconds, 2), second_run_cpu_seconds=round(later_cpu[0], 2),
+        third_run_cpu_seconds=round(later_cpu[1], 2), second_run_sandbox_cpu_seconds=round(later_sandbox_cpu[0], 2),
         second_run_seconds=round(later_seconds[0], 2), second_run_calls=later_calls[0],
         third_run_seconds=round(later_seconds[1], 2), third_run_calls=later_calls[1],
+        second_run_read=later_runs[0]["read"], second_run_echoes=later_runs[0]["echoes"],
         second_run_routes=later_routes[0], third_run_routes=later_routes[1],
         consistency=checked.summary(), consistent=checked.passed and later_writes[1] == 0,
         mismatch_samples=checked.samples,
     )
 
 
+def _profile_path(profile_dir: Path | None, contacts: int, run: int) -> Path | None:
+    return profile_dir / f"{contacts}-run{run}.prof" if profile_dir else None
+
+
 def main_multi(options: argparse.Namespace) -> None:
     results = []
     for contacts in options.contacts:
         figures = bench_multi(contacts, two_way=options.two_way, lift_limits=options.lift_limits,
-                              latency_ms=options.latency_ms)
+                              latency_ms=options.latency_ms, profile_dir=options.profile)
         results.append(figures)
         seeded = (f"{contacts // 2:,} in HubSpot and {contacts // 2:,} in Mailchimp, {contacts // 4:,} shared"
                   if options.two_way else f"{figures.contacts:,} HubSpot contacts")
@@ -408,9 +456,14 @@ def main_multi(options: argparse.Namespace) -> None:
             print(f"  {system.system:<15} {system.held:>8,} {system.written:>8,} {system.api_calls:>7,} "
                   f"{system.lower_bound:>7,} {system.calls_over_bound_percent:>6}%  "
                   + ", ".join(f"{route} {count:,}" for route, count in system.top_routes.items()))
+        print(f"  CPU seconds of the app's process: first run {figures.cpu_seconds}, second "
+              f"{figures.second_run_cpu_seconds} ({100 * figures.second_run_cpu_seconds / figures.cpu_seconds:.0f}% of "
+              f"the first), third {figures.third_run_cpu_seconds}; the sandbox's during the second "
+              f"{figures.second_run_sandbox_cpu_seconds}")
         print(f"  second run: {figures.second_run_seconds} s "
               f"({100 * figures.second_run_seconds / figures.seconds:.0f}% of the first), "
-              f"{figures.second_run_calls:,} calls; third run (nothing changed): {figures.third_run_seconds} s, "
+              f"{figures.second_run_calls:,} calls, read {figures.second_run_read:,} "
+              f"({figures.second_run_echoes:,} echoes); third run (nothing changed): {figures.third_run_seconds} s, "
               f"{figures.third_run_calls} calls")
         for label, routes in (("second", figures.second_run_routes), ("third", figures.third_run_routes)):
             print(f"    {label} run's calls: " + ", ".join(f"{route} {count}" for route, count in routes.items()))
@@ -485,6 +538,9 @@ def main() -> None:
                         help="time the demo's sync between HubSpot and Mailchimp with data on both sides instead "
                              "(half the contacts in each, a quarter shared)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="with --two-way or --three-way: profile each run (cProfile) into DIR; "
+                             "the times then include the profiler's cost")
     options = parser.parse_args()
     # The sandbox is started through manage.py, which needs keys; these are throwaway.
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))

@@ -90,6 +90,7 @@ def run_counts(run: SyncRun) -> dict[str, int]:
         "failed": run.failed_count,
         "warnings": run.warning_count,
         "suppressed": run.suppressed_count,
+        "echoes": run.echo_count,
     }
 
 

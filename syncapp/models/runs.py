@@ -34,6 +34,7 @@ class SyncRun(models.Model):
         "failed_count",
         "warning_count",
         "suppressed_count",
+        "echo_count",
     )
 
     # Indexed with the id below: a sync's runs are read newest first.
@@ -57,6 +58,9 @@ class SyncRun(models.Model):
     warning_count = models.PositiveIntegerField(default=0)
     # Records of people erased on request (the suppression list): skipped, never imported.
     suppressed_count = models.PositiveIntegerField(default=0)
+    # Records read back as they were last agreed (echoes of Syncapp's own writes):
+    # recognized without matching or merging (services.echoes); counted in unchanged too.
+    echo_count = models.PositiveIntegerField(default=0)
     # Read every record again rather than the changes since the cursors (full resync,
     # backfill); `backfill_fields` names the hub fields a backfill is for.
     full_read = models.BooleanField(default=False)

@@ -4,7 +4,8 @@ Per page, in one transaction: map and transform, match identity, merge field by 
 write the hub's changes, the links' merge bases, this sync's pending-push marks for the
 systems it writes (services.pending), the consent ledger and record errors, move the
 endpoint's cursor and the run's counts, and write the audit rows last (the chain's head
-stays locked until the commit: docs/security.md). A crash re-reads at most that page,
+stays locked until the commit: docs/security.md). Echoes of Syncapp's own writes are
+set aside first (services.echoes). A crash re-reads at most that page,
 and re-reading it is harmless: values equal to the merge base change nothing. The number
 of queries per page is fixed, whatever the page size.
 """
@@ -18,6 +19,7 @@ from django.utils import timezone
 from audit.services import audit_record_many
 from syncapp.models import RecordError
 from syncapp.services.background import prefetched
+from syncapp.services.echoes import echoes_may_be_set_aside, echoes_set_aside
 from syncapp.services.incoming import PreparedPage, prepare_page, without_suppressed
 from syncapp.services.page_applier import PageApplier
 from syncapp.services.plan import EndpointPlan, SyncPlan
@@ -49,20 +51,31 @@ def pull_endpoint(
         tracker.phase(f"Reading {reader.name}")
     pages = reader.provider.read_changed(cursor)
     prepared = prefetched(prepare_page(reader=reader, page=page) for page in pages)
+    echoes_skipped = echoes_may_be_set_aside(plan=plan, full=full)
     try:
         for ready in prepared:
-            apply_page(tracker=tracker, plan=plan, reader=reader, prepared=ready)
+            apply_page(tracker=tracker, plan=plan, reader=reader, prepared=ready, echoes_skipped=echoes_skipped)
             if after_page is not None:
                 after_page()
     finally:
         prepared.close()
 
 
-def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, prepared: PreparedPage) -> None:
-    """Write one prepared page to the hub and move the cursor past it, in one transaction."""
+def apply_page(
+    *, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, prepared: PreparedPage, echoes_skipped: bool = True,
+) -> None:
+    """Write one prepared page to the hub and move the cursor past it, in one transaction.
+
+    With `echoes_skipped` (delta reads outside a backfill), the records that only hold what Syncapp last
+    agreed with the system (the echoes of its own writes: services.echoes) are counted
+    and skip the rest; a full read gives every record the full treatment.
+    """
     with transaction.atomic():
         # People erased on request are skipped before matching (see _without_suppressed).
         incoming, errors, suppressed = without_suppressed(prepared)
+        echoes = 0
+        if echoes_skipped:
+            incoming, echoes = echoes_set_aside(reader=reader, incoming=incoming)
         applier = PageApplier(tracker=tracker, plan=plan, reader=reader)
         applier.apply(incoming, errors, prepared.archived)
         reader.endpoint.cursor = prepared.page.cursor
@@ -74,7 +87,8 @@ def apply_page(*, tracker: RunTracker, plan: SyncPlan, reader: EndpointPlan, pre
             read_count=prepared.read,
             created_count=applier.created,
             updated_count=applier.updated,
-            unchanged_count=applier.unchanged,
+            unchanged_count=applier.unchanged + echoes,
+            echo_count=echoes,
             conflict_count=applier.conflicts,
             # Records, not errors: a record left without two fields is one warning count.
             failed_count=len(records_with(applier.errors, severity=RecordError.Severity.ERROR, by_contact=False)),

@@ -121,7 +121,7 @@ def assert_counts_are_the_runs(shown: dict, run: SyncRun) -> None:
         "read": run.read_count, "created": run.created_count, "updated": run.updated_count,
         "unchanged": run.unchanged_count, "pushed": run.pushed_count, "conflicts": run.conflict_count,
         "failed": run.failed_count, "warnings": run.warning_count, "suppressed": run.suppressed_count,
-        "status": run.get_status_display(),
+        "echoes": run.echo_count, "status": run.get_status_display(),
     }
     assert shown == stored
 

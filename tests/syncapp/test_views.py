@@ -162,6 +162,14 @@ def test_the_run_page_and_its_progress_show_the_records_suppressed(marketer_clie
     assert marketer_client.get(reverse("run_progress", args=[sync.pk, run.pk])).json()["counts"]["suppressed"] == 2
 
 
+def test_the_run_page_and_its_progress_show_the_echoes_set_aside(marketer_client, sync):
+    run = run_make(sync, status=SyncRun.Status.SUCCEEDED, read_count=10, unchanged_count=9, echo_count=8,
+                   started_at=timezone.now(), finished_at=timezone.now())
+    page = marketer_client.get(reverse("run_detail", args=[sync.pk, run.pk])).content.decode()
+    assert '<dt>Echoes</dt><dd data-count="echoes">8</dd>' in page
+    assert marketer_client.get(reverse("run_progress", args=[sync.pk, run.pk])).json()["counts"]["echoes"] == 8
+
+
 def test_the_progress_json_of_a_run_of_another_sync_is_404(marketer_client, sync):
     run = finished_run(sync)
     assert marketer_client.get(reverse("run_progress", args=[sync.pk + 1, run.pk])).status_code == 404
