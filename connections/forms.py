@@ -62,6 +62,7 @@ class ConnectionForm(forms.ModelForm):
             "rate_limit_requests",
             "rate_limit_window_seconds",
             "max_concurrency",
+            "rate_budget",
             "status",
             "last_error",
         ]

@@ -47,6 +47,7 @@ def form_data(connection: Connection, **overrides) -> dict:
         "rate_limit_requests": "",
         "rate_limit_window_seconds": "",
         "max_concurrency": "",
+        "rate_budget": connection.rate_budget,
         "status": connection.status,
     }
     data.update(overrides)
