@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
@@ -402,7 +403,16 @@ def test_leases_never_take_more_than_the_limit_and_the_last_requests_wait():
         assert sum(1 for t in times if start <= t < start + 10) <= 190
 
 
-def test_threads_leasing_from_one_shared_budget_never_exceed_it(file_cache):
+@pytest.fixture(params=["file cache", "lock-free cache"])
+def shared_cache(request, tmp_path):
+    """The file cache (a window file under a lock) and a cache with atomic counters (counted blocks, given back)."""
+    caches_setting = LOCMEM if request.param == "lock-free cache" else {"default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path)}}
+    with override_settings(CACHES=caches_setting):
+        yield
+
+
+def test_threads_leasing_from_one_shared_budget_never_exceed_it(shared_cache):
     """Four threads, each with a budget object of its own for one key, as a run's clients have."""
     key = f"test-{uuid.uuid4()}"
     times = []
@@ -431,7 +441,20 @@ def lease_in_process(key: str, count: int, results) -> None:
         results.put(time.time())
 
 
-def test_two_processes_leasing_from_one_shared_budget_never_exceed_it(file_cache):
+@pytest.fixture(params=["file cache", "Redis"])
+def cache_across_processes(request, tmp_path):
+    """The file cache, and Redis where the settings name it (CI's second pass): counters with no lock at all."""
+    if request.param == "Redis":
+        if not django_settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        yield
+        return
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                                               "LOCATION": str(tmp_path)}}):
+        yield
+
+
+def test_two_processes_leasing_from_one_shared_budget_never_exceed_it(cache_across_processes):
     """Blocks leased by two processes (up to 9 requests each at 200 per window) stay within the limit."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
