@@ -27,7 +27,8 @@ class ConnectionAdmin(admin.ModelAdmin):
                 ],
             },
         ),
-        ("Rate budget", {"fields": ["rate_limit_requests", "rate_limit_window_seconds", "max_concurrency"]}),
+        ("Rate budget", {"fields": ["rate_limit_requests", "rate_limit_window_seconds", "max_concurrency",
+                                     "rate_budget"]}),
         ("Status", {"fields": ["status", "last_error", "created_at", "updated_at"]}),
     ]
 

@@ -36,6 +36,22 @@ class Connection(models.Model):
     )
     rate_limit_window_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_concurrency = models.PositiveIntegerField(null=True, blank=True)
+
+    class RateBudgetKept(models.TextChoices):
+        # connections.ratelimit.SCOPES
+        SHARED = "shared", "By every process, in the shared cache"
+        PROCESS = "process", "In one process's memory: only one process ever uses this connection"
+        NONE = "none", "Not kept: the provider's 429 replies pace the requests"
+
+    rate_budget = models.CharField(
+        max_length=10, choices=RateBudgetKept.choices, default=RateBudgetKept.SHARED,
+        # In the database too: rows written by code that predates the field are shared.
+        db_default=RateBudgetKept.SHARED,
+        help_text="Where the rate budget is kept. In one process's memory costs nothing per request but holds only "
+                  "while a single process (one worker, no other) uses the connection; several would each take the "
+                  "whole budget. Not kept is for a system without limits of its own worth keeping, such as the "
+                  "sandbox with its limits lifted.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CONNECTED)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

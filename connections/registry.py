@@ -52,6 +52,7 @@ def config_for(connection: Connection) -> ProviderConfig:
         rate_limit_window_seconds=connection.rate_limit_window_seconds,
         max_concurrency=connection.max_concurrency,
         budget_key=f"connection-{connection.pk}",
+        rate_budget=connection.rate_budget,
     )
 
 
@@ -79,6 +80,7 @@ def build_provider(
         requests,
         window,
         config.max_concurrency or cls.max_concurrency,
+        scope=config.rate_budget,
         # A slot outlives the longest request, so only a dead worker's slot expires.
         lease_seconds=CONNECT_TIMEOUT + cls.read_timeout + 30,
         sleep=sleep,

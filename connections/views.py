@@ -8,6 +8,7 @@ Content-Security-Policy lets forms post only to this site.
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -90,6 +91,7 @@ def connection_detail(request: HttpRequest, connection_id: int) -> HttpResponse:
         "uses_oauth": (connection.settings or {}).get("oauth") is not None,
         "catalog": catalog,
         "fields": [FieldInfo.from_dict(row) for row in catalog.fields] if catalog else [],
+        "schema_check_minutes": max(1, round(settings.SCHEMA_CHECK_INTERVAL_SECONDS / 60)),
     })
 
 

@@ -191,6 +191,8 @@ class ActiveCampaignProvider(Provider):
         # Waits between the polls of a bulk import.
         self.sleep = sleep
         self._fields_by_name: dict[str, Mapping[str, Any]] | None = None
+        # The custom fields as this client read them (a client serves one run, or one page).
+        self._custom_read: list[tuple[Mapping[str, Any], tuple[str, ...]]] | None = None
         self._tag_names: dict[str, str] = {}
         self._tag_ids: dict[str, str] = {}
 
@@ -220,10 +222,19 @@ class ActiveCampaignProvider(Provider):
     # Fields
 
     def discover_fields(self) -> list[FieldInfo]:
-        """Return the contact's own fields, its tags and list status, and the account's custom fields."""
-        custom = self._custom_fields()
-        self._fields_by_name = {field_name(item): item for item, _ in custom}
+        """Return the contact's own fields, its tags and list status, and the account's custom fields.
+
+        The custom fields are those this client read already, if it did (to read or
+        write contacts' values in this run): one `/fields` listing serves a run's reads,
+        writes and schema check.
+        """
+        custom = self._custom_fields_once()
         return [*FIXED_FIELDS, *(_custom_field_info(item, options) for item, options in custom)]
+
+    def _custom_fields_once(self) -> list[tuple[Mapping[str, Any], tuple[str, ...]]]:
+        if self._custom_read is None:
+            self._custom_read = self._custom_fields()
+        return self._custom_read
 
     def _custom_fields(self) -> list[tuple[Mapping[str, Any], tuple[str, ...]]]:
         """Return every custom field with its options, paging through `/fields`."""
@@ -244,7 +255,7 @@ class ActiveCampaignProvider(Provider):
     def _field_catalog(self) -> dict[str, Mapping[str, Any]]:
         """Return the custom fields by the name Syncapp gives them, read once per client."""
         if self._fields_by_name is None:
-            self._fields_by_name = {field_name(item): item for item, _ in self._custom_fields()}
+            self._fields_by_name = {field_name(item): item for item, _ in self._custom_fields_once()}
         return self._fields_by_name
 
     def create_field(self, *, label: str, kind: str) -> FieldInfo:
@@ -269,7 +280,7 @@ class ActiveCampaignProvider(Provider):
         # "A User can only see a custom field if the contact is part of a list that this
         # custom field is related to": relid 0 relates it to every list.
         self._call("POST", "/fieldRels", json={"fieldRel": {"field": str(item["id"]), "relid": 0}})
-        self._fields_by_name = None
+        self._fields_by_name = self._custom_read = None
         return _custom_field_info(item, ())
 
     # Reading

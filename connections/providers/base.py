@@ -32,6 +32,8 @@ class ProviderConfig:
     max_concurrency: int | None = None
     # Names the budget shared by every worker using this account (the connection id).
     budget_key: str = ""
+    # Where the budget is kept: "shared", "process" or "none" (connections.ratelimit).
+    rate_budget: str = "shared"
 
 
 # The kinds of value a field holds, whatever each provider calls its types: the mapping

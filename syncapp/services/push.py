@@ -17,7 +17,7 @@ already go out while other systems are still being read (see `Pusher`).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,11 +104,15 @@ class Pusher:
     links that became pending, so the provider's time overlaps the reading; `finish`
     then sends everything still pending, the last partial batch included. Early
     batches are always full, so the number of calls stays that of one final pass.
+    `before_send` runs before each batch leaves (the run's schema check: nothing is
+    written to a field that vanished); what it raises stops the push.
     """
 
-    def __init__(self, *, tracker: RunTracker, plan: SyncPlan, writer: EndpointPlan):
+    def __init__(self, *, tracker: RunTracker, plan: SyncPlan, writer: EndpointPlan,
+                 before_send: Callable[[], None] | None = None):
         self.tracker = tracker
         self.writer = writer
+        self.before_send = before_send
         self.size = push_group_size(writer.provider.max_batch, writer.provider.push_group, plan.sync.batch_size)
         self.pool = ThreadPoolExecutor(max_workers=PUSH_IN_FLIGHT, thread_name_prefix="syncapp-push")
         self.in_flight: deque[tuple[list[Outgoing], Future, bool]] = deque()
@@ -151,6 +155,8 @@ class Pusher:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, batch: list[Outgoing], *, early: bool) -> None:
+        if self.before_send is not None:
+            self.before_send()
         records = [item.record() for item in batch]
         self.in_flight.append((batch, self.pool.submit(upsert_isolating, self.writer.provider, records), early))
 

@@ -32,7 +32,7 @@ from syncapp.services.locks import runs_locked, sync_lock, sync_locked
 from syncapp.services.plan import PlanError, SyncPlan, sync_plan_build
 from syncapp.services.pull import pull_endpoint
 from syncapp.services.push import Pusher
-from syncapp.services.schema_drift import SchemaDrifted, sync_schema_check
+from syncapp.services.schema_drift import RunSchemaCheck, SchemaDrifted
 from syncapp.services.tracker import LeaseLost, RunLease, RunTracker, lease_expired, lease_held
 
 logger = logging.getLogger(__name__)
@@ -293,11 +293,19 @@ def run_execute(
             tracker.current = connection
             return clients[connection.pk]
 
-        drifts = sync_schema_check(sync=run.sync, run=run, provider_for=plan_client)
+        # Systems due for a check are asked now; the others before the run's first write
+        # (schema_drift.RunSchemaCheck): a run with nothing to write asks none of them.
+        schema = RunSchemaCheck(sync=run.sync, run=run, provider_for=plan_client)
+        schema.start()
         tracker.current = None
-        if drifts:
-            raise SchemaDrifted(drifts)
-        pushers = [Pusher(tracker=tracker, plan=plan, writer=writer) for writer in plan.writers]
+
+        def schema_before_writes():
+            working_on = tracker.current
+            schema.before_writes()
+            tracker.current = working_on
+
+        pushers = [Pusher(tracker=tracker, plan=plan, writer=writer, before_send=schema_before_writes)
+                   for writer in plan.writers]
         unread = {reader.connection.pk for reader in plan.readers}
         read_fully = endpoints_to_read_fully(
             reads={reader.connection.pk: [field.hub_field for field in reader.reads] for reader in plan.readers},

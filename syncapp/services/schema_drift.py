@@ -1,13 +1,20 @@
 """Schema drift: pause a sync whose mapped fields vanished or changed type, before it writes anything.
 
-Checked at the start of every run (`sync_schema_check`, called by `runs.run_execute`
-once the plan is built) and whenever a connection's fields are refreshed from its
-page (`connection_fields_refresh`). A drifted sync is paused with a reason naming each
+A run checks through `RunSchemaCheck` (see `runs.run_execute`): at its start it asks the
+systems whose fields were last seen more than SCHEMA_CHECK_INTERVAL_SECONDS ago (an hour
+by default) and compares the others' stored fields; before its first write to any
+system it asks every system it has not asked yet. A run with nothing to write so costs
+no call for fields within the interval, and no run writes before it has asked every
+system of its sync. Reading a field that vanished meanwhile does no harm: a record
+without a mapped field is read without it, never as emptied (services.incoming).
+Fields are also checked whenever a connection's fields are refreshed from its page
+(`connection_fields_refresh`). A drifted sync is paused with a reason naming each
 field and its system (shown on the sync page and the dashboard), through
 `syncs.sync_pause`, so it is audited, by Syncapp, and its schedule removed; its owner
 gets an email. A sync a person had paused already stays paused and gets the reason
 too: resuming it would run into the drift. The cursors are left alone: once the
-mapping (or the field) is fixed, resuming the sync reads on from where it stopped;
+mapping (or the field) is fixed, resuming the sync reads on from where it stopped, and
+pushes what its last run read and could not write (the pending marks stay);
 `syncs.sync_resume` refuses while the fields last seen (`sync_stored_drift`) still
 differ from the mappings.
 """
@@ -16,11 +23,13 @@ from __future__ import annotations
 import logging
 import smtplib
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from connections.models import Connection
 from connections.providers.base import FieldInfo, Provider
@@ -52,18 +61,85 @@ def sync_schema_check(*, sync: Sync, run: SyncRun | None, provider_for: Callable
     the drifts are returned. A system that cannot list its fields raises the
     provider's error, as any failed read in a run does.
     """
-    # Only the systems the sync reads or writes: a run has clients for those alone.
-    endpoints = set(sync.endpoints.values_list("connection_id", flat=True))
-    mappings = list(sync.mappings.filter(connection_id__in=endpoints).select_related("connection"))
-    connections = {mapping.connection_id: mapping.connection for mapping in mappings}
-    fields: dict[int, list[FieldInfo]] = {}
-    for connection_id, connection in connections.items():
-        try:
-            catalog = field_catalog_refresh(connection=connection, provider=provider_for(connection))
-        except DiscoveryFailed as failed:
-            raise failed.__cause__ from None
-        fields[connection_id] = [FieldInfo.from_dict(row) for row in catalog.fields]
-    return _apply(sync=sync, mappings=mappings, fields=fields, run=run)
+    check = RunSchemaCheck(sync=sync, run=run, provider_for=provider_for)
+    try:
+        check.before_writes()
+    except SchemaDrifted as drifted:
+        return drifted.drifts
+    return []
+
+
+class RunSchemaCheck:
+    """Ask a run's systems for their fields when due, and always before the run writes.
+
+    `start()` asks the systems whose catalog was refreshed more than `interval_seconds`
+    ago (SCHEMA_CHECK_INTERVAL_SECONDS; never refreshed counts as long ago) and compares
+    every mapped system's fields, the stored ones for the others: a run with nothing to
+    write asks each system for its fields at most once per interval. `before_writes()`
+    asks every system not asked yet in this run; the run calls it before each batch it
+    sends, so nothing is written to a field that vanished or changed type since it was
+    last seen. Both pause the sync and raise SchemaDrifted on drift, and raise the
+    provider's error for a system that cannot list its fields.
+    """
+
+    def __init__(self, *, sync: Sync, run: SyncRun | None, provider_for: Callable[..., Provider],
+                 interval_seconds: float | None = None):
+        self.sync = sync
+        self.run = run
+        self.provider_for = provider_for
+        self.interval = timedelta(seconds=settings.SCHEMA_CHECK_INTERVAL_SECONDS if interval_seconds is None
+                                  else interval_seconds)
+        # Only the systems the sync reads or writes: a run has clients for those alone.
+        endpoints = set(sync.endpoints.values_list("connection_id", flat=True))
+        self.mappings = list(sync.mappings.filter(connection_id__in=endpoints).select_related("connection"))
+        self.connections = {mapping.connection_id: mapping.connection for mapping in self.mappings}
+        self.asked: set[int] = set()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every mapped system was asked for its fields in this run."""
+        return self.asked >= set(self.connections)
+
+    def start(self) -> None:
+        """Ask the systems whose fields are due for a check; compare every system's fields.
+
+        A system whose stored fields differ from the mappings is asked too: a mapping
+        saved since (to a field created in the system meanwhile) is judged by what the
+        system says now, and only what it says now pauses a sync.
+        """
+        since = timezone.now() - self.interval
+        stored = {catalog.connection_id: [FieldInfo.from_dict(row) for row in catalog.fields]
+                  for catalog in FieldCatalog.objects.filter(connection_id__in=list(self.connections),
+                                                             refreshed_at__gt=since)}
+        fields = {connection_id: found for connection_id, found in stored.items()
+                  if not _drifts(self.mappings, {connection_id: found})}
+        fields.update(self._ask([pk for pk in self.connections if pk not in fields]))
+        self._compare(fields)
+
+    def before_writes(self) -> None:
+        """Ask every system not asked yet in this run; compare what they said."""
+        if self.complete:
+            return
+        self._compare(self._ask([pk for pk in self.connections if pk not in self.asked]))
+
+    def _ask(self, connection_ids: Sequence[int]) -> dict[int, list[FieldInfo]]:
+        fields: dict[int, list[FieldInfo]] = {}
+        for connection_id in connection_ids:
+            connection = self.connections[connection_id]
+            try:
+                catalog = field_catalog_refresh(connection=connection, provider=self.provider_for(connection))
+            except DiscoveryFailed as failed:
+                raise failed.__cause__ from None
+            self.asked.add(connection_id)
+            fields[connection_id] = [FieldInfo.from_dict(row) for row in catalog.fields]
+        return fields
+
+    def _compare(self, fields: dict[int, list[FieldInfo]]) -> None:
+        if not fields:
+            return
+        drifts = _apply(sync=self.sync, mappings=self.mappings, fields=fields, run=self.run)
+        if drifts:
+            raise SchemaDrifted(drifts)
 
 
 def connection_fields_refresh(*, connection: Connection, user) -> tuple[FieldCatalog, list[Sync]]:

@@ -202,6 +202,14 @@ else:
 # (30 to 90 s): 90 s keeps recovery under two and a half minutes.
 SYNC_RUN_STALE_SECONDS = env.int("SYNC_RUN_STALE_SECONDS", default=90)
 
+# How often a run with nothing to read or write asks its systems for their fields (schema
+# drift): at most once in this many seconds per connection, remembered by the connection's
+# field catalog. A run that reads a record or has one to push asks every system it has
+# not asked yet before it applies or sends anything, whatever this says. A field removed
+# while nothing changes is noticed by the first run after this much time, or by the first
+# change, whichever comes first (docs/two-way.md, "Costs worth knowing"). 0: every run asks.
+SCHEMA_CHECK_INTERVAL_SECONDS = env.int("SCHEMA_CHECK_INTERVAL_SECONDS", default=3600)
+
 # Hosts that outbound requests (connections.http) may reach even though they resolve to
 # loopback or private addresses, and the only hosts spoken to over plain http: the
 # sandbox in development and tests. Compared with the URL's host name as written.

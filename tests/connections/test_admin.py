@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from connections.forms import ConnectionForm
 from connections.models import Connection
 from syncapp.roles import MARKETER
 from tests.workspace import connection_make, user_with_role
@@ -47,6 +48,7 @@ def form_data(connection: Connection, **overrides) -> dict:
         "rate_limit_requests": "",
         "rate_limit_window_seconds": "",
         "max_concurrency": "",
+        "rate_budget": connection.rate_budget,
         "status": connection.status,
     }
     data.update(overrides)
@@ -157,3 +159,13 @@ def test_deleting_a_connection_is_audited(marketer_client, connection):
     assert response.status_code == 302
     assert not Connection.objects.exists()
     assert AuditEvent.objects.filter(action="connection.deleted", object_id=str(connection.pk)).exists()
+
+
+def test_a_connection_saved_without_saying_where_its_budget_is_kept_keeps_it_shared():
+    form = ConnectionForm(data={
+        "name": "CRM", "provider": "hubspot", "base_url": "https://api.hubapi.com", "settings": "{}",
+        "default_phone_region": "US", "status": "connected", "scopes": "",
+        "new_access_token": "pat-na1-0123456789",
+    })
+    assert form.is_valid(), form.errors
+    assert form.save().rate_budget == "shared"

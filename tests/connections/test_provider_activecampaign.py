@@ -577,6 +577,20 @@ def test_custom_fields_are_discovered_and_written_by_their_tag(sandbox):
 
 
 @pytest.mark.integration
+def test_a_client_lists_the_custom_fields_once_for_its_reads_writes_and_discovery(sandbox):
+    edit(sandbox, "ann@example.com", fieldValues={"COMPANY": "Acme"})
+    provider = activecampaign(sandbox)
+    sandbox.reset_stats()
+    [record] = [record for page in provider.read_changed(None) for record in page.records]
+    assert "COMPANY" in {field.name for field in provider.discover_fields()}
+    provider.upsert_batch([new_record(1, "bob@example.com", fields={"COMPANY": "Initech"})])
+    assert calls(sandbox, "GET /fields") == 1
+    # Another client (another run, a refresh from the connection's page) asks again.
+    activecampaign(sandbox).discover_fields()
+    assert calls(sandbox, "GET /fields") == 2
+
+
+@pytest.mark.integration
 def test_a_created_field_is_related_to_every_list_and_takes_values(sandbox):
     provider = activecampaign(sandbox)
     created = provider.create_field(label="Shoe size", kind="number")

@@ -1,13 +1,17 @@
-"""The rate budget: a sliding window and a concurrency cap shared across threads and processes."""
+"""The rate budget: a sliding window and a concurrency cap shared across threads and processes, or kept in one."""
 import multiprocessing
+import os
 import threading
 import time
 import uuid
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
-from connections.ratelimit import BUCKETS, RateBudget
+from connections.ratelimit import BUCKETS, HOLD_READ_SECONDS, RateBudget
 
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit-tests"}}
 
@@ -254,3 +258,247 @@ def test_two_processes_share_one_budget(file_cache):
     assert most_overlapping([(entered, left) for _, entered, left in outcomes]) <= 2
     # 16 requests at 5 per 0.5 s cannot finish before three windows have passed.
     assert time.time() - started >= 1.4
+
+
+# Where the budget is kept, and what it costs: a shared budget leases blocks of requests
+# from the cache; a budget kept in the process or not kept asks the cache nothing.
+
+
+class CountingCache(LocMemCache):
+    """The in-process memory cache, counting the calls a budget makes to it (not those it makes to itself)."""
+
+    round_trips = 0
+    _depth = threading.local()
+
+
+def _counted(method):
+    def counted(self, *args, **kwargs):
+        depth = getattr(CountingCache._depth, "value", 0)
+        if depth == 0:
+            CountingCache.round_trips += 1
+        CountingCache._depth.value = depth + 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            CountingCache._depth.value = depth
+    return counted
+
+
+for _name in ("get", "get_many", "set", "add", "incr", "decr", "delete"):
+    setattr(CountingCache, _name, _counted(getattr(LocMemCache, _name)))
+
+
+COUNTING = {"default": {"BACKEND": f"{__name__}.CountingCache", "LOCATION": "ratelimit-counting"}}
+
+
+@pytest.fixture
+def counted():
+    CountingCache.round_trips = 0
+    with override_settings(CACHES=COUNTING):
+        yield CountingCache
+
+
+def test_a_shared_budget_leases_blocks_so_requests_cost_a_fraction_of_a_round_trip(counted):
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=190, window_seconds=10)
+    for _ in range(150):
+        budget.acquire()
+    assert clock.sleeps == []
+    # One request at a time, each cost four round trips (the hold-off, add, incr,
+    # get_many); leased in blocks of up to 8 (a twenty-second of 190), eight times fewer.
+    assert counted.round_trips <= 150 * 4 / 8
+    # Every request taken is counted once in the shared window, and no more are.
+    current = int(clock.now // (10 / BUCKETS))
+    assert caches["default"].get(budget._bucket_key(current)) - budget._kept.leased == 150
+
+
+@pytest.mark.parametrize("scope", ["process", "none"])
+def test_a_budget_kept_in_the_process_or_not_kept_asks_the_cache_nothing(counted, scope):
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=190, window_seconds=10, max_concurrency=3, scope=scope)
+    for _ in range(150):
+        budget.acquire()
+        with budget.slot():
+            pass
+    assert counted.round_trips == 0
+    assert clock.sleeps == []
+
+
+def test_a_budget_kept_in_the_process_holds_its_limit():
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=5, window_seconds=10, scope="process")
+    times = []
+    for _ in range(12):
+        budget.acquire()
+        times.append(clock.now)
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 10) <= 5
+
+
+def test_every_budget_of_one_key_in_the_process_is_the_same_budget():
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=5, window_seconds=10, scope="process")
+    for _ in range(5):
+        budget.acquire()
+    twin = RateBudget(budget.key, 5, 10, scope="process", clock=clock, sleep=clock.sleep)
+    twin.acquire()
+    assert sum(clock.sleeps) >= 10
+
+
+def test_a_budget_kept_in_the_process_caps_its_threads():
+    budget = RateBudget(f"test-{uuid.uuid4()}", max_concurrency=2, scope="process")
+    spans = hold_slots(budget, threads=6, hold_seconds=0.05)
+    assert len(spans) == 6
+    assert most_overlapping(spans) <= 2
+
+
+@pytest.mark.parametrize("scope", ["shared", "process", "none"])
+@override_settings(CACHES=LOCMEM)
+def test_a_hold_off_holds_back_the_processs_requests_whatever_the_scope(scope):
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=100, window_seconds=10, scope=scope)
+    budget.hold_off(7)
+    budget.acquire()
+    assert sum(clock.sleeps) >= 7
+
+
+@override_settings(CACHES=LOCMEM)
+def test_a_hold_off_another_process_set_holds_a_shared_budget_without_a_rate_within_a_second():
+    clock = FakeClock()
+    budget = fake_budget(clock, max_concurrency=10)
+    budget.acquire()
+    # Another process's 429: only the shared cache tells this one.
+    caches["default"].set(f"{budget._prefix}:hold", clock.now + 30, timeout=60)
+    clock.now += HOLD_READ_SECONDS
+    budget.acquire()
+    assert sum(clock.sleeps) >= 29
+
+
+@override_settings(CACHES=LOCMEM)
+def test_what_a_lease_left_unsent_is_given_back_when_its_bucket_ends():
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=220, window_seconds=10)
+    first = int(clock.now // 1)
+    for _ in range(5):
+        budget.acquire()
+    # Leases of 1, 1, 2 and 4: eight counted, five sent, three held unsent.
+    assert caches["default"].get(budget._bucket_key(first)) == 8
+    assert budget._kept.leased == 3
+    clock.now += 1
+    budget.acquire()
+    assert caches["default"].get(budget._bucket_key(first)) == 5
+    # A lease never outlives its bucket: the request just taken counts in the new one.
+    assert caches["default"].get(budget._bucket_key(first + 1)) == 1
+
+
+@override_settings(CACHES=LOCMEM)
+def test_leases_never_take_more_than_the_limit_and_the_last_requests_wait():
+    clock = FakeClock()
+    budget = fake_budget(clock, requests=190, window_seconds=10)
+    times = []
+    for _ in range(400):
+        budget.acquire()
+        times.append(clock.now)
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 10) <= 190
+
+
+@pytest.fixture(params=["file cache", "lock-free cache"])
+def shared_cache(request, tmp_path):
+    """The file cache (a window file under a lock) and a cache with atomic counters (counted blocks, given back)."""
+    caches_setting = LOCMEM if request.param == "lock-free cache" else {"default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path)}}
+    with override_settings(CACHES=caches_setting):
+        yield
+
+
+def test_threads_leasing_from_one_shared_budget_never_exceed_it(shared_cache):
+    """Four threads, each with a budget object of its own for one key, as a run's clients have."""
+    key = f"test-{uuid.uuid4()}"
+    times = []
+    lock = threading.Lock()
+
+    def work():
+        budget = RateBudget(key, requests=100, window_seconds=0.5)
+        for _ in range(60):
+            budget.acquire()
+            with lock:
+                times.append(time.monotonic())
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert len(times) == 240
+    assert max_in_any_span(sorted(times), MEASURED_SPAN) <= 100
+
+
+def lease_in_process(key: str, count: int, results) -> None:
+    budget = RateBudget(key, requests=200, window_seconds=0.5)
+    for _ in range(count):
+        budget.acquire()
+        results.put(time.time())
+
+
+@pytest.fixture(params=["file cache", "Redis"])
+def cache_across_processes(request, tmp_path):
+    """The file cache, and Redis where the settings name it (CI's second pass): counters with no lock at all."""
+    if request.param == "Redis":
+        if not django_settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        yield
+        return
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                                               "LOCATION": str(tmp_path)}}):
+        yield
+
+
+def test_two_processes_leasing_from_one_shared_budget_never_exceed_it(cache_across_processes):
+    """Blocks leased by two processes (up to 9 requests each at 200 per window) stay within the limit."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    key = f"test-{uuid.uuid4()}"
+    # The parent leases first: its forked children must not spend what it holds.
+    parent = RateBudget(key, requests=200, window_seconds=0.5)
+    for _ in range(20):
+        parent.acquire()
+    processes = [context.Process(target=lease_in_process, args=(key, 300, results)) for _ in range(2)]
+    started = time.time()
+    for process in processes:
+        process.start()
+    times = sorted(results.get(timeout=60) for _ in range(600))
+    for process in processes:
+        process.join(10)
+        assert process.exitcode == 0
+    assert max_in_any_span(times, MEASURED_SPAN) <= 200
+    # 600 requests at 200 per 0.5 s (less the 20 the parent took) take two windows at least.
+    assert time.time() - started >= 0.9
+
+
+def test_an_unknown_scope_is_refused():
+    with pytest.raises(ValueError, match="shared, process, none"):
+        RateBudget("k", 5, 5, scope="everywhere")
+
+
+def hold_a_slot_and_die(key: str, held) -> None:
+    budget = RateBudget(key, max_concurrency=1)
+    # Taken and never released: the process ends without leaving the block.
+    budget.slot().__enter__()
+    held.set()
+    os._exit(0)
+
+
+def test_a_slot_held_by_a_process_that_died_is_free_at_once_with_the_file_cache(file_cache):
+    context = multiprocessing.get_context("fork")
+    held = context.Event()
+    key = f"test-{uuid.uuid4()}"
+    child = context.Process(target=hold_a_slot_and_die, args=(key, held))
+    child.start()
+    assert held.wait(30)
+    child.join(10)
+    waits = []
+    budget = RateBudget(key, max_concurrency=1, sleep=waits.append)
+    with budget.slot():
+        pass
+    assert waits == []

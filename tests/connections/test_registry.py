@@ -62,6 +62,16 @@ def test_the_connections_own_rate_budget_overrides_the_published_one():
     assert budget.key == f"connection-{row.pk}"
 
 
+@pytest.mark.parametrize("kept", ["shared", "process", "none"])
+def test_the_budget_is_kept_where_the_connection_says(kept):
+    row = connection(rate_budget=kept)
+    assert provider_for(row).http.budget.scope == kept
+
+
+def test_the_budget_is_kept_in_the_shared_cache_unless_told_otherwise():
+    assert provider_for(connection()).http.budget.scope == "shared"
+
+
 def test_two_clients_for_one_connection_share_the_budget_but_not_the_session():
     row = connection()
     first, second = provider_for(row), provider_for(row)

@@ -101,3 +101,12 @@ def test_refresh_takes_no_get(marketer_client, mailchimp_offline):
 def mailchimp_offline():
     return Connection.objects.create(name="Mailchimp", provider="mailchimp", base_url="http://127.0.0.1:9/mailchimp",
                                      api_key="mc-key-0123456789-us1", settings={"list_id": "abc"})
+
+
+def test_the_page_says_when_syncs_ask_for_the_fields_again(marketer_client, settings):
+    connection = Connection.objects.create(name="CRM", provider="hubspot", base_url="https://api.hubapi.com",
+                                           access_token="t")
+    settings.SCHEMA_CHECK_INTERVAL_SECONDS = 1800
+    page = detail(marketer_client, connection)
+    assert ("asks for these fields again before it writes anything, and at its first run once 30 minutes have "
+            "passed since they were last listed") in page

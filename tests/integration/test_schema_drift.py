@@ -1,12 +1,21 @@
-"""Schema drift through the sandbox: a mapped merge field deleted in Mailchimp pauses the sync before it writes."""
+"""Schema drift through the sandbox: a mapped merge field deleted in Mailchimp pauses the sync before it writes.
+
+A run asks for fields when they are due (SCHEMA_CHECK_INTERVAL_SECONDS since they were last
+seen) and before its first write; a run with nothing to write within the interval asks
+nothing (services.schema_drift.RunSchemaCheck).
+"""
+from datetime import timedelta
+
 import pytest
 import requests
+from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from connections.models import Connection
-from mappings.models import FieldMapping
+from mappings.models import FieldCatalog, FieldMapping
 from syncapp.models import Sync, SyncRun
 from syncapp.services.schema_drift import connection_fields_refresh
 from syncapp.services.syncs import sync_pause, sync_resume
@@ -50,6 +59,12 @@ def edit_some(sandbox, count: int = 3) -> list[dict]:
     return people
 
 
+def fields_last_seen_long_ago() -> None:
+    """Make every connection's fields due for a check, as if the last one were more than the interval ago."""
+    FieldCatalog.objects.update(
+        refreshed_at=timezone.now() - timedelta(seconds=settings.SCHEMA_CHECK_INTERVAL_SECONDS + 60))
+
+
 def test_a_deleted_merge_field_pauses_the_sync_before_it_writes_and_resuming_goes_on_from_the_cursors(
         sandbox, sync, owner):
     first = run_now(sync)
@@ -60,6 +75,7 @@ def test_a_deleted_merge_field_pauses_the_sync_before_it_writes_and_resuming_goe
 
     edited = edit_some(sandbox)
     merge_field_delete(sandbox, "COMPANY")
+    fields_last_seen_long_ago()
     sandbox.reset_stats()
     mail.outbox.clear()
 
@@ -93,6 +109,57 @@ def test_a_deleted_merge_field_pauses_the_sync_before_it_writes_and_resuming_goe
     for number, contact in enumerate(edited):
         assert members[contact["properties"]["email"].strip().lower()]["merge_fields"]["FNAME"] == f"Drifted{number}"
     assert len(mail.outbox) == 1
+
+
+def test_within_the_interval_a_run_with_something_to_write_asks_first_and_pauses_before_writing(
+        sandbox, sync, owner):
+    first = run_now(sync)
+    edited = edit_some(sandbox)
+    merge_field_delete(sandbox, "COMPANY")
+    sandbox.reset_stats()
+    mail.outbox.clear()
+
+    paused_run = run_now(sync)
+
+    assert paused_run.status == SyncRun.Status.PAUSED
+    assert "COMPANY in Mailchimp was removed" in paused_run.error
+    # The changes were read into the hub; nothing was written to any system, and the
+    # fields were asked for before the first write.
+    stats = sandbox.stats()
+    assert stats["writes"] == 0
+    assert stats["requests"]["mailchimp"] == {"GET /lists/{list_id}/merge-fields": 1}
+    assert stats["requests"]["hubspot"]["GET /crm/v3/properties/contacts"] == 1
+    assert paused_run.read_count == len(edited) and paused_run.pushed_count == 0
+    assert paused_run.cursors_after != first.cursors_after
+    assert len(mail.outbox) == 1
+
+    # Once the mapping is fixed, resuming pushes what the paused run read.
+    FieldMapping.objects.filter(sync=sync, external_field="COMPANY").delete()
+    resumed = run_now(sync_resume(sync=sync, user=owner))
+    assert resumed.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), resumed.error
+    assert resumed.pushed_count == len(edited)
+    members = {m["email_address"].lower(): m for m in sandbox.mailchimp_members()}
+    for number, contact in enumerate(edited):
+        assert members[contact["properties"]["email"].strip().lower()]["merge_fields"]["FNAME"] == f"Drifted{number}"
+
+
+def test_within_the_interval_a_run_with_nothing_to_write_asks_no_system_and_the_next_check_notices(sandbox, sync):
+    run_now(sync)
+    merge_field_delete(sandbox, "COMPANY")
+    sandbox.reset_stats()
+
+    quiet = run_now(sync)
+
+    assert quiet.status == SyncRun.Status.SUCCEEDED, quiet.error
+    requests_made = sandbox.stats()["requests"]
+    assert "GET /lists/{list_id}/merge-fields" not in requests_made.get("mailchimp", {})
+    assert "GET /crm/v3/properties/contacts" not in requests_made.get("hubspot", {})
+    # The first run once the interval has passed asks again, and pauses.
+    fields_last_seen_long_ago()
+    due = run_now(sync)
+    assert due.status == SyncRun.Status.PAUSED
+    assert "COMPANY in Mailchimp was removed" in due.error
+    assert Sync.objects.get(pk=sync.pk).paused
 
 
 def test_a_refresh_from_the_connection_page_pauses_the_syncs_using_the_field(sandbox, sync, owner):
@@ -141,6 +208,7 @@ def test_a_changed_type_pauses_the_sync_too(sandbox, sync):
     mapping = FieldMapping.objects.get(sync=sync, external_field="COMPANY")
     # As if the mapping had been saved when COMPANY held numbers.
     FieldMapping.objects.filter(pk=mapping.pk).update(external_type="number")
+    fields_last_seen_long_ago()
     run = run_now(sync)
     assert run.status == SyncRun.Status.PAUSED
     assert "COMPANY in Mailchimp changed from number to text" in run.error

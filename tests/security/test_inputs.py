@@ -95,7 +95,7 @@ def connection_form(**overrides) -> dict:
         "name": "HubSpot", "provider": "hubspot", "base_url": "http://127.0.0.1:9/hubspot", "settings": "{}",
         "default_phone_region": "US", "status": "connected", "token_expires_at_0": "", "token_expires_at_1": "",
         "scopes": "", "rate_limit_requests": "", "rate_limit_window_seconds": "", "max_concurrency": "",
-        "new_access_token": "pat-na1-0123456789",
+        "rate_budget": "shared", "new_access_token": "pat-na1-0123456789",
     }
     data.update(overrides)
     return data
