@@ -140,7 +140,10 @@ def test_the_echoes_of_a_bulk_push_change_nothing_while_changes_made_since_are_t
 
     # The watermarks moved past the echoes, by each provider's clock: the next reads start after them.
     assert cursor_since(workspace, "hubspot") >= newest_hubspot_change
-    assert cursor_since(workspace, "mailchimp") >= newest_mailchimp_change
+    # Mailchimp stamps whole seconds, and a member changed twice within one second a
+    # second ahead (its last_changed never repeats): the unsubscribe made just after
+    # Syncapp created that member can read as up to a second ahead of the clock.
+    assert cursor_since(workspace, "mailchimp") >= newest_mailchimp_change - 1000
 
     # What the second run wrote comes back as echoes in turn; nothing is written again.
     sandbox.reset_stats()
