@@ -1,14 +1,20 @@
-"""Bulk writes without the ORM's per-row expression building.
+"""Bulk writes without the ORM's per-row expression building, one statement per table.
 
 Django's `bulk_update` builds a CASE WHEN expression per row and field, and
 `bulk_create` compiles every value of every row; together they took most of the time
 of a 100,000-contact run. These helpers send plain parameterized statements, with each
 column's value converted once by the cheapest converter that is still the field's own
 (JSON and dates through the backend, plain values as they are).
+
+Every write is multi-row: an INSERT with a row of values per object, an UPDATE joined
+to a list of values (`UPDATE ... FROM (VALUES ...)`, SQLite 3.33+ and PostgreSQL). An
+`executemany` would run, and on PostgreSQL parse and plan, one statement per row.
+Statements are split only at the database's limit of parameters.
 """
 from __future__ import annotations
 
 import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -27,8 +33,34 @@ _PLAIN_FIELDS = frozenset({
     models.BigIntegerField,
     models.ForeignKey,
 })
-# SQLite's variable limit as Django assumes it: rows per multi-row statement follow.
-_MAX_PARAMS = 999
+# Parameters per statement where the database does not say: SQLite's old default.
+_DEFAULT_MAX_PARAMS = 999
+# PostgreSQL's protocol counts a statement's parameters in 16 bits.
+_POSTGRESQL_MAX_PARAMS = 65_535
+# SQLite's default limit since 3.32.
+_SQLITE_MAX_PARAMS = 32_766
+
+
+def _max_params(connection) -> int:
+    """Return how many parameters one statement may carry on `connection`.
+
+    SQLite's limit is a build option (32,766 by default since 3.32, 250,000 in
+    Debian's build); Django assumes the old 999 for every SQLite. Asked of the
+    connection, a page's rows go in one statement per table. Never more than the
+    default of today's SQLite: the statement's text stays far below its length limit.
+    """
+    if connection.vendor == "postgresql":
+        return _POSTGRESQL_MAX_PARAMS
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        return min(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), _SQLITE_MAX_PARAMS)
+    return _DEFAULT_MAX_PARAMS
+
+
+def _chunks(rows: list[list[Any]], per_row: int, connection) -> list[tuple[int, int]]:
+    """Return the (start, end) ranges of `rows` that fit one statement each."""
+    per_statement = max(1, _max_params(connection) // max(1, per_row))
+    return [(start, min(start + per_statement, len(rows))) for start in range(0, len(rows), per_statement)]
 
 
 def _converter(field: models.Field, connection) -> Callable[[Any], Any]:
@@ -83,10 +115,13 @@ def _target(model: type[models.Model]):
 
 
 def bulk_update_rows(model: type[models.Model], objects: Sequence[Any], fields: Sequence[str]) -> None:
-    """Write `fields` of each object to its row of `model`, by primary key.
+    """Write `fields` of each object to its row of `model`, by primary key, in one statement.
 
     The objects may be model instances or any objects with `pk` and attributes named
-    like the fields' attnames (rows read with `values_list`).
+    like the fields' attnames (rows read with `values_list`); each row at most once.
+    The new values are a list joined to the table by primary key (a common table
+    expression, as both SQLite and PostgreSQL name its columns the same way); on
+    PostgreSQL each value is cast to its column's type, as a list of parameters has none.
     """
     if not objects or not fields:
         return
@@ -94,11 +129,29 @@ def bulk_update_rows(model: type[models.Model], objects: Sequence[Any], fields: 
     connection, quote = _target(model)
     columns = [meta.get_field(name) for name in fields]
     converters = [(field.attname, _converter(field, connection)) for field in columns]
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
-    rows = [[convert(getattr(obj, attname)) for attname, convert in converters] + [obj.pk] for obj in objects]
+    rows = [[obj.pk] + [convert(getattr(obj, attname)) for attname, convert in converters] for obj in objects]
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    if len(rows) == 1:
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET {assignments} WHERE {pk} = %s", rows[0][1:] + rows[0][:1])
+        return
+    if connection.vendor == "postgresql":
+        casts = [meta.pk.rel_db_type(connection)] + [field.db_type(connection) for field in columns]
+        placeholders = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
+    else:
+        placeholders = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+    names = ["_pk"] + [f"_{number}" for number in range(len(columns))]
+    assignments = ", ".join(f"{quote(field.column)} = _new.{name}" for field, name in zip(columns, names[1:],
+                                                                                          strict=True))
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        for start, end in _chunks(rows, len(names), connection):
+            chunk = rows[start:end]
+            cursor.execute(
+                f"WITH _new ({', '.join(names)}) AS (VALUES {', '.join([placeholders] * len(chunk))}) "
+                f"UPDATE {table} SET {assignments} FROM _new WHERE {table}.{pk} = _new._pk",
+                [value for row in chunk for value in row],
+            )
 
 
 def bulk_insert_rows(
@@ -114,9 +167,9 @@ def bulk_insert_rows(
     objects with an attribute for each column's attname: building a model instance per
     row costs more than writing it, and the engine writes tens of thousands.
 
-    With `set_ids` each object gets its new primary key (multi-row INSERT ... RETURNING,
-    which SQLite 3.35+ and PostgreSQL answer in the order of the rows); without it one
-    `executemany` does the work and the keys stay unset.
+    With `set_ids` each object gets its new primary key (INSERT ... RETURNING, which
+    SQLite 3.35+ and PostgreSQL answer in the order of the rows). Either way the rows go
+    in one multi-row statement, split only at the database's limit of parameters.
     """
     if not objects:
         return
@@ -131,15 +184,14 @@ def bulk_insert_rows(
     rows = [[convert(read(obj)) for read, convert in getters] for obj in objects]
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) VALUES "
     placeholders = f"({', '.join(['%s'] * len(columns))})"
+    returning = f" RETURNING {quote(meta.pk.column)}" if set_ids else ""
     with connection.cursor() as cursor:
-        if not set_ids:
-            cursor.executemany(head + placeholders, rows)
-            return
-        per_statement = max(1, _MAX_PARAMS // len(columns))
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start:start + per_statement]
-            sql = head + ", ".join([placeholders] * len(chunk)) + f" RETURNING {quote(meta.pk.column)}"
-            cursor.execute(sql, [value for row in chunk for value in row])
-            for obj, (pk,) in zip(objects[start:start + per_statement], cursor.fetchall(), strict=False):
+        for start, end in _chunks(rows, len(columns), connection):
+            chunk = rows[start:end]
+            cursor.execute(head + ", ".join([placeholders] * len(chunk)) + returning,
+                           [value for row in chunk for value in row])
+            if not set_ids:
+                continue
+            for obj, (pk,) in zip(objects[start:end], cursor.fetchall(), strict=True):
                 obj.pk = pk
                 obj._state.adding = False
