@@ -33,8 +33,7 @@ from syncapp.services.record_errors import (
     PULL_ERRORS,
     ErrorItem,
     field_warnings,
-    record_errors_resolve,
-    record_errors_save,
+    record_errors_settle,
 )
 
 ERROR_CLASS_FOR_MATCH = {
@@ -255,9 +254,8 @@ class PageApplier(PageChanges):
         if self.ledger:
             bulk_insert_rows([ConsentEvent(contact_id=contact.pk, **fields) for contact, fields in self.ledger])
         self._flag_duplicates()
-        record_errors_save(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False)
-        record_errors_resolve(connection=self.connection, external_ids=self.synced_ids, classes=PULL_ERRORS,
-                              standing=self.errors)
+        record_errors_settle(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False,
+                             synced=self.synced_ids, classes=PULL_ERRORS)
         self.audit_rows = events + by_address
 
     def _other_links(self, contact_ids: list[int]) -> dict[int, list[RecordLink]]:
