@@ -194,4 +194,5 @@ def bulk_insert_rows(
                 continue
             for obj, (pk,) in zip(objects[start:end], cursor.fetchall(), strict=True):
                 obj.pk = pk
-                obj._state.adding = False
+                if isinstance(obj, models.Model):
+                    obj._state.adding = False

@@ -225,7 +225,7 @@ class PageApplier(PageChanges):
         bulk_insert_rows(self.new_contacts, set_ids=True)
         bulk_update_rows(Contact, list(self.changed_contacts.values()), sorted(self.changed_columns | {"updated_at"}))
         pending_marks_find(self, touched)
-        bulk_insert_rows(self.new_links, model=RecordLink)
+        bulk_insert_rows(self.new_links, model=RecordLink, set_ids=True)
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
         pending_marks_write(self)
         run_id = self.tracker.run.pk

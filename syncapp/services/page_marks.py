@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 
 from syncapp.engine.push_decision import Verdict, push_verdict
 from syncapp.models import Contact, PendingPush, RecordLink
@@ -91,7 +91,7 @@ def _on_hold(changes: PageChanges, known: list[Contact]) -> tuple[set[int], set[
 
 
 def pending_marks_write(changes: PageChanges) -> None:
-    """Write the page's marks once its links are written (new ones have no id before).
+    """Write the page's marks once its links are written (new ones have no id before: the insert returns it).
 
     Marks an archiving cleared go first: a link archived and marked again for this
     sync keeps only this sync's mark (its push archives the record there).
@@ -99,11 +99,5 @@ def pending_marks_write(changes: PageChanges) -> None:
     pending_clear(link_ids=changes.unmarking)
     if not changes.marking:
         return
-    wanted = Q(pk__in=[link.pk for link in changes.marking if link.pk is not None])
-    inserted: dict[int, list[int]] = {}
-    for link in changes.marking:
-        if link.pk is None:
-            inserted.setdefault(link.connection_id, []).append(link.contact.pk)
-    for connection_id, contact_ids in inserted.items():
-        wanted |= Q(connection_id=connection_id, contact_id__in=contact_ids)
-    pending_mark(links=RecordLink.objects.filter(wanted), syncs=[changes.plan.sync.pk])
+    pending_mark(links=RecordLink.objects.filter(pk__in=[link.pk for link in changes.marking]),
+                 syncs=[changes.plan.sync.pk])
