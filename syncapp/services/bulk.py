@@ -6,10 +6,15 @@ of a 100,000-contact run. These helpers send plain parameterized statements, wit
 column's value converted once by the cheapest converter that is still the field's own
 (JSON and dates through the backend, plain values as they are).
 
-Every write is multi-row: an INSERT with a row of values per object, an UPDATE joined
-to a list of values (`UPDATE ... FROM (VALUES ...)`, SQLite 3.33+ and PostgreSQL). An
-`executemany` would run, and on PostgreSQL parse and plan, one statement per row.
-Statements are split only at the database's limit of parameters.
+Every write is one statement per table, whatever the number of rows. An `executemany`
+would run, and on PostgreSQL parse and plan, one statement per row.
+- SQLite: an INSERT with a row of values per object, an UPDATE joined to a list of
+  values (`UPDATE ... FROM`, SQLite 3.33+), split only at the limit of parameters.
+- PostgreSQL: one array per column, `unnest`ed into rows. The statement's text is the
+  same whatever the number of rows, so it is short and psycopg converts it once and
+  keeps it (a statement with a placeholder per value is parsed again in Python on
+  every call once it is longer than psycopg's 4 KB cache limit, and that parsing cost
+  more than the database's work).
 """
 from __future__ import annotations
 
@@ -136,14 +141,16 @@ def bulk_update_rows(model: type[models.Model], objects: Sequence[Any], fields: 
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {table} SET {assignments} WHERE {pk} = %s", rows[0][1:] + rows[0][:1])
         return
-    if connection.vendor == "postgresql":
-        casts = [meta.pk.rel_db_type(connection)] + [field.db_type(connection) for field in columns]
-        placeholders = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
-    else:
-        placeholders = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
     names = ["_pk"] + [f"_{number}" for number in range(len(columns))]
     assignments = ", ".join(f"{quote(field.column)} = _new.{name}" for field, name in zip(columns, names[1:],
                                                                                           strict=True))
+    if connection.vendor == "postgresql":
+        arrays = _arrays([meta.pk.rel_db_type(connection)] + [field.db_type(connection) for field in columns])
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS _new ({', '.join(names)}) "
+                           f"WHERE {table}.{pk} = _new._pk", _transposed(rows, len(names)))
+        return
+    placeholders = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
     with connection.cursor() as cursor:
         for start, end in _chunks(rows, len(names), connection):
             chunk = rows[start:end]
@@ -182,17 +189,40 @@ def bulk_insert_rows(
     converters = [_converter(field, connection) for field in columns]
     getters = list(zip(readers, converters, strict=True))
     rows = [[convert(read(obj)) for read, convert in getters] for obj in objects]
-    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) VALUES "
-    placeholders = f"({', '.join(['%s'] * len(columns))})"
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) "
     returning = f" RETURNING {quote(meta.pk.column)}" if set_ids else ""
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            names = ", ".join(f"_{number}" for number in range(len(columns)))
+            arrays = _arrays(field.db_type(connection) for field in columns)
+            # In the objects' order (the ordinality): ids follow it, as the audit chain needs.
+            cursor.execute(f"{head}SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS _new ({names}, _n) "
+                           f"ORDER BY _n{returning}", _transposed(rows, len(columns)))
+            if set_ids:
+                _ids_set(objects, cursor)
+            return
+        placeholders = f"({', '.join(['%s'] * len(columns))})"
         for start, end in _chunks(rows, len(columns), connection):
             chunk = rows[start:end]
-            cursor.execute(head + ", ".join([placeholders] * len(chunk)) + returning,
+            cursor.execute(head + "VALUES " + ", ".join([placeholders] * len(chunk)) + returning,
                            [value for row in chunk for value in row])
-            if not set_ids:
-                continue
-            for obj, (pk,) in zip(objects[start:end], cursor.fetchall(), strict=True):
-                obj.pk = pk
-                if isinstance(obj, models.Model):
-                    obj._state.adding = False
+            if set_ids:
+                _ids_set(objects[start:end], cursor)
+
+
+def _ids_set(objects: Sequence[Any], cursor) -> None:
+    """Give each object the id RETURNING answered for it (in the order of the rows)."""
+    for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
+        obj.pk = pk
+        if isinstance(obj, models.Model):
+            obj._state.adding = False
+
+
+def _arrays(types) -> str:
+    """Return the placeholders of `unnest`'s arguments: one array per column, cast to the column's type."""
+    return ", ".join(f"%s::{db_type}[]" for db_type in types)
+
+
+def _transposed(rows: list[list[Any]], width: int) -> list[list[Any]]:
+    """Return the rows' values as one list per column."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
