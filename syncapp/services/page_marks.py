@@ -36,7 +36,9 @@ def pending_marks_find(changes: PageChanges, touched: list[Contact]) -> None:
     marked: set[int] = set()
     if writers and known:
         # Marked by another sync or none: this sync's mappings decide what it owes.
-        mark = PendingPush.objects.filter(sync_id=changes.plan.sync.pk, link_id=OuterRef("pk"))
+        # By the whole of the marks' unique index (sync, connection, link), not a range of it.
+        mark = PendingPush.objects.filter(sync_id=changes.plan.sync.pk, connection_id=OuterRef("connection_id"),
+                                          link_id=OuterRef("pk"))
         for link in (RecordLink.objects.filter(connection_id__in=writers, contact_id__in=[c.pk for c in known])
                      .annotate(marked=Exists(mark))):
             if link.connection_id != changes.connection.pk:
