@@ -163,12 +163,12 @@ def audit_events_append(events: Sequence[AuditEvent | AuditRow], *, set_ids: boo
         last_hash = chain.link(events, prev_hash)
         bulk_insert_rows(events, model=AuditEvent, set_ids=set_ids, now=now)
         if set_ids:
-            last_id = events[-1].pk
+            last_id, last_id_sql = [events[-1].pk], "%s"
         else:
-            cursor.execute(f"SELECT MAX(id) FROM {event_table}")
-            last_id = cursor.fetchone()[0]
-        cursor.execute(f"UPDATE {head_table} SET last_hash = %s, last_event_id = %s, events = events + %s "
-                       f"WHERE id = %s", [last_hash, last_id, len(events), CHAIN_HEAD_ID])
+            # Read in the head's own update (the head is held: the last row is ours).
+            last_id, last_id_sql = [], f"(SELECT MAX(id) FROM {event_table})"
+        cursor.execute(f"UPDATE {head_table} SET last_hash = %s, last_event_id = {last_id_sql}, "
+                       f"events = events + %s WHERE id = %s", [last_hash, *last_id, len(events), CHAIN_HEAD_ID])
 
 
 # Rows redacted per UPDATE statement (SQLite's variable limit is 999).

@@ -15,6 +15,10 @@ rate (contacts per second) is compared with ours.
     python bench/sync_bench.py                       # 10,000 and 100,000, provider limits on
     python bench/sync_bench.py --contacts 10000 --lift-limits
     python bench/sync_bench.py --three-way --contacts 10000 100000 [--lift-limits]
+    python bench/sync_bench.py --contacts 10000 --lift-limits --database postgres
+
+`--database postgres` gives each size a fresh PostgreSQL database instead of a SQLite
+file (at `--postgres-url`, by default the local server as CI runs it), dropped after.
 
 `--three-way` times the demo's own sync instead: two-way over HubSpot, Mailchimp and
 ActiveCampaign, as `seed_demo` builds it (HubSpot seeded with N contacts, ActiveCampaign
@@ -58,6 +62,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -220,11 +226,35 @@ def machine() -> dict[str, str]:
     }
 
 
-def app_environment(work_dir: Path, sandbox: SandboxProcess) -> dict[str, str]:
+# Where `--database postgres` creates its databases, one per size, dropped after.
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432"
+# Set by main(): None for SQLite, else the server's URL without a database name.
+POSTGRES_SERVER: str | None = None
+
+
+@contextmanager
+def fresh_database(work_dir: Path) -> Iterator[str]:
+    """Yield the URL of an empty database for one size: a SQLite file, or a PostgreSQL database dropped after."""
+    if POSTGRES_SERVER is None:
+        yield f"sqlite:///{work_dir / 'bench.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"syncbench_{secrets.token_hex(4)}"
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as server:
+        server.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as server:
+            server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def app_environment(work_dir: Path, sandbox: SandboxProcess, database_url: str) -> dict[str, str]:
     """A fresh database and cache for the app, with keys made for this run."""
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{work_dir / 'bench.sqlite3'}",
+        "DATABASE_URL": database_url,
         "CACHE_DIR": str(work_dir / "cache"),
         "SECRET_KEY": secrets.token_urlsafe(50),
         "SALT_KEY": secrets.token_urlsafe(16),
@@ -299,9 +329,9 @@ def network_delay(sandbox: SandboxProcess, latency_ms: int) -> None:
 
 
 def demo_workspace(work: Path, sandbox: SandboxProcess, contacts: int, *, lift_limits: bool,
-                   one_way: bool, two_way: bool = False) -> dict[str, str]:
+                   one_way: bool, two_way: bool = False, database_url: str) -> dict[str, str]:
     """Migrate a fresh database, seed the demo over `contacts`; return the app's environment."""
-    env = app_environment(work, sandbox)
+    env = app_environment(work, sandbox, database_url)
     manage(env, "migrate", "--verbosity", "0")
     manage(env, "seed_demo", "--sandbox-url", sandbox.url, "--contacts", str(contacts), "--no-hostile",
            "--conflicts", "0", "--logins-file", str(work / "logins.txt"))
@@ -320,8 +350,9 @@ def demo_workspace(work: Path, sandbox: SandboxProcess, contacts: int, *, lift_l
 def bench_sync(contacts: int, *, lift_limits: bool, latency_ms: int) -> SyncFigures:
     sandbox = sandbox_start(lift_limits=lift_limits)
     try:
-        with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
-            env = demo_workspace(Path(work), sandbox, contacts, lift_limits=lift_limits, one_way=True)
+        with tempfile.TemporaryDirectory(prefix="syncbench-") as work, fresh_database(Path(work)) as database:
+            env = demo_workspace(Path(work), sandbox, contacts, lift_limits=lift_limits, one_way=True,
+                                 database_url=database)
             sandbox.reset_stats()
             network_delay(sandbox, latency_ms)
             seconds, peak_mb, _ = timed_runsync(env)
@@ -364,11 +395,11 @@ def bench_multi(contacts: int, *, two_way: bool, lift_limits: bool, latency_ms: 
     systems = TWO_WAY_SYSTEMS if two_way else THREE_WAY_SYSTEMS
     sandbox = sandbox_start(lift_limits=lift_limits)
     try:
-        with tempfile.TemporaryDirectory(prefix="syncbench-") as work:
+        with tempfile.TemporaryDirectory(prefix="syncbench-") as work, fresh_database(Path(work)) as database:
             if two_way:
                 sandbox.seed(hubspot_contacts=contacts // 2, mailchimp_members=contacts // 2, random_seed=12)
             env = demo_workspace(Path(work), sandbox, contacts // 2 if two_way else contacts,
-                                 lift_limits=lift_limits, one_way=False, two_way=two_way)
+                                 lift_limits=lift_limits, one_way=False, two_way=two_way, database_url=database)
             held = {"hubspot": len(sandbox.hubspot_contacts()), "mailchimp": len(sandbox.mailchimp_members()),
                     "activecampaign": len(sandbox.control("activecampaign", "contacts")["contacts"])}
             before = consistency.snapshot(sandbox, systems)
@@ -542,16 +573,29 @@ def main() -> None:
     parser.add_argument("--two-way", action="store_true",
                         help="time the demo's sync between HubSpot and Mailchimp with data on both sides instead "
                              "(half the contacts in each, a quarter shared)")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the app's database: a fresh SQLite file (default) or a fresh PostgreSQL database")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL,
+                        help=f"the PostgreSQL server for --database postgres (default {DEFAULT_POSTGRES_URL})")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="with --two-way or --three-way: profile each run (cProfile) into DIR; "
                              "the times then include the profiler's cost")
     options = parser.parse_args()
+    global POSTGRES_SERVER
+    POSTGRES_SERVER = options.postgres_url.rstrip("/") if options.database == "postgres" else None
     # The sandbox is started through manage.py, which needs keys; these are throwaway.
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("SALT_KEY", secrets.token_urlsafe(16))
 
     print("machine:", json.dumps(machine()))
+    if POSTGRES_SERVER is None:
+        print(f"database: SQLite {sqlite3.sqlite_version}")
+    else:
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres") as server:
+            print(f"database: PostgreSQL {server.execute('SHOW server_version').fetchone()[0]}")
     print(f"provider limits: {'lifted' if options.lift_limits else 'enforced'}; "
           f"added latency per request: {options.latency_ms} ms")
     if options.three_way or options.two_way:

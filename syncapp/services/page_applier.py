@@ -33,8 +33,7 @@ from syncapp.services.record_errors import (
     PULL_ERRORS,
     ErrorItem,
     field_warnings,
-    record_errors_resolve,
-    record_errors_save,
+    record_errors_settle,
 )
 
 ERROR_CLASS_FOR_MATCH = {
@@ -226,7 +225,7 @@ class PageApplier(PageChanges):
         bulk_insert_rows(self.new_contacts, set_ids=True)
         bulk_update_rows(Contact, list(self.changed_contacts.values()), sorted(self.changed_columns | {"updated_at"}))
         pending_marks_find(self, touched)
-        bulk_insert_rows(self.new_links, model=RecordLink)
+        bulk_insert_rows(self.new_links, model=RecordLink, set_ids=True)
         bulk_update_rows(RecordLink, list(self.changed_links.values()), sorted(self.changed_link_columns))
         pending_marks_write(self)
         run_id = self.tracker.run.pk
@@ -255,9 +254,8 @@ class PageApplier(PageChanges):
         if self.ledger:
             bulk_insert_rows([ConsentEvent(contact_id=contact.pk, **fields) for contact, fields in self.ledger])
         self._flag_duplicates()
-        record_errors_save(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False)
-        record_errors_resolve(connection=self.connection, external_ids=self.synced_ids, classes=PULL_ERRORS,
-                              standing=self.errors)
+        record_errors_settle(run=self.tracker.run, connection=self.connection, items=self.errors, by_contact=False,
+                             synced=self.synced_ids, classes=PULL_ERRORS)
         self.audit_rows = events + by_address
 
     def _other_links(self, contact_ids: list[int]) -> dict[int, list[RecordLink]]:

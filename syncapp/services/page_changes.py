@@ -37,7 +37,8 @@ class NewLink:
     last_pushed_at: Any = None
     created_at: Any = None
     updated_at: Any = None
-    pk: None = None
+    # Set once the row is inserted (bulk_insert_rows with set_ids).
+    pk: int | None = None
 
     @property
     def contact_id(self) -> int | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from connections.models import Connection
 from connections.providers.base import RemoteRecord
 from syncapp.engine.identity import IdentityIndex, KnownContact
-from syncapp.models import Contact, RecordLink
+from syncapp.models import Contact, DuplicatePair, RecordLink
 from syncapp.services.incoming import Incoming
 
 
@@ -28,7 +28,14 @@ class PageRows:
 
 
 def page_rows_load(*, connection: Connection, incoming: list[Incoming], archived: list[RemoteRecord]) -> PageRows:
-    """Load a page's candidate contacts, their links to `connection`, and the records already linked (three queries)."""
+    """Load a page's candidate contacts, their links to `connection`, and the records already linked (two queries).
+
+    The links of the records read are a subquery of the contacts' query; the links
+    query that follows returns them among the candidates' links, so which contact each
+    record is linked to is read from there. Each contact comes with `held_as_duplicate`:
+    whether an open or dismissed same-email pair holds it back from every push
+    (services.page_marks).
+    """
     external_ids = [item.record.external_id for item in incoming] + [record.external_id for record in archived]
     stable_ids = {item.record.stable_id for item in incoming if item.record.stable_id}
     emails = {item.keys.email for item in incoming if item.keys.email}
@@ -39,22 +46,25 @@ def page_rows_load(*, connection: Connection, incoming: list[Incoming], archived
     by_id = Q(external_id__in=external_ids)
     if stable_ids:
         by_id |= Q(stable_id__in=stable_ids)
-    linked_rows = list(
-        RecordLink.objects.filter(by_id, connection=connection).values_list("contact_id", "external_id", "stable_id")
-    )
+    linked_contacts = RecordLink.objects.filter(by_id, connection=connection).values("contact_id")
     candidates = (
-        Q(pk__in=[row[0] for row in linked_rows])
+        Q(pk__in=linked_contacts)
         | Q(email__in=emails)
         | Q(phone__in=phones_alone)
         | Q(phone__in=phones_with_email, email__isnull=True)
     )
-    contacts = {contact.pk: contact for contact in Contact.objects.filter(candidates).order_by()}
+    held = DuplicatePair.objects.filter(contact_b=OuterRef("pk"), reason=DuplicatePair.Reason.SAME_EMAIL,
+                                        status__in=[DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED])
+    contacts = {contact.pk: contact
+                for contact in Contact.objects.filter(candidates).annotate(held_as_duplicate=Exists(held)).order_by()}
     links = {
         link.contact_id: link
         for link in RecordLink.objects.filter(connection=connection, contact_id__in=list(contacts))
-    }
-    linked = {external_id: contact_id for contact_id, external_id, _ in linked_rows if external_id}
-    by_stable = {stable_id: contact_id for contact_id, _, stable_id in linked_rows if stable_id}
+    } if contacts else {}
+    wanted = set(external_ids)
+    linked = {link.external_id: link.contact_id for link in links.values() if link.external_id in wanted}
+    by_stable = {link.stable_id: link.contact_id for link in links.values()
+                 if link.stable_id and link.stable_id in stable_ids}
     for item in incoming:
         # An email changed in a system whose record id follows the email (Mailchimp):
         # the stable id finds the record's link, and the link takes the new id.

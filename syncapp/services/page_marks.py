@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 
 from syncapp.engine.push_decision import Verdict, push_verdict
-from syncapp.models import Contact, DuplicatePair, PendingPush, RecordLink
+from syncapp.models import Contact, PendingPush, RecordLink
 from syncapp.services.page_changes import NewLink, PageChanges
 from syncapp.services.pending import pending_clear, pending_mark
 from syncapp.services.plan import EndpointPlan
@@ -26,20 +26,26 @@ def pending_marks_find(changes: PageChanges, touched: list[Contact]) -> None:
     for a duplicate review. Fields held back by an open conflict are left out of the
     comparison.
     """
-    others = [writer.connection for writer in changes.plan.writers if writer.connection.pk != changes.connection.pk]
-    existing = {}
-    if others and touched:
-        existing = {
-            (link.connection_id, link.contact_id): link
-            for link in RecordLink.objects.filter(connection__in=others, contact_id__in=[c.pk for c in touched])
-        }
-    new_on_hold, saved_on_hold = _on_hold(changes, touched)
-    # Marked by another sync or none: this sync's mappings decide what it owes.
-    saved = [link.pk for link in existing.values()]
-    saved += [changes.reader_links[id(contact)].pk for contact in touched if changes.reader_links[id(contact)].pk]
-    marked = set(
-        PendingPush.objects.filter(sync_id=changes.plan.sync.pk, link_id__in=saved).values_list("link_id", flat=True)
-    ) if saved else set()
+    writers = [writer.connection.pk for writer in changes.plan.writers]
+    # Contacts this page created have no links yet but the page's own, no mark and no
+    # duplicate pair saved (the page flags its pairs after its marks): only the others
+    # are looked up, in one query, so a page of new contacts asks nothing here.
+    created = {id(contact) for contact in changes.new_contacts}
+    known = [contact for contact in touched if id(contact) not in created]
+    existing: dict[tuple[int, int], RecordLink] = {}
+    marked: set[int] = set()
+    if writers and known:
+        # Marked by another sync or none: this sync's mappings decide what it owes.
+        # By the whole of the marks' unique index (sync, connection, link), not a range of it.
+        mark = PendingPush.objects.filter(sync_id=changes.plan.sync.pk, connection_id=OuterRef("connection_id"),
+                                          link_id=OuterRef("pk"))
+        for link in (RecordLink.objects.filter(connection_id__in=writers, contact_id__in=[c.pk for c in known])
+                     .annotate(marked=Exists(mark))):
+            if link.connection_id != changes.connection.pk:
+                existing[(link.connection_id, link.contact_id)] = link
+            if link.marked:
+                marked.add(link.pk)
+    new_on_hold, saved_on_hold = _on_hold(changes, known)
     for contact in touched:
         reader_link = changes.reader_links[id(contact)]
         if reader_link.archived:
@@ -73,29 +79,21 @@ def _differs(writer: EndpointPlan, contact: Contact, link: RecordLink | NewLink,
     return writer.differs(writer.payload(contact, link, held=held), link)
 
 
-def _on_hold(changes: PageChanges, touched: list[Contact]) -> tuple[set[int], set[int]]:
+def _on_hold(changes: PageChanges, known: list[Contact]) -> tuple[set[int], set[int]]:
     """The contacts not pushed anywhere while a same-email duplicate pair holds them.
 
     The later contact of a same-email pair is not pushed while the pair is open, nor
     after "not the same person": systems keyed by email would land it on the record of
     the first one. Only a merge ends the hold. Returned as the `id()` of the contacts
-    new in this page, and the ids of saved ones.
+    new in this page, and the ids of `known` ones (contacts saved before the page,
+    loaded with `held_as_duplicate` by services.page_load).
     """
     new = {id(contact) for contact, _ in changes.duplicates}
-    saved = [contact.pk for contact in touched if contact.pk is not None]
-    if not saved:
-        return new, set()
-    return new, set(
-        DuplicatePair.objects.filter(
-            status__in=[DuplicatePair.Status.OPEN, DuplicatePair.Status.DISMISSED],
-            reason=DuplicatePair.Reason.SAME_EMAIL,
-            contact_b_id__in=saved,
-        ).values_list("contact_b_id", flat=True)
-    )
+    return new, {contact.pk for contact in known if contact.held_as_duplicate}
 
 
 def pending_marks_write(changes: PageChanges) -> None:
-    """Write the page's marks once its links are written (new ones have no id before).
+    """Write the page's marks once its links are written (new ones have no id before: the insert returns it).
 
     Marks an archiving cleared go first: a link archived and marked again for this
     sync keeps only this sync's mark (its push archives the record there).
@@ -103,11 +101,5 @@ def pending_marks_write(changes: PageChanges) -> None:
     pending_clear(link_ids=changes.unmarking)
     if not changes.marking:
         return
-    wanted = Q(pk__in=[link.pk for link in changes.marking if link.pk is not None])
-    inserted: dict[int, list[int]] = {}
-    for link in changes.marking:
-        if link.pk is None:
-            inserted.setdefault(link.connection_id, []).append(link.contact.pk)
-    for connection_id, contact_ids in inserted.items():
-        wanted |= Q(connection_id=connection_id, contact_id__in=contact_ids)
-    pending_mark(links=RecordLink.objects.filter(wanted), syncs=[changes.plan.sync.pk])
+    pending_mark(links=RecordLink.objects.filter(pk__in=[link.pk for link in changes.marking]),
+                 syncs=[changes.plan.sync.pk])

@@ -43,6 +43,7 @@ from syncapp.services.record_errors import (
     field_warnings,
     record_errors_resolve,
     record_errors_save,
+    record_errors_settle,
     records_with,
 )
 from syncapp.services.tracker import RunTracker
@@ -118,25 +119,36 @@ class Pusher:
         self.in_flight: deque[tuple[list[Outgoing], Future, bool]] = deque()
         # Links up to this id were sent early (or found not to need sending).
         self.early_last_id = 0
+        # About how many links wait after early_last_id (see send_early); None until counted.
+        self.waiting: int | None = None
 
-    def send_early(self) -> None:
-        """Send full batches of newly pending links while there is room on the wire."""
+    def send_early(self, marked: int = 0) -> None:
+        """Send full batches of newly pending links while there is room on the wire.
+
+        `marked` is how many links the page just applied marked for this system. The
+        links waiting are counted once (a range of the marks' index), then kept in
+        memory: each page adds its marks, each batch sent takes its links off. The
+        count only decides when to look: a look that finds less than a full batch
+        (links settled without a call, or skipped) sets it to what it found, and
+        `finish` sends whatever is left.
+        """
         self._collect(block=False)
-        while len(self.in_flight) < PUSH_IN_FLIGHT:
-            # Counting first is cheap (a range of the marks' index) and spares building
-            # payloads for links that will wait for a full batch anyway.
-            waiting = pending_marks(sync_id=self.writer.endpoint.sync_id, connection_id=self.writer.connection.pk,
-                                    after=self.early_last_id).count()
-            if waiting < self.size:
-                return
+        if self.waiting is None:
+            self.waiting = pending_marks(sync_id=self.writer.endpoint.sync_id,
+                                         connection_id=self.writer.connection.pk, after=self.early_last_id).count()
+        else:
+            self.waiting += marked
+        while len(self.in_flight) < PUSH_IN_FLIGHT and self.waiting >= self.size:
             batch = []
             for item in _pending(tracker=self.tracker, writer=self.writer, after=self.early_last_id):
                 batch.append(item)
                 if len(batch) == self.size:
                     break
             if len(batch) < self.size:
+                self.waiting = len(batch)
                 return
             self.early_last_id = batch[-1].link.pk
+            self.waiting -= self.size
             self._send(batch, early=True)
 
     def finish(self) -> None:
@@ -380,9 +392,8 @@ def _apply(
         replies: list[AuditRow] = []
         consent_reports_apply(reports=reports, system=writer.name, connection_id=writer.connection.pk,
                               run_id=tracker.run.pk, now=now, audits=replies)
-        record_errors_save(run=tracker.run, connection=writer.connection, items=errors, by_contact=True)
-        record_errors_resolve(connection=writer.connection, contact_ids=pushed, except_classes=PULL_ERRORS,
-                              standing=errors)
+        record_errors_settle(run=tracker.run, connection=writer.connection, items=errors, by_contact=True,
+                             synced=pushed, except_classes=PULL_ERRORS)
         # Records, not errors: a contact sent without two fields is one warning count.
         tracker.advance(done=len(batch) if progress else 0, pushed_count=len(pushed),
                         failed_count=len(records_with(errors, severity=RecordError.Severity.ERROR, by_contact=True)),

@@ -76,17 +76,40 @@ def record_errors_save(*, run: SyncRun, connection: Connection, items: Sequence[
 
     Repeats move to `run`, so the latest run lists every error still standing.
     """
-    if not items:
+    record_errors_settle(run=run, connection=connection, items=items, by_contact=by_contact)
+
+
+def record_errors_settle(
+    *,
+    run: SyncRun,
+    connection: Connection,
+    items: Sequence[ErrorItem],
+    by_contact: bool,
+    synced: Iterable[str | int] = (),
+    classes: Sequence[str] | None = None,
+    except_classes: Sequence[str] = (),
+) -> None:
+    """Save `items` (as `record_errors_save`) and resolve the other errors of the `synced` records.
+
+    What a page or a batch does with its errors, in one read and at most two writes:
+    the unresolved errors of every record named are read once; repeats and resolutions
+    are written by one multi-row update, new errors by one insert. `synced` are the
+    records (external ids, or contact ids `by_contact`) that went through; their errors
+    of `classes` (all but `except_classes`) that are not among `items` are resolved, as
+    `record_errors_resolve` with `standing=items` would.
+    """
+    synced = set(synced)
+    wanted = {_key(item, by_contact) for item in items} | synced
+    if not wanted:
         return
     # Unordered: the model's default ordering would make SQLite sort every error of
     # the connection instead of using the index on the unresolved ones.
     unresolved = RecordError.objects.filter(connection=connection, resolved=False).order_by()
-    if by_contact:
-        unresolved = unresolved.filter(contact_id__in={item.contact_id for item in items})
-    else:
-        unresolved = unresolved.filter(external_id__in={item.external_id for item in items})
-    known = {(_key(error, by_contact), error.error_class): error for error in unresolved}
-    repeated, new = [], {}
+    key = "contact_id__in" if by_contact else "external_id__in"
+    known = {(_key(error, by_contact), error.error_class): error
+             for error in unresolved.filter(**{key: list(wanted)})}
+    changed: dict[int, RecordError] = {}
+    new = {}
     for item in items:
         # Providers echo refused values back in their messages, NUL bytes included.
         message = clean_text(redact(item.message))[:MESSAGE_LIMIT]
@@ -97,7 +120,7 @@ def record_errors_save(*, run: SyncRun, connection: Connection, items: Sequence[
             existing.message = message
             existing.retriable = item.retriable
             existing.severity = item.severity
-            repeated.append(existing)
+            changed[existing.pk] = existing
             continue
         new[(_key(item, by_contact), item.error_class)] = RecordError(
             run=run,
@@ -109,8 +132,21 @@ def record_errors_save(*, run: SyncRun, connection: Connection, items: Sequence[
             retriable=item.retriable,
             severity=item.severity,
         )
-    bulk_update_rows(RecordError, repeated, ["attempts", "run", "message", "retriable", "severity"])
+    standing = {(_key(item, by_contact), item.error_class) for item in items}
+    for (record, error_class), error in known.items():
+        if (record in synced and (record, error_class) not in standing
+                and (classes is None or _class_in(error_class, classes))
+                and not _class_in(error_class, except_classes)):
+            error.resolved = True
+            changed[error.pk] = error
+    bulk_update_rows(RecordError, list(changed.values()),
+                     ["attempts", "run", "message", "retriable", "severity", "resolved"])
     RecordError.objects.bulk_create(new.values(), batch_size=500)
+
+
+def _class_in(error_class: str, classes: Sequence[str]) -> bool:
+    """Whether `error_class` is one of `classes` (one ending in ":" stands for every class that begins with it)."""
+    return any(error_class.startswith(name) if name.endswith(":") else error_class == name for name in classes)
 
 
 def _key(item: ErrorItem | RecordError, by_contact: bool):

@@ -368,9 +368,9 @@ def run_execute_delivered(*, run_id: int, provider_for: Callable[..., Provider] 
     return run_execute(run_id=resumed.pk, provider_for=provider_for)
 
 
-def _send_early(pushers: list[Pusher]) -> None:
+def _send_early(pushers: list[Pusher], marked: dict[int, int]) -> None:
     for pusher in pushers:
-        pusher.send_early()
+        pusher.send_early(marked.get(pusher.writer.connection.pk, 0))
 
 
 def _start(run_id: int) -> tuple[SyncRun, bool]:

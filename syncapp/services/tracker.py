@@ -12,6 +12,10 @@ monotonic clock. Every provider write (each attempt, retries included) and every
 commit checks the fence first, and every commit is also a conditional update that holds
 only while the lease does. Two runs of one sync therefore never write at the same time:
 the old one has stopped before the new one can start.
+
+A pull page's conditional update is its cursor's (`cursor_save`): the run's counts and
+progress, the same row for every page, are saved at most every CHECKPOINT_SECONDS
+during a read, not once per page.
 """
 from __future__ import annotations
 
@@ -24,15 +28,19 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import DatabaseError, connections
-from django.db.models import Q
+from django.db.models import Exists, Q
 from django.db.models.functions import Now
 
-from syncapp.models import SyncRun
+from syncapp.models import SyncConnection, SyncRun
 
 if TYPE_CHECKING:
     from syncapp.services.plan import SyncPlan
 
 logger = logging.getLogger(__name__)
+
+# Seconds between two saves of a run's counts while its pages are read: the run page
+# polls every few seconds, and a page's commit is fenced by its cursor's update.
+CHECKPOINT_SECONDS = 2.0
 
 
 class LeaseLost(Exception):
@@ -151,6 +159,10 @@ class RunTracker:
         self.lease = lease
         # The connection being read or written, to blame when a call fails.
         self.current = None
+        # When the counts were last saved, and whether a saved count was ever above zero
+        # (a run abandoned without any is one that saved no progress: runs._stuck).
+        self._checkpointed_at = time.monotonic()
+        self._counted = False
 
     def fence(self) -> None:
         """Raise LeaseLost if the run may no longer write (see RunLease.check)."""
@@ -163,8 +175,13 @@ class RunTracker:
         self.run.progress_total = total
         self.checkpoint()
 
-    def advance(self, *, done: int = 0, total: int | None = None, **counts: int) -> None:
-        """Add `done` to the progress and `counts` (e.g. created_count=3), then checkpoint."""
+    def advance(self, *, done: int = 0, total: int | None = None, lazily: bool = False, **counts: int) -> None:
+        """Add `done` to the progress and `counts` (e.g. created_count=3), then checkpoint.
+
+        `lazily`: checkpoint only when the last one is CHECKPOINT_SECONDS old, or saved
+        no count yet; the fence is checked either way. For a caller whose commit is a
+        conditional update of its own (a pull page's `cursor_save`).
+        """
         run = self.run
         run.progress_done += done
         if total is not None:
@@ -174,7 +191,21 @@ class RunTracker:
             if name not in SyncRun.COUNT_FIELDS:
                 raise ValueError(f"{name} is not a run count")
             setattr(run, name, getattr(run, name) + value)
+        if lazily and self._counted and time.monotonic() - self._checkpointed_at < CHECKPOINT_SECONDS:
+            self.fence()
+            if self.on_progress is not None:
+                self.on_progress(run)
+            return
         self.checkpoint()
+
+    def cursor_save(self, endpoint: SyncConnection) -> None:
+        """Save an endpoint's cursor while the run holds its lease (one conditional update); else raise LeaseLost."""
+        self.fence()
+        updated = (SyncConnection.objects.filter(pk=endpoint.pk)
+                   .filter(Exists(SyncRun.objects.filter(lease_held(self.run.pk))))
+                   .update(cursor=endpoint.cursor, cursor_updated_at=endpoint.cursor_updated_at))
+        if not updated:
+            raise LeaseLost(f"Run {self.run.pk} lost its lease: it expired, or another run took over.")
 
     def api_calls(self) -> dict[str, int]:
         if self.plan is None:
@@ -195,5 +226,7 @@ class RunTracker:
         )
         if not updated:
             raise LeaseLost(f"Run {run.pk} lost its lease: it expired, or another run took over.")
+        self._checkpointed_at = time.monotonic()
+        self._counted = self._counted or any(values.values())
         if self.on_progress is not None:
             self.on_progress(run)
