@@ -347,17 +347,9 @@ class RateBudget:
             granted = 0 if held else max(0, block - max(0, mine + sum(counts.values()) - self.requests))
             if granted < block:
                 self._increment(self._bucket_key(current), granted - block)
-        if held:
-            kept.hold_until = until
-            return until - now
-        if granted:
-            kept.leased = granted - 1
-            kept.sent_in_bucket += 1
-            return None
-        # Full: wait until the oldest bucket still holding requests leaves the window.
         by_index = {i: counts.get(self._bucket_key(i), 0) for i in others} | {current: mine - block}
-        oldest = min((i for i, count in by_index.items() if count > 0), default=current)
-        return max((oldest + BUCKETS + 1) * self._bucket_seconds - now, self._bucket_seconds / 10)
+        return self._leased(kept, until=until if held else None, granted=granted, counts=by_index, current=current,
+                            now=now)
 
     def _lease_from_file(self, kept: _Kept) -> float | None:
         """`_lease` for the file cache: the window is one small file, read and rewritten under its lock."""
@@ -378,13 +370,23 @@ class RateBudget:
             granted = 0 if held else max(0, min(block, self.requests - sum(counts.values())))
             counts[current] = counts.get(current, 0) + granted
             save({"hold": until, "counts": counts})
-        if held:
+        return self._leased(kept, until=until if held else None, granted=granted, counts=counts, current=current,
+                            now=now)
+
+    def _leased(self, kept: _Kept, *, until: float | None, granted: int, counts: dict[int, int], current: int,
+                now: float) -> float | None:
+        """Finish a lease: None when `granted` requests (one of them this one) were taken, else the seconds to wait.
+
+        `until`: the hold after a 429 in force, if any; `counts`: the window's requests by bucket.
+        """
+        if until is not None:
             kept.hold_until = until
             return until - now
         if granted:
             kept.leased = granted - 1
             kept.sent_in_bucket += 1
             return None
+        # Full: wait until the oldest bucket still holding requests leaves the window.
         oldest = min((index for index, count in counts.items() if count > 0), default=current)
         return max((oldest + BUCKETS + 1) * self._bucket_seconds - now, self._bucket_seconds / 10)
 
