@@ -525,7 +525,7 @@ class MailchimpProvider(Provider):
             return self._not_patched(record, error, moved=moved)
         return self._written(record, member)
 
-    def _follow_ups(self, record: OutgoingRecord, member: Mapping[str, Any]) -> list[tuple[str, str, dict]]:
+    def _follow_ups(self, record: OutgoingRecord, member: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         """Return the calls the first PATCH's reply `member` asks for, in order, as (method, path, body).
 
         A status only to restrict, "unsubscribed" only where the member is not opted out
@@ -534,7 +534,7 @@ class MailchimpProvider(Provider):
         tags; without sync_tags none are removed).
         """
         path = f"/lists/{self.list_id}/members/{_member_id(str(member.get('id') or subscriber_hash(record.email)))}"
-        calls = []
+        calls: list[tuple[str, str, dict[str, Any]]] = []
         if record.email_consent == "unsubscribed" and member.get("status") not in RESTRICTIVE_STATUSES:
             calls.append(("PATCH", path, {"status": "unsubscribed"}))
         elif _opts_in_again(record, member):
