@@ -19,6 +19,7 @@ would run, and on PostgreSQL parse and plan, one statement per row.
 from __future__ import annotations
 
 import operator
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -219,8 +220,17 @@ def _ids_set(objects: Sequence[Any], cursor) -> None:
 
 
 def _arrays(types) -> str:
-    """Return the placeholders of `unnest`'s arguments: one array per column, cast to the column's type."""
-    return ", ".join(f"%s::{db_type}[]" for db_type in types)
+    """Return the placeholders of `unnest`'s arguments: one array per column, cast to the column's type.
+
+    Without its length (varchar(200) is cast as varchar): an explicit cast to varchar(n)
+    cuts a longer value silently, where the assignment to the column refuses it, as a
+    plain INSERT or UPDATE does. A cut external id could link another record.
+    """
+    return ", ".join(f"%s::{_without_length(db_type)}[]" for db_type in types)
+
+
+def _without_length(db_type: str) -> str:
+    return re.sub(r"^varchar\(\d+\)$", "varchar", db_type.strip())
 
 
 def _transposed(rows: list[list[Any]], width: int) -> list[list[Any]]:
