@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import DatabaseError, connections
-from django.db.models import Exists, Q
+from django.db.models import Q
 from django.db.models.functions import Now
 
 from syncapp.models import SyncConnection, SyncRun
+from syncapp.services.locks import runs_locked
 
 if TYPE_CHECKING:
     from syncapp.services.plan import SyncPlan
@@ -199,13 +200,20 @@ class RunTracker:
         self.checkpoint()
 
     def cursor_save(self, endpoint: SyncConnection) -> None:
-        """Save an endpoint's cursor while the run holds its lease (one conditional update); else raise LeaseLost."""
+        """Save an endpoint's cursor while the run holds its lease; else raise LeaseLost.
+
+        The run's row is locked first (syncapp.services.locks) and stays locked until the
+        page commits: what stops a run (an interrupt, an abandonment) updates that row, so
+        it waits for the page instead of committing between this check and the page's
+        commit, after which a page of a stopped run would still land. A plain conditional
+        update of the cursor locks nothing of the run's, and the foreign keys' locks do
+        not hold a stop back.
+        """
         self.fence()
-        updated = (SyncConnection.objects.filter(pk=endpoint.pk)
-                   .filter(Exists(SyncRun.objects.filter(lease_held(self.run.pk))))
-                   .update(cursor=endpoint.cursor, cursor_updated_at=endpoint.cursor_updated_at))
-        if not updated:
+        if runs_locked().filter(lease_held(self.run.pk)).values_list("pk", flat=True).first() is None:
             raise LeaseLost(f"Run {self.run.pk} lost its lease: it expired, or another run took over.")
+        SyncConnection.objects.filter(pk=endpoint.pk).update(cursor=endpoint.cursor,
+                                                             cursor_updated_at=endpoint.cursor_updated_at)
 
     def api_calls(self) -> dict[str, int]:
         if self.plan is None:

@@ -4,12 +4,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
+from django.db import connections as db_connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from syncapp.models import SyncRun
-from syncapp.services.runs import run_request
+from syncapp.models import SyncConnection, SyncRun
+from syncapp.services.runs import run_interrupt, run_request
 from syncapp.services.tracker import LeaseLost, RunLease, RunTracker
 from tests.syncapp.fake_providers import fake_workspace
 
@@ -139,3 +140,40 @@ def test_stopping_the_lease_ends_its_thread(run, settings):
     assert f"syncapp-lease-{run.pk}" in {thread.name for thread in threading.enumerate()}
     lease.stop()
     assert f"syncapp-lease-{run.pk}" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_a_run_stopped_while_a_page_commits_is_stopped_after_the_page_not_before_it(run):
+    """Found by review: a page's cursor update locked nothing of the run's, so an interrupt
+    could commit between the page's lease check and its commit, and the page of a stopped
+    run still landed. The page now holds the run's row from its check to its commit.
+    """
+    tracker = RunTracker(run)
+    endpoint = SyncConnection.objects.filter(sync=run.sync).first()
+    checked, moments = threading.Event(), {}
+
+    def commit_a_page() -> None:
+        try:
+            with transaction.atomic():
+                endpoint.cursor = "page-2"
+                tracker.cursor_save(endpoint)
+                checked.set()
+                # The rest of the page's writes: the interrupt arrives meanwhile.
+                time.sleep(0.5)
+            moments["page committed"] = time.monotonic()
+        finally:
+            db_connections.close_all()
+
+    page = threading.Thread(target=commit_a_page)
+    page.start()
+    assert checked.wait(10)
+    run_interrupt(run_id=run.pk, reason="the worker is shutting down")
+    moments["run stopped"] = time.monotonic()
+    page.join(10)
+
+    assert SyncConnection.objects.get(pk=endpoint.pk).cursor == "page-2"
+    assert SyncRun.objects.get(pk=run.pk).status == SyncRun.Status.FAILED
+    # SQLite serializes the two writers anyway; on PostgreSQL the stop waits for the page.
+    assert moments["run stopped"] >= moments["page committed"]
+    # And the stopped run's next page is refused.
+    with pytest.raises(LeaseLost), transaction.atomic():
+        tracker.cursor_save(endpoint)
