@@ -93,6 +93,11 @@ WRITTEN_COLUMNS = ["external_id", "stable_id", "merge_base", "email_consent_base
 class Outgoing:
     link: PendingLink
     payload: Payload
+    # When the contact's values in the payload were read: the link's agreement dates
+    # from then (its updated_at), not from the reply, so that a contact changed between
+    # the two is newer than the agreement and its next read is never taken for an echo
+    # (engine.echo), which would leave the change unsent.
+    read_at: datetime | None = None
 
     def record(self) -> OutgoingRecord:
         return self.payload.record(key=self.link.pk, external_id=self.link.external_id)
@@ -221,6 +226,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
     columns = [*LINK_COLUMNS, *(f"contact__{column}" for column in hub_columns)]
     last_id = after
     while True:
+        read_at = timezone.now()
         rows = list(
             pending_links(sync_id=writer.endpoint.sync_id, connection_id=writer.connection.pk, after=last_id,
                           limit=SCAN_PAGE).values_list(*columns)
@@ -251,7 +257,7 @@ def _pending(*, tracker: RunTracker, writer: EndpointPlan, after: int = 0) -> It
             elif link.rejected_payload_hash and link.rejected_payload_hash == payload.digest():
                 continue
             else:
-                yield Outgoing(link, payload)
+                yield Outgoing(link, payload, read_at)
         if settled:
             _settle(tracker, writer, settled, not_applicable)
         if archiving:
@@ -379,7 +385,7 @@ def _apply(
                 )
             )
         for item in batch:
-            item.link.updated_at = now
+            item.link.updated_at = min(now, item.read_at or now)
         if reports:
             # Contacts before links, as a page takes them (consent_reports_apply updates them
             # after the batch's links, which must first lose their marks).

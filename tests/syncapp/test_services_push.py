@@ -4,6 +4,7 @@ import re
 import pytest
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.suppression import suppress
@@ -510,3 +511,27 @@ class TestAuditRowsComeLast:
             False, True]
         assert RecordError.objects.get().error_class == "archive_failed"
         assert AuditEvent.objects.filter(action="contact.archived").get().contact_id == links[0].contact_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_changed_while_its_batch_is_on_the_wire_is_newer_than_the_links_agreement(sync, world, monkeypatch):
+    """Found by review of the echoes: a link's agreement was dated by the reply, after a
+    change made to its contact while the batch was on the wire; the base then held the
+    older payload, the system's read-back equalled it, and it passed for an echo, so the
+    change (whose mark the push clears) was never sent. The agreement now dates from when
+    the payload was read.
+    """
+    seed(world, 1)
+    original = FakeAudience.upsert_batch
+
+    def edited_meanwhile(provider, records):
+        Contact.objects.filter(email="p0@example.com").update(first_name="Changed", updated_at=timezone.now())
+        return original(provider, records)
+
+    monkeypatch.setattr(FakeAudience, "upsert_batch", edited_meanwhile)
+    execute(sync, world)
+
+    link = audience_links().get()
+    contact = Contact.objects.get(email="p0@example.com")
+    assert link.merge_base["FNAME"] == "P0"
+    assert contact.updated_at > link.updated_at
