@@ -565,9 +565,9 @@ class MailchimpProvider(Provider):
 
         Each operation's result is taken as `_update` takes its reply: a refusal or a 404
         gives the same result, and a success goes on to the same follow-up calls (an
-        opt-out the member does not hold yet, an explicit opt-in, missing tags): in a
-        second batch operation when more than MAX_SINGLE_UPDATES members need them, else
-        one by one. A batch that does not finish within the connection's
+        opt-out the member does not hold yet, missing tags): in a second batch operation
+        when more than MAX_SINGLE_UPDATES members need them, else one by one; an explicit
+        opt-in always one by one. A batch that does not finish within the connection's
         `batch_timeout_seconds`, or whose results cannot be read, gives each of its
         records a retriable failure: its write may or may not have happened, and writing
         it again is harmless.
@@ -594,18 +594,17 @@ class MailchimpProvider(Provider):
             else:
                 members[number] = reply
         follow_ups = {number: self._follow_ups(records[number], member) for number, member in members.items()}
-        asking = [number for number, calls in follow_ups.items() if calls]
-        if len(asking) > MAX_SINGLE_UPDATES:
-            results.update(self._follow_up_in_batch(records, members, follow_ups, asking, moved=moved))
-            results.update({number: self._written(records[number], member) for number, member in members.items()
-                            if number not in results})
-        else:
-            workers = self._update_workers()
-            numbers = list(members)
-            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(numbers) or 1))) as pool:
-                finished = pool.map(lambda number: self._patched(records[number], members[number], moved=moved),
-                                    numbers)
-                results.update(zip(numbers, finished, strict=True))
+        # An explicit opt-in ("pending": Mailchimp mails a confirmation) goes alone, never
+        # in a batch: a batch that outlasts batch_timeout_seconds may still run later, and
+        # its opt-in could then land after an opt-out a later run sent directly.
+        batched = [number for number, calls in follow_ups.items()
+                   if calls and not any(body.get("status") == OPT_IN_STATUS for _, _, body in calls)]
+        if len(batched) > MAX_SINGLE_UPDATES:
+            results.update(self._follow_up_in_batch(records, members, follow_ups, batched, moved=moved))
+        numbers = [number for number in members if number not in results]
+        with ThreadPoolExecutor(max_workers=max(1, min(self._update_workers(), len(numbers) or 1))) as pool:
+            finished = pool.map(lambda number: self._patched(records[number], members[number], moved=moved), numbers)
+            results.update(zip(numbers, finished, strict=True))
         return [results[number] for number in range(len(records))]
 
     def _follow_up_in_batch(
