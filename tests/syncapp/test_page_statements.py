@@ -110,9 +110,10 @@ def run(sync, world, monkeypatch):
     run.close()
 
 
-# At most this many statements a page, whatever it holds: 15 on a run's first page of new
-# contacts today (issue 12 aims for 6: see docs/benchmarks.md, "Engine throughput").
-MOST = 16
+# At most this many statements a page, whatever it holds: 17 on a run's first page of new
+# contacts today, the echoes' lookup and the lock of the run's row that fences the page's
+# commit included (issue 12 aims for 6: see docs/benchmarks.md, "Engine throughput").
+MOST = 17
 
 
 def test_a_page_costs_few_statements_whatever_it_holds(run, hostile_contacts):
